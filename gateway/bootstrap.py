@@ -1,0 +1,149 @@
+"""``gateway init``: a working data directory with development CAs and credentials.
+
+What it creates is meant for a first run on one machine: a dev root and issuing CA,
+a TLS certificate for localhost, the default profiles, an admin API key and one
+protocol configuration per protocol. Plaintext dev credentials are written once to
+``secrets/dev-credentials.json`` (mode 0600) so ``gateway info`` can show them; the
+store keeps only their hashes. Delete that file in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from . import keys
+from .ca.backend import IssueOverrides
+from .ca.pem import cert_to_pem, certs_to_pem
+from .config import PASSPHRASE_ENV, Config, load_config
+from .errors import ConfigError
+from .profiles.loader import default_profiles_dir
+from .runtime import Gateway
+from .secrets import api_key_hash, hash_secret, new_token
+from .store.records import ApiKeyRecord
+
+ROOT_CA = "root"
+ISSUING_CA = "issuing"
+DEV_CREDENTIALS = "secrets/dev-credentials.json"
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def is_initialized(data_dir: Path) -> bool:
+    return (data_dir / DEV_CREDENTIALS).exists() or (data_dir / "config.toml").exists()
+
+
+def read_dev_credentials(config: Config) -> dict[str, Any]:
+    path = config.data_dir / DEV_CREDENTIALS
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+async def export_ca_files(gw: Gateway) -> None:
+    """Write every CA's certificate and chain to ``cas/`` for operators and clients."""
+    out = gw.config.data_dir / "cas"
+    out.mkdir(parents=True, exist_ok=True)
+    for rec in gw.cas.records():
+        if rec.certificate_pem:
+            (out / f"{rec.id}.pem").write_text(rec.certificate_pem)
+            (out / f"{rec.id}-chain.pem").write_text(rec.certificate_pem + rec.chain_pem)
+
+
+async def issue_tls_certificate(gw: Gateway, hosts: list[str]) -> None:
+    """The HTTPS listener's certificate from the issuing CA (localhost, 127.0.0.1, ::1)."""
+    import ipaddress
+
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    ca = await gw.cas.local(ISSUING_CA)
+    key = keys.generate_private_key("EC-P256")
+    issued = await ca.sign_public_key(
+        "tls-server", key.public_key(),
+        IssueOverrides(
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), sans=tuple(sans)
+        ),
+    )
+    cert_path = gw.config.path(gw.config.tls.certificate)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    cert_path.write_text(certs_to_pem([issued.certificate, *issued.chain[:-1]]))
+    _write_secret(
+        gw.config.path(gw.config.tls.key),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+
+
+async def initialize(data_dir: Path, *, force: bool = False) -> dict[str, Any]:
+    """Create the data directory; refuses to touch an initialized one unless forced."""
+    data_dir = Path(data_dir)
+    if is_initialized(data_dir):
+        if not force:
+            raise ConfigError(f"{data_dir} is already initialized (use --force to recreate it)")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = Config(data_dir=data_dir)
+    config.save()
+    config = load_config(data_dir)
+    if not os.environ.get(PASSPHRASE_ENV):
+        _write_secret(config.path(config.ca.passphrase_file), new_token(32).encode())
+    shutil.copytree(default_profiles_dir(), config.profiles_dir, dirs_exist_ok=True)
+
+    gw = await Gateway.open(config)
+    try:
+        await gw.cas.hierarchy.create_root(ROOT_CA, "Gateway Dev Root CA", "EC-P384")
+        await gw.cas.load()
+        await gw.cas.hierarchy.create_intermediate(
+            await gw.cas.local(ROOT_CA), ISSUING_CA, "Gateway Dev Issuing CA", "EC-P256"
+        )
+        await gw.cas.load()
+        await issue_tls_certificate(gw, ["localhost", "127.0.0.1", "::1"])
+        for ca in gw.cas.issuing():
+            await gw.cas.hierarchy.ensure_ocsp_signer(ca, config.duration("ocsp_signer_validity"))
+            await ca.crl(force=True)
+        await export_ca_files(gw)
+
+        api_key = new_token(32)
+        await gw.store.insert_api_key(
+            ApiKeyRecord(id=uuid.uuid4().hex, name="dev-admin", key_sha256=api_key_hash(api_key))
+        )
+        scep_challenge = new_token(12)
+        est_password = new_token(12)
+        await gw.authority.create_config(
+            "acme", "acme", ISSUING_CA, ["tls-server", "tls-client"],
+            settings={"external_account_required": False},
+        )
+        await gw.authority.create_config(
+            "scep", "scep", ISSUING_CA, ["device", "tls-client"],
+            credentials={"static_challenge": hash_secret(scep_challenge)},
+        )
+        await gw.authority.create_config(
+            "est", "est", ISSUING_CA, ["device", "tls-client", "tls-server"],
+            credentials={"users": {"est-dev": hash_secret(est_password)}},
+        )
+        creds = {
+            "admin_api_key": api_key,
+            "scep": {"scep": {"challenge": scep_challenge}},
+            "est": {"est": {"username": "est-dev", "password": est_password}},
+            "acme": {"acme": {"eab": None}},
+        }
+        _write_secret(data_dir / DEV_CREDENTIALS, json.dumps(creds, indent=2).encode())
+    finally:
+        await gw.close()
+    return creds

@@ -1,0 +1,1 @@
+"""Certificate authorities: the backend interface, the local CA and the certificate builder."""

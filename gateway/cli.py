@@ -1,0 +1,325 @@
+"""The ``gateway`` command: init, serve, info, and operator commands for CAs and certificates.
+
+Every command takes ``--data-dir`` (default ``$GATEWAY_DATA_DIR`` or ``./gateway-data``).
+Errors print one line to stderr and exit 1 (2 for usage errors); no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from . import bootstrap
+from .ca.backend import RevocationReason
+from .ca.pem import cert_to_pem, certs_to_pem
+from .config import Config, default_data_dir, load_config, parse_duration
+from .errors import ConfigError, GatewayError
+from .info import gather_info
+from .logs import configure as configure_logging
+from .runtime import Gateway
+from .store.records import CertificateFilter
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(Path(args.data_dir))
+    return cfg.with_overrides(
+        getattr(args, "host", None), getattr(args, "https_port", None), getattr(args, "http_port", None)
+    )
+
+
+def _require_init(args: argparse.Namespace) -> None:
+    if not bootstrap.is_initialized(Path(args.data_dir)):
+        raise ConfigError(f"{args.data_dir} is not initialized; run 'gateway init' first")
+
+
+async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaitable[Any]]) -> Any:
+    _require_init(args)
+    gw = await Gateway.open(_config(args))
+    try:
+        return await fn(gw)
+    finally:
+        await gw.close()
+
+
+# --- commands ---------------------------------------------------------------------
+async def cmd_init(args: argparse.Namespace) -> int:
+    await bootstrap.initialize(Path(args.data_dir), force=args.force)
+    print(f"initialized {Path(args.data_dir).resolve()}")
+    print("dev credentials: gateway info --json --data-dir", args.data_dir)
+    return 0
+
+
+def _banner(info: dict[str, Any]) -> str:
+    lines = [
+        "enrollment gateway is running",
+        f"  HTTPS            {info['https']}",
+        f"  HTTP (CRL/OCSP)  {info['http']}",
+        f"  admin API        {info['admin']['url']}  (OpenAPI: {info['admin']['url']}/openapi.json)",
+        f"  TLS trust anchor {info['tls_ca']}",
+    ]
+    for ca in info["cas"]:
+        lines.append(f"  CA {ca['id']:<13} CRL {ca['crl']}  OCSP {ca['ocsp']}")
+    for proto, entries in info["protocols"].items():
+        if not entries:
+            lines.append(f"  {proto.upper():<16} (not available yet)")
+        for entry in entries:
+            url = entry.get("directory") or entry.get("url")
+            lines.append(f"  {proto.upper():<16} {url}")
+    lines.append("  credentials: gateway info --json")
+    return "\n".join(lines)
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    from .web.server import serve
+
+    data_dir = Path(args.data_dir)
+    if not bootstrap.is_initialized(data_dir):
+        print(f"initializing {data_dir.resolve()} (first run)", file=sys.stderr)
+        await bootstrap.initialize(data_dir)
+    cfg = _config(args)
+    configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
+    info = await gather_info(cfg)
+    gw = await Gateway.open(cfg)
+    await serve(gw, banner=_banner(info))
+    return 0
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    _require_init(args)
+    info = await gather_info(_config(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(_banner(info).replace("is running", "configuration"))
+    return 0
+
+
+async def cmd_ca_list(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        rows = [
+            {"id": r.id, "name": r.name, "kind": r.kind, "state": r.state, "parent": r.parent_id,
+             "key": r.key_algorithm}
+            for r in gw.cas.records()
+        ]
+        _print_rows(rows, args.json)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_ca_create(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        validity = parse_duration(args.validity, "--validity") if args.validity else None
+        h = gw.cas.hierarchy
+        if args.external:
+            _, csr = await h.create_external_csr(args.id, args.name, args.key)
+            if args.csr_out:
+                Path(args.csr_out).write_bytes(csr)
+            else:
+                sys.stdout.write(csr.decode())
+        elif args.parent:
+            parent = await gw.cas.local(args.parent)
+            await h.create_intermediate(parent, args.id, args.name, args.key, validity)
+        else:
+            await h.create_root(args.id, args.name, args.key, validity or parse_duration("P10Y", "validity"))
+        await gw.cas.load()
+        await bootstrap.export_ca_files(gw)
+        print(f"created CA {args.id}", file=sys.stderr)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_ca_import(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        cert = Path(args.certificate).read_bytes()
+        if args.root:
+            await gw.cas.hierarchy.import_external_root(args.id, args.name or args.id, cert)
+        else:
+            if not args.chain:
+                raise ConfigError("--chain (the issuer chain up to the root) is required")
+            await gw.cas.hierarchy.import_signed_certificate(args.id, cert, Path(args.chain).read_bytes())
+        await gw.cas.load()
+        await bootstrap.export_ca_files(gw)
+        print(f"imported certificate for CA {args.id}", file=sys.stderr)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_ca_crl(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        ca = await gw.cas.local(args.id)
+        record = await gw.store.get_ca(ca.id)
+        from .store.records import utcnow
+
+        if not args.force and record is not None and not ca.crl_due(record, utcnow()):
+            print(
+                f"CRL for {ca.id} is current until {record.crl_next_update:%Y-%m-%dT%H:%M:%SZ} and not yet "
+                "in its overlap period; use --force to reissue now", file=sys.stderr,
+            )
+            return 0
+        der = await ca.crl(force=True)
+        if args.out:
+            Path(args.out).write_bytes(der)
+        print(f"issued a new CRL for {ca.id}", file=sys.stderr)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_cert_issue(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        from .ca.overrides import overrides_from_json
+
+        overrides = overrides_from_json(json.loads(args.overrides)) if args.overrides else None
+        csr = Path(args.csr).read_bytes()
+        kwargs = {"overrides": overrides} if overrides else {}
+        issued = await gw.authority.issue_direct(args.ca, csr, args.profile, actor="cli", **kwargs)
+        out = cert_to_pem(issued.certificate)
+        if args.chain:
+            out += certs_to_pem(issued.chain)
+        sys.stdout.write(out)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_cert_revoke(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        status = await gw.authority.revoke(args.serial, RevocationReason.parse(args.reason), actor="cli")
+        print(f"revoked {args.serial} ({status.reason.name if status.reason else 'unspecified'})")
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_cert_list(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        flt = CertificateFilter(ca_id=args.ca, status=args.status, profile=args.profile)
+        rows = [
+            {"serial": r.serial, "ca": r.ca_id, "status": r.status, "profile": r.profile,
+             "subject": r.subject, "not_after": r.not_after.isoformat()}
+            for r in await gw.store.list_certificates(flt, limit=args.limit)
+        ]
+        _print_rows(rows, args.json)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_apikey_create(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        import uuid
+
+        from .secrets import api_key_hash, new_token
+        from .store.records import ApiKeyRecord
+
+        key = new_token(32)
+        await gw.store.insert_api_key(ApiKeyRecord(uuid.uuid4().hex, args.name, api_key_hash(key)))
+        print(key)  # shown once; only its hash is stored
+        return 0
+    return await _with_gateway(args, run)
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+# --- parser -----------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=str(default_data_dir()),
+                        help="data directory (default $GATEWAY_DATA_DIR or ./gateway-data)")
+    listen = argparse.ArgumentParser(add_help=False)
+    listen.add_argument("--host", help="listen address (default 127.0.0.1)")
+    listen.add_argument("--https-port", type=int, help="HTTPS port (default 8443)")
+    listen.add_argument("--http-port", type=int, help="plain HTTP port (default 8080)")
+
+    p = argparse.ArgumentParser(prog="gateway", description="certificate enrollment gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init", parents=[common], help="create the data directory with dev CAs")
+    s.add_argument("--force", action="store_true", help="wipe and recreate an existing data directory")
+    s.set_defaults(fn=cmd_init)
+
+    s = sub.add_parser("serve", parents=[common, listen], help="run the gateway (init on first run)")
+    s.add_argument("--log-format", choices=["text", "json"])
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("info", parents=[common, listen], help="URLs, CAs and dev credentials")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_info)
+
+    ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(dest="ca_command", required=True)
+    s = ca.add_parser("list", parents=[common])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_ca_list)
+    s = ca.add_parser("create", parents=[common], help="a root, an issuing CA (--parent) or an external CSR")
+    s.add_argument("id")
+    s.add_argument("--name", required=True)
+    s.add_argument("--key", default="EC-P384", help="RSA-2048|RSA-3072|RSA-4096|EC-P256|EC-P384|EC-P521")
+    s.add_argument("--parent", help="sign by this local CA (issuing CA)")
+    s.add_argument("--external", action="store_true", help="make a CSR for an external root to sign")
+    s.add_argument("--csr-out", help="where to write the CSR (default stdout)")
+    s.add_argument("--validity", help="ISO 8601 duration, e.g. P10Y")
+    s.set_defaults(fn=cmd_ca_create)
+    s = ca.add_parser("import", parents=[common], help="import a signed CA certificate or an external root")
+    s.add_argument("id")
+    s.add_argument("certificate")
+    s.add_argument("--chain", help="issuer chain PEM (for an externally signed CA)")
+    s.add_argument("--root", action="store_true", help="import an external root (no key)")
+    s.add_argument("--name")
+    s.set_defaults(fn=cmd_ca_import)
+    s = ca.add_parser("crl", parents=[common], help="reissue a CA's CRL when due (or --force)")
+    s.add_argument("id", nargs="?", default=bootstrap.ISSUING_CA)
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--out", help="also write the DER CRL here")
+    s.set_defaults(fn=cmd_ca_crl)
+
+    cert = sub.add_parser("cert", help="certificates").add_subparsers(dest="cert_command", required=True)
+    s = cert.add_parser("issue", parents=[common], help="issue from a CSR; prints the PEM certificate")
+    s.add_argument("--csr", required=True)
+    s.add_argument("--profile", default="tls-server")
+    s.add_argument("--ca", default=bootstrap.ISSUING_CA)
+    s.add_argument("--chain", action="store_true", help="append the CA chain")
+    s.add_argument("--overrides", help="JSON request overrides (subject, sans, validity_seconds, ...)")
+    s.set_defaults(fn=cmd_cert_issue)
+    s = cert.add_parser("revoke", parents=[common])
+    s.add_argument("serial", help="hex serial")
+    s.add_argument("--reason", default="unspecified", help="RFC 5280 reason name or code")
+    s.set_defaults(fn=cmd_cert_revoke)
+    s = cert.add_parser("list", parents=[common])
+    s.add_argument("--ca")
+    s.add_argument("--status", choices=["valid", "revoked", "hold"])
+    s.add_argument("--profile")
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_cert_list)
+
+    key = sub.add_parser("apikey", help="admin API keys").add_subparsers(dest="key_command", required=True)
+    s = key.add_parser("create", parents=[common], help="create an admin API key (printed once)")
+    s.add_argument("name")
+    s.set_defaults(fn=cmd_apikey_create)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        configure_logging("text", "WARNING")
+    try:
+        return asyncio.run(args.fn(args))
+    except GatewayError as exc:
+        print(f"gateway: error: {exc.detail}", file=sys.stderr)
+        return 1
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Gateway configuration: one TOML file in the data directory, validated on load.
+
+The data directory holds everything a gateway instance owns::
+
+    config.toml        this file
+    profiles/          certificate profiles (TOML, see gateway.profiles)
+    cas/<id>.pem       exported CA certificates and chains (for operators and clients)
+    tls/               the HTTPS listener's certificate and key
+    secrets/           CA-key passphrase and dev credentials (mode 0600)
+    gateway.db         the embedded SQLite store (unless [store].url points elsewhere)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import isodate
+import tomli_w
+
+from .errors import ConfigError
+
+DATA_DIR_ENV = "GATEWAY_DATA_DIR"
+PASSPHRASE_ENV = "GATEWAY_CA_PASSPHRASE"
+DEFAULT_DATA_DIR = "./gateway-data"
+CONFIG_FILE = "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def parse_duration(value: str, where: str) -> dt.timedelta:
+    """ISO 8601 duration to timedelta; years and months count as 365 and 30 days."""
+    try:
+        parsed = isodate.parse_duration(value)
+    except (isodate.ISO8601Error, ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not an ISO 8601 duration") from exc
+    if isinstance(parsed, isodate.Duration):
+        parsed = dt.timedelta(days=int(parsed.years) * 365 + int(parsed.months) * 30) + parsed.tdelta
+    if parsed <= dt.timedelta(0):
+        raise ConfigError(f"{where}: duration must be positive")
+    return parsed
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    https_port: int = 8443
+    http_port: int = 8080
+    public_host: str = ""  # host name put in CDP/AIA/directory URLs; defaults to host
+    max_body_bytes: int = 1 << 20
+    log_format: str = "text"  # "text" | "json"
+    log_level: str = "INFO"
+    shutdown_timeout: float = 10.0
+
+
+@dataclass
+class TLSSettings:
+    certificate: str = "tls/server.pem"  # relative to the data directory
+    key: str = "tls/server-key.pem"
+    request_client_certificate: bool = True
+    client_trust_anchors: list[str] = field(default_factory=list)  # extra PEM files
+
+
+@dataclass
+class StoreSettings:
+    url: str = ""  # empty: SQLite file gateway.db in the data directory
+
+
+@dataclass
+class CASettings:
+    passphrase_file: str = "secrets/ca-passphrase"
+    crl_validity: str = "P7D"
+    crl_overlap: str = "P3D"  # a CRL is reissued once it is this close to nextUpdate
+    crl_check_interval: float = 300.0  # seconds between scheduled CRL checks
+    ocsp_response_validity: str = "PT4H"
+    ocsp_signer_validity: str = "P30D"
+
+
+@dataclass
+class Config:
+    """The loaded configuration plus where it came from."""
+
+    data_dir: Path
+    server: ServerSettings = field(default_factory=ServerSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ca: CASettings = field(default_factory=CASettings)
+
+    # --- derived paths and URLs -------------------------------------------------
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.data_dir / "profiles"
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @property
+    def public_host(self) -> str:
+        return self.server.public_host or self.server.host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{_host_for_url(self.public_host)}:{self.server.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://{_host_for_url(self.public_host)}:{self.server.https_port}"
+
+    def crl_url(self, ca_id: str) -> str:
+        return f"{self.http_url}/crl/{ca_id}.crl"
+
+    def ocsp_url(self, ca_id: str) -> str:
+        return f"{self.http_url}/ocsp/{ca_id}"
+
+    def ca_issuers_url(self, ca_id: str) -> str:
+        return f"{self.http_url}/ca/{ca_id}.cer"
+
+    def duration(self, name: str) -> dt.timedelta:
+        return parse_duration(getattr(self.ca, name), f"[ca].{name}")
+
+    def ca_passphrase(self) -> bytes:
+        """CA-key passphrase: $GATEWAY_CA_PASSPHRASE wins over the passphrase file."""
+        env = os.environ.get(PASSPHRASE_ENV)
+        if env:
+            return env.encode()
+        path = self.path(self.ca.passphrase_file)
+        try:
+            value = path.read_bytes().strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"no CA passphrase: set ${PASSPHRASE_ENV} or create {path}"
+            ) from None
+        if not value:
+            raise ConfigError(f"CA passphrase file {path} is empty")
+        return value
+
+    def with_overrides(
+        self, host: str | None = None, https_port: int | None = None, http_port: int | None = None
+    ) -> "Config":
+        """Command-line overrides for the listeners (``--host/--https-port/--http-port``)."""
+        if host:
+            self.server.host = host
+        if https_port is not None:
+            self.server.https_port = https_port
+        if http_port is not None:
+            self.server.http_port = http_port
+        return self
+
+    # --- persistence --------------------------------------------------------
+    def to_toml(self) -> str:
+        return tomli_w.dumps(
+            {
+                "server": _as_dict(self.server),
+                "tls": _as_dict(self.tls),
+                "store": _as_dict(self.store),
+                "ca": _as_dict(self.ca),
+            }
+        )
+
+    def save(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / CONFIG_FILE).write_text(self.to_toml())
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _fill(cls: type, data: dict[str, Any], section: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown setting(s) {sorted(unknown)}")
+    obj = cls()
+    for key, value in data.items():
+        default = getattr(obj, key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"[{section}].{key}: expected true or false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"[{section}].{key}: expected a number")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"[{section}].{key}: expected a string")
+        if isinstance(default, list) and not isinstance(value, list):
+            raise ConfigError(f"[{section}].{key}: expected a list")
+        setattr(obj, key, value)
+    return obj
+
+
+def load_config(data_dir: Path) -> Config:
+    """Load ``config.toml`` from a data directory; absent file means all defaults."""
+    data_dir = Path(data_dir)
+    path = data_dir / CONFIG_FILE
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    sections = {"server": ServerSettings, "tls": TLSSettings, "store": StoreSettings, "ca": CASettings}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}")
+    cfg = Config(
+        data_dir=data_dir,
+        **{name: _fill(cls, raw.get(name, {}), name) for name, cls in sections.items()},
+    )
+    if cfg.server.log_format not in ("text", "json"):
+        raise ConfigError("[server].log_format must be 'text' or 'json'")
+    for name in ("crl_validity", "crl_overlap", "ocsp_response_validity", "ocsp_signer_validity"):
+        cfg.duration(name)
+    if cfg.duration("crl_overlap") >= cfg.duration("crl_validity"):
+        raise ConfigError("[ca].crl_overlap must be shorter than [ca].crl_validity")
+    return cfg

@@ -1,0 +1,47 @@
+"""The audit trail: every enrollment event goes to the store and to the log.
+
+Events carry identifiers and outcomes, never secrets, CSRs or keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .store import Store
+from .store.records import EventRecord
+
+log = logging.getLogger("gateway.audit")
+
+
+class EventRecorder:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record(
+        self,
+        type: str,
+        status: str,
+        *,
+        entity_id: str | None = None,
+        protocol_config: str | None = None,
+        ca_id: str | None = None,
+        serial: str | None = None,
+        request_id: str | None = None,
+        **detail: Any,
+    ) -> int:
+        event = EventRecord(
+            type=type, status=status, entity_id=entity_id, protocol_config=protocol_config,
+            ca_id=ca_id, serial=serial, request_id=request_id,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+        event_id = await self._store.add_event(event)
+        log.info(
+            "event %s %s", type, status,
+            extra={
+                "event_id": event_id, "event_type": type, "status": status, "entity_id": entity_id,
+                "protocol_config": protocol_config, "ca_id": ca_id, "serial": serial,
+                "request_id": request_id, **event.detail,
+            },
+        )
+        return event_id

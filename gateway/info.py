@@ -1,0 +1,47 @@
+"""``gateway info --json``: the contract scripts use to find URLs, CAs and dev credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bootstrap import ROOT_CA, read_dev_credentials
+from .config import Config
+from .store import Store
+
+
+async def gather_info(config: Config) -> dict[str, Any]:
+    from protocols.base import ADAPTERS, PROTOCOL_NAMES
+
+    creds = read_dev_credentials(config)
+    store = await Store.open(config.store_url)
+    try:
+        cas = await store.list_cas()
+        configs = await store.list_protocol_configs()
+    finally:
+        await store.close()
+    cas_dir = config.data_dir / "cas"
+    protocols: dict[str, list[dict[str, Any]]] = {name: [] for name in PROTOCOL_NAMES}
+    for adapter in ADAPTERS:
+        records = [c for c in configs if c.protocol == adapter.name]
+        protocols[adapter.name] = adapter.describe(config, records, creds.get(adapter.name, {}))
+    return {
+        "https": config.https_url,
+        "http": config.http_url,
+        "tls_ca": str((cas_dir / f"{ROOT_CA}.pem").resolve()),
+        "data_dir": str(config.data_dir.resolve()),
+        "cas": [
+            {
+                "id": ca.id,
+                "name": ca.name,
+                "kind": ca.kind,
+                "state": ca.state,
+                "certificate": str((cas_dir / f"{ca.id}.pem").resolve()),
+                "chain": str((cas_dir / f"{ca.id}-chain.pem").resolve()),
+                "crl": config.crl_url(ca.id),
+                "ocsp": config.ocsp_url(ca.id),
+            }
+            for ca in sorted(cas, key=lambda c: (c.parent_id is not None, c.created_at, c.id))
+        ],
+        "admin": {"url": f"{config.https_url}/admin", "api_key": creds.get("admin_api_key")},
+        "protocols": protocols,
+    }

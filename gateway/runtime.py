@@ -1,0 +1,100 @@
+"""The running core of one gateway instance: store, profiles, CAs, authority, status.
+
+Built once from a :class:`Config` and shared by the web app, the CLI and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from .authority import Authority
+from .ca.local import LocalCASettings
+from .ca.registry import CARegistry
+from .config import Config
+from .profiles.loader import default_profiles_dir, load_profiles
+from .profiles.model import Profile
+from .secrets import api_key_hash
+from .status.responder import OCSPResponder
+from .store import Store
+from .store.records import ApiKeyRecord
+
+log = logging.getLogger(__name__)
+
+
+def load_all_profiles(config: Config) -> dict[str, Profile]:
+    """Packaged defaults, overridden and extended by the data directory's profiles."""
+    profiles = load_profiles(default_profiles_dir())
+    if config.profiles_dir.is_dir():
+        profiles.update(load_profiles(config.profiles_dir))
+    return profiles
+
+
+@dataclass
+class Gateway:
+    config: Config
+    store: Store
+    profiles: dict[str, Profile]
+    cas: CARegistry
+    authority: Authority
+    ocsp: OCSPResponder
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, config: Config, *, store: Store | None = None) -> "Gateway":
+        profiles = load_all_profiles(config)
+        passphrase = config.ca_passphrase()
+        store = store or await Store.open(config.store_url)
+        settings = LocalCASettings(
+            passphrase=passphrase,
+            crl_validity=config.duration("crl_validity"),
+            crl_overlap=config.duration("crl_overlap"),
+            crl_url=config.crl_url,
+            ocsp_url=config.ocsp_url,
+            ca_issuers_url=config.ca_issuers_url,
+        )
+        cas = CARegistry(store, profiles, settings)
+        await cas.load()
+        authority = Authority(store, cas, profiles)
+        ocsp = OCSPResponder(
+            store, cas, config.duration("ocsp_response_validity"), config.duration("ocsp_signer_validity")
+        )
+        return cls(config, store, profiles, cas, authority, ocsp)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        await self.store.close()
+
+    async def check_api_key(self, key: str) -> ApiKeyRecord | None:
+        rec = await self.store.find_api_key_by_hash(api_key_hash(key))
+        return rec if rec is not None and not rec.revoked else None
+
+    # --- scheduled work ----------------------------------------------------------
+    async def refresh_crls(self, force: bool = False) -> int:
+        """Reissue every issuing CA's CRL that is due (all of them when forced)."""
+        count = 0
+        await self.cas.load()
+        for ca in self.cas.issuing():
+            try:
+                await ca.crl(force=force)
+                count += 1
+            except Exception:  # one CA's failure must not stop the others' CRLs
+                log.exception("CRL refresh failed for CA %s", ca.id)
+        return count
+
+    def start_background(self) -> None:
+        self._tasks.append(asyncio.create_task(self._crl_loop(), name="crl-scheduler"))
+
+    async def _crl_loop(self) -> None:
+        interval = self.config.ca.crl_check_interval
+        while True:
+            await self.refresh_crls()
+            await asyncio.sleep(interval)

@@ -1,0 +1,225 @@
+"""Table definitions (SQLAlchemy Core) for the records in :mod:`gateway.store.records`.
+
+This is the *current* shape of the database, used to build queries. The database
+itself is created and evolved only by the Alembic migrations in ``migrations/``;
+``tests/test_store.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+"""Stable constraint names, so errors can be classified and migrations can refer to them."""
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every engine.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time zone support, so the value
+    is stored as naive UTC text and handed back with ``tzinfo=UTC``. Naive datetimes
+    are refused on the way in: a naive value is a bug, not an implicit UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def JSONDoc() -> JSON:  # noqa: N802 - reads like a type in column definitions
+    """JSON on SQLite, JSONB on PostgreSQL."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def AutoId() -> BigInteger:  # noqa: N802
+    """A 64-bit autoincrement key; SQLite only autoincrements ``INTEGER PRIMARY KEY``."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+SERIAL_LENGTH = 64  # hex chars; a 159-bit serial needs 40
+ID_LENGTH = 64
+FINGERPRINT_LENGTH = 64  # SHA-256 hex
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+cas = Table(
+    "cas",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("parent_id", String(ID_LENGTH), ForeignKey("cas.id"), nullable=True),
+    Column("certificate_pem", Text, nullable=True),
+    Column("chain_pem", Text, nullable=False),
+    Column("key_pem_encrypted", Text, nullable=True),
+    Column("key_algorithm", String(32), nullable=False),
+    Column("csr_pem", Text, nullable=True),
+    Column("ocsp_certificate_pem", Text, nullable=True),
+    Column("ocsp_key_pem_encrypted", Text, nullable=True),
+    Column("crl_number", BigInteger, nullable=False),
+    Column("crl_der", LargeBinary, nullable=True),
+    Column("crl_this_update", UTCDateTime, nullable=True),
+    Column("crl_next_update", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    # Surrogate key: gives a stable insertion order for "newest first" listings.
+    Column("id", AutoId(), primary_key=True, autoincrement=True),
+    Column("serial", String(SERIAL_LENGTH), nullable=False),
+    Column("ca_id", String(ID_LENGTH), ForeignKey("cas.id"), nullable=False),
+    Column("profile", String(128), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("sans", JSONDoc(), nullable=False),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("not_after", UTCDateTime, nullable=False),
+    Column("der", LargeBinary, nullable=False),
+    Column("fingerprint_sha256", String(FINGERPRINT_LENGTH), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("revocation_reason", Integer, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("invalidity_date", UTCDateTime, nullable=True),
+    Column("entity_id", String(ID_LENGTH), nullable=True),
+    Column("protocol_config", String(ID_LENGTH), nullable=True),
+    Column("request_id", String(ID_LENGTH), nullable=True),
+    Column("key_algorithm", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("serial"),
+    UniqueConstraint("fingerprint_sha256"),
+    Index(None, "ca_id"),
+    Index(None, "status"),
+    Index(None, "not_after"),
+    Index(None, "entity_id"),
+    Index(None, "protocol_config"),
+    Index(None, "created_at"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("ca_id", String(ID_LENGTH), ForeignKey("cas.id"), nullable=False),
+    Column("profile", String(128), nullable=False),
+    Column("csr_pem", Text, nullable=False),
+    Column("overrides", JSONDoc(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("entity_id", String(ID_LENGTH), nullable=True),
+    Column("protocol_config", String(ID_LENGTH), nullable=True),
+    Column("serial", String(SERIAL_LENGTH), nullable=True),
+    Column("decided_by", String(255), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Index(None, "status"),
+    Index(None, "ca_id"),
+)
+
+protocol_configs = Table(
+    "protocol_configs",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("protocol", String(16), nullable=False),
+    Column("ca_id", String(ID_LENGTH), ForeignKey("cas.id"), nullable=False),
+    Column("profiles", JSONDoc(), nullable=False),
+    Column("default_profile", String(128), nullable=False),
+    Column("credentials", JSONDoc(), nullable=False),
+    Column("settings", JSONDoc(), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "protocol"),
+)
+
+end_entities = Table(
+    "end_entities",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    # No foreign keys to protocol_configs: deleting a configuration keeps its history.
+    Column("protocol_config", String(ID_LENGTH), nullable=True),
+    Column("attributes", JSONDoc(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name", "protocol_config"),
+    Index(None, "status"),
+    Index(None, "protocol_config"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", AutoId(), primary_key=True, autoincrement=True),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("entity_id", String(ID_LENGTH), nullable=True),
+    Column("protocol_config", String(ID_LENGTH), nullable=True),
+    Column("ca_id", String(ID_LENGTH), nullable=True),
+    Column("serial", String(SERIAL_LENGTH), nullable=True),
+    Column("request_id", String(ID_LENGTH), nullable=True),
+    Column("detail", JSONDoc(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+    Index(None, "entity_id"),
+    Index(None, "serial"),
+    Index(None, "type"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("key_sha256", String(FINGERPRINT_LENGTH), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked", Boolean, nullable=False),
+    UniqueConstraint("key_sha256"),
+)

@@ -1,0 +1,1 @@
+"""The HTTP edge of the core: app factory, middlewares, status and ops routes."""

@@ -1,0 +1,112 @@
+"""App factory: one aiohttp application served on the HTTPS and the plain HTTP listener.
+
+Errors are mapped here for the generic routes: a :class:`GatewayError` becomes a JSON
+``{"error", "detail"}`` body with the kind's HTTP status; anything unexpected is
+logged with its traceback and answered with a bare 500 that reveals nothing.
+Protocol sub-apps install their own error mapping for their wire formats.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..errors import HTTP_STATUS, GatewayError
+from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from ..runtime import Gateway
+from ..status import http as status_http
+from .keys import GATEWAY
+
+log = logging.getLogger("gateway.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: GatewayError) -> web.Response:
+    return web.json_response(
+        {"error": exc.kind.value, "detail": exc.detail}, status=HTTP_STATUS[exc.kind]
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return error_response(exc)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response({"error": "internal", "detail": "internal server error"}, status=500)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
+        log.info(
+            "%s %s %d", request.method, request.path, status,
+            extra={"method": request.method, "path": request.path, "status": status,
+                   "remote": request.remote, "tls": request.secure},
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    await gw.store.list_cas()  # the store answers
+    return web.json_response({"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _base_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[metrics_middleware, errors_middleware],
+        client_max_size=gateway.config.server.max_body_bytes,
+    )
+    app[GATEWAY] = gateway
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    status_http.add_routes(app)
+    return app
+
+
+def create_https_app(gateway: Gateway) -> web.Application:
+    """Everything: admin API, protocols, status routes (the HTTPS listener)."""
+    from protocols.base import ADAPTERS
+
+    from ..admin.api import create_admin_app
+
+    app = _base_app(gateway)
+    app.add_subapp("/admin/", create_admin_app(gateway))
+    for adapter in ADAPTERS:
+        adapter.mount(app, secure=True)
+    return app
+
+
+def create_http_app(gateway: Gateway) -> web.Application:
+    """Plain HTTP: CRL, OCSP, AIA, health, and protocols that must run without TLS (SCEP)."""
+    from protocols.base import ADAPTERS
+
+    app = _base_app(gateway)
+    for adapter in ADAPTERS:
+        adapter.mount(app, secure=False)
+    return app
