@@ -10,13 +10,12 @@ import secrets
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
 
-from gateway.errors import ConfigError, Conflict, ErrorKind, NotFound
-from gateway.store import SerialCollision, Store, StoreError
-from gateway.store import schema
+from gateway.errors import BadRequest, ConfigError, Conflict, ErrorKind, NotFound
+from gateway.store import SerialCollision, Store, StoreError, schema
 from gateway.store.records import (
     ApiKeyRecord,
     CARecord,
@@ -581,10 +580,29 @@ async def test_events_newest_first_and_filters(ca_store: Store) -> None:
     assert [e.id for e in await ca_store.list_events(EventFilter(since=at(5)))] == [ids[3], ids[2], ids[1]]
 
 
-async def test_negative_paging_is_bad_request(store: Store) -> None:
-    from gateway.errors import BadRequest
-
+async def test_bad_paging_and_serials_are_bad_requests(store: Store) -> None:
     with pytest.raises(BadRequest):
         await store.list_certificates(limit=-1)
     with pytest.raises(BadRequest):
         await store.get_certificate("not-hex")
+
+
+def test_migrations_run_standalone_with_an_async_url(tmp_path) -> None:
+    """env.py without a handed-over connection: builds an async engine and uses run_sync."""
+    from alembic import command
+
+    db = tmp_path / "cli.db"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{db}")
+    command.upgrade(config, "head")
+
+    async def check() -> list[str]:
+        store = await Store.open(f"sqlite+aiosqlite:///{db}")  # already at head: no-op
+        try:
+            await store.insert_ca(make_ca())
+            return [ca.id for ca in await store.list_cas()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(check()) == ["root1"]

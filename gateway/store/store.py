@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -336,7 +337,7 @@ class Tx:
 
     async def update_certificate_status(
         self, serial_hex: str, *, expect: set[str], status: str, reason: int | None,
-        revoked_at: Any, invalidity_date: Any,
+        revoked_at: dt.datetime | None, invalidity_date: dt.datetime | None,
     ) -> CertificateRecord | None:
         """Compare-and-set: change status only if the current one is in ``expect``.
 
@@ -691,7 +692,7 @@ class Store:
 
     async def update_certificate_status(
         self, serial_hex: str, *, expect: set[str], status: str, reason: int | None,
-        revoked_at: Any, invalidity_date: Any,
+        revoked_at: dt.datetime | None, invalidity_date: dt.datetime | None,
     ) -> CertificateRecord | None:
         return await self._write(Tx.update_certificate_status, serial_hex, expect=expect, status=status,
                                  reason=reason, revoked_at=revoked_at, invalidity_date=invalidity_date)

@@ -1,0 +1,100 @@
+"""Who is calling the admin API: an API key, or a registered TLS client certificate.
+
+API keys arrive as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` and are
+looked up by SHA-256 only. An operator may instead register a client certificate:
+its API key record holds ``"cert:" + sha256(DER).hex()`` in ``key_sha256``. The TLS
+handshake proves the peer holds that certificate's key, so an exact fingerprint
+match authenticates without any chain building. A key, when presented, always
+decides (a wrong key is refused even if a registered certificate came with it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ..errors import Unauthorized
+from ..runtime import Gateway
+from ..store.records import ApiKeyRecord
+
+REALM = 'Bearer realm="gateway-admin"'
+CERT_PREFIX = "cert:"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller; ``actor`` is what audit events record."""
+
+    kind: str  # "api_key" | "certificate"
+    key_id: str
+    actor: str  # the API key's name, or the client certificate's subject
+
+
+PRINCIPAL = web.RequestKey("admin_principal", Principal)
+
+
+def client_certificate_key(cert: x509.Certificate | bytes) -> str:
+    """The ``key_sha256`` value that registers a client certificate for admin access."""
+    der = cert if isinstance(cert, bytes) else cert.public_bytes(serialization.Encoding.DER)
+    return CERT_PREFIX + hashlib.sha256(der).hexdigest()
+
+
+def client_certificate_record(name: str, cert: x509.Certificate) -> ApiKeyRecord:
+    """An API key record to insert (``store.insert_api_key``) for an admin client certificate."""
+    return ApiKeyRecord(id=uuid.uuid4().hex, name=name, key_sha256=client_certificate_key(cert))
+
+
+def presented_key(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
+        return value.strip()
+    key = request.headers.get("X-API-Key")
+    if key is not None:
+        if not key.strip():
+            raise Unauthorized("the X-API-Key header is empty")
+        return key.strip()
+    return None
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    """DER of the TLS client certificate, if the peer presented one."""
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None
+
+
+async def authenticate(request: web.Request, gateway: Gateway) -> Principal:
+    key = presented_key(request)
+    if key is not None:
+        rec = await gateway.check_api_key(key)
+        if rec is None:
+            raise Unauthorized("invalid or revoked API key")
+        return Principal("api_key", rec.id, rec.name)
+    der = peer_certificate(request)
+    if der is not None:
+        rec = await gateway.store.find_api_key_by_hash(client_certificate_key(der))
+        if rec is None or rec.revoked:
+            raise Unauthorized("the client certificate is not registered for admin access")
+        try:
+            subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        except ValueError:
+            subject = ""
+        return Principal("certificate", rec.id, subject or rec.name)
+    raise Unauthorized("an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+
+
+def actor(request: web.Request) -> str:
+    return request[PRINCIPAL].actor
