@@ -38,6 +38,7 @@ CRL_URL = "http://pki.example.test/crl/issuing.crl"
 OCSP_URL = "http://pki.example.test/ocsp"
 CA_ISSUERS_URL = "http://pki.example.test/ca/issuing.cer"
 PRIVATE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.55555.7.1")
+WWW_SANS = [x509.DNSName("www.example.test"), x509.IPAddress(ipaddress.ip_address("192.0.2.7"))]
 serials = iter(range(0x1000, 0x100000))
 
 
@@ -67,7 +68,9 @@ def make_ca(
     path_length: int | None = None,
     with_ski: bool = True,
 ) -> IssuerContext:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test")]
+    )
     builder = (
         x509.CertificateBuilder()
         .serial_number(x509.random_serial_number())
@@ -122,7 +125,9 @@ def make_csr(
     return builder.sign(private_key, hashes.SHA256())
 
 
-def build(prof: Profile, csr: x509.CertificateSigningRequest | None, ca: IssuerContext | None = None, **kw: Any) -> x509.Certificate:
+def build(
+    prof: Profile, csr: x509.CertificateSigningRequest | None, ca: IssuerContext | None = None, **kw: Any
+) -> x509.Certificate:
     return build_certificate(
         profile=prof,
         issuer=ca or issuer("EC-P384"),
@@ -138,10 +143,30 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def openssl_verify(tmp_path: Path, root: x509.Certificate, leaf: x509.Certificate, *, untrusted: list[x509.Certificate] = (), purpose: str | None = None) -> subprocess.CompletedProcess[str]:
+def spki(public_key: Any) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def dns_sans(cert: x509.Certificate) -> list[str]:
+    try:
+        return ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def openssl_verify(
+    tmp_path: Path,
+    root: x509.Certificate,
+    leaf: x509.Certificate,
+    *,
+    untrusted: list[x509.Certificate] = (),
+    purpose: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``openssl verify -x509_strict`` at a fixed time (an hour after NOW), never the wall clock."""
     (tmp_path / "ca.pem").write_bytes(pem(root))
     (tmp_path / "leaf.pem").write_bytes(pem(leaf))
-    cmd = ["openssl", "verify", "-x509_strict", "-attime", str(int((NOW + dt.timedelta(hours=1)).timestamp())), "-CAfile", str(tmp_path / "ca.pem")]
+    at = str(int((NOW + dt.timedelta(hours=1)).timestamp()))
+    cmd = ["openssl", "verify", "-x509_strict", "-attime", at, "-CAfile", str(tmp_path / "ca.pem")]
     if untrusted:
         (tmp_path / "untrusted.pem").write_bytes(b"".join(pem(c) for c in untrusted))
         cmd += ["-untrusted", str(tmp_path / "untrusted.pem")]
@@ -153,7 +178,8 @@ def openssl_verify(tmp_path: Path, root: x509.Certificate, leaf: x509.Certificat
 def openssl_text(tmp_path: Path, cert: x509.Certificate) -> str:
     path = tmp_path / "text.pem"
     path.write_bytes(pem(cert))
-    out = subprocess.run(["openssl", "x509", "-in", str(path), "-noout", "-text"], capture_output=True, text=True, check=True)
+    cmd = ["openssl", "x509", "-in", str(path), "-noout", "-text"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return out.stdout
 
 
@@ -166,16 +192,18 @@ def ext(cert: x509.Certificate, cls: type) -> Any:
 
 @pytest.mark.parametrize("issuer_alg", ["EC-P384", "RSA-3072"])
 @pytest.mark.parametrize("subscriber_alg", KEY_ALGORITHMS)
-def test_tls_server_certificate_verifies_with_openssl(tmp_path: Path, issuer_alg: str, subscriber_alg: str) -> None:
+def test_tls_server_certificate_verifies_with_openssl(
+    tmp_path: Path, issuer_alg: str, subscriber_alg: str
+) -> None:
     ca = issuer(issuer_alg)
     subscriber = key(subscriber_alg)
-    csr = make_csr(subscriber, "www.example.test", [x509.DNSName("www.example.test"), x509.IPAddress(ipaddress.ip_address("192.0.2.7"))])
+    csr = make_csr(subscriber, "www.example.test", WWW_SANS)
     cert = build(profile("tls-server"), csr, ca)
 
     result = openssl_verify(tmp_path, ca.certificate, cert, purpose="sslserver")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith(": OK")
-    assert cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == subscriber.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert spki(cert.public_key()) == spki(subscriber.public_key())
     assert cert.issuer == ca.certificate.subject
     assert isinstance(cert.signature_hash_algorithm, hashes.SHA384)  # matched to the issuer key
     ku = ext(cert, x509.KeyUsage)
@@ -185,7 +213,7 @@ def test_tls_server_certificate_verifies_with_openssl(tmp_path: Path, issuer_alg
 
 
 def test_openssl_text_shows_profile_extensions(tmp_path: Path) -> None:
-    csr = make_csr(key("RSA-2048"), "www.example.test", [x509.DNSName("www.example.test"), x509.IPAddress(ipaddress.ip_address("192.0.2.7"))])
+    csr = make_csr(key("RSA-2048"), "www.example.test", WWW_SANS)
     cert = build(profile("tls-server"), csr, issuer("RSA-3072"))
     text = openssl_text(tmp_path, cert)
     assert "X509v3 Key Usage: critical" in text
@@ -218,8 +246,7 @@ def test_user_profile_openssl_purpose_and_upn(tmp_path: Path) -> None:
 
 
 def _spk_bits(cert: x509.Certificate) -> bytes:
-    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    bit_string = asn1_keys.PublicKeyInfo.load(der)["public_key"]
+    bit_string = asn1_keys.PublicKeyInfo.load(spki(cert.public_key()))["public_key"]
     contents = bit_string.contents
     assert contents[0] == 0  # no unused bits
     return contents[1:]
@@ -247,7 +274,8 @@ def test_aki_comes_from_issuer_ski_or_is_computed() -> None:
     csr = make_csr(key("EC-P256"), "host.example.test")
     ca = issuer("EC-P384")
     cert = build(profile("tls-server"), csr, ca)
-    assert ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier == ext(ca.certificate, x509.SubjectKeyIdentifier).value.digest
+    ca_ski = ext(ca.certificate, x509.SubjectKeyIdentifier).value.digest
+    assert ext(cert, x509.AuthorityKeyIdentifier).value.key_identifier == ca_ski
     bare = make_ca(key("EC-P256", 98), "No SKI Root", with_ski=False)
     cert = build(profile("tls-server"), csr, bare)
     expected = x509.SubjectKeyIdentifier.from_public_key(bare.certificate.public_key()).digest
@@ -274,12 +302,13 @@ def test_identifier_extensions_can_be_switched_off() -> None:
 
 def test_cn_as_dns_adds_a_san_only_for_host_names() -> None:
     cert = build(profile("tls-server"), make_csr(key("EC-P256"), "Host.Example.Test"))
-    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["Host.Example.Test"]
+    assert dns_sans(cert) == ["Host.Example.Test"]
 
     # Already present (case-insensitively): not duplicated.
-    csr = make_csr(key("EC-P256"), "host.example.test", [x509.DNSName("HOST.example.test"), x509.DNSName("alt.example.test")])
+    sans = [x509.DNSName("HOST.example.test"), x509.DNSName("alt.example.test")]
+    csr = make_csr(key("EC-P256"), "host.example.test", sans)
     cert = build(profile("tls-server"), csr)
-    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["HOST.example.test", "alt.example.test"]
+    assert dns_sans(cert) == ["HOST.example.test", "alt.example.test"]
 
     device = profile("device", san__cn_as_dns=True)
     cert = build(device, make_csr(key("EC-P256"), "Printer 12"))
@@ -308,9 +337,13 @@ def test_rdn_format_substitution() -> None:
         ]
     )
     csr = make_csr(key("EC-P256"), subject=subject, sans=[x509.RFC822Name("ops@example.test")])
-    prof = format_profile(r"CN=<cn>,serialNumber=<csr.serialNumber>,E=<csr.email>,OU=<site>,O=Example\, Inc.,C=DE")
+    prof = format_profile(
+        r"CN=<cn>,serialNumber=<csr.serialNumber>,E=<csr.email>,OU=<site>,O=Example\, Inc.,C=DE"
+    )
     cert = build(prof, csr, overrides=IssueOverrides(variables={"site": "Berlin"}))
-    assert cert.subject.rfc4514_string() == r"CN=dev-0042,2.5.4.5=SN123,1.2.840.113549.1.9.1=ops@example.test,OU=Berlin,O=Example\, Inc.,C=DE"
+    assert cert.subject.rfc4514_string() == (
+        r"CN=dev-0042,2.5.4.5=SN123,1.2.840.113549.1.9.1=ops@example.test,OU=Berlin,O=Example\, Inc.,C=DE"
+    )
     # The X.509 order is the reverse of the written order: C first.
     assert list(cert.subject)[0].oid == NameOID.COUNTRY_NAME
     # Request variables win over built-ins.
@@ -323,9 +356,11 @@ def test_rdn_format_missing_variable_is_named() -> None:
     with pytest.raises(PolicyViolation, match="<site>"):
         build(format_profile("CN=<cn>,OU=<site>"), csr)
     with pytest.raises(PolicyViolation, match="<csr.serialNumber>"):
-        build(format_profile("CN=<cn>,serialNumber=<csr.serialNumber>"), csr, overrides=IssueOverrides(variables={"site": "x"}))
+        prof = format_profile("CN=<cn>,serialNumber=<csr.serialNumber>")
+        build(prof, csr, overrides=IssueOverrides(variables={"site": "x"}))
     with pytest.raises(PolicyViolation, match="C"):
-        build(format_profile("CN=<cn>,C=<country>"), csr, overrides=IssueOverrides(variables={"country": "Germany"}))
+        prof = format_profile("CN=<cn>,C=<country>")
+        build(prof, csr, overrides=IssueOverrides(variables={"country": "Germany"}))
 
 
 def test_subject_modes_override_and_require_cn() -> None:
@@ -348,18 +383,15 @@ def test_overlong_common_name_is_refused() -> None:
 
 def test_san_modes() -> None:
     csr = make_csr(key("EC-P256"), "dev", [x509.DNSName("csr.example.test")])
-    extra = (x509.DNSName("enrolled.example.test"),)
-    def dns(cert: x509.Certificate) -> list[str]:
-        try:
-            return ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-        except x509.ExtensionNotFound:
-            return []
-    assert dns(build(profile("device"), csr)) == ["csr.example.test"]
-    assert dns(build(profile("device"), csr, overrides=IssueOverrides(sans=extra))) == ["enrolled.example.test"]
-    assert dns(build(profile("device", san__mode="override"), csr)) == []
-    assert dns(build(profile("device", san__mode="override"), csr, overrides=IssueOverrides(sans=extra))) == ["enrolled.example.test"]
-    assert dns(build(profile("device", san__mode="merge"), csr, overrides=IssueOverrides(sans=extra))) == ["csr.example.test", "enrolled.example.test"]
-    assert dns(build(profile("device", san__mode="none"), csr, overrides=IssueOverrides(sans=extra))) == []
+    extra = IssueOverrides(sans=(x509.DNSName("enrolled.example.test"),))
+    assert dns_sans(build(profile("device"), csr)) == ["csr.example.test"]
+    assert dns_sans(build(profile("device"), csr, overrides=extra)) == ["enrolled.example.test"]
+    assert dns_sans(build(profile("device", san__mode="override"), csr)) == []
+    override = profile("device", san__mode="override")
+    assert dns_sans(build(override, csr, overrides=extra)) == ["enrolled.example.test"]
+    merge = profile("device", san__mode="merge")
+    assert dns_sans(build(merge, csr, overrides=extra)) == ["csr.example.test", "enrolled.example.test"]
+    assert dns_sans(build(profile("device", san__mode="none"), csr, overrides=extra)) == []
 
 
 @pytest.mark.parametrize(
@@ -391,9 +423,10 @@ def test_invalid_san_values_are_refused(name: x509.GeneralName) -> None:
 def test_wildcard_and_san_types() -> None:
     csr = make_csr(key("EC-P256"), None, [x509.DNSName("*.example.test")])
     cert = build(profile("tls-server"), csr)
-    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["*.example.test"]
+    assert dns_sans(cert) == ["*.example.test"]
     with pytest.raises(PolicyViolation, match="email"):
-        build(profile("tls-server"), make_csr(key("EC-P256"), "a.example.test", [x509.RFC822Name("a@example.test")]))
+        csr = make_csr(key("EC-P256"), "a.example.test", [x509.RFC822Name("a@example.test")])
+        build(profile("tls-server"), csr)
     with pytest.raises(PolicyViolation, match="dns"):
         build(profile("user"), make_csr(key("EC-P256"), "Alice", [x509.DNSName("a.example.test")]))
     with pytest.raises(PolicyViolation, match="directoryName"):
@@ -422,7 +455,13 @@ def test_load_csr_pem_and_der() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"garbage", b"\x30\x03\x02\x01\x01", b"-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----\n", b"\x30" * 70000],
+    [
+        b"",
+        b"garbage",
+        b"\x30\x03\x02\x01\x01",
+        b"-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----\n",
+        b"\x30" * 70000,
+    ],
     ids=["empty", "garbage", "short-der", "pem-junk", "huge"],
 )
 def test_garbage_is_bad_csr(data: bytes) -> None:
@@ -431,7 +470,8 @@ def test_garbage_is_bad_csr(data: bytes) -> None:
 
 
 def test_tampered_signature_is_bad_signature() -> None:
-    der = bytearray(make_csr(key("RSA-2048"), "tamper.example.test", [x509.DNSName("tamper.example.test")]).public_bytes(serialization.Encoding.DER))
+    good = make_csr(key("RSA-2048"), "tamper.example.test", [x509.DNSName("tamper.example.test")])
+    der = bytearray(good.public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01  # last byte of the signature BIT STRING
     csr = load_csr(bytes(der))
     with pytest.raises(BadSignature):
@@ -482,7 +522,8 @@ def test_disallowed_csr_extension_is_refused_copied_or_dropped() -> None:
 
 def test_understood_csr_extensions_are_not_unknown() -> None:
     strict = profile("device", extensions={"allowed": [], "ignore_unknown_extensions": False})
-    ms_template = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2"), b"\x1e\x08\x00U\x00s\x00e\x00r")
+    ms_template_oid = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2")
+    ms_template = x509.UnrecognizedExtension(ms_template_oid, b"\x1e\x08\x00U\x00s\x00e\x00r")
     ku = x509.KeyUsage(True, True, True, True, True, False, False, False, False)
     csr = make_csr(
         key("EC-P256"),
@@ -505,7 +546,8 @@ def test_understood_csr_extensions_are_not_unknown() -> None:
 
 
 def test_csr_asking_for_ca_under_leaf_profile_is_refused() -> None:
-    csr = make_csr(key("EC-P256"), "sneaky", extensions=[(x509.BasicConstraints(ca=True, path_length=None), True)])
+    ask_ca = x509.BasicConstraints(ca=True, path_length=None)
+    csr = make_csr(key("EC-P256"), "sneaky", extensions=[(ask_ca, True)])
     with pytest.raises(PolicyViolation, match="CA"):
         build(profile("device", extensions={"ignore_unknown_extensions": True}), csr)
 
@@ -513,18 +555,22 @@ def test_csr_asking_for_ca_under_leaf_profile_is_refused() -> None:
 def test_override_extensions_follow_the_same_policy() -> None:
     csr = make_csr(key("EC-P256"), "dev")
     private = x509.Extension(PRIVATE_OID, False, x509.UnrecognizedExtension(PRIVATE_OID, b"\x05\x00"))
+    with_private = IssueOverrides(extensions=(private,))
     with pytest.raises(PolicyViolation, match=PRIVATE_OID.dotted_string):
-        build(profile("device", extensions={"ignore_unknown_extensions": False}), csr, overrides=IssueOverrides(extensions=(private,)))
-    cert = build(profile("device", extensions={"allowed": [PRIVATE_OID.dotted_string]}), csr, overrides=IssueOverrides(extensions=(private,)))
+        build(profile("device", extensions={"ignore_unknown_extensions": False}), csr, overrides=with_private)
+    allowed = profile("device", extensions={"allowed": [PRIVATE_OID.dotted_string]})
+    cert = build(allowed, csr, overrides=with_private)
     assert cert.extensions.get_extension_for_oid(PRIVATE_OID).value.value == b"\x05\x00"
-    managed = x509.Extension(x509.ExtensionOID.KEY_USAGE, True, x509.KeyUsage(True, False, False, False, False, False, False, False, False))
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    managed = x509.Extension(x509.ExtensionOID.KEY_USAGE, True, usage)
     with pytest.raises(PolicyViolation, match="set by the profile"):
         build(profile("device"), csr, overrides=IssueOverrides(extensions=(managed,)))
 
 
 def test_must_staple_is_copied_by_tls_server() -> None:
     feature = x509.TLSFeature([x509.TLSFeatureType.status_request])
-    cert = build(profile("tls-server"), make_csr(key("EC-P256"), "staple.example.test", extensions=[(feature, False)]))
+    csr = make_csr(key("EC-P256"), "staple.example.test", extensions=[(feature, False)])
+    cert = build(profile("tls-server"), csr)
     assert ext(cert, x509.TLSFeature).value == feature
 
 
@@ -551,7 +597,8 @@ def test_requested_validity_up_to_max() -> None:
     with pytest.raises(PolicyViolation, match="past"):
         build(profile("tls-server"), csr, overrides=IssueOverrides(not_after=NOW - dt.timedelta(days=1)))
     with pytest.raises(BadRequest):
-        build(profile("tls-server"), csr, overrides=IssueOverrides(not_after=not_after, validity=dt.timedelta(days=1)))
+        both = IssueOverrides(not_after=not_after, validity=dt.timedelta(days=1))
+        build(profile("tls-server"), csr, overrides=both)
     not_before = NOW + dt.timedelta(days=1)
     cert = build(profile("tls-server"), csr, overrides=IssueOverrides(not_before=not_before))
     assert cert.not_valid_before_utc == not_before
@@ -560,16 +607,18 @@ def test_requested_validity_up_to_max() -> None:
 
 def test_requested_validity_beyond_ca_is_refused_default_is_clamped() -> None:
     ca_end = NOW + dt.timedelta(days=30)
-    short = make_ca(key("EC-P256", 97), "Short Lived CA", not_before=NOW - dt.timedelta(minutes=1), not_after=ca_end)
+    ca_start = NOW - dt.timedelta(minutes=1)
+    short = make_ca(key("EC-P256", 97), "Short Lived CA", not_before=ca_start, not_after=ca_end)
     csr = make_csr(key("EC-P256"), "v.example.test")
     with pytest.raises(PolicyViolation, match="validity beyond the issuing CA"):
         build(profile("tls-server"), csr, short, overrides=IssueOverrides(validity=dt.timedelta(days=60)))
     with pytest.raises(PolicyViolation, match="validity beyond the issuing CA"):
-        build(profile("tls-server"), csr, short, overrides=IssueOverrides(not_after=ca_end + dt.timedelta(seconds=1)))
+        past_ca = IssueOverrides(not_after=ca_end + dt.timedelta(seconds=1))
+        build(profile("tls-server"), csr, short, overrides=past_ca)
     cert = build(profile("tls-server"), csr, short)
     assert cert.not_valid_after_utc == ca_end
     # not_before never precedes the CA's own not_before, despite the 5 minute backdate.
-    assert cert.not_valid_before_utc == short.certificate.not_valid_before_utc
+    assert cert.not_valid_before_utc == ca_start
     with pytest.raises(Unavailable):
         build(profile("tls-server"), csr, short, now=ca_end + dt.timedelta(days=1))
 
@@ -587,7 +636,7 @@ def test_server_generated_key_without_csr(tmp_path: Path) -> None:
         overrides=IssueOverrides(subject=subject, sans=(x509.DNSName("kiosk.example.test"),)),
     )
     assert cert.subject == subject
-    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["kiosk.example.test"]
+    assert dns_sans(cert) == ["kiosk.example.test"]
     result = openssl_verify(tmp_path, issuer("EC-P384").certificate, cert, purpose="sslclient")
     assert result.returncode == 0, result.stdout + result.stderr
     with pytest.raises(BadRequest):

@@ -55,7 +55,10 @@ def test_default_profile_contents() -> None:
     assert device.subject.mode == "csr"
     assert device.extended_key_usage == (ExtendedKeyUsageOID.CLIENT_AUTH,)
     user = p["user"]
-    assert set(user.extended_key_usage) == {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert set(user.extended_key_usage) == {
+        ExtendedKeyUsageOID.EMAIL_PROTECTION,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    }
     assert user.san.allowed_types == {"email", "upn"}
     sub = p["sub-ca"]
     assert sub.basic_constraints.ca and sub.basic_constraints.path_length == 0

@@ -48,9 +48,7 @@ _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _PRINTABLE_ATTRS = {NameOID.COUNTRY_NAME, NameOID.SERIAL_NUMBER, NameOID.DN_QUALIFIER}
 _IA5_ATTRS = {NameOID.EMAIL_ADDRESS, NameOID.DOMAIN_COMPONENT}
 _EC_FORBIDDEN_USAGES = {"key_encipherment", "data_encipherment"}  # RFC 5480 section 3
-_ATTRIBUTE_LABELS: dict[x509.ObjectIdentifier, str] = {}
-for _short, _oid in NAME_ATTRIBUTES.items():
-    _ATTRIBUTE_LABELS.setdefault(_oid, _short.upper() if len(_short) <= 2 else _short)
+_ATTRIBUTE_LABELS = {oid: short for short, oid in reversed(NAME_ATTRIBUTES.items())}  # first name wins
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_der_x509_csr(data)
         _ = (csr.subject, csr.extensions)  # force the lazily parsed parts now
     except Exception as exc:  # parsers raise ValueError and a few library-specific types
-        raise BadCSR(f"cannot parse certificate request: {type(exc).__name__}") from None
+        raise BadCSR("not a valid PKCS#10 CSR (expected PEM or DER)") from exc
     return csr
 
 
@@ -288,7 +286,8 @@ def _authority_key_identifier(issuer_cert: x509.Certificate) -> x509.AuthorityKe
     try:
         ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key())  # type: ignore[arg-type]
+        issuer_key = issuer_cert.public_key()
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key)  # type: ignore[arg-type]
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
@@ -354,7 +353,9 @@ def _builtin_variables(source: x509.Name, sans: list[x509.GeneralName]) -> dict[
     """``<cn>``, ``<csr.ATTR>``, ``<csr.email>``, ``<csr.dns>`` ... from the request (lower-case keys)."""
     found: dict[str, str] = {}
     for attr in source:
-        value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        if not isinstance(attr.value, str):
+            continue  # x500UniqueIdentifier (a BIT STRING) is no text to substitute
+        value = attr.value
         found.setdefault(f"csr.{attr.oid.dotted_string}", value)
         for short, oid in NAME_ATTRIBUTES.items():
             if oid == attr.oid:
@@ -375,7 +376,9 @@ def _builtin_variables(source: x509.Name, sans: list[x509.GeneralName]) -> dict[
     return found
 
 
-def _render_format(profile: Profile, source: x509.Name, sans: list[x509.GeneralName], overrides: IssueOverrides) -> x509.Name:
+def _render_format(
+    profile: Profile, source: x509.Name, sans: list[x509.GeneralName], overrides: IssueOverrides
+) -> x509.Name:
     builtins = _builtin_variables(source, sans)
 
     def lookup(name: str) -> str:
@@ -383,7 +386,9 @@ def _render_format(profile: Profile, source: x509.Name, sans: list[x509.GeneralN
             return overrides.variables[name]
         value = builtins.get(name.lower())
         if value is None:
-            raise PolicyViolation(f"subject format of profile {profile.name} needs <{name}>, which the request lacks")
+            raise PolicyViolation(
+                f"subject format of profile {profile.name} needs <{name}>, which the request lacks"
+            )
         return value
 
     rdns = []
@@ -479,7 +484,9 @@ def is_valid_dns_name(name: str, *, allow_wildcard: bool = False) -> bool:
 def _check_general_name(name: x509.GeneralName, profile: Profile) -> None:
     kind = _san_type(name)
     if kind not in profile.san.allowed_types:
-        raise PolicyViolation(f"subject alternative name type {kind} is not allowed by profile {profile.name}")
+        raise PolicyViolation(
+            f"subject alternative name type {kind} is not allowed by profile {profile.name}"
+        )
     if isinstance(name, x509.DNSName):
         if not is_valid_dns_name(name.value, allow_wildcard=True):
             raise PolicyViolation(f"invalid DNS name {name.value!r}")
@@ -524,8 +531,9 @@ def _sans(
         names = request_sans + (override or [])
     if profile.san.cn_as_dns:
         for cn in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-            if isinstance(cn.value, str) and "." in cn.value and is_valid_dns_name(cn.value, allow_wildcard=True):
-                names.append(x509.DNSName(cn.value))
+            value = cn.value
+            if isinstance(value, str) and "." in value and is_valid_dns_name(value, allow_wildcard=True):
+                names.append(x509.DNSName(value))
     unique: dict[tuple[str, str], x509.GeneralName] = {}
     for name in names:
         _check_general_name(name, profile)

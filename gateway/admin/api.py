@@ -1,0 +1,100 @@
+"""The admin API: a JSON sub-app mounted at ``/admin/`` on the HTTPS listener only.
+
+Two middlewares wrap every route. The outer one turns every failure into a JSON
+``{"error", "detail"}`` body: a :class:`GatewayError` gets its kind's HTTP status,
+aiohttp's own HTTP errors (404, 405, 413) keep theirs, anything else is logged and
+answered with a bare 500. The inner one authenticates (see :mod:`.auth`) every
+route except the OpenAPI document and records who is calling, so each change the
+admin API makes is audited with its actor.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import HTTP_STATUS, ErrorKind, GatewayError
+from ..runtime import Gateway
+from ..web.keys import GATEWAY
+from . import cas, certificates, configs, entities, events, pending, profiles
+from .auth import PRINCIPAL, REALM, authenticate
+from .inputs import MAX_BODY
+from .openapi import build_document
+from .spec import Handler, Reply, Route
+
+log = logging.getLogger("gateway.admin")
+
+OPENAPI = web.AppKey("admin_openapi", dict)
+_PUBLIC = web.AppKey("admin_public_routes", frozenset)
+_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+OPENAPI_ROUTE = Route(
+    "GET", "/openapi.json", openapi_document, "getOpenAPI", "This OpenAPI document", "Meta",
+    (Reply(200, "OpenAPI 3.1 document", "OpenAPIDocument"),), public=True,
+)
+
+ROUTES: tuple[Route, ...] = (
+    OPENAPI_ROUTE,
+    *cas.ROUTES,
+    *profiles.ROUTES,
+    *configs.ROUTES,
+    *certificates.ROUTES,
+    *entities.ROUTES,
+    *pending.ROUTES,
+    *events.ROUTES,
+)
+
+
+def _json_error(kind: str, detail: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": kind, "detail": detail}, status=status, headers=headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        headers = {"WWW-Authenticate": REALM} if exc.kind is ErrorKind.UNAUTHORIZED else None
+        return _json_error(exc.kind.value, exc.detail, HTTP_STATUS[exc.kind], headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate")}
+        kind = _HTTP_KINDS.get(exc.status, "bad_request" if exc.status < 500 else "internal")
+        return _json_error(kind, exc.reason, exc.status, headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json_error("internal", "internal server error", 500)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route
+    if route.handler not in request.app[_PUBLIC]:
+        request[PRINCIPAL] = await authenticate(request, request.app[GATEWAY])
+    return await handler(request)
+
+
+def create_admin_app(gateway: Gateway) -> web.Application:
+    """The ``/admin/`` sub-app; mount it on the HTTPS application only."""
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=gateway.config.server.max_body_bytes,
+    )
+    app[GATEWAY] = gateway
+    app[MAX_BODY] = gateway.config.server.max_body_bytes
+    app[OPENAPI] = build_document(ROUTES)
+    public: set[Any] = set()
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        if route.public:
+            public.add(route.handler)
+    app[_PUBLIC] = frozenset(public)
+    return app

@@ -1,0 +1,249 @@
+"""Admin routes for certificates: search, inspect, download, issue, revoke, suspend, bulk revoke.
+
+Every change goes through :class:`gateway.authority.Authority` with the caller as
+actor, so the audit trail and the CRL follow exactly as for protocol requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..ca.backend import RevocationReason
+from ..ca.overrides import overrides_from_json
+from ..ca.pem import cert_to_pem
+from ..errors import BadRequest, GatewayError
+from ..store.records import CertificateFilter, CertificateRecord, serial_hex
+from ..web.keys import GATEWAY
+from .auth import actor
+from .inputs import Fields, QueryArgs, page, read_json
+from .spec import PAGE, Query, Reply, Route
+from .views import certificate_pem, certificate_view, issued_view
+
+CERT_STATUSES = ("valid", "revoked", "hold")
+BULK_BATCH = 500
+MAX_REPORTED_FAILURES = 100
+
+
+class _Reader(Protocol):
+    def text(self, name: str, *, choices: Any = None) -> str | None: ...
+    def time(self, name: str) -> dt.datetime | None: ...
+
+
+def read_filter(r: _Reader) -> CertificateFilter:
+    """The certificate filter, from a query string or a bulk request's ``filter`` object."""
+    return CertificateFilter(
+        ca_id=r.text("ca"),
+        status=r.text("status", choices=CERT_STATUSES),
+        profile=r.text("profile"),
+        entity_id=r.text("entity"),
+        protocol_config=r.text("protocol_config"),
+        subject_contains=r.text("subject"),
+        expires_before=r.time("expires_before"),
+        issued_after=r.time("issued_after"),
+    )
+
+
+def _is_empty(flt: CertificateFilter) -> bool:
+    return all(getattr(flt, f.name) in (None, "") for f in dataclasses.fields(flt))
+
+
+def read_reason(value: Any) -> RevocationReason:
+    if value is None:
+        return RevocationReason.unspecified
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequest("reason must be a reason name (keyCompromise) or an RFC 5280 code")
+    return RevocationReason.parse(value)
+
+
+async def _record(request: web.Request) -> CertificateRecord:
+    return await request.app[GATEWAY].authority.certificate(request.match_info["serial"])
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    q = QueryArgs(request)
+    limit, offset = q.page()
+    flt = read_filter(q)
+    q.done()
+    store = request.app[GATEWAY].store
+    total = await store.count_certificates(flt)
+    records = await store.list_certificates(flt, limit=limit, offset=offset)
+    return web.json_response(page([certificate_view(r) for r in records], limit, offset, total=total))
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    QueryArgs(request).done()
+    return web.json_response(certificate_view(await _record(request), detail=True))
+
+
+async def download_pem(request: web.Request) -> web.Response:
+    q = QueryArgs(request)
+    with_chain = q.flag("chain")
+    q.done()
+    gw = request.app[GATEWAY]
+    rec = await _record(request)
+    body = certificate_pem(rec)
+    if with_chain:
+        backend = await gw.cas.backend(rec.ca_id)
+        body += "".join(cert_to_pem(c) for c in await backend.chain())
+    return web.Response(
+        body=body.encode(), content_type="application/x-pem-file",
+        headers={"Content-Disposition": f'attachment; filename="{rec.serial}.pem"'},
+    )
+
+
+async def download_der(request: web.Request) -> web.Response:
+    QueryArgs(request).done()
+    rec = await _record(request)
+    return web.Response(
+        body=rec.der, content_type="application/pkix-cert",
+        headers={"Content-Disposition": f'attachment; filename="{rec.serial}.cer"'},
+    )
+
+
+async def issue(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    f = Fields(await read_json(request))
+    ca_id = f.required_text("ca")
+    profile = f.required_text("profile")
+    csr = f.required_text("csr")
+    overrides = f.mapping("overrides")
+    f.done()
+    issued = await gw.authority.issue_direct(
+        ca_id, csr.encode(), profile, overrides_from_json(overrides or {}), actor=actor(request)
+    )
+    rec = await gw.authority.certificate(serial_hex(issued.serial))
+    return web.json_response(issued_view(rec, issued), status=201)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    f = Fields(await read_json(request, optional=True))
+    reason = read_reason(f.raw("reason"))
+    invalidity_date = f.time("invalidity_date")
+    f.done()
+    serial = request.match_info["serial"]
+    await gw.authority.revoke(serial, reason, actor=actor(request), invalidity_date=invalidity_date)
+    return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
+
+
+async def suspend(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    Fields(await read_json(request, optional=True)).done()
+    serial = request.match_info["serial"]
+    await gw.authority.suspend(serial, actor=actor(request))
+    return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
+
+
+async def unsuspend(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    Fields(await read_json(request, optional=True)).done()
+    serial = request.match_info["serial"]
+    await gw.authority.unsuspend(serial, actor=actor(request))
+    return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
+
+
+async def _matching_serials(request: web.Request, flt: CertificateFilter) -> list[str]:
+    """Every VALID or HOLD certificate the filter matches, collected before any change."""
+    store = request.app[GATEWAY].store
+    statuses = [flt.status] if flt.status else ["valid", "hold"]
+    found: dict[str, None] = {}
+    for status in statuses:
+        sub = dataclasses.replace(flt, status=status)
+        offset = 0
+        while True:
+            batch = await store.list_certificates(sub, limit=BULK_BATCH, offset=offset)
+            found.update((r.serial, None) for r in batch)
+            if len(batch) < BULK_BATCH:
+                break
+            offset += BULK_BATCH
+    return list(found)
+
+
+async def bulk_revoke(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    f = Fields(await read_json(request))
+    filter_fields = Fields(f.mapping("filter") or {}, where="filter")
+    everything = f.flag("all", default=False)
+    reason = read_reason(f.raw("reason"))
+    invalidity_date = f.time("invalidity_date")
+    f.done()
+    flt = read_filter(filter_fields)
+    filter_fields.done()
+    if flt.status == "revoked":
+        raise BadRequest("filter.status must be valid or hold: revoked certificates stay revoked")
+    if _is_empty(flt) and not everything:
+        raise BadRequest('refusing to revoke every certificate: give a filter, or "all": true')
+    serials = await _matching_serials(request, flt)
+    who = actor(request)
+    revoked, failures = 0, []
+    for serial in serials:
+        try:
+            await gw.authority.revoke(serial, reason, actor=who, invalidity_date=invalidity_date)
+        except GatewayError as exc:
+            failures.append({"serial": serial, "error": exc.kind.value, "detail": exc.detail})
+        else:
+            revoked += 1
+    return web.json_response({
+        "matched": len(serials),
+        "revoked": revoked,
+        "failed": len(failures),
+        "failures": failures[:MAX_REPORTED_FAILURES],
+    })
+
+
+_FILTER_QUERY = (
+    Query("ca", {"type": "string"}, "Issuing CA id."),
+    Query("status", {"type": "string", "enum": list(CERT_STATUSES)}, "Certificate status."),
+    Query("profile", {"type": "string"}, "Profile name."),
+    Query("entity", {"type": "string"}, "End entity id."),
+    Query("protocol_config", {"type": "string"}, "Protocol configuration id."),
+    Query("subject", {"type": "string"}, "Case-insensitive substring of the RFC 4514 subject."),
+    Query("expires_before", {"type": "string", "format": "date-time"},
+          "notAfter before this time (ISO 8601; UTC when no offset)."),
+    Query("issued_after", {"type": "string", "format": "date-time"}, "Issued at or after this time."),
+)
+_CERT = "Certificates"
+_MODIFY_ERRORS = (404, 409, 503)
+
+ROUTES = (
+    Route("GET", "/certificates", list_certificates, "listCertificates",
+          "Search certificates (newest first)", _CERT,
+          (Reply(200, "Matching certificates and their total", "CertificateList"),),
+          query=(*PAGE, *_FILTER_QUERY)),
+    Route("GET", "/certificates/{serial}", get_certificate, "getCertificate",
+          "One certificate by hex serial (colons and leading zeros tolerated)", _CERT,
+          (Reply(200, "The certificate with its PEM", "Certificate"),), errors=(404,)),
+    Route("GET", "/certificates/{serial}/pem", download_pem, "downloadCertificatePEM",
+          "Download the certificate as PEM", _CERT,
+          (Reply(200, "PEM certificate (then its issuer chain with ?chain=true)",
+                 media_type="application/x-pem-file"),),
+          query=(Query("chain", {"type": "boolean", "default": False}, "Append the issuer chain."),),
+          errors=(404,)),
+    Route("GET", "/certificates/{serial}/der", download_der, "downloadCertificateDER",
+          "Download the certificate as DER", _CERT,
+          (Reply(200, "DER certificate", media_type="application/pkix-cert"),), errors=(404,)),
+    Route("POST", "/certificates", issue, "issueCertificate",
+          "Issue a certificate from a CSR under a profile (operator issuance)", _CERT,
+          (Reply(201, "The issued certificate with its chain", "IssuedCertificate"),),
+          body="IssueRequest", errors=(403, 404, 503)),
+    Route("POST", "/certificates/{serial}/revoke", revoke, "revokeCertificate",
+          "Revoke a certificate (certificateHold suspends instead)", _CERT,
+          (Reply(200, "The certificate, now revoked", "Certificate"),),
+          body="RevokeRequest", body_optional=True, errors=_MODIFY_ERRORS),
+    Route("POST", "/certificates/{serial}/suspend", suspend, "suspendCertificate",
+          "Put a certificate on hold", _CERT,
+          (Reply(200, "The certificate, now on hold", "Certificate"),),
+          body="Empty", body_optional=True, errors=_MODIFY_ERRORS),
+    Route("POST", "/certificates/{serial}/unsuspend", unsuspend, "unsuspendCertificate",
+          "Release a certificate from hold", _CERT,
+          (Reply(200, "The certificate, valid again", "Certificate"),),
+          body="Empty", body_optional=True, errors=_MODIFY_ERRORS),
+    Route("POST", "/certificates/revoke", bulk_revoke, "bulkRevokeCertificates",
+          "Revoke every valid or held certificate matching a filter", _CERT,
+          (Reply(200, "How many matched, were revoked and failed", "BulkRevokeResult"),),
+          body="BulkRevokeRequest"),
+)

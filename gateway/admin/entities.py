@@ -1,0 +1,62 @@
+"""Admin routes for end entities: list, inspect, and change status (deactivate, decommission)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..authority import ENTITY_STATES
+from ..errors import NotFound
+from ..web.keys import GATEWAY
+from .auth import actor
+from .inputs import Fields, QueryArgs, page, read_json
+from .spec import PAGE, Query, Reply, Route
+from .views import entity_view
+
+
+async def list_entities(request: web.Request) -> web.Response:
+    q = QueryArgs(request)
+    limit, offset = q.page()
+    status = q.text("status", choices=ENTITY_STATES)
+    protocol_config = q.text("protocol_config")
+    q.done()
+    records = await request.app[GATEWAY].store.list_end_entities(
+        status, protocol_config, limit=limit + 1, offset=offset
+    )
+    items = [entity_view(r) for r in records[:limit]]
+    return web.json_response(page(items, limit, offset, more=len(records) > limit))
+
+
+async def get_entity(request: web.Request) -> web.Response:
+    QueryArgs(request).done()
+    entity_id = request.match_info["id"]
+    rec = await request.app[GATEWAY].store.get_end_entity(entity_id)
+    if rec is None:
+        raise NotFound(f"no end entity {entity_id}")
+    return web.json_response(entity_view(rec))
+
+
+async def set_status(request: web.Request) -> web.Response:
+    f = Fields(await read_json(request))
+    status = f.required_text("status", choices=ENTITY_STATES)
+    f.done()
+    rec = await request.app[GATEWAY].authority.set_entity_status(
+        request.match_info["id"], status, actor(request)
+    )
+    return web.json_response(entity_view(rec))
+
+
+_TAG = "End entities"
+
+ROUTES = (
+    Route("GET", "/end-entities", list_entities, "listEndEntities", "List end entities (by name)", _TAG,
+          (Reply(200, "End entities", "EndEntityList"),),
+          query=(*PAGE,
+                 Query("status", {"type": "string", "enum": list(ENTITY_STATES)}, "Only entities in this state."),
+                 Query("protocol_config", {"type": "string"}, "Only entities of this protocol configuration."))),
+    Route("GET", "/end-entities/{id}", get_entity, "getEndEntity", "One end entity", _TAG,
+          (Reply(200, "The end entity", "EndEntity"),), errors=(404,)),
+    Route("POST", "/end-entities/{id}/status", set_status, "setEndEntityStatus",
+          "Activate, deactivate or decommission an end entity (decommissioning is final)", _TAG,
+          (Reply(200, "The end entity with its new status", "EndEntity"),),
+          body="EndEntityStatus", errors=(404, 409)),
+)

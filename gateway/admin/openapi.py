@@ -1,0 +1,366 @@
+"""The admin API's OpenAPI 3.1 document, built from the same route table the router uses.
+
+Paths are relative to the ``/admin`` server URL. Schemas are JSON Schema 2020-12
+(as OpenAPI 3.1 defines them), so clients and tests can validate bodies directly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from ..authority import ENTITY_STATES, PROTOCOLS
+from ..keys import KEY_ALGORITHMS
+from .spec import JSON, Route
+
+API_VERSION = "1.0.0"
+_PATH_PARAM = re.compile(r"\{([^}/]+)\}")
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(
+    properties: dict[str, Any], required: Iterable[str] = (), *, closed: bool = False, **extra: Any
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    req = list(required)
+    if req:
+        schema["required"] = req
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def _list_of(item: str) -> dict[str, Any]:
+    return _obj(
+        {
+            "items": {"type": "array", "items": ref(item)},
+            "total": {"type": "integer", "minimum": 0, "description": "All matches (where counted)."},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "next_offset": {"type": ["integer", "null"], "description": "Offset of the next page; null on the last."},
+        },
+        ["items", "limit", "offset", "next_offset"],
+    )
+
+
+S = {"type": "string"}
+NS = {"type": ["string", "null"]}
+DT = {"type": "string", "format": "date-time"}
+NDT = {"type": ["string", "null"], "format": "date-time"}
+BOOL = {"type": "boolean"}
+INT = {"type": "integer"}
+PEM = {"type": "string", "description": "PEM text"}
+CA_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{1,31}$"}
+KEY_ALGORITHM = {"type": "string", "enum": list(KEY_ALGORITHMS)}
+VALIDITY_DAYS = {"type": "integer", "minimum": 1, "maximum": 36500}
+REASON = {
+    "type": ["string", "integer"],
+    "description": "RFC 5280 reason by name (keyCompromise or key_compromise) or code; default unspecified. "
+    "certificateHold suspends.",
+}
+FILTER_PROPS = {
+    "ca": S, "status": {"type": "string", "enum": ["valid", "revoked", "hold"]}, "profile": S, "entity": S,
+    "protocol_config": S, "subject": S, "expires_before": DT, "issued_after": DT,
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _obj(
+        {"error": {"type": "string", "description": "Error kind (bad_request, not_found, conflict, ...)."},
+         "detail": S},
+        ["error", "detail"],
+    ),
+    "Empty": _obj({}, closed=True, description="No fields; the body may be omitted."),
+    "CA": _obj(
+        {
+            "id": S, "name": S,
+            "kind": {"type": "string", "enum": ["root", "intermediate", "external_root", "external_signed"]},
+            "state": {"type": "string", "enum": ["active", "awaiting_certificate", "disabled"]},
+            "parent": NS, "key_algorithm": S, "can_issue": BOOL, "subject": NS, "serial": NS,
+            "not_before": NDT, "not_after": NDT, "crl_number": INT, "crl_this_update": NDT,
+            "crl_next_update": NDT, "created_at": DT,
+            "certificate_pem": {"type": ["string", "null"], "description": "Detail view only."},
+            "chain_pem": {"type": "string", "description": "Issuers above the CA, issuer first (detail view only)."},
+            "csr_pem": {"type": ["string", "null"], "description": "CSR of an external_signed CA (detail view only)."},
+        },
+        ["id", "name", "kind", "state", "parent", "key_algorithm", "can_issue", "created_at"],
+    ),
+    "CACreateRoot": _obj(
+        {"kind": {"const": "root"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
+         "validity_days": VALIDITY_DAYS, "organization": S},
+        ["kind", "id", "name"], closed=True,
+    ),
+    "CACreateIntermediate": _obj(
+        {"kind": {"const": "intermediate"}, "id": CA_ID, "name": S, "parent": S, "key_algorithm": KEY_ALGORITHM,
+         "validity_days": VALIDITY_DAYS, "organization": S},
+        ["kind", "id", "name", "parent"], closed=True,
+    ),
+    "CACreateExternalCSR": _obj(
+        {"kind": {"const": "external_csr"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
+         "organization": S},
+        ["kind", "id", "name"], closed=True,
+    ),
+    "CACreateExternalRoot": _obj(
+        {"kind": {"const": "external_root"}, "id": CA_ID, "name": S, "certificate": PEM},
+        ["kind", "id", "name", "certificate"], closed=True,
+    ),
+    "CACreate": {
+        "oneOf": [ref("CACreateRoot"), ref("CACreateIntermediate"), ref("CACreateExternalCSR"),
+                  ref("CACreateExternalRoot")],
+        "discriminator": {
+            "propertyName": "kind",
+            "mapping": {
+                "root": "#/components/schemas/CACreateRoot",
+                "intermediate": "#/components/schemas/CACreateIntermediate",
+                "external_csr": "#/components/schemas/CACreateExternalCSR",
+                "external_root": "#/components/schemas/CACreateExternalRoot",
+            },
+        },
+    },
+    "CACertificateImport": _obj(
+        {"certificate": PEM, "chain": {"type": "string", "description": "PEM issuer chain up to the external root."}},
+        ["certificate", "chain"], closed=True,
+    ),
+    "Profile": _obj(
+        {
+            "name": S, "description": S, "validity": S, "max_validity": S, "backdate": S,
+            "key_usage": {"type": "array", "items": S}, "key_usage_critical": BOOL,
+            "extended_key_usage": {"type": "array", "items": S},
+            "key_algorithms": {"type": "array", "items": S},
+            "basic_constraints": _obj({"ca": BOOL, "path_length": {"type": ["integer", "null"]}, "critical": BOOL}),
+            "subject": _obj({"mode": S, "format": NS, "require_cn": BOOL}),
+            "san": _obj({"mode": S, "cn_as_dns": BOOL, "allowed_types": {"type": "array", "items": S},
+                         "required": BOOL, "critical": BOOL}),
+            "extensions": _obj({"allowed": {"type": "array", "items": S}, "ignore_unknown_extensions": BOOL}),
+            "identifiers": _obj({"authority_key_identifier": BOOL, "subject_key_identifier": S,
+                                 "crl_distribution_point": BOOL, "aia_ocsp": BOOL, "aia_ca_issuers": BOOL}),
+        },
+        ["name", "validity", "max_validity", "key_usage", "extended_key_usage", "key_algorithms"],
+    ),
+    "ProtocolConfig": _obj(
+        {
+            "id": S, "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
+            "profiles": {"type": "array", "items": S}, "default_profile": S,
+            "settings": {"type": "object"},
+            "credentials": {"type": "array", "items": S, "description": "Names of stored credentials only."},
+            "enabled": BOOL, "created_at": DT,
+        },
+        ["id", "protocol", "ca", "profiles", "default_profile", "settings", "enabled"],
+    ),
+    "ProtocolConfigCreate": _obj(
+        {
+            "id": {"type": "string", "pattern": "^[a-z0-9_-]{2,18}$"},
+            "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
+            "profiles": {"type": "array", "items": S, "minItems": 1},
+            "default_profile": S,
+            "settings": {"type": "object", "description": 'e.g. {"approval": "manual"}'},
+        },
+        ["id", "protocol", "ca", "profiles"], closed=True,
+    ),
+    "ProtocolConfigUpdate": _obj(
+        {
+            "enabled": BOOL,
+            "settings": {"type": "object", "description": "Merged into the settings; a null value removes a key."},
+            "profiles": {"type": "array", "items": S, "minItems": 1},
+            "default_profile": S,
+        },
+        closed=True,
+    ),
+    "Certificate": _obj(
+        {
+            "serial": {"type": "string", "description": "Lowercase hex, no leading zeros."},
+            "ca": S, "profile": S, "subject": S, "sans": {"type": "array", "items": S},
+            "not_before": DT, "not_after": DT, "expired": BOOL,
+            "status": {"type": "string", "enum": ["valid", "revoked", "hold"]},
+            "revocation_reason": NS, "revoked_at": NDT, "invalidity_date": NDT, "key_algorithm": S,
+            "fingerprint_sha256": S, "entity": NS, "protocol_config": NS, "request": NS, "created_at": DT,
+            "pem": {"type": "string", "description": "Detail view only."},
+        },
+        ["serial", "ca", "profile", "subject", "sans", "not_before", "not_after", "status"],
+    ),
+    "IssuedCertificate": {
+        "allOf": [
+            ref("Certificate"),
+            _obj({"chain": {"type": "array", "items": PEM, "description": "Issuer first, up to the root."}},
+                 ["pem", "chain"]),
+        ],
+    },
+    "Overrides": _obj(
+        {
+            "subject": {"type": "string", "description": "RFC 4514 subject."},
+            "sans": {"type": "array", "items": {"type": "string", "description": "DNS:x, IP:x, email:x or URI:x"}},
+            "not_before": DT, "not_after": DT, "validity_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "extensions": {"type": "array", "items": _obj(
+                {"oid": S, "critical": BOOL, "value": {"type": "string", "description": "base64 DER value"}},
+                ["oid", "value"])},
+            "variables": {"type": "object", "additionalProperties": S},
+        },
+        closed=True,
+    ),
+    "IssueRequest": _obj(
+        {"ca": S, "profile": S, "csr": {"type": "string", "description": "PKCS#10 request, PEM."},
+         "overrides": ref("Overrides")},
+        ["ca", "profile", "csr"], closed=True,
+    ),
+    "RevokeRequest": _obj({"reason": REASON, "invalidity_date": DT}, closed=True),
+    "CertificateFilter": _obj(
+        {**FILTER_PROPS, "status": {"type": "string", "enum": ["valid", "hold"]}}, closed=True,
+    ),
+    "BulkRevokeRequest": _obj(
+        {
+            "filter": ref("CertificateFilter"),
+            "all": {"type": "boolean", "description": "Required to revoke with an empty filter."},
+            "reason": REASON, "invalidity_date": DT,
+        },
+        closed=True,
+    ),
+    "BulkRevokeResult": _obj(
+        {
+            "matched": INT, "revoked": INT, "failed": INT,
+            "failures": {"type": "array", "items": _obj({"serial": S, "error": S, "detail": S})},
+        },
+        ["matched", "revoked", "failed", "failures"],
+    ),
+    "EndEntity": _obj(
+        {
+            "id": S, "name": S, "kind": S, "status": {"type": "string", "enum": list(ENTITY_STATES)},
+            "protocol_config": NS, "attributes": {"type": "object"}, "created_at": DT, "updated_at": DT,
+        },
+        ["id", "name", "kind", "status"],
+    ),
+    "EndEntityStatus": _obj({"status": {"type": "string", "enum": list(ENTITY_STATES)}}, ["status"], closed=True),
+    "Event": _obj(
+        {
+            "id": INT, "type": S, "status": {"type": "string", "enum": ["success", "failure", "pending"]},
+            "entity": NS, "protocol_config": NS, "ca": NS, "serial": NS, "request": NS,
+            "detail": {"type": "object", "description": "actor, reason, error, ..."}, "created_at": DT,
+        },
+        ["id", "type", "status", "detail", "created_at"],
+    ),
+    "Request": _obj(
+        {
+            "id": S, "ca": S, "profile": S,
+            "status": {"type": "string", "enum": ["pending", "approved", "rejected", "issued"]},
+            "subject": NS, "entity": NS, "protocol_config": NS, "serial": NS, "decided_by": NS, "reason": NS,
+            "overrides": {"type": "object"}, "csr_pem": S, "created_at": DT, "decided_at": NDT,
+        },
+        ["id", "ca", "profile", "status", "csr_pem"],
+    ),
+    "RejectRequest": _obj({"reason": {"type": "string", "minLength": 1}}, ["reason"], closed=True),
+    "OpenAPIDocument": {"type": "object", "description": "This document."},
+}
+for _item in ("CA", "Profile", "ProtocolConfig", "Certificate", "EndEntity", "Event", "Request"):
+    SCHEMAS[f"{_item}List"] = _list_of(_item)
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": ref("Error")}}, **extra}
+
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "BadRequest": _error("Malformed request: bad JSON, wrong field types, unknown fields, bad CSR"),
+    "Unauthorized": _error(
+        "No or wrong API key / client certificate",
+        headers={"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="gateway-admin"'}},
+    ),
+    "Forbidden": _error("Refused by policy or state (deactivated entity, disabled configuration)"),
+    "NotFound": _error("No such object"),
+    "Conflict": _error("The object's state does not allow this (already revoked, not pending, ...)"),
+    "TooLarge": _error("Request body too large"),
+    "Unavailable": _error("The CA cannot serve this now (no key, awaiting its certificate)"),
+    "Internal": _error("Internal error (details are only logged)"),
+}
+_ERROR_RESPONSES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                    409: "Conflict", 413: "TooLarge", 503: "Unavailable", 500: "Internal"}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "tags": [route.tag]}
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(route.path)
+    ]
+    params += [
+        {"name": q.name, "in": "query", "required": False, "schema": q.schema, "description": q.description}
+        for q in route.query
+    ]
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {"required": not route.body_optional, "content": {JSON: {"schema": ref(route.body)}}}
+    responses: dict[str, Any] = {}
+    for reply in route.replies:
+        entry: dict[str, Any] = {"description": reply.description}
+        if reply.schema is not None:
+            entry["content"] = {reply.media_type: {"schema": ref(reply.schema)}}
+        elif reply.status != 204:
+            binary = reply.media_type not in ("application/x-pem-file", JSON)
+            schema = {"type": "string", "format": "binary"} if binary else {"type": "string"}
+            entry["content"] = {reply.media_type: {"schema": schema}}
+        responses[str(reply.status)] = entry
+    statuses = {400, 500, *route.errors}
+    if not route.public:
+        statuses.add(401)
+    if route.body is not None:
+        statuses.add(413)
+    for status in sorted(statuses):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERROR_RESPONSES[status]}"}
+    op["responses"] = responses
+    if route.public:
+        op["security"] = []
+    return op
+
+
+def _referenced(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[1]} if isinstance(node.get("$ref"), str) and "/schemas/" in node["$ref"] else set()
+        for value in node.values():
+            found |= _referenced(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(_referenced(v) for v in node)) if node else set()
+    return set()
+
+
+def build_document(routes: Iterable[Route]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    tags: dict[str, None] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        tags[route.tag] = None
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Certificate enrollment gateway: admin API",
+            "version": API_VERSION,
+            "description": (
+                "Operate the gateway's CAs, profiles, protocol configurations, certificates, end "
+                "entities, approval queue and audit trail. Authenticate with an API key "
+                "(Authorization: Bearer, or X-API-Key) or a registered TLS client certificate. "
+                "Lists take limit (1-500) and offset; unknown query parameters and body fields are refused."
+            ),
+        },
+        "servers": [{"url": "/admin"}],
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}, {"clientCertificate": []}],
+        "tags": [{"name": t} for t in tags],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An admin API key."},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "clientCertificate": {
+                    "type": "mutualTLS",
+                    "description": "A TLS client certificate whose SHA-256 fingerprint is registered as an API key.",
+                },
+            },
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+        },
+    }
+    missing = _referenced(doc) - set(SCHEMAS)
+    if missing:
+        raise RuntimeError(f"admin OpenAPI document refers to undefined schemas {sorted(missing)}")
+    return doc
