@@ -115,7 +115,17 @@ class GatewayProcess:
     def ports(self) -> list[str]:
         return ["--host", "127.0.0.1", "--https-port", str(self.https_port), "--http-port", str(self.http_port)]
 
+    def pin_ports(self) -> None:
+        """Write the chosen ports into config.toml so CLI commands and the server agree
+        on the URLs (CDP, OCSP, AIA) they put into certificates."""
+        from gateway.config import load_config
+
+        cfg = load_config(self.data_dir).with_overrides("127.0.0.1", self.https_port, self.http_port)
+        cfg.save()
+
     def start(self, timeout: float = 60.0) -> GatewayInfo:
+        if (self.data_dir / "config.toml").exists():
+            self.pin_ports()
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             gateway_command("serve", "--data-dir", str(self.data_dir), *self.ports()),

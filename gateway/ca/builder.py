@@ -48,7 +48,10 @@ _PRINTABLE = re.compile(r"^[A-Za-z0-9 '()+,\-./:=?]*$")
 _PRINTABLE_ATTRS = {NameOID.COUNTRY_NAME, NameOID.SERIAL_NUMBER, NameOID.DN_QUALIFIER}
 _IA5_ATTRS = {NameOID.EMAIL_ADDRESS, NameOID.DOMAIN_COMPONENT}
 _EC_FORBIDDEN_USAGES = {"key_encipherment", "data_encipherment"}  # RFC 5480 section 3
-_ATTRIBUTE_LABELS = {oid: short for short, oid in reversed(NAME_ATTRIBUTES.items())}  # first name wins
+_ATTRIBUTE_LABELS = {  # for messages: the first (RFC 4514) name of each attribute
+    oid: short.upper() if len(short) <= 3 or short == "street" else short
+    for short, oid in reversed(NAME_ATTRIBUTES.items())
+}
 
 
 @dataclass(frozen=True)
