@@ -365,3 +365,19 @@ async def test_protocol_config_ids_are_validated(core: Gateway) -> None:
     with pytest.raises(errors.Conflict):
         await core.authority.create_config("dev", "est", "issuing", ["device"])
     await core.authority.create_config("ok_id-2", "scep", "issuing", ["device"])
+
+
+async def test_scheduled_crl_refresh_reissues_only_when_due(core: Gateway) -> None:
+    ca = await core.cas.local("issuing")
+    await ca.crl()
+    number = (await core.store.get_ca("issuing")).crl_number  # type: ignore[union-attr]
+    await core.refresh_crls()
+    assert (await core.store.get_ca("issuing")).crl_number == number  # type: ignore[union-attr]
+    # Move the CRL into its overlap period: the next scheduled pass reissues it.
+    soon = dt.datetime.now(dt.timezone.utc) + core.config.duration("crl_overlap") / 2
+    await core.store.update_ca("issuing", crl_next_update=soon)
+    await core.refresh_crls()
+    rec = await core.store.get_ca("issuing")
+    assert rec is not None and rec.crl_number > number and rec.crl_next_update > soon  # type: ignore[operator]
+    crl = x509.load_der_x509_crl(rec.crl_der or b"")
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == rec.crl_number

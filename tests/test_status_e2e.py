@@ -145,3 +145,39 @@ def test_ca_certificates_served_for_aia(served: GatewayInfo, tmp_path: Path) -> 
     with urllib.request.urlopen(url, timeout=10) as resp:
         cert = x509.load_der_x509_certificate(resp.read())
     assert cert == x509.load_pem_x509_certificate(Path(served.ca("issuing")["certificate"]).read_bytes())
+
+
+def test_ocsp_signed_request(served: GatewayInfo, tmp_path: Path) -> None:
+    good = issue(served, tmp_path, "ocsp-signed.example.com")
+    requester = issue(served, tmp_path, "requester.example.com")
+    ca = served.ca("issuing")
+    out = openssl(
+        "ocsp", "-issuer", ca["certificate"], "-cert", str(good), "-url", ca["ocsp"],
+        "-signer", str(requester), "-signkey", str(tmp_path / "requester.example.com.key"),
+        "-CAfile", served.ca("root")["certificate"], "-verify_other", ca["certificate"],
+    )
+    assert "Response verify OK" in out.stdout + out.stderr
+    assert _ocsp_statuses(out.stdout) == {str(good): "good"}
+
+
+def test_serve_logs_json_without_secrets_and_shuts_down_cleanly(tmp_path: Path) -> None:
+    import json as jsonlib
+
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir)
+    (data_dir / "config.toml").write_text(
+        (data_dir / "config.toml").read_text().replace('log_format = "text"', 'log_format = "json"'))
+    proc = GatewayProcess(data_dir)
+    info = proc.start()
+    with urllib.request.urlopen(f"{info.http}/healthz", timeout=10) as resp:
+        assert resp.status == 200
+    assert proc.stop() == 0  # SIGTERM: graceful shutdown, exit status 0
+    lines = [line for line in proc.log_path.read_text().splitlines() if line.startswith("{")]
+    records = [jsonlib.loads(line) for line in lines]
+    assert any(r["message"] == "shutting down" for r in records)
+    assert any(r.get("path") == "/healthz" and r.get("status") == 200 for r in records)
+    creds = (data_dir / "secrets" / "dev-credentials.json").read_text()
+    secrets = [v for v in jsonlib.loads(creds).values() if isinstance(v, str)]
+    log_text = proc.log_path.read_text()
+    assert secrets and not any(s in log_text for s in secrets)
+    assert (data_dir / "secrets" / "ca-passphrase").read_text().strip() not in log_text

@@ -7,6 +7,7 @@ import datetime as dt
 from aiohttp import web
 
 from ..errors import NotFound
+from ..store.records import CARecord
 from ..web.keys import GATEWAY
 from .auth import actor
 from .inputs import Fields, QueryArgs, page_in_memory, read_json
@@ -17,17 +18,28 @@ CA_KINDS = ("root", "intermediate", "external_csr", "external_root")
 MAX_VALIDITY_DAYS = 36500
 
 
+def _oldest_first(records: list[CARecord]) -> list[CARecord]:
+    """By creation time; a parent before its children when created within the same second."""
+    parents = {r.id: r.parent_id for r in records}
+
+    def depth(ca_id: str | None) -> int:
+        seen: set[str] = set()
+        while ca_id is not None and ca_id in parents and ca_id not in seen:
+            seen.add(ca_id)
+            ca_id = parents[ca_id]
+        return len(seen)
+
+    return sorted(records, key=lambda r: (r.created_at, depth(r.id), r.id))
+
+
 async def list_cas(request: web.Request) -> web.Response:
     q = QueryArgs(request)
     limit, offset = q.page()
     kind = q.text("kind", choices=("root", "intermediate", "external_root", "external_signed"))
     state = q.text("state", choices=("active", "awaiting_certificate", "disabled"))
     q.done()
-    records = await request.app[GATEWAY].store.list_cas()
-    records = [
-        r for r in sorted(records, key=lambda r: (r.created_at, r.id))
-        if (kind is None or r.kind == kind) and (state is None or r.state == state)
-    ]
+    records = _oldest_first(await request.app[GATEWAY].store.list_cas())
+    records = [r for r in records if (kind is None or r.kind == kind) and (state is None or r.state == state)]
     return web.json_response(page_in_memory([ca_view(r) for r in records], limit, offset))
 
 
