@@ -163,17 +163,23 @@ class Authority:
         overrides: IssueOverrides = IssueOverrides(),
         event_type: str = "issue",
         actor: str | None = None,
+        request_id: str | None = None,
+        entity_attributes: dict[str, Any] | None = None,
     ) -> Enrollment:
-        """Issue (or hold for approval) a certificate for an end entity of a configuration."""
+        """Issue (or hold for approval) a certificate for an end entity of a configuration.
+
+        ``request_id`` names a held request (SCEP uses its transactionID) so the
+        client can poll for it; ``event_type`` is ``issue`` or ``renew``.
+        """
         config = await self.config(config_id, protocol)
         entity_id: str | None = None
         try:
-            ent = await self.entity_for(config, entity, entity_kind)
+            ent = await self.entity_for(config, entity, entity_kind, entity_attributes)
             entity_id = ent.id
             parsed = load_csr(csr) if isinstance(csr, bytes) else csr
             request = IssueRequest(
                 csr=parsed, profile=self._profile_for(config, profile), overrides=overrides,
-                entity_id=ent.id, protocol_config=config.id,
+                entity_id=ent.id, protocol_config=config.id, request_id=request_id,
             )
             backend = await self.cas.backend(config.ca_id)
             if config.settings.get("approval") == "manual":

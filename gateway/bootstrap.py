@@ -27,7 +27,7 @@ from .config import PASSPHRASE_ENV, Config, load_config
 from .errors import ConfigError
 from .profiles.loader import default_profiles_dir
 from .runtime import Gateway
-from .secrets import api_key_hash, hash_secret, new_token
+from .secrets import api_key_hash, new_token
 from .store.records import ApiKeyRecord
 
 ROOT_CA = "root"
@@ -90,6 +90,31 @@ async def issue_tls_certificate(gw: Gateway, hosts: list[str]) -> None:
     )
 
 
+async def bootstrap_protocols(gw: Gateway, ca_id: str) -> dict[str, Any]:
+    """One dev protocol configuration per protocol; adapters make their own (with
+    credentials), a protocol without an adapter yet gets a plain configuration."""
+    from protocols import adapters
+    from protocols.base import PROTOCOL_NAMES
+
+    creds: dict[str, Any] = {}
+    by_name = {a.name: a for a in adapters()}
+    for name in PROTOCOL_NAMES:
+        adapter = by_name.get(name)
+        if adapter is not None:
+            creds[name] = await adapter.bootstrap(gw, ca_id)
+        else:
+            await gw.authority.create_config(name, name, ca_id, list(_PLAIN_PROFILES[name]))
+            creds[name] = {}
+    return creds
+
+
+_PLAIN_PROFILES = {
+    "acme": ("tls-server", "tls-client"),
+    "scep": ("device", "tls-client"),
+    "est": ("device", "tls-client", "tls-server"),
+}
+
+
 async def initialize(data_dir: Path, *, force: bool = False) -> dict[str, Any]:
     """Create the data directory; refuses to touch an initialized one unless forced."""
     data_dir = Path(data_dir)
@@ -123,26 +148,8 @@ async def initialize(data_dir: Path, *, force: bool = False) -> dict[str, Any]:
         await gw.store.insert_api_key(
             ApiKeyRecord(id=uuid.uuid4().hex, name="dev-admin", key_sha256=api_key_hash(api_key))
         )
-        scep_challenge = new_token(12)
-        est_password = new_token(12)
-        await gw.authority.create_config(
-            "acme", "acme", ISSUING_CA, ["tls-server", "tls-client"],
-            settings={"external_account_required": False},
-        )
-        await gw.authority.create_config(
-            "scep", "scep", ISSUING_CA, ["device", "tls-client"],
-            credentials={"static_challenge": hash_secret(scep_challenge)},
-        )
-        await gw.authority.create_config(
-            "est", "est", ISSUING_CA, ["device", "tls-client", "tls-server"],
-            credentials={"users": {"est-dev": hash_secret(est_password)}},
-        )
-        creds = {
-            "admin_api_key": api_key,
-            "scep": {"scep": {"challenge": scep_challenge}},
-            "est": {"est": {"username": "est-dev", "password": est_password}},
-            "acme": {"acme": {"eab": None}},
-        }
+        creds: dict[str, Any] = {"admin_api_key": api_key}
+        creds.update(await bootstrap_protocols(gw, ISSUING_CA))
         _write_secret(data_dir / DEV_CREDENTIALS, json.dumps(creds, indent=2).encode())
     finally:
         await gw.close()

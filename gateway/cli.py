@@ -298,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_cert_list)
 
+    from protocols import adapters
+
+    for adapter in adapters():
+        adapter.add_cli(sub, common)
+
     key = sub.add_parser("apikey", help="admin API keys").add_subparsers(dest="key_command", required=True)
     s = key.add_parser("create", parents=[common], help="create an admin API key (printed once)")
     s.add_argument("name")

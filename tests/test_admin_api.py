@@ -7,6 +7,7 @@ declares for its route and status, so the document cannot drift from the code.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import logging
 import re
@@ -426,8 +427,10 @@ async def test_issue_refusals(admin: Admin) -> None:
     await admin.post("/certificates", {**base, "overrides": {"colour": "red"}}, expect=400)
     await admin.post("/certificates", {**base, "overrides": "subject"}, expect=400)
     await admin.post("/certificates", {k: v for k, v in base.items() if k != "csr"}, expect=400)
-    overridden = await admin.post("/certificates", {**base, "overrides": {"sans": ["DNS:alt.example.test"]}},
-                                  expect=201)
+    overridden = await admin.post("/certificates", {
+        "ca": "issuing", "profile": "tls-server", "csr": make_csr("Not A Hostname", ("www.example.test",)),
+        "overrides": {"sans": ["DNS:alt.example.test"]},
+    }, expect=201)
     assert overridden["sans"] == ["DNS:alt.example.test"]
 
 
@@ -488,6 +491,7 @@ async def test_bulk_revoke(admin: Admin) -> None:
     await admin.post("/certificates/revoke", {"filter": {"profiel": "tls-server"}}, expect=400)
     await admin.post("/certificates/revoke", {"filter": {"status": "revoked", "ca": "issuing"}}, expect=400)
     await admin.post("/certificates/revoke", {"filter": {"ca": "issuing"}, "all": "yes"}, expect=400)
+    await admin.post("/certificates/revoke", {"filter": {"ca": "issuing"}, "reason": "certificateHold"}, expect=400)
 
     result = await admin.post("/certificates/revoke", {
         "filter": {"ca": "issuing", "profile": "tls-server"}, "reason": "cessationOfOperation",
@@ -584,10 +588,10 @@ async def test_deactivated_end_entity_gets_nothing(admin: Admin, gw: Gateway) ->
 
     events = await admin.get("/events", params={"entity": entity["id"]})
     types = [e["type"] for e in events["items"]]
-    assert types[:4] == ["entity_decommissioned", "issue", "entity_active", "issue"]
+    assert types == ["entity_decommissioned", "issue", "entity_active", "entity_inactive", "issue"]
     assert events["items"][0]["detail"]["actor"] == "ops"
-    failures = await admin.get("/events", params={"entity": entity["id"], "status": "failure"})
-    assert [e["detail"]["error"] for e in failures["items"]] == ["forbidden"]
+    failures = await admin.get("/events", params={"protocol_config": "est1", "status": "failure"})
+    assert [(e["type"], e["detail"]["error"]) for e in failures["items"]] == [("issue", "forbidden")]
 
 
 async def test_events_are_listed_and_filtered(admin: Admin) -> None:
@@ -628,8 +632,8 @@ async def test_malformed_requests_are_400_with_detail(admin: Admin) -> None:
 
 
 async def test_routing_errors_are_json(admin: Admin) -> None:
-    res = await admin.call("GET", "/no-such-thing", 401, auth=False)
-    assert res.data["error"] == "unauthorized"
+    async with admin.client.get("/no-such-thing") as resp:
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
     async with admin.client.get("/no-such-thing", headers={"X-API-Key": API_KEY}) as resp:
         assert resp.status == 404 and (await resp.json())["error"] == "not_found"
     async with admin.client.delete("/cas", headers={"X-API-Key": API_KEY}) as resp:
@@ -693,8 +697,6 @@ def _write_identity(path: Path, key: ec.EllipticCurvePrivateKey, issued: IssuedC
 
 
 async def test_registered_client_certificate_authenticates(gw: Gateway, tmp_path: Path, aiohttp_client: Any) -> None:
-    import ipaddress
-
     root_pem = gw.cas.certificate("root").public_bytes(serialization.Encoding.PEM).decode()  # type: ignore[union-attr]
     server_key, server_cert = await _issue_key_pair(
         gw, "localhost", "tls-server", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
@@ -739,3 +741,23 @@ async def test_registered_client_certificate_authenticates(gw: Gateway, tmp_path
     async with client.get("/events", params={"type": "revoke"}, ssl=as_admin) as resp:
         event = (await resp.json())["items"][0]
     assert event["serial"] == serial and event["detail"]["actor"] == "CN=admin-operator"
+
+
+async def test_mounted_under_admin_in_the_https_app(gw: Gateway, aiohttp_client: Any) -> None:
+    from gateway.web.app import create_https_app
+
+    app = create_https_app(gw)
+    client = await aiohttp_client(app)
+    async with client.get("/admin/openapi.json") as resp:
+        assert resp.status == 200
+        doc = await resp.json()
+    prefix = doc["servers"][0]["url"]
+    mounted = {
+        (r.method, r.resource.canonical) for r in app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith(prefix + "/") and r.method != "HEAD"
+    }
+    assert mounted == {(m.upper(), prefix + p) for p, ops in doc["paths"].items() for m in ops}
+    async with client.get("/admin/cas") as resp:
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    async with client.get("/admin/cas", headers={"Authorization": f"Bearer {API_KEY}"}) as resp:
+        assert resp.status == 200 and (await resp.json())["total"] == 2

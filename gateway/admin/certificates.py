@@ -175,6 +175,8 @@ async def bulk_revoke(request: web.Request) -> web.Response:
     filter_fields.done()
     if flt.status == "revoked":
         raise BadRequest("filter.status must be valid or hold: revoked certificates stay revoked")
+    if reason in (RevocationReason.certificate_hold, RevocationReason.remove_from_crl):
+        raise BadRequest("bulk revocation takes a final reason; suspend certificates one by one")
     if _is_empty(flt) and not everything:
         raise BadRequest('refusing to revoke every certificate: give a filter, or "all": true')
     serials = await _matching_serials(request, flt)

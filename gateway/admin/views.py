@@ -10,7 +10,6 @@ import datetime as dt
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ..ca.backend import IssuedCertificate, RevocationReason
 from ..ca.pem import cert_to_pem, load_certificate
@@ -220,7 +219,3 @@ def request_view(rec: RequestRecord) -> dict[str, Any]:
         "created_at": iso(rec.created_at),
         "decided_at": iso(rec.decided_at),
     }
-
-
-def der_to_pem(der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)

@@ -14,6 +14,7 @@ from the database becomes a :class:`StoreError`. Details never carry SQL.
 from __future__ import annotations
 
 import contextlib
+import os
 import dataclasses
 import datetime as dt
 import logging
@@ -554,15 +555,33 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def migration_locations() -> list[Path]:
+    """Core migrations plus each protocol package's own (``protocols/<name>/migrations``).
+
+    A protocol's migrations form their own Alembic branch off the core's first
+    revision (``branch_labels=("<name>",)``), so protocols add tables without
+    touching the core chain or each other; the store upgrades to all heads.
+    """
+    import protocols
+
+    locations = [MIGRATIONS_DIR / "versions"]
+    for directory in sorted(Path(protocols.__file__).parent.glob("*/migrations")):
+        if directory.is_dir():
+            locations.append(directory)
+    return locations
+
+
 def _alembic_config(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in migration_locations()))
     config.attributes["connection"] = connection
     return config
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(_alembic_config(connection), "head")
+    command.upgrade(_alembic_config(connection), "heads")
 
 
 class Store:

@@ -91,22 +91,25 @@ def _base_app(gateway: Gateway) -> web.Application:
 
 def create_https_app(gateway: Gateway) -> web.Application:
     """Everything: admin API, protocols, status routes (the HTTPS listener)."""
-    from protocols.base import ADAPTERS
+    from protocols import adapters
 
     from ..admin.api import create_admin_app
 
     app = _base_app(gateway)
-    app.add_subapp("/admin/", create_admin_app(gateway))
-    for adapter in ADAPTERS:
+    admin = create_admin_app(gateway)
+    for adapter in adapters():
+        adapter.mount_admin(admin)
+    app.add_subapp("/admin/", admin)
+    for adapter in adapters():
         adapter.mount(app, secure=True)
     return app
 
 
 def create_http_app(gateway: Gateway) -> web.Application:
     """Plain HTTP: CRL, OCSP, AIA, health, and protocols that must run without TLS (SCEP)."""
-    from protocols.base import ADAPTERS
+    from protocols import adapters
 
     app = _base_app(gateway)
-    for adapter in ADAPTERS:
+    for adapter in adapters():
         adapter.mount(app, secure=False)
     return app
