@@ -39,8 +39,12 @@ def in_ci() -> bool:
 
 
 def require_client(name: str, hint: str = "") -> str:
-    """Path of a real client binary; fail under CI=true when missing, skip elsewhere."""
-    path = shutil.which(name)
+    """Path of a real client binary; fail under CI=true when missing, skip elsewhere.
+
+    The test interpreter's own bin directory is searched first, so Python clients
+    installed with the test extras (certbot) are found in a venv not on PATH.
+    """
+    path = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if path:
         return path
     message = f"real client {name!r} is not installed{': ' + hint if hint else ''}"
