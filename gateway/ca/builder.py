@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from ..errors import BadCSR, BadKey, BadRequest, BadSignature, GatewayError, PolicyViolation, Unavailable
 from ..keys import KeyDescription, check_key_strength, signature_hash_for
 from ..profiles.model import (
+    KEY_USAGE_FIELDS,
     IGNORED_REQUEST_EXTENSIONS,
     MANAGED_EXTENSIONS,
     NAME_ATTRIBUTES,
@@ -254,20 +255,7 @@ def _key_usage(profile: Profile, desc: KeyDescription) -> x509.KeyUsage | None:
         usages -= _EC_FORBIDDEN_USAGES
         if not usages:
             raise BadKey(f"profile {profile.name} key usages do not fit an EC key")
-    flags = {
-        name: name in usages
-        for name in (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-            "encipher_only",
-            "decipher_only",
-        )
-    }
+    flags = {name: name in usages for name in KEY_USAGE_FIELDS}
     return x509.KeyUsage(**flags)
 
 

@@ -40,7 +40,7 @@ from .backend import (
     RevocationReason,
 )
 from .builder import IssuerContext, build_certificate, check_proof_of_possession, load_csr
-from .overrides import overrides_from_json, overrides_to_json
+from .overrides import describe_name, overrides_from_json, overrides_to_json
 from .pem import cert_to_pem, load_certificate, load_certificates
 from .serials import new_serial
 
@@ -67,19 +67,7 @@ def describe_names(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    out: list[str] = []
-    for name in san:
-        if isinstance(name, x509.DNSName):
-            out.append(f"DNS:{name.value}")
-        elif isinstance(name, x509.IPAddress):
-            out.append(f"IP:{name.value}")
-        elif isinstance(name, x509.RFC822Name):
-            out.append(f"email:{name.value}")
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.append(f"URI:{name.value}")
-        else:
-            out.append(f"{type(name).__name__}:{name.value!r}")
-    return out
+    return [describe_name(name) for name in san]
 
 
 def certificate_record(

@@ -33,6 +33,16 @@ def parse_san(value: str) -> x509.GeneralName:
     return x509.UniformResourceIdentifier(rest)
 
 
+def describe_name(name: x509.GeneralName) -> str:
+    """Any GeneralName as ``TYPE:value`` for listings (UPN and other names included)."""
+    try:
+        return format_san(name)
+    except BadRequest:
+        if isinstance(name, x509.OtherName):
+            return f"otherName:{name.type_id.dotted_string}"
+        return f"{type(name).__name__}:{name.value!r}"
+
+
 def format_san(name: x509.GeneralName) -> str:
     if isinstance(name, x509.DNSName):
         return f"DNS:{name.value}"
