@@ -39,9 +39,11 @@ async def test_healthz_and_metrics_on_both_listeners(served: tuple[Gateway, Gate
         for base, ctx in ((info.http, None), (info.https, info.ssl_context())):
             async with session.get(f"{base}/healthz", ssl=ctx) as resp:
                 assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        await served[0].authority.issue_direct("issuing", make_csr()[0], "device", actor="test")
         async with session.get(f"{info.http}/metrics") as resp:
             text = await resp.text()
             assert resp.status == 200 and "gateway_http_requests_total" in text
+            assert 'gateway_certificates_issued_total{ca="issuing"}' in text
 
 
 async def test_tls_is_1_2_or_newer_with_ecdhe_aes_gcm(served: tuple[Gateway, GatewayInfo]) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .. import keys
+from ..metrics import CERTIFICATES_ISSUED
 from ..errors import BadRequest, Conflict, NotFound, PolicyViolation, Unavailable
 from ..profiles.model import Profile
 from ..status.crl import RevokedEntry, build_crl
@@ -198,6 +199,7 @@ class LocalCA(CABackend):
             except SerialCollision:
                 log.warning("serial collision on CA %s; re-signing with a new serial", self.id)
                 continue
+            CERTIFICATES_ISSUED.labels(ca=self.id).inc()
             log.info("issued serial=%s ca=%s profile=%s", rec.serial, self.id, profile.name)
             return IssuedCertificate(self.id, cert.serial_number, cert, await self.chain())
         raise Unavailable("could not allocate a unique serial number")
