@@ -46,6 +46,14 @@ ENTITY_STATES = ("active", "inactive", "decommissioned")
 Enrollment = IssuedCertificate | PendingRequest
 
 
+class EntityRefused(Forbidden):
+    """An end entity that is not active; carries its id so the refusal is audited against it."""
+
+    def __init__(self, entity_id: str, detail: str) -> None:
+        super().__init__(detail)
+        self.entity_id = entity_id
+
+
 def check_config_id(config_id: str) -> str:
     if not CONFIG_ID.match(config_id):
         raise BadRequest(
@@ -71,6 +79,7 @@ class Authority:
         default_profile: str | None = None,
         settings: dict[str, Any] | None = None,
         credentials: dict[str, Any] | None = None,
+        actor: str | None = None,
     ) -> ProtocolConfigRecord:
         check_config_id(config_id)
         if protocol not in PROTOCOLS:
@@ -92,7 +101,9 @@ class Authority:
             default_profile=default, credentials=credentials or {}, settings=settings or {},
         )
         await self.store.insert_protocol_config(rec)
-        await self.events.record("config_create", "success", protocol_config=config_id, ca_id=ca_id)
+        await self.events.record(
+            "config_create", "success", protocol_config=config_id, ca_id=ca_id, actor=actor
+        )
         return rec
 
     async def config(self, config_id: str, protocol: str | None = None) -> ProtocolConfigRecord:
@@ -124,7 +135,7 @@ class Authority:
                     raise
                 rec = found
         if rec.status != "active":
-            raise Forbidden(f"end entity {name!r} is {rec.status}")
+            raise EntityRefused(rec.id, f"end entity {name!r} is {rec.status}")
         return rec
 
     async def set_entity_status(self, entity_id: str, status: str, actor: str) -> EndEntityRecord:
@@ -191,6 +202,7 @@ class Authority:
                 return pending
             issued = await backend.issue(request)
         except GatewayError as exc:
+            entity_id = entity_id or getattr(exc, "entity_id", None)
             await self.events.record(
                 event_type, "failure", entity_id=entity_id, protocol_config=config.id,
                 ca_id=config.ca_id, error=exc.kind.value, detail=exc.detail, actor=actor,
@@ -256,6 +268,7 @@ class Authority:
                 )
             )
         except GatewayError as exc:
+            entity_id = entity_id or getattr(exc, "entity_id", None)
             await self.events.record(
                 "keygen", "failure", entity_id=entity_id, protocol_config=config.id,
                 ca_id=config.ca_id, error=exc.kind.value, detail=exc.detail, actor=actor,

@@ -589,7 +589,8 @@ async def test_deactivated_end_entity_gets_nothing(admin: Admin, gw: Gateway) ->
 
     events = await admin.get("/events", params={"entity": entity["id"]})
     types = [e["type"] for e in events["items"]]
-    assert types == ["entity_decommissioned", "issue", "entity_active", "entity_inactive", "issue"]
+    assert types == ["entity_decommissioned", "issue", "entity_active", "issue", "entity_inactive", "issue"]
+    assert [e["status"] for e in events["items"] if e["type"] == "issue"] == ["success", "failure", "success"]
     assert events["items"][0]["detail"]["actor"] == "ops"
     failures = await admin.get("/events", params={"protocol_config": "est1", "status": "failure"})
     assert [(e["type"], e["detail"]["error"]) for e in failures["items"]] == [("issue", "forbidden")]

@@ -176,6 +176,8 @@ async def test_deactivated_end_entity_gets_nothing(core: Gateway) -> None:
     assert rec is not None and rec.entity_id
     await core.authority.set_entity_status(rec.entity_id, "inactive", actor="test")
     await _refused(core, errors.Forbidden, make_csr()[0], profile="device", entity="laptop-7")
+    refusals = await core.store.list_events(EventFilter(entity_id=rec.entity_id, status="failure"))
+    assert [e.type for e in refusals] == ["issue"]
     await core.authority.set_entity_status(rec.entity_id, "active", actor="test")
     await enroll(core, make_csr()[0], profile="device", entity="laptop-7")
     await core.authority.set_entity_status(rec.entity_id, "decommissioned", actor="test")

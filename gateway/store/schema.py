@@ -218,7 +218,7 @@ api_keys = Table(
     metadata,
     Column("id", String(ID_LENGTH), primary_key=True),
     Column("name", String(255), nullable=False),
-    Column("key_sha256", String(FINGERPRINT_LENGTH), nullable=False),
+    Column("key_sha256", String(80), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked", Boolean, nullable=False),
     UniqueConstraint("key_sha256"),

@@ -159,7 +159,7 @@ def upgrade() -> None:
         "api_keys",
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("key_sha256", sa.String(64), nullable=False),
+        sa.Column("key_sha256", sa.String(80), nullable=False),
         sa.Column("created_at", _ts(), nullable=False),
         sa.Column("revoked", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
