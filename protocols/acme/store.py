@@ -1,0 +1,498 @@
+"""Data access for the ACME tables, on the gateway's store (SQLite or PostgreSQL).
+
+Each method is one transaction and as few round trips as the operation allows:
+a signed request's nonce is consumed and its account loaded in one transaction;
+a new order's rate-limit counters, authorizations, order and ARI replacement row
+are written in one. State changes are compare-and-set (``UPDATE ... WHERE status
+= expected``), so two replicas racing on the same order or challenge cannot both
+win. Rows of the core (end entities) are written through the core's own
+:class:`gateway.store.store.Tx` on the same connection, so an account and its end
+entity appear together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.errors import Conflict, ErrorKind, GatewayError
+from gateway.store import Store
+from gateway.store import schema as core
+from gateway.store.records import EndEntityRecord
+from gateway.store.store import StoreError, Tx
+
+from . import problems
+from . import schema as t
+from .identifiers import Identifier
+from .records import Account, Authorization, Challenge, EabKey, Order, now_utc
+from .settings import RateLimit
+
+log = logging.getLogger("gateway.acme")
+
+
+class NonceReused(GatewayError):
+    kind = ErrorKind.BAD_REQUEST
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(f"{what} already exists") from exc
+    except (OperationalError, InterfaceError, OSError) as exc:
+        log.warning("ACME store unavailable during %s: %s", what, type(exc).__name__)
+        raise StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE) from exc
+    except SQLAlchemyError as exc:
+        log.warning("ACME store error during %s: %s", what, type(exc).__name__)
+        raise StoreError("database error") from exc
+
+
+# --- row <-> record -------------------------------------------------------------------
+def _idents(values: list[dict[str, str]]) -> list[Identifier]:
+    return [Identifier(v["type"], v["value"]) for v in values]
+
+
+def _account(row: Row[Any]) -> Account:
+    m = row._mapping
+    return Account(
+        id=m["id"], config_id=m["config_id"], thumbprint=m["thumbprint"], jwk=m["jwk"],
+        entity_id=m["entity_id"], status=m["status"], contact=list(m["contact"]), tos_agreed=m["tos_agreed"],
+        eab_kid=m["eab_kid"], allowed_identifiers=m["allowed_identifiers"], created_at=m["created_at"],
+        entity_status=m.get("entity_status") or "active",
+    )
+
+
+def _account_values(a: Account) -> dict[str, Any]:
+    return {
+        "id": a.id, "config_id": a.config_id, "thumbprint": a.thumbprint, "jwk": a.jwk, "status": a.status,
+        "contact": a.contact, "tos_agreed": a.tos_agreed, "eab_kid": a.eab_kid,
+        "allowed_identifiers": a.allowed_identifiers, "entity_id": a.entity_id, "created_at": a.created_at,
+    }
+
+
+def _authz(row: Row[Any]) -> Authorization:
+    m = row._mapping
+    return Authorization(
+        id=m["id"], config_id=m["config_id"], account_id=m["account_id"],
+        identifier=Identifier(m["identifier_type"], m["identifier_value"]), wildcard=m["wildcard"],
+        expires=m["expires"], challenges=[Challenge.from_json(c) for c in m["challenges"]],
+        status=m["status"], attempt=m["attempt"], created_at=m["created_at"],
+    )
+
+
+def _authz_values(a: Authorization) -> dict[str, Any]:
+    return {
+        "id": a.id, "config_id": a.config_id, "account_id": a.account_id,
+        "identifier_type": a.identifier.type, "identifier_value": a.identifier.value, "wildcard": a.wildcard,
+        "status": a.status, "expires": a.expires, "challenges": [c.to_json() for c in a.challenges],
+        "attempt": a.attempt, "created_at": a.created_at,
+    }
+
+
+def _order(row: Row[Any]) -> Order:
+    m = row._mapping
+    return Order(
+        id=m["id"], config_id=m["config_id"], account_id=m["account_id"], expires=m["expires"],
+        identifiers=_idents(m["identifiers"]), authz_ids=list(m["authz_ids"]), profile=m["profile"],
+        status=m["status"], not_before=m["not_before"], not_after=m["not_after"], error=m["error"],
+        serial=m["serial"], request_id=m["request_id"], replaces=m["replaces"], created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _order_values(o: Order) -> dict[str, Any]:
+    return {
+        "id": o.id, "config_id": o.config_id, "account_id": o.account_id, "status": o.status,
+        "expires": o.expires, "identifiers": [i.to_json() for i in o.identifiers], "authz_ids": o.authz_ids,
+        "profile": o.profile, "not_before": o.not_before, "not_after": o.not_after, "error": o.error,
+        "serial": o.serial, "request_id": o.request_id, "replaces": o.replaces, "created_at": o.created_at,
+        "updated_at": o.updated_at,
+    }
+
+
+def _eab(row: Row[Any]) -> EabKey:
+    m = row._mapping
+    return EabKey(
+        kid=m["kid"], config_id=m["config_id"], hmac_key_encrypted=m["hmac_key_encrypted"], label=m["label"],
+        created_by=m["created_by"], identifiers=m["identifiers"], account_id=m["account_id"],
+        bound_at=m["bound_at"], revoked=m["revoked"], created_at=m["created_at"],
+    )
+
+
+def _account_select() -> Any:
+    e = core.end_entities
+    return (
+        select(t.accounts, e.c.status.label("entity_status"))
+        .select_from(t.accounts.outerjoin(e, e.c.id == t.accounts.c.entity_id))
+    )
+
+
+class AcmeStore:
+    """The ACME tables. Takes the gateway's :class:`Store` and shares its engine and pool."""
+
+    def __init__(self, store: Store) -> None:
+        # The core store exposes transactions as Tx objects over its own engine;
+        # ACME runs its own statements on that same engine (and pool).
+        self._engine = store._engine
+        self._write_engine = store._write_engine
+        self.dialect = store.dialect
+
+    @contextlib.asynccontextmanager
+    async def _write(self, what: str) -> AsyncIterator[AsyncConnection]:
+        with _translated(what):
+            async with self._write_engine.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
+        with _translated(what):
+            async with self._engine.connect() as conn:
+                yield conn
+
+    # --- nonces and authentication ----------------------------------------------------
+    async def _use_nonce(self, conn: AsyncConnection, nonce: str, expires: dt.datetime) -> None:
+        try:
+            await conn.execute(t.used_nonces.insert().values(nonce=nonce, expires=expires))
+        except IntegrityError:
+            raise NonceReused("nonce already used") from None
+
+    async def use_nonce(self, nonce: str, expires: dt.datetime) -> None:
+        """Record a nonce as used; :class:`NonceReused` if it was used before (on any replica)."""
+        async with self._write("nonce") as conn:
+            await self._use_nonce(conn, nonce, expires)
+
+    async def use_nonce_and_load_account(
+        self, nonce: str, expires: dt.datetime, config_id: str, account_id: str
+    ) -> Account | None:
+        """One transaction for the two things every kid-signed request needs."""
+        async with self._write("nonce") as conn:
+            await self._use_nonce(conn, nonce, expires)
+            stmt = _account_select().where(t.accounts.c.id == account_id, t.accounts.c.config_id == config_id)
+            row = (await conn.execute(stmt)).first()
+        return _account(row) if row is not None else None
+
+    # --- rate limits ----------------------------------------------------------------------
+    async def _count(self, conn: AsyncConnection, key: str, limit: RateLimit, now: dt.datetime,
+                     what: str) -> None:
+        """Count one event against ``limit`` (fixed windows); raise rateLimited past it.
+
+        Raising inside the caller's transaction rolls the increment back, so refused
+        requests do not eat into the allowance.
+        """
+        period = limit.period.total_seconds()
+        window = int(now.timestamp() // period)
+        window_end = dt.datetime.fromtimestamp((window + 1) * period, dt.timezone.utc)
+        insert: Any = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        c = t.rate_counters.c
+        stmt = (
+            insert(t.rate_counters)
+            .values(counter_key=key, window_no=window, count=1, window_end=window_end)
+            .on_conflict_do_update(index_elements=[c.counter_key, c.window_no], set_={"count": c.count + 1})
+            .returning(c.count)
+        )
+        count = int((await conn.execute(stmt)).scalar_one())
+        if count > limit.count:
+            retry = int((window_end - now).total_seconds()) + 1
+            raise problems.rate_limited(
+                f"rate limit for {what} reached ({limit.count} per {limit.period}); retry after {retry} seconds",
+                retry,
+            )
+
+    # --- accounts ---------------------------------------------------------------------------
+    async def account_by_thumbprint(self, config_id: str, thumbprint: str) -> Account | None:
+        c = t.accounts.c
+        async with self._read("account") as conn:
+            row = (await conn.execute(_account_select().where(c.config_id == config_id,
+                                                               c.thumbprint == thumbprint))).first()
+        return _account(row) if row is not None else None
+
+    async def get_account(self, config_id: str, account_id: str) -> Account | None:
+        c = t.accounts.c
+        async with self._read("account") as conn:
+            row = (await conn.execute(_account_select().where(c.id == account_id, c.config_id == config_id))).first()
+        return _account(row) if row is not None else None
+
+    async def create_account(
+        self, account: Account, entity: EndEntityRecord, *, limit: RateLimit | None, now: dt.datetime,
+    ) -> None:
+        """Account, its end entity and (if any) its EAB key's binding, all or nothing.
+
+        Conflict if the EAB key was bound meanwhile, or an account with this key
+        appeared meanwhile.
+        """
+        async with self._write("account") as conn:
+            if limit is not None:
+                await self._count(conn, f"{account.config_id}|accounts", limit, now, "new accounts")
+            await Tx(conn).insert_end_entity(entity)
+            await conn.execute(t.accounts.insert().values(**_account_values(account)))
+            if account.eab_kid is not None:
+                k = t.eab_keys.c
+                bound = await conn.execute(
+                    update(t.eab_keys)
+                    .where(k.kid == account.eab_kid, k.config_id == account.config_id,
+                           k.account_id.is_(None), k.revoked.is_(False))
+                    .values(account_id=account.id, bound_at=now)
+                )
+                if bound.rowcount != 1:
+                    raise Conflict("the external account key is already bound to an account")
+
+    async def update_account(self, account_id: str, **fields: Any) -> None:
+        async with self._write("account") as conn:
+            await conn.execute(update(t.accounts).where(t.accounts.c.id == account_id).values(**fields))
+
+    async def change_key(self, account_id: str, old: str, new: str, jwk: dict[str, Any]) -> bool:
+        """Compare-and-set the account key; False if it changed meanwhile."""
+        c = t.accounts.c
+        async with self._write("account key") as conn:
+            result = await conn.execute(
+                update(t.accounts).where(c.id == account_id, c.thumbprint == old, c.status == "valid")
+                .values(thumbprint=new, jwk=jwk)
+            )
+        return result.rowcount == 1
+
+    async def list_accounts(self, config_id: str, limit: int, offset: int) -> list[Account]:
+        c = t.accounts.c
+        stmt = _account_select().where(c.config_id == config_id).order_by(c.created_at, c.id).limit(limit).offset(offset)
+        async with self._read("accounts") as conn:
+            return [_account(r) for r in (await conn.execute(stmt)).all()]
+
+    # --- orders and authorizations ----------------------------------------------------
+    async def create_order(
+        self, order: Order, new_authzs: list[Authorization], *, limits: list[tuple[str, RateLimit, str]],
+        replaces_serial: str | None, now: dt.datetime,
+    ) -> None:
+        """Rate-limit counters, new authorizations, the order and its ARI claim, together.
+
+        ``alreadyReplaced`` when another live order already replaces the same
+        certificate (one that is invalid or expired gives its claim up).
+        """
+        async with self._write("order") as conn:
+            for key, limit, what in limits:
+                await self._count(conn, key, limit, now, what)
+            if replaces_serial is not None:
+                await self._claim_replacement(conn, replaces_serial, order.id, now)
+            if new_authzs:
+                await conn.execute(t.authorizations.insert(), [_authz_values(a) for a in new_authzs])
+            await conn.execute(t.orders.insert().values(**_order_values(order)))
+
+    async def _claim_replacement(self, conn: AsyncConnection, serial: str, order_id: str, now: dt.datetime) -> None:
+        r, o = t.replacements.c, t.orders.c
+        row = (await conn.execute(
+            select(r.order_id, o.status, o.expires).select_from(
+                t.replacements.outerjoin(t.orders, o.id == r.order_id)
+            ).where(r.serial == serial)
+        )).first()
+        if row is None:
+            try:
+                await conn.execute(t.replacements.insert().values(serial=serial, order_id=order_id))
+                return
+            except IntegrityError:
+                raise problems.already_replaced("this certificate is already being replaced") from None
+        status, expires = row.status, row.expires
+        dead = status is None or status == "invalid" or (status in ("pending", "ready") and expires <= now)
+        if not dead:
+            raise problems.already_replaced(
+                "this certificate has already been replaced (or a replacement order is in progress)"
+            )
+        taken = await conn.execute(
+            update(t.replacements).where(r.serial == serial, r.order_id == row.order_id).values(order_id=order_id)
+        )
+        if taken.rowcount != 1:
+            raise problems.already_replaced("this certificate is already being replaced")
+
+    async def release_replacement(self, order_id: str) -> None:
+        async with self._write("order") as conn:
+            await conn.execute(delete(t.replacements).where(t.replacements.c.order_id == order_id))
+
+    async def get_order(self, config_id: str, order_id: str) -> Order | None:
+        c = t.orders.c
+        async with self._read("order") as conn:
+            row = (await conn.execute(select(t.orders).where(c.id == order_id, c.config_id == config_id))).first()
+        return _order(row) if row is not None else None
+
+    async def get_order_with_authzs(self, config_id: str, order_id: str) -> tuple[Order, list[Authorization]] | None:
+        """The order and its authorizations on one connection (two statements)."""
+        c = t.orders.c
+        async with self._read("order") as conn:
+            row = (await conn.execute(select(t.orders).where(c.id == order_id, c.config_id == config_id))).first()
+            if row is None:
+                return None
+            order = _order(row)
+            a = t.authorizations.c
+            rows = (await conn.execute(select(t.authorizations).where(a.id.in_(order.authz_ids)))).all()
+        by_id = {r.id: _authz(r) for r in rows}
+        return order, [by_id[i] for i in order.authz_ids if i in by_id]
+
+    async def update_order(self, order_id: str, expect: tuple[str, ...], **fields: Any) -> bool:
+        """Compare-and-set on status; False when the order was no longer in ``expect``."""
+        c = t.orders.c
+        fields.setdefault("updated_at", now_utc())
+        async with self._write("order") as conn:
+            result = await conn.execute(
+                update(t.orders).where(c.id == order_id, c.status.in_(expect)).values(**fields)
+            )
+        return result.rowcount == 1
+
+    async def list_orders(self, account_id: str, now: dt.datetime, limit: int, offset: int) -> list[str]:
+        """Ids of the account's orders that are not invalid, oldest first."""
+        c = t.orders.c
+        live = or_(c.status.in_(("processing", "valid")),
+                   and_(c.status.in_(("pending", "ready")), c.expires > now))
+        stmt = (select(c.id).where(c.account_id == account_id, live)
+                .order_by(c.created_at, c.id).limit(limit).offset(offset))
+        async with self._read("orders") as conn:
+            return [r.id for r in (await conn.execute(stmt)).all()]
+
+    async def reusable_authzs(
+        self, config_id: str, account_id: str, identifiers: list[Identifier], valid_after: dt.datetime,
+        include_pending: bool,
+    ) -> list[Authorization]:
+        """Authorizations of this account for these identifiers that live past ``valid_after``."""
+        a = t.authorizations.c
+        statuses = ("valid", "pending") if include_pending else ("valid",)
+        names = sorted({i.base for i in identifiers})
+        stmt = select(t.authorizations).where(
+            a.account_id == account_id, a.config_id == config_id, a.identifier_value.in_(names),
+            a.status.in_(statuses), a.expires > valid_after,
+        ).order_by(a.expires.desc())
+        async with self._read("authorizations") as conn:
+            return [_authz(r) for r in (await conn.execute(stmt)).all()]
+
+    async def get_authz(self, config_id: str, authz_id: str) -> Authorization | None:
+        a = t.authorizations.c
+        async with self._read("authorization") as conn:
+            row = (await conn.execute(select(t.authorizations).where(a.id == authz_id, a.config_id == config_id))).first()
+        return _authz(row) if row is not None else None
+
+    async def create_authz(self, authz: Authorization) -> None:
+        async with self._write("authorization") as conn:
+            await conn.execute(t.authorizations.insert().values(**_authz_values(authz)))
+
+    async def start_attempt(self, authz: Authorization, challenge: Challenge, stale_before: dt.datetime) -> bool:
+        """Claim the authorization for one validation attempt (compare-and-set).
+
+        Succeeds when no attempt runs, or the running one started before
+        ``stale_before`` (its replica died).
+        """
+        a = t.authorizations.c
+        free: ColumnElement[bool] = a.attempt.is_(None)
+        current = authz.challenge(authz.attempt) if authz.attempt else None
+        if current is not None and current.started is not None and current.started < stale_before:
+            free = or_(free, a.attempt == authz.attempt)
+        async with self._write("authorization") as conn:
+            result = await conn.execute(
+                update(t.authorizations).where(a.id == authz.id, a.status == "pending", free)
+                .values(attempt=challenge.type, challenges=[c.to_json() for c in authz.with_challenge(challenge)])
+            )
+        return result.rowcount == 1
+
+    async def accept_without_attempt(self, authz: Authorization, challenge: Challenge,
+                                     expires: dt.datetime) -> bool:
+        """pending -> valid in one statement (the test-only always-valid mode)."""
+        a = t.authorizations.c
+        async with self._write("authorization") as conn:
+            result = await conn.execute(
+                update(t.authorizations).where(a.id == authz.id, a.status == "pending", a.attempt.is_(None))
+                .values(status="valid", attempt=challenge.type, expires=expires,
+                        challenges=[c.to_json() for c in authz.with_challenge(challenge)])
+            )
+        return result.rowcount == 1
+
+    async def finish_attempt(self, authz: Authorization, status: str, challenge: Challenge,
+                             expires: dt.datetime) -> bool:
+        a = t.authorizations.c
+        async with self._write("authorization") as conn:
+            result = await conn.execute(
+                update(t.authorizations).where(a.id == authz.id, a.status == "pending", a.attempt == challenge.type)
+                .values(status=status, expires=expires,
+                        challenges=[c.to_json() for c in authz.with_challenge(challenge)])
+            )
+        return result.rowcount == 1
+
+    async def deactivate_authz(self, authz_id: str) -> bool:
+        a = t.authorizations.c
+        async with self._write("authorization") as conn:
+            result = await conn.execute(
+                update(t.authorizations).where(a.id == authz_id, a.status.in_(("pending", "valid")))
+                .values(status="deactivated")
+            )
+        return result.rowcount == 1
+
+    async def valid_identifiers(self, config_id: str, account_id: str, now: dt.datetime) -> set[Identifier]:
+        """Identifiers this account holds valid, unexpired authorizations for (revocation, RFC 8555 7.6)."""
+        a = t.authorizations.c
+        stmt = select(a.identifier_type, a.identifier_value, a.wildcard).where(
+            a.config_id == config_id, a.account_id == account_id, a.status == "valid", a.expires > now
+        )
+        async with self._read("authorizations") as conn:
+            rows = (await conn.execute(stmt)).all()
+        out = set()
+        for r in rows:
+            out.add(Identifier(r.identifier_type, ("*." if r.wildcard else "") + r.identifier_value))
+        return out
+
+    # --- EAB keys ------------------------------------------------------------------------
+    async def insert_eab(self, key: EabKey) -> None:
+        values = {
+            "kid": key.kid, "config_id": key.config_id, "hmac_key_encrypted": key.hmac_key_encrypted,
+            "identifiers": key.identifiers, "label": key.label, "created_by": key.created_by,
+            "created_at": key.created_at, "account_id": key.account_id, "bound_at": key.bound_at,
+            "revoked": key.revoked,
+        }
+        async with self._write("EAB key") as conn:
+            await conn.execute(t.eab_keys.insert().values(**values))
+
+    async def get_eab(self, config_id: str, kid: str) -> EabKey | None:
+        k = t.eab_keys.c
+        async with self._read("EAB key") as conn:
+            row = (await conn.execute(select(t.eab_keys).where(k.kid == kid, k.config_id == config_id))).first()
+        return _eab(row) if row is not None else None
+
+    async def list_eab(self, config_id: str, limit: int, offset: int) -> list[EabKey]:
+        k = t.eab_keys.c
+        stmt = select(t.eab_keys).where(k.config_id == config_id).order_by(k.created_at, k.kid).limit(limit).offset(offset)
+        async with self._read("EAB keys") as conn:
+            return [_eab(r) for r in (await conn.execute(stmt)).all()]
+
+    async def revoke_eab(self, config_id: str, kid: str) -> EabKey | None:
+        """Mark revoked; also deactivates the account bound to it. None if unknown."""
+        k = t.eab_keys.c
+        async with self._write("EAB key") as conn:
+            row = (await conn.execute(select(t.eab_keys).where(k.kid == kid, k.config_id == config_id))).first()
+            if row is None:
+                return None
+            await conn.execute(update(t.eab_keys).where(k.kid == kid).values(revoked=True))
+            if row.account_id is not None:
+                await conn.execute(update(t.accounts).where(t.accounts.c.id == row.account_id)
+                                   .values(status="deactivated"))
+        return _eab(row)
+
+    # --- housekeeping ----------------------------------------------------------------------
+    async def sweep(self, now: dt.datetime) -> int:
+        """Delete used nonces and rate counters that can no longer matter."""
+        async with self._write("sweep") as conn:
+            a = await conn.execute(delete(t.used_nonces).where(t.used_nonces.c.expires < now))
+            b = await conn.execute(delete(t.rate_counters).where(t.rate_counters.c.window_end < now))
+        return int(a.rowcount or 0) + int(b.rowcount or 0)
+
+    async def counts(self) -> dict[str, int]:
+        """Rows per ACME table (tests and metrics)."""
+        tables = {"accounts": t.accounts, "orders": t.orders, "authorizations": t.authorizations,
+                  "eab_keys": t.eab_keys, "replacements": t.replacements, "used_nonces": t.used_nonces}
+        out = {}
+        async with self._read("counts") as conn:
+            for name, table in tables.items():
+                out[name] = int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+        return out
+

@@ -1,0 +1,69 @@
+"""The SCEP protocol adapter: what the gateway core asks of a protocol package."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import admin, cli, http
+from .challenge import add_challenge_admin, set_static_challenge
+from .ra import issue_ra
+from .repository import ScepRepository
+from .service import PROTOCOL
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.runtime import Gateway
+    from gateway.store.records import ProtocolConfigRecord
+
+DEV_CONFIG = PROTOCOL
+DEV_PROFILES = ["device", "tls-client"]
+DEV_ADMIN = "ndes-admin"
+"""User name of the dev challenge admin (mscep_admin page and Jamf webhook)."""
+
+
+class ScepAdapter:
+    name = PROTOCOL
+
+    def mount(self, app: web.Application, *, secure: bool) -> None:
+        """Same routes on both listeners: devices use plain HTTP (the envelope protects the
+        request), MDMs and admins HTTPS; mscep_admin and the webhook refuse plain HTTP
+        unless a configuration allows it."""
+        http.add_routes(app)
+
+    async def bootstrap(self, gateway: Gateway, ca_id: str) -> dict[str, Any]:
+        """The dev configuration ``scep``: RA from ``ca_id``, a static challenge, served
+        on the NDES paths, and a challenge admin for mscep_admin and the webhook."""
+        repo = ScepRepository(gateway.store)
+        await gateway.authority.create_config(
+            DEV_CONFIG, PROTOCOL, ca_id, DEV_PROFILES, settings={"ndes": True},
+        )
+        await issue_ra(gateway, repo, DEV_CONFIG, ca_id)
+        challenge = await set_static_challenge(repo, DEV_CONFIG)
+        password = await add_challenge_admin(repo, DEV_CONFIG, DEV_ADMIN)
+        # the user name is fixed (DEV_ADMIN): only secrets go to the dev-credentials file
+        return {DEV_CONFIG: {"challenge": challenge, "admin_password": password}}
+
+    def describe(
+        self, config: Config, records: list[ProtocolConfigRecord], dev_credentials: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "config": rec.id,
+                "url": f"{config.http_url}/scep/{rec.id}",
+                "challenge": (dev_credentials.get(rec.id) or {}).get("challenge"),
+            }
+            for rec in records
+        ]
+
+    def add_cli(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+                common: argparse.ArgumentParser) -> None:
+        cli.add_cli(subparsers, common)
+
+    def mount_admin(self, admin_app: web.Application) -> None:
+        admin.mount_admin(admin_app)
+
+
+ADAPTER = ScepAdapter()

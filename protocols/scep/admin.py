@@ -1,0 +1,247 @@
+"""Admin API for SCEP under ``/admin/scep/...``: one-time challenges, the static challenge,
+challenge-admin credentials (mscep_admin page and webhook) and the RA certificates.
+
+Routes are declared as :class:`gateway.admin.spec.Route` entries like the core's, and
+added to the admin OpenAPI document, so they are authenticated by the admin app's
+middleware and documented the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from gateway.admin import openapi
+from gateway.admin.api import OPENAPI
+from gateway.admin.auth import actor
+from gateway.admin.inputs import Fields, QueryArgs, read_json
+from gateway.admin.spec import Reply, Route
+from gateway.errors import BadRequest, NotFound
+from gateway.store.records import ProtocolConfigRecord
+from gateway.web.keys import GATEWAY
+
+from .challenge import (
+    CHALLENGE_ADMIN,
+    STATIC,
+    add_challenge_admin,
+    issue_dynamic_challenge,
+    set_static_challenge,
+)
+from .ra import issue_ra
+from .service import PROTOCOL, ScepService, service_for
+from .settings import ScepSettings
+
+TAG = "SCEP"
+MAX_TTL = dt.timedelta(days=30)
+
+
+def _svc(request: web.Request) -> ScepService:
+    return service_for(request.app[GATEWAY])
+
+
+async def _config(request: web.Request, svc: ScepService) -> ProtocolConfigRecord:
+    config_id = request.match_info["id"]
+    rec = await svc.gateway.store.get_protocol_config(config_id)
+    if rec is None or rec.protocol != PROTOCOL:
+        raise NotFound(f"no SCEP configuration {config_id!r}")
+    return rec
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+async def create_challenge(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    rec = await _config(request, svc)
+    settings = ScepSettings.of(rec)
+    f = Fields(await read_json(request, optional=True))
+    subject = f.text("subject")
+    ttl_seconds = f.integer("ttl_seconds", minimum=60, maximum=int(MAX_TTL.total_seconds()))
+    f.done()
+    ttl = dt.timedelta(seconds=ttl_seconds) if ttl_seconds is not None else settings.dynamic_challenge_ttl
+    issued = await issue_dynamic_challenge(
+        svc.repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="api",
+        issued_by=actor(request), bound_subject=subject, now=svc.clock(),
+    )
+    await svc.gateway.authority.events.record(
+        "scep_challenge", "success", protocol_config=rec.id, source="api", actor=actor(request),
+        bound=subject is not None,
+    )
+    return web.json_response(
+        {"challenge": issued.challenge, "expires_at": _iso(issued.expires_at), "subject": issued.bound_subject},
+        status=201, headers={"Cache-Control": "no-store"},
+    )
+
+
+async def list_challenges(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    items = [
+        {"source": c.source, "issued_by": c.issued_by, "subject": c.bound_subject,
+         "created_at": _iso(c.created_at), "expires_at": _iso(c.expires_at)}
+        for c in await svc.repo.list_challenges(rec.id, svc.clock())
+    ]
+    return web.json_response({"items": items})
+
+
+async def put_static_challenge(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    rec = await _config(request, svc)
+    f = Fields(await read_json(request, optional=True))
+    value = f.text("challenge")
+    f.done()
+    challenge = await set_static_challenge(svc.repo, rec.id, value)
+    await svc.gateway.authority.events.record(
+        "scep_static_challenge", "success", protocol_config=rec.id, actor=actor(request),
+    )
+    return web.json_response({"challenge": challenge}, headers={"Cache-Control": "no-store"})
+
+
+async def delete_static_challenge(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    if not await svc.repo.delete_secret(rec.id, STATIC, "static"):
+        raise NotFound(f"SCEP configuration {rec.id!r} has no static challenge")
+    await svc.gateway.authority.events.record(
+        "scep_static_challenge_delete", "success", protocol_config=rec.id, actor=actor(request),
+    )
+    return web.Response(status=204)
+
+
+async def put_challenge_admin(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    rec = await _config(request, svc)
+    f = Fields(await read_json(request, optional=True))
+    password = f.text("password")
+    f.done()
+    username = request.match_info["username"]
+    value = await add_challenge_admin(svc.repo, rec.id, username, password)
+    await svc.gateway.authority.events.record(
+        "scep_challenge_admin", "success", protocol_config=rec.id, actor=actor(request), username=username,
+    )
+    return web.json_response({"username": username, "password": value}, headers={"Cache-Control": "no-store"})
+
+
+async def delete_challenge_admin(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    username = request.match_info["username"]
+    if not await svc.repo.delete_secret(rec.id, CHALLENGE_ADMIN, username):
+        raise NotFound(f"no challenge admin {username!r} in configuration {rec.id!r}")
+    await svc.gateway.authority.events.record(
+        "scep_challenge_admin_delete", "success", protocol_config=rec.id, actor=actor(request), username=username,
+    )
+    return web.Response(status=204)
+
+
+def ra_view(rec: Any) -> dict[str, Any]:
+    cert = x509.load_pem_x509_certificate(rec.certificate_pem.encode())
+    return {
+        "id": rec.id, "role": rec.role, "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(), "serial": format(cert.serial_number, "x"),
+        "not_after": _iso(cert.not_valid_after_utc),
+        "sha256": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        "certificate_pem": rec.certificate_pem,
+    }
+
+
+async def list_ra(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    return web.json_response({"items": [ra_view(r) for r in await svc.repo.ra_certificates(rec.id)]})
+
+
+async def create_ra(request: web.Request) -> web.Response:
+    """Renew the RA (role ``current``) or prepare a rollover RA (``next``, from ``settings.next_ca``)."""
+    svc = _svc(request)
+    rec = await _config(request, svc)
+    f = Fields(await read_json(request, optional=True))
+    role = f.text("role", choices=("current", "next")) or "current"
+    f.done()
+    ca_id = rec.ca_id
+    if role == "next":
+        ca_id = ScepSettings.of(rec).next_ca or ""
+        if not ca_id:
+            raise BadRequest("set settings.next_ca on the configuration before issuing a next RA")
+    ra = await issue_ra(svc.gateway, svc.repo, rec.id, ca_id, role=role, actor=actor(request))
+    svc.keyring.forget(rec.id)
+    return web.json_response(ra_view(ra), status=201)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/scep/{id}/challenges", create_challenge, "createScepChallenge",
+          "Issue a one-time SCEP challenge password (optionally bound to a subject)", TAG,
+          (Reply(201, "The challenge, shown once", "ScepChallenge"),),
+          body="ScepChallengeCreate", body_optional=True, errors=(404, 409)),
+    Route("GET", "/scep/{id}/challenges", list_challenges, "listScepChallenges",
+          "Outstanding one-time challenges (values are never shown again)", TAG,
+          (Reply(200, "Outstanding challenges", "ScepChallengeList"),), errors=(404,)),
+    Route("PUT", "/scep/{id}/static-challenge", put_static_challenge, "setScepStaticChallenge",
+          "Set or generate the configuration's static challenge password", TAG,
+          (Reply(200, "The static challenge, shown once", "ScepStaticChallenge"),),
+          body="ScepStaticChallengeSet", body_optional=True, errors=(404,)),
+    Route("DELETE", "/scep/{id}/static-challenge", delete_static_challenge, "deleteScepStaticChallenge",
+          "Remove the static challenge password", TAG, (Reply(204, "Removed"),), errors=(404,)),
+    Route("PUT", "/scep/{id}/challenge-admins/{username}", put_challenge_admin, "setScepChallengeAdmin",
+          "Create or reset credentials for the mscep_admin page and the Jamf webhook", TAG,
+          (Reply(200, "The credentials, shown once", "ScepChallengeAdmin"),),
+          body="ScepChallengeAdminSet", body_optional=True, errors=(404,)),
+    Route("DELETE", "/scep/{id}/challenge-admins/{username}", delete_challenge_admin, "deleteScepChallengeAdmin",
+          "Remove challenge-admin credentials", TAG, (Reply(204, "Removed"),), errors=(404,)),
+    Route("GET", "/scep/{id}/ra", list_ra, "listScepRa", "The configuration's RA certificates", TAG,
+          (Reply(200, "RA certificates, newest first", "ScepRaList"),), errors=(404,)),
+    Route("POST", "/scep/{id}/ra", create_ra, "createScepRa",
+          "Issue a new RA (current: renew now; next: for GetNextCACert during a CA rollover)", TAG,
+          (Reply(201, "The new RA certificate", "ScepRa"),), body="ScepRaCreate", body_optional=True,
+          errors=(404, 503)),
+)
+
+_S = {"type": "string"}
+_NS = {"type": ["string", "null"]}
+_DT = {"type": "string", "format": "date-time"}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "ScepChallengeCreate": openapi._obj(
+        {"subject": {"type": "string", "description": "RFC 4514 DN the CSR must carry; CN=x binds the CN only"},
+         "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": int(MAX_TTL.total_seconds())}},
+        closed=True),
+    "ScepChallenge": openapi._obj({"challenge": _S, "expires_at": _DT, "subject": _NS},
+                                  ["challenge", "expires_at", "subject"]),
+    "ScepChallengeList": openapi._obj({"items": {"type": "array", "items": openapi._obj(
+        {"source": _S, "issued_by": _NS, "subject": _NS, "created_at": _DT, "expires_at": _DT})}}, ["items"]),
+    "ScepStaticChallengeSet": openapi._obj(
+        {"challenge": {"type": "string", "minLength": 8, "description": "Omit to generate one"}}, closed=True),
+    "ScepStaticChallenge": openapi._obj({"challenge": _S}, ["challenge"]),
+    "ScepChallengeAdminSet": openapi._obj(
+        {"password": {"type": "string", "minLength": 8, "description": "Omit to generate one"}}, closed=True),
+    "ScepChallengeAdmin": openapi._obj({"username": _S, "password": _S}, ["username", "password"]),
+    "ScepRaCreate": openapi._obj({"role": {"type": "string", "enum": ["current", "next"]}}, closed=True),
+    "ScepRa": openapi._obj(
+        {"id": _S, "role": {"type": "string", "enum": ["current", "next", "retired"]}, "subject": _S,
+         "issuer": _S, "serial": _S, "not_after": _DT, "sha256": _S, "certificate_pem": _S},
+        ["id", "role", "subject", "issuer", "serial", "not_after", "sha256", "certificate_pem"]),
+    "ScepRaList": openapi._obj({"items": {"type": "array", "items": openapi.ref("ScepRa")}}, ["items"]),
+}
+
+
+def mount_admin(admin: web.Application) -> None:
+    """Register the routes and extend the admin OpenAPI document with them."""
+    doc = copy.deepcopy(admin[OPENAPI])
+    doc["components"]["schemas"].update(copy.deepcopy(SCHEMAS))
+    for route in ROUTES:
+        admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        doc["paths"].setdefault(route.path, {})[route.method.lower()] = openapi._operation(route)
+    if TAG not in [t["name"] for t in doc.get("tags", [])]:
+        doc.setdefault("tags", []).append({"name": TAG})
+    admin[OPENAPI] = doc
+

@@ -1,0 +1,258 @@
+"""Challenge passwords: one pluggable verifier interface, and the one-time challenges.
+
+A :class:`ChallengeVerifier` decides whether a PKCSReq's challengePassword authorizes
+it, and hears afterwards whether the enrollment succeeded or failed. That is the shape
+of Microsoft Intune's SCEP validation service (validate, then success/failure
+notifications), so an Intune verifier can be registered in :data:`VERIFIERS` beside the
+built-in ones without touching the protocol code. Built in:
+
+- ``static``: the configuration's static challenge (scrypt hashes in ``scep_secrets``);
+- ``dynamic``: one-time challenges (single use, time-limited, optionally bound to an
+  expected subject) issued by the NDES ``mscep_admin`` page, the admin API, the CLI
+  and the Jamf webhook; stored as SHA-256 of the value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.x509.oid import AttributeOID
+
+from gateway.ca.overrides import parse_subject
+from gateway.errors import BadRequest
+from gateway.secrets import hash_secret, verify_secret
+from gateway.store.records import ProtocolConfigRecord, utcnow
+
+from .repository import ChallengeRecord, ScepRepository, SecretRecord
+from .types import FailInfo, ScepFailure
+
+STATIC = "static_challenge"
+CHALLENGE_ADMIN = "challenge_admin"
+
+
+def challenge_password(csr: x509.CertificateSigningRequest) -> str | None:
+    """The CSR's challengePassword attribute (any string type), if present."""
+    try:
+        value = csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
+    except x509.AttributeNotFound:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def new_dynamic_challenge() -> str:
+    """16 upper-case hex digits, the NDES format that scrapers of mscep_admin expect."""
+    return secrets.token_hex(8).upper()
+
+
+def challenge_digest(challenge: str) -> str:
+    return hashlib.sha256(challenge.strip().encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChallengeRequest:
+    """What a verifier sees: the configuration, the request and its challenge."""
+
+    config: ProtocolConfigRecord
+    transaction_id: str
+    csr: x509.CertificateSigningRequest
+    challenge: str | None
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class ChallengeGrant:
+    """A verified challenge: who vouched for it and what it tells about the device."""
+
+    verifier: str
+    entity_attributes: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None  # verifier-private handle (the dynamic challenge's digest)
+
+
+@dataclass(frozen=True)
+class IssuedInfo:
+    """What a success notification reports (Intune wants serial, thumbprint, expiry, CA)."""
+
+    serial_hex: str
+    sha1_thumbprint: str
+    not_after: dt.datetime
+    issuer: str
+
+
+class ChallengeVerifier(Protocol):
+    name: str
+
+    async def verify(self, request: ChallengeRequest) -> ChallengeGrant | None:
+        """A grant, or None when this verifier does not know the challenge; raise
+        :class:`ScepFailure` (badRequest) to refuse outright."""
+
+    async def notify_success(
+        self, request: ChallengeRequest, grant: ChallengeGrant, issued: IssuedInfo | None
+    ) -> None:
+        """The certificate was issued (or held for approval: ``issued`` is then None)."""
+
+    async def notify_failure(self, request: ChallengeRequest, grant: ChallengeGrant, reason: str) -> None:
+        """The enrollment this grant authorized failed afterwards."""
+
+
+class StaticChallengeVerifier:
+    """The configuration's static challenge password(s), compared against scrypt hashes."""
+
+    name = "static"
+
+    def __init__(self, repo: ScepRepository) -> None:
+        self._repo = repo
+
+    async def verify(self, request: ChallengeRequest) -> ChallengeGrant | None:
+        if not request.challenge:
+            return None
+        for rec in await self._repo.secrets(request.config.id, STATIC):
+            if await asyncio.to_thread(verify_secret, request.challenge, rec.secret_hash):
+                return ChallengeGrant(self.name)
+        return None
+
+    async def notify_success(self, request: ChallengeRequest, grant: ChallengeGrant, issued: IssuedInfo | None) -> None:
+        return None
+
+    async def notify_failure(self, request: ChallengeRequest, grant: ChallengeGrant, reason: str) -> None:
+        return None
+
+
+class DynamicChallengeVerifier:
+    """One-time challenges: used once (compare-and-set), expired ones refused, and a
+    challenge bound to a subject only authorizes a CSR with that subject."""
+
+    name = "dynamic"
+
+    def __init__(self, repo: ScepRepository) -> None:
+        self._repo = repo
+
+    async def verify(self, request: ChallengeRequest) -> ChallengeGrant | None:
+        if not request.challenge:
+            return None
+        digest = challenge_digest(request.challenge)
+        rec = await self._repo.challenge(request.config.id, digest)
+        if rec is None:
+            return None
+        if rec.used_at is not None:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was already used")
+        if rec.expires_at <= request.now:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password has expired")
+        if rec.bound_subject is not None and not _subject_matches(rec.bound_subject, request.csr.subject):
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was issued for another subject")
+        if not await self._repo.use_challenge(request.config.id, digest, now=request.now,
+                                              used_by=request.transaction_id):
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was already used")
+        return ChallengeGrant(self.name, dict(rec.attributes), token=digest)
+
+    async def notify_success(self, request: ChallengeRequest, grant: ChallengeGrant, issued: IssuedInfo | None) -> None:
+        return None
+
+    async def notify_failure(self, request: ChallengeRequest, grant: ChallengeGrant, reason: str) -> None:
+        # The request was refused after the challenge was taken: hand it back, so a
+        # corrected request from the same device can still use it (nothing changed).
+        if grant.token is not None:
+            await self._repo.release_challenge(request.config.id, grant.token, request.transaction_id)
+
+
+def _subject_matches(bound: str, subject: x509.Name) -> bool:
+    """A bound subject is a full RFC 4514 DN, or ``CN=<value>`` matching the CN only."""
+    try:
+        expected = parse_subject(bound)
+    except BadRequest:
+        return False
+    attrs = list(expected)
+    if len(attrs) == 1 and attrs[0].oid == x509.NameOID.COMMON_NAME:
+        return [a.value for a in subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)] == [attrs[0].value]
+    return expected == subject
+
+
+VerifierFactory = Callable[[ScepRepository], ChallengeVerifier]
+VERIFIERS: dict[str, VerifierFactory] = {
+    "static": StaticChallengeVerifier,
+    "dynamic": DynamicChallengeVerifier,
+}
+"""Verifier factories by name; settings ``challenge_verifiers`` picks and orders them."""
+
+
+def verifiers_for(names: Sequence[str], repo: ScepRepository) -> list[ChallengeVerifier]:
+    out = []
+    for name in names:
+        factory = VERIFIERS.get(name)
+        if factory is None:
+            raise ScepFailure(FailInfo.BAD_REQUEST, f"challenge verifier {name!r} is not available")
+        out.append(factory(repo))
+    return out
+
+
+# --- issuing and managing secrets ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedChallenge:
+    challenge: str
+    expires_at: dt.datetime
+    bound_subject: str | None
+
+
+async def issue_dynamic_challenge(
+    repo: ScepRepository, config_id: str, *, ttl: dt.timedelta, limit: int, source: str,
+    issued_by: str | None, bound_subject: str | None = None, attributes: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> IssuedChallenge:
+    """A new one-time challenge (the value is returned once and stored only hashed)."""
+    now = now or utcnow()
+    if bound_subject is not None:
+        parse_subject(bound_subject)  # refuse a malformed DN now, not at enrollment
+    challenge = new_dynamic_challenge()
+    rec = ChallengeRecord(
+        challenge_sha256=challenge_digest(challenge), config_id=config_id, source=source,
+        expires_at=now + ttl, issued_by=issued_by, bound_subject=bound_subject,
+        attributes=attributes or {}, created_at=now,
+    )
+    await repo.add_challenge(rec, limit=limit, now=now)
+    return IssuedChallenge(challenge, rec.expires_at, bound_subject)
+
+
+async def set_static_challenge(repo: ScepRepository, config_id: str, challenge: str | None = None) -> str:
+    """Set (or generate) the configuration's static challenge; returns the plaintext once."""
+    value = challenge if challenge is not None else secrets.token_urlsafe(18)
+    if len(value) < 8:
+        raise BadRequest("a static challenge needs at least 8 characters")
+    await repo.set_secret(SecretRecord(config_id, STATIC, "static", await asyncio.to_thread(hash_secret, value)))
+    return value
+
+
+async def add_challenge_admin(repo: ScepRepository, config_id: str, username: str,
+                              password: str | None = None) -> str:
+    """Credentials allowed to obtain one-time challenges (mscep_admin page, webhook)."""
+    if not username or ":" in username or len(username) > 255:
+        raise BadRequest("a user name is 1-255 characters without ':'")
+    value = password if password is not None else secrets.token_urlsafe(18)
+    if len(value) < 8:
+        raise BadRequest("a password needs at least 8 characters")
+    await repo.set_secret(SecretRecord(config_id, CHALLENGE_ADMIN, username, await asyncio.to_thread(hash_secret, value)))
+    return value
+
+
+async def check_challenge_admin(repo: ScepRepository, config_id: str, username: str, password: str) -> bool:
+    """Constant-time-ish check of HTTP Basic credentials (always runs one scrypt)."""
+    records = {r.name: r for r in await repo.secrets(config_id, CHALLENGE_ADMIN)}
+    rec = records.get(username)
+    stored = rec.secret_hash if rec is not None else _dummy_hash()
+    ok = await asyncio.to_thread(verify_secret, password, stored)
+    return ok and rec is not None and hmac.compare_digest(rec.name, username)
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Checked for unknown user names, so they cost the same scrypt as known ones."""
+    return hash_secret(secrets.token_urlsafe(16))

@@ -1,0 +1,192 @@
+"""``gateway scep ...``: operator commands for SCEP configurations.
+
+    gateway scep challenge [--config scep] [--subject DN] [--ttl PT30M]   one-time challenge
+    gateway scep static-challenge [--config scep] [--value V]             set/rotate the static one
+    gateway scep admin add|remove USER [--config scep] [--password P]     mscep_admin/webhook users
+    gateway scep ra list|issue|import [--config scep] ...                 RA certificates
+    gateway scep config create ID --ca CA [--profile P]... [--approval manual] [--ndes]
+
+Secrets are printed once on stdout and stored only hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import bootstrap
+from gateway.config import load_config, parse_duration
+from gateway.errors import ConfigError
+from gateway.runtime import Gateway
+
+from .challenge import (
+    CHALLENGE_ADMIN,
+    add_challenge_admin,
+    issue_dynamic_challenge,
+    set_static_challenge,
+)
+from .ra import import_ra, issue_ra
+from .repository import ScepRepository
+from .service import PROTOCOL
+from .settings import ScepSettings
+
+ACTOR = "cli"
+
+
+async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway, ScepRepository], Awaitable[int]]) -> int:
+    data_dir = Path(args.data_dir)
+    if not bootstrap.is_initialized(data_dir):
+        raise ConfigError(f"{data_dir} is not initialized; run 'gateway init' first")
+    gw = await Gateway.open(load_config(data_dir))
+    try:
+        return await fn(gw, ScepRepository(gw.store))
+    finally:
+        await gw.close()
+
+
+async def cmd_challenge(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway, repo: ScepRepository) -> int:
+        rec = await gw.authority.config(args.config, PROTOCOL)
+        settings = ScepSettings.of(rec)
+        ttl = parse_duration(args.ttl, "--ttl") if args.ttl else settings.dynamic_challenge_ttl
+        issued = await issue_dynamic_challenge(
+            repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="cli",
+            issued_by=ACTOR, bound_subject=args.subject,
+        )
+        await gw.authority.events.record("scep_challenge", "success", protocol_config=rec.id, source="cli",
+                                         actor=ACTOR, bound=args.subject is not None)
+        if args.json:
+            print(json.dumps({"challenge": issued.challenge, "expires_at": issued.expires_at.isoformat(),
+                              "subject": issued.bound_subject}))
+        else:
+            print(issued.challenge)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_static_challenge(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway, repo: ScepRepository) -> int:
+        rec = await gw.authority.config(args.config, PROTOCOL)
+        print(await set_static_challenge(repo, rec.id, args.value))
+        await gw.authority.events.record("scep_static_challenge", "success", protocol_config=rec.id, actor=ACTOR)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_admin(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway, repo: ScepRepository) -> int:
+        rec = await gw.authority.config(args.config, PROTOCOL)
+        if args.admin_command == "add":
+            print(await add_challenge_admin(repo, rec.id, args.username, args.password))
+        elif not await repo.delete_secret(rec.id, CHALLENGE_ADMIN, args.username):
+            raise ConfigError(f"no challenge admin {args.username!r} in {rec.id!r}")
+        await gw.authority.events.record(f"scep_challenge_admin_{args.admin_command}", "success",
+                                         protocol_config=rec.id, actor=ACTOR, username=args.username)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_ra(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway, repo: ScepRepository) -> int:
+        rec = await gw.authority.config(args.config, PROTOCOL)
+        if args.ra_command == "issue":
+            ca_id = rec.ca_id
+            if args.role == "next":
+                ca_id = ScepSettings.of(rec).next_ca or ""
+                if not ca_id:
+                    raise ConfigError("set settings.next_ca before issuing a next RA")
+            await issue_ra(gw, repo, rec.id, ca_id, role=args.role, actor=ACTOR)
+        elif args.ra_command == "import":
+            password = Path(args.key_password_file).read_bytes().strip() if args.key_password_file else None
+            await import_ra(
+                gw, repo, rec.id, Path(args.certificate).read_bytes(), Path(args.key).read_bytes(),
+                key_password=password, chain_pem=Path(args.chain).read_bytes() if args.chain else b"",
+                actor=ACTOR,
+            )
+        rows: list[dict[str, Any]] = []
+        from .admin import ra_view
+
+        for ra in await repo.ra_certificates(rec.id):
+            view = ra_view(ra)
+            view.pop("certificate_pem")
+            rows.append(view)
+        print(json.dumps(rows, indent=2))
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_config_create(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway, repo: ScepRepository) -> int:
+        settings: dict[str, Any] = {}
+        if args.approval:
+            settings["approval"] = args.approval
+        if args.ndes:
+            settings["ndes"] = True
+        if args.no_challenge:
+            settings["challenge"] = "none"
+        rec = await gw.authority.create_config(
+            args.id, PROTOCOL, args.ca, args.profile or ["device"], settings=settings,
+        )
+        await issue_ra(gw, repo, rec.id, rec.ca_id, actor=ACTOR)
+        out: dict[str, Any] = {"config": rec.id}
+        if args.static_challenge is not None:
+            out["challenge"] = await set_static_challenge(repo, rec.id, args.static_challenge or None)
+        print(json.dumps(out))
+        return 0
+    return await _with_gateway(args, run)
+
+
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    scep = subparsers.add_parser("scep", help="SCEP challenges, RA certificates and configurations")
+    sub = scep.add_subparsers(dest="scep_command", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default=PROTOCOL, help="SCEP configuration id (default: scep)")
+
+    s = sub.add_parser("challenge", parents=[common, config], help="issue a one-time challenge password")
+    s.add_argument("--subject", help="bind to this subject (RFC 4514, e.g. CN=device-42)")
+    s.add_argument("--ttl", help="lifetime as ISO 8601 duration (default: the configuration's)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_challenge)
+
+    s = sub.add_parser("static-challenge", parents=[common, config], help="set or rotate the static challenge")
+    s.add_argument("--value", help="the new challenge (default: generate one)")
+    s.set_defaults(fn=cmd_static_challenge)
+
+    admin = sub.add_parser("admin", help="credentials for mscep_admin and the Jamf webhook")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    s = admin_sub.add_parser("add", parents=[common, config], help="create or reset; prints the password")
+    s.add_argument("username")
+    s.add_argument("--password", help="default: generate one")
+    s.set_defaults(fn=cmd_admin)
+    s = admin_sub.add_parser("remove", parents=[common, config])
+    s.add_argument("username")
+    s.set_defaults(fn=cmd_admin)
+
+    ra = sub.add_parser("ra", help="RA certificates")
+    ra_sub = ra.add_subparsers(dest="ra_command", required=True)
+    s = ra_sub.add_parser("list", parents=[common, config])
+    s.set_defaults(fn=cmd_ra)
+    s = ra_sub.add_parser("issue", parents=[common, config], help="renew (current) or prepare a rollover (next)")
+    s.add_argument("--role", choices=["current", "next"], default="current")
+    s.set_defaults(fn=cmd_ra)
+    s = ra_sub.add_parser("import", parents=[common, config], help="use an existing RSA certificate and key")
+    s.add_argument("certificate")
+    s.add_argument("key")
+    s.add_argument("--chain", help="issuer chain PEM")
+    s.add_argument("--key-password-file")
+    s.set_defaults(fn=cmd_ra)
+
+    cfg = sub.add_parser("config", help="SCEP configurations")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    s = cfg_sub.add_parser("create", parents=[common], help="a configuration with its RA certificate")
+    s.add_argument("id")
+    s.add_argument("--ca", default=bootstrap.ISSUING_CA)
+    s.add_argument("--profile", action="append", help="certificate profile (repeatable; first is default)")
+    s.add_argument("--approval", choices=["auto", "manual"])
+    s.add_argument("--ndes", action="store_true", help="serve it on the NDES paths")
+    s.add_argument("--static-challenge", nargs="?", const="", help="set a static challenge (generated if no value)")
+    s.add_argument("--no-challenge", action="store_true", help="enroll without challenge (use with --approval manual)")
+    s.set_defaults(fn=cmd_config_create)

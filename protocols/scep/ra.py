@@ -1,0 +1,256 @@
+"""The registration authority identity of a SCEP configuration.
+
+Clients encrypt their requests to the RA certificate and verify CertReps against it.
+The RA is an RSA key with a certificate issued by the configuration's CA under the
+``scep-ra`` profile (digitalSignature + keyEncipherment, no EKU), created at bootstrap
+or on first use, renewed by operators; its key is stored encrypted with the CA
+passphrase, like CA keys. An operator may instead import an RA (e.g. the CA's own
+certificate and key when the CA answers SCEP itself, or a capture's RA for replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from gateway import keys
+from gateway.ca.backend import IssueOverrides
+from gateway.ca.pem import certs_to_pem, load_certificate, load_certificates
+from gateway.errors import BadKey, BadRequest, Unavailable
+from gateway.profiles.loader import load_profile
+from gateway.runtime import Gateway
+from gateway.store.records import utcnow
+
+from .cms import Signer, issued_by
+from .envelope import Recipient
+from .repository import RaRecord, ScepRepository
+
+RA_PROFILE = "scep-ra"
+RA_KEY_ALGORITHM = "RSA-2048"
+RA_PROFILE_TOML = '''# SCEP registration authority (RA) certificates, issued by the SCEP adapter from a
+# configuration's CA: the RA signs CertReps and decrypts pkcsPKIEnvelopes, so it needs
+# digitalSignature and keyEncipherment (what Windows and macOS clients look for) and
+# an RSA key (clients encrypt to it with RSA key transport). No EKU: OpenSSL-based
+# clients check CMS signers against the S/MIME purpose, which an EKU would narrow.
+name = "scep-ra"
+description = "SCEP RA certificates (signs CertReps, decrypts requests)"
+validity = "P1Y"
+max_validity = "P2Y"
+backdate = "PT5M"
+key_usage = ["digital_signature", "key_encipherment"]
+key_usage_critical = true
+extended_key_usage = []
+
+[key_policy]
+allowed = ["RSA-2048", "RSA-3072", "RSA-4096"]
+
+[basic_constraints]
+ca = false
+critical = true
+
+[subject]
+mode = "override"
+require_cn = true
+
+[san]
+mode = "none"
+cn_as_dns = false
+allowed_types = ["dns", "ip", "email", "uri", "upn"]
+required = false
+critical = false
+
+[extensions]
+allowed = []
+ignore_unknown_extensions = true
+
+[identifiers]
+authority_key_identifier = true
+subject_key_identifier = "sha1"
+crl_distribution_point = true
+aia_ocsp = true
+aia_ca_issuers = true
+'''
+"""The ``scep-ra`` profile, written to the data directory's profiles on first use (kept
+here rather than as a data file so that every installation carries it)."""
+
+
+@dataclass(frozen=True)
+class RaIdentity:
+    record_id: str
+    role: str
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # issuers of the RA certificate, issuer first
+    key: rsa.RSAPrivateKey
+
+    @property
+    def signer(self) -> Signer:
+        return Signer(self.certificate, self.key)
+
+    @property
+    def recipient(self) -> Recipient:
+        return Recipient(self.certificate, self.key)
+
+
+@dataclass(frozen=True)
+class RaSet:
+    """All RA identities of a configuration: ``current`` signs, every one may decrypt."""
+
+    current: RaIdentity
+    next: RaIdentity | None
+    retired: tuple[RaIdentity, ...]
+
+    def recipients(self) -> list[Recipient]:
+        ids = [self.current, *([self.next] if self.next else []), *self.retired]
+        return [i.recipient for i in ids]
+
+
+def ensure_ra_profile(gw: Gateway) -> None:
+    """Install the ``scep-ra`` profile in the data directory (where operators keep
+    profiles) and in the running gateway, if it is not there yet."""
+    if RA_PROFILE in gw.profiles:
+        return
+    target = gw.config.profiles_dir / f"{RA_PROFILE}.toml"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(RA_PROFILE_TOML)
+    gw.profiles[RA_PROFILE] = load_profile(target)
+
+
+def ra_subject(config_id: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Enrollment Gateway"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"SCEP RA {config_id}"),
+    ])
+
+
+async def issue_ra(
+    gw: Gateway, repo: ScepRepository, config_id: str, ca_id: str, *, role: str = "current",
+    actor: str = "system",
+) -> RaRecord:
+    """A new RA key and certificate from ``ca_id`` (recorded in the core like any issuance)."""
+    ensure_ra_profile(gw)
+    ca = await gw.cas.local(ca_id)
+    key = keys.generate_private_key(RA_KEY_ALGORITHM)
+    issued = await ca.sign_public_key(
+        RA_PROFILE, key.public_key(), IssueOverrides(subject=ra_subject(config_id)),
+        protocol_config=config_id,
+    )
+    rec = RaRecord(
+        id=uuid.uuid4().hex,
+        config_id=config_id,
+        role=role,
+        certificate_pem=certs_to_pem([issued.certificate]),
+        chain_pem=certs_to_pem(list(issued.chain)),
+        key_pem_encrypted=keys.encrypt_private_key(key, gw.config.ca_passphrase()).decode(),
+        not_after=issued.certificate.not_valid_after_utc,
+    )
+    await repo.add_ra(rec)
+    await gw.authority.events.record(
+        "scep_ra_issue", "success", protocol_config=config_id, ca_id=ca_id,
+        serial=format(issued.serial, "x"), role=role, actor=actor,
+    )
+    return rec
+
+
+async def import_ra(
+    gw: Gateway, repo: ScepRepository, config_id: str, certificate_pem: bytes, key_pem: bytes,
+    *, key_password: bytes | None = None, chain_pem: bytes = b"", role: str = "current",
+    actor: str = "system",
+) -> RaRecord:
+    """Use an existing RSA certificate and key as the RA (re-encrypted at rest)."""
+    cert = load_certificate(certificate_pem)
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=key_password)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("the RA key does not load (wrong password or not a PEM private key)") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise BadKey("an RA key must be RSA: clients encrypt to it with RSA key transport")
+    ours = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    theirs = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ours != theirs:
+        raise BadRequest("the RA key does not belong to the RA certificate")
+    chain = load_certificates(chain_pem) if chain_pem.strip() else []
+    rec = RaRecord(
+        id=uuid.uuid4().hex, config_id=config_id, role=role,
+        certificate_pem=certs_to_pem([cert]), chain_pem=certs_to_pem(chain),
+        key_pem_encrypted=keys.encrypt_private_key(key, gw.config.ca_passphrase()).decode(),
+        not_after=cert.not_valid_after_utc,
+    )
+    await repo.add_ra(rec)
+    await gw.authority.events.record(
+        "scep_ra_import", "success", protocol_config=config_id, serial=format(cert.serial_number, "x"),
+        role=role, actor=actor,
+    )
+    return rec
+
+
+class RaKeyring:
+    """Decrypted RA identities per configuration, cached until the records change."""
+
+    def __init__(self, gw: Gateway, repo: ScepRepository) -> None:
+        self._gw = gw
+        self._repo = repo
+        self._cache: dict[str, tuple[tuple[tuple[str, str], ...], RaSet]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _identity(self, rec: RaRecord) -> RaIdentity:
+        key = keys.decrypt_private_key(rec.key_pem_encrypted.encode(), self._gw.config.ca_passphrase())
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise Unavailable("the stored RA key is not RSA")
+        chain = tuple(load_certificates(rec.chain_pem)) if rec.chain_pem.strip() else ()
+        return RaIdentity(rec.id, rec.role, load_certificate(rec.certificate_pem), chain, key)
+
+    async def ra_set(self, config_id: str, ca_id: str, *, now: dt.datetime | None = None,
+                     issue_if_missing: bool = True) -> RaSet:
+        """The configuration's RA set. Issues the first RA from the CA when there is none,
+        and a successor when a gateway-issued RA enters the last fifth of its lifetime (the
+        old one keeps decrypting for clients that cached it, until it expires)."""
+        now = now or utcnow()
+        lock = self._locks.setdefault(config_id, asyncio.Lock())
+        async with lock:
+            records = await self._repo.ra_certificates(config_id)
+            current = next((r for r in records if r.role == "current"), None)  # newest first
+            if current is None:
+                if not issue_if_missing:
+                    raise Unavailable(f"SCEP configuration {config_id!r} has no RA certificate")
+                await issue_ra(self._gw, self._repo, config_id, ca_id)
+                records = await self._repo.ra_certificates(config_id)
+            elif current.not_after - now < (current.not_after - current.created_at) / 5:
+                if await self._issued_by(current, ca_id):
+                    await issue_ra(self._gw, self._repo, config_id, ca_id)
+                    await self._repo.drop_expired_ra(config_id, now)
+                    records = await self._repo.ra_certificates(config_id)
+            version = tuple(sorted((r.id, r.role) for r in records))
+            cached = self._cache.get(config_id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            current = next(r for r in records if r.role == "current")
+            nxt = next((r for r in records if r.role == "next"), None)
+            retired = [r for r in records if r.role == "retired" and r.not_after > now]
+            ra = RaSet(
+                current=self._identity(current),
+                next=self._identity(nxt) if nxt else None,
+                retired=tuple(self._identity(r) for r in retired),
+            )
+            self._cache[config_id] = (version, ra)
+            return ra
+
+    async def _issued_by(self, rec: RaRecord, ca_id: str) -> bool:
+        """Was this RA issued by the gateway from ``ca_id`` (not imported)? Only those are
+        renewed automatically."""
+        ca_cert = self._gw.cas.certificate(ca_id)
+        if ca_cert is None:
+            return False
+        cert = load_certificate(rec.certificate_pem)
+        return issued_by(cert, ca_cert) and cert != ca_cert
+
+    def forget(self, config_id: str) -> None:
+        self._cache.pop(config_id, None)
+

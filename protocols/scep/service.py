@@ -1,0 +1,488 @@
+"""SCEP operations of one gateway: GetCACert, GetCACaps, GetNextCACert and PKIOperation.
+
+The HTTP layer (:mod:`.http`) only decodes transport quirks and calls this. A
+PKIOperation runs as a pipeline: parse (enough to address a reply), verify (signature,
+digest, signingTime), open the envelope with an RA key, dispatch on messageType, and
+answer with a CertRep signed by the current RA. Every refusal after parsing becomes a
+FAILURE CertRep with its failInfo; the core's typed errors are mapped at this edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asn1crypto import csr as asn1_csr
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway import keys
+from gateway.ca.backend import IssuedCertificate, PendingRequest
+from gateway.ca.builder import check_proof_of_possession, load_csr
+from gateway.errors import BadKey, GatewayError, NotFound
+from gateway.runtime import Gateway
+from gateway.store.records import ProtocolConfigRecord, serial_hex, utcnow
+
+from . import cms as scms
+from .challenge import (
+    ChallengeGrant,
+    ChallengeRequest,
+    ChallengeVerifier,
+    IssuedInfo,
+    challenge_password,
+    verifiers_for,
+)
+from .envelope import open_envelope, seal_envelope
+from .message import (
+    Outcome,
+    PkiMessage,
+    asn1_name,
+    build_cert_rep,
+    load_issuer_and_serial,
+    load_issuer_and_subject,
+    parse_pki_message,
+    verify_pki_message,
+)
+from .ra import RA_PROFILE, RaKeyring, RaSet, issue_ra
+from .repository import ScepRepository, TransactionRecord
+from .settings import ScepSettings
+from .types import (
+    CONTENT_TYPE_CA_CERT,
+    CONTENT_TYPE_CA_RA_CERT,
+    CONTENT_TYPE_NEXT_CA_CERT,
+    FailInfo,
+    MessageType,
+    PkiStatus,
+    ScepFailure,
+    fail_info_for,
+)
+
+log = logging.getLogger("gateway.scep")
+
+PROTOCOL = "scep"
+ENROLL_TYPES = (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ, MessageType.UPDATE_REQ)
+RENEWAL_TYPES = (MessageType.RENEWAL_REQ, MessageType.UPDATE_REQ)
+REQUEST_ID_LENGTH = 64
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class ConfigContext:
+    """Everything one request needs about its configuration."""
+
+    record: ProtocolConfigRecord
+    settings: ScepSettings
+    ra: RaSet
+    ca_chain: tuple[x509.Certificate, ...]  # the configuration's CA first, up to its root
+
+    @property
+    def ca_certificate(self) -> x509.Certificate:
+        return self.ca_chain[0]
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _unique(certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    seen: set[bytes] = set()
+    out = []
+    for cert in certs:
+        if _der(cert) not in seen:
+            seen.add(_der(cert))
+            out.append(cert)
+    return out
+
+
+def capabilities(settings: ScepSettings) -> list[str]:
+    """GetCACaps from what the configuration really supports (RFC 8894 section 3.5.2)."""
+    caps = ["POSTPKIOperation"]
+    caps += [name for digest, name in (("sha1", "SHA-1"), ("sha256", "SHA-256"), ("sha512", "SHA-512"))
+             if digest in settings.digests]
+    if settings.aes:
+        caps.append("AES")
+    if settings.des3:
+        caps.append("DES3")
+    if settings.renewal:
+        caps.append("Renewal")
+    if settings.next_ca:
+        caps.append("GetNextCACert")
+    if settings.aes and "sha256" in settings.digests:
+        caps.append("SCEPStandard")  # implies AES, POSTPKIOperation and SHA-256
+    return caps
+
+
+class ScepService:
+    """The SCEP protocol over one Gateway (every SCEP configuration)."""
+
+    def __init__(self, gateway: Gateway, *, clock: Clock = utcnow) -> None:
+        self.gateway = gateway
+        self.repo = ScepRepository(gateway.store)
+        self.keyring = RaKeyring(gateway, self.repo)
+        self.clock = clock
+
+    # --- configuration ---------------------------------------------------------------
+    async def context(self, config_id: str) -> ConfigContext:
+        rec = await self.gateway.authority.config(config_id, PROTOCOL)
+        settings = ScepSettings.of(rec)
+        ca = await self.gateway.cas.local(rec.ca_id)
+        ra = await self.keyring.ra_set(rec.id, rec.ca_id)  # RA lifecycle runs on real time
+        return ConfigContext(rec, settings, ra, tuple(await ca.chain()))
+
+    async def ndes_config_id(self) -> str:
+        """The configuration served on the NDES paths: the one marked ``ndes``, else ``scep``."""
+        configs = [c for c in await self.gateway.store.list_protocol_configs(PROTOCOL) if c.enabled]
+        marked = [c for c in configs if c.settings.get("ndes") is True]
+        if marked:
+            return marked[0].id
+        if any(c.id == PROTOCOL for c in configs):
+            return PROTOCOL
+        raise NotFound("no SCEP configuration is served on the NDES paths (set settings.ndes on one)")
+
+    # --- GetCACert / GetCACaps / GetNextCACert ------------------------------------------
+    async def ca_certificates(self, config_id: str) -> tuple[str, bytes]:
+        """RA and CA chain as a certs-only PKCS#7, or the bare CA certificate when the CA
+        (a root) answers SCEP itself."""
+        ctx = await self.context(config_id)
+        ra = ctx.ra.current
+        if _der(ra.certificate) == _der(ctx.ca_certificate):
+            if len(ctx.ca_chain) == 1:
+                return CONTENT_TYPE_CA_CERT, _der(ctx.ca_certificate)
+            return CONTENT_TYPE_CA_RA_CERT, scms.degenerate_certificates(ctx.ca_chain)
+        certs = _unique([ra.certificate, *ctx.ca_chain, *ra.chain])
+        return CONTENT_TYPE_CA_RA_CERT, scms.degenerate_certificates(certs)
+
+    async def ca_caps(self, config_id: str) -> str:
+        ctx = await self.context(config_id)
+        return "\n".join(capabilities(ctx.settings)) + "\n"
+
+    async def next_ca_certificates(self, config_id: str) -> tuple[str, bytes]:
+        """The rollover CA and its RA, signed by the current RA (RFC 8894 section 4.7)."""
+        ctx = await self.context(config_id)
+        if not ctx.settings.next_ca:
+            raise NotFound(f"SCEP configuration {config_id!r} has no CA rollover in progress")
+        next_ca = await self.gateway.cas.local(ctx.settings.next_ca)
+        nxt = ctx.ra.next
+        if nxt is None or nxt.chain[:1] != (next_ca.certificate,):
+            await issue_ra(self.gateway, self.repo, ctx.record.id, next_ca.id, role="next")
+            ra = await self.keyring.ra_set(ctx.record.id, ctx.record.ca_id)
+            nxt = ra.next
+            assert nxt is not None
+        inner = scms.degenerate_certificates(_unique([nxt.certificate, *(await next_ca.chain())]))
+        body = scms.sign(
+            inner, ctx.ra.current.signer, digest_name="sha256", attributes=[],
+            certificates=self._response_certificates(ctx), signing_time=self.clock(),
+        )
+        return CONTENT_TYPE_NEXT_CA_CERT, body
+
+    # --- PKIOperation ----------------------------------------------------------------
+    def _response_certificates(self, ctx: ConfigContext) -> list[x509.Certificate]:
+        ra = ctx.ra.current
+        return _unique([ra.certificate, *ra.chain])
+
+    async def pki_operation(self, config_id: str, body: bytes) -> bytes:
+        """Answer a pkiMessage with a CertRep (raises MalformedMessage for bytes that
+        cannot be answered at all, and the core's errors for unknown configurations)."""
+        ctx = await self.context(config_id)
+        msg = parse_pki_message(body)
+        now = self.clock()
+        outcome: Outcome
+        algorithms = None
+        try:
+            verify_pki_message(msg, now=now, allowed_digests=ctx.settings.digests,
+                               max_skew=ctx.settings.max_clock_skew)
+            if msg.message_type is None or msg.message_type is MessageType.CERT_REP:
+                raise ScepFailure(FailInfo.BAD_REQUEST, f"messageType {msg.message_type_text!r} is not a request")
+            if not msg.content:
+                raise ScepFailure(FailInfo.BAD_REQUEST, "the pkiMessage carries no pkcsPKIEnvelope")
+            opened = open_envelope(msg.content, ctx.ra.recipients(), ctx.settings.ciphers)
+            algorithms = opened.algorithms
+            outcome = await self._dispatch(ctx, msg, opened.plaintext, now)
+        except ScepFailure as failure:
+            outcome = Outcome.failed(failure)
+        except GatewayError as exc:
+            outcome = Outcome.failed(ScepFailure(fail_info_for(exc), exc.detail))
+        envelope = b""
+        if outcome.status is PkiStatus.SUCCESS:
+            assert algorithms is not None and msg.signer_certificate is not None
+            envelope = seal_envelope(outcome.payload, msg.signer_certificate, algorithms)
+        if outcome.status is PkiStatus.FAILURE:
+            assert outcome.failure is not None
+            await self.gateway.authority.events.record(
+                "scep_request", "failure", protocol_config=ctx.record.id,
+                message_type=msg.message_type_text, transaction_id=msg.transaction_id,
+                fail_info=outcome.failure.fail_info.name, detail=outcome.failure.text,
+            )
+        log.info("scep %s tid=%s -> %s", msg.message_type_text, msg.transaction_id, outcome.status.name)
+        return build_cert_rep(
+            msg, outcome, signer=ctx.ra.current.signer, certificates=self._response_certificates(ctx),
+            envelope=envelope, now=now,
+        )
+
+    async def _dispatch(self, ctx: ConfigContext, msg: PkiMessage, plaintext: bytes, now: dt.datetime) -> Outcome:
+        assert msg.message_type is not None and msg.signer_certificate is not None
+        if not isinstance(msg.signer_certificate.public_key(), rsa.RSAPublicKey):
+            # A response is encrypted to the signer certificate with RSA key transport.
+            raise ScepFailure(FailInfo.BAD_ALG, "the pkiMessage must be signed with an RSA certificate")
+        if msg.message_type in ENROLL_TYPES:
+            return await self._enroll(ctx, msg, plaintext, now)
+        if msg.message_type is MessageType.CERT_POLL:
+            return await self._poll(ctx, msg, plaintext)
+        if msg.message_type is MessageType.GET_CERT:
+            return await self._get_cert(ctx, plaintext)
+        if msg.message_type is MessageType.GET_CRL:
+            return await self._get_crl(ctx, plaintext)
+        raise ScepFailure(FailInfo.BAD_REQUEST, f"messageType {msg.message_type_text} is not supported")
+
+    # --- PKCSReq / RenewalReq --------------------------------------------------------
+    async def _enroll(self, ctx: ConfigContext, msg: PkiMessage, der: bytes, now: dt.datetime) -> Outcome:
+        csr = parse_request_csr(der)
+        csr_sha = hashlib.sha256(der).hexdigest()
+        assert msg.message_type is not None
+        previous = await self.repo.transaction(ctx.record.id, msg.transaction_id)
+        if previous is not None:
+            if previous.signer_key_sha256 != msg.signer_key_sha256:
+                raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID belongs to another requester")
+            if previous.csr_sha256 == csr_sha and previous.message_type == msg.message_type.value:
+                resent = await self._resent(ctx, previous, now)  # a resend: the same answer
+                if resent is not None:
+                    return resent
+            if previous.request_id is not None and previous.serial is None:
+                state = await self.gateway.authority.poll(previous.request_id)
+                if isinstance(state, PendingRequest) and state.status in ("pending", "approved"):
+                    raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID has a request awaiting approval")
+
+        renewal_of = await self._renewal_source(ctx, msg, csr, now)
+        request_id = await self._request_id(ctx, msg.transaction_id)
+        grant: ChallengeGrant | None = None
+        verifier: ChallengeVerifier | None = None
+        challenge_req = ChallengeRequest(ctx.record, msg.transaction_id, csr, challenge_password(csr), now)
+        if renewal_of is None:
+            verifier, grant = await self._authorize(ctx, challenge_req)
+            entity = _entity_name(csr, msg.transaction_id)
+            attributes = dict(grant.entity_attributes) if grant else {}
+        else:
+            entity = renewal_of.entity_name
+            attributes = {}
+        try:
+            result = await self.gateway.authority.enroll(
+                ctx.record.id, PROTOCOL, csr, entity=entity, entity_kind="device",
+                event_type="renew" if renewal_of else "issue", actor=f"scep:{msg.transaction_id}",
+                request_id=request_id, entity_attributes=attributes or None,
+            )
+        except GatewayError as exc:
+            if verifier is not None and grant is not None:
+                await verifier.notify_failure(challenge_req, grant, exc.detail)
+            raise
+        tx = TransactionRecord(
+            config_id=ctx.record.id, transaction_id=msg.transaction_id, message_type=msg.message_type.value,
+            signer_key_sha256=msg.signer_key_sha256, csr_sha256=csr_sha, created_at=now,
+            request_id=result.request_id if isinstance(result, PendingRequest) else None,
+            serial=serial_hex(result.serial) if isinstance(result, IssuedCertificate) else None,
+        )
+        await self.repo.save_transaction(tx)
+        if isinstance(result, PendingRequest):
+            if verifier is not None and grant is not None:
+                await verifier.notify_success(challenge_req, grant, None)
+            return Outcome.pending()
+        if verifier is not None and grant is not None:
+            await verifier.notify_success(challenge_req, grant, _issued_info(result))
+        return Outcome.success(scms.degenerate_certificates([result.certificate]), result.certificate)
+
+    async def _authorize(
+        self, ctx: ConfigContext, request: ChallengeRequest
+    ) -> tuple[ChallengeVerifier | None, ChallengeGrant | None]:
+        """Ask the configured verifiers in order; the first grant authorizes."""
+        if not ctx.settings.challenge_required:
+            return None, None
+        if not request.challenge:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "a challenge password is required")
+        for verifier in verifiers_for(ctx.settings.verifiers, self.repo):
+            grant = await verifier.verify(request)
+            if grant is not None:
+                return verifier, grant
+        raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password is not valid")
+
+    async def _renewal_source(
+        self, ctx: ConfigContext, msg: PkiMessage, csr: x509.CertificateSigningRequest, now: dt.datetime
+    ) -> _Renewal | None:
+        """For RenewalReq (or a PKCSReq without challenge signed by a certificate from here):
+        the certificate being renewed, which must be valid, ours and this configuration's."""
+        assert msg.signer_certificate is not None and msg.message_type is not None
+        signer = msg.signer_certificate
+        is_renewal = msg.message_type in RENEWAL_TYPES
+        if not is_renewal:
+            if challenge_password(csr) is not None or scms.self_issued(signer):
+                return None
+        rec = None
+        if signer.serial_number > 0:  # self-made certificates may carry negative serials
+            try:
+                rec = await self.gateway.authority.certificate(serial_hex(signer.serial_number))
+            except NotFound:
+                rec = None
+        if rec is None or rec.der != _der(signer):
+            if is_renewal:
+                raise ScepFailure(FailInfo.BAD_CERT_ID, "the certificate being renewed was not issued here")
+            return None
+        if not is_renewal and not ctx.settings.renewal:
+            return None
+        if not ctx.settings.renewal:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "renewal is not enabled for this configuration")
+        if rec.protocol_config != ctx.record.id or rec.ca_id != ctx.record.ca_id or rec.profile == RA_PROFILE:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the certificate being renewed belongs to another configuration")
+        if rec.status != "valid":
+            raise ScepFailure(FailInfo.BAD_REQUEST, f"the certificate being renewed is {rec.status}")
+        if not rec.not_before <= now <= rec.not_after:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "the certificate being renewed is not within its validity")
+        profile = self.gateway.profiles.get(rec.profile)
+        if (profile is None or profile.subject.mode == "csr") and asn1_name(csr.subject) != asn1_name(signer.subject):
+            raise ScepFailure(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
+        entity = None
+        if rec.entity_id is not None:
+            ent = await self.gateway.store.get_end_entity(rec.entity_id)
+            entity = ent.name if ent is not None else None
+        return _Renewal(rec.serial, entity or _entity_name(csr, msg.transaction_id))
+
+    async def _request_id(self, ctx: ConfigContext, transaction_id: str) -> str:
+        """The core request id for this transaction: the transactionID itself when it fits
+        (operators see the client's id in the approval queue), else a digest of it; a
+        fresh one when an earlier request already took that id."""
+        if len(transaction_id) <= REQUEST_ID_LENGTH and transaction_id.isprintable():
+            candidate = transaction_id
+        else:
+            candidate = "scep-" + hashlib.sha256(transaction_id.encode()).hexdigest()[:40]
+        if ctx.settings.approval != "manual" or await self.gateway.store.get_request(candidate) is None:
+            return candidate
+        return f"scep-{secrets.token_hex(16)}"
+
+    async def _resent(self, ctx: ConfigContext, tx: TransactionRecord, now: dt.datetime) -> Outcome | None:
+        """The answer to a resent request; None when its certificate is no longer good (the
+        request is then served as a new one)."""
+        if tx.serial is None:
+            return await self._transaction_state(ctx, tx)
+        rec = await self.gateway.authority.certificate(tx.serial)
+        if rec.status != "valid" or rec.not_after <= now:
+            return None
+        cert = x509.load_der_x509_certificate(rec.der)
+        return Outcome.success(scms.degenerate_certificates([cert]), cert)
+
+    async def _transaction_state(self, ctx: ConfigContext, tx: TransactionRecord) -> Outcome:
+        """Where a transaction stands: its certificate, still pending, or rejected."""
+        serial = tx.serial
+        if serial is None and tx.request_id is not None:
+            state = await self.gateway.authority.poll(tx.request_id)
+            if isinstance(state, IssuedCertificate):
+                serial = serial_hex(state.serial)
+                await self.repo.set_transaction_serial(tx.config_id, tx.transaction_id, serial)
+            elif state.status == "rejected":
+                raise ScepFailure(FailInfo.BAD_REQUEST, f"the request was rejected: {state.reason or 'no reason given'}")
+            else:
+                return Outcome.pending()
+        if serial is None:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate for this transaction")
+        rec = await self.gateway.authority.certificate(serial)
+        cert = x509.load_der_x509_certificate(rec.der)
+        return Outcome.success(scms.degenerate_certificates([cert]), cert)
+
+    # --- CertPoll / GetCert / GetCRL ----------------------------------------------------
+    async def _poll(self, ctx: ConfigContext, msg: PkiMessage, content: bytes) -> Outcome:
+        load_issuer_and_subject(content)
+        tx = await self.repo.transaction(ctx.record.id, msg.transaction_id)
+        if tx is None:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no request with this transactionID")
+        if tx.signer_key_sha256 != msg.signer_key_sha256:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "CertPoll must be signed with the requester's key")
+        return await self._transaction_state(ctx, tx)
+
+    async def _get_cert(self, ctx: ConfigContext, content: bytes) -> Outcome:
+        issuer, serial = load_issuer_and_serial(content)
+        try:
+            rec = await self.gateway.authority.certificate(serial_hex(serial))
+        except NotFound:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this issuer and serial number") from None
+        cert = x509.load_der_x509_certificate(rec.der)
+        if rec.ca_id != ctx.record.ca_id or asn1_name(cert.issuer) != issuer:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this issuer and serial number")
+        return Outcome.success(scms.degenerate_certificates([cert]), cert)
+
+    async def _get_crl(self, ctx: ConfigContext, content: bytes) -> Outcome:
+        issuer, _serial = load_issuer_and_serial(content)
+        if asn1_name(ctx.ca_certificate.subject) != issuer:
+            raise ScepFailure(FailInfo.BAD_CERT_ID, "this configuration's CA did not issue that certificate")
+        backend = await self.gateway.cas.backend(ctx.record.ca_id)
+        return Outcome.success(scms.degenerate_certificates([], crls=[await backend.crl()]))
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    serial: str
+    entity_name: str
+
+
+def _entity_name(csr: x509.CertificateSigningRequest, transaction_id: str) -> str:
+    """The device is the end entity: named by the CSR's CN, else by the transactionID."""
+    cns = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if cns and isinstance(cns[0].value, str) and cns[0].value.strip():
+        return cns[0].value.strip()[:255]
+    return transaction_id[:255]
+
+
+def _issued_info(issued: IssuedCertificate) -> IssuedInfo:
+    cert = issued.certificate
+    return IssuedInfo(
+        serial_hex=serial_hex(issued.serial),
+        sha1_thumbprint=cert.fingerprint(hashes.SHA1()).hex(),
+        not_after=cert.not_valid_after_utc,
+        issuer=cert.issuer.rfc4514_string(),
+    )
+
+
+def parse_request_csr(der: bytes) -> x509.CertificateSigningRequest:
+    """The PKCS#10 inside a PKCSReq, checked in the order that names the real problem:
+    structure, key strength (badAlg), version (badRequest), proof of possession."""
+    try:
+        info = asn1_csr.CertificationRequest.load(der, strict=True)
+        cri = info["certification_request_info"]
+        spki = cri["subject_pk_info"].dump()
+        version = cri["version"].native
+    except (ValueError, TypeError) as exc:
+        raise ScepFailure(FailInfo.BAD_REQUEST, "the pkcsPKIEnvelope does not hold a PKCS#10 request") from exc
+    try:
+        public_key = serialization.load_der_public_key(spki)
+    except (ValueError, TypeError):
+        raise ScepFailure(FailInfo.BAD_ALG, "the request's public key algorithm is not supported") from None
+    try:
+        keys.check_key_strength(public_key)  # type: ignore[arg-type]
+    except BadKey as exc:
+        raise ScepFailure(FailInfo.BAD_ALG, exc.detail) from None
+    if version not in (0, "v1"):
+        raise ScepFailure(FailInfo.BAD_REQUEST, f"PKCS#10 version {version} is not v1 (0)")
+    csr = load_csr(der)
+    check_proof_of_possession(csr)
+    return csr
+
+
+_SERVICES: dict[int, tuple[weakref.ref[Gateway], ScepService]] = {}
+
+
+def service_for(gateway: Gateway) -> ScepService:
+    """The one ScepService of a Gateway (shared by the HTTPS, HTTP and admin apps)."""
+    entry = _SERVICES.get(id(gateway))
+    if entry is not None and entry[0]() is gateway:
+        return entry[1]
+    service = ScepService(gateway)
+    install_service(gateway, service)
+    return service
+
+
+def install_service(gateway: Gateway, service: ScepService) -> None:
+    """Use ``service`` for ``gateway`` (tests replaying captures set their own clock)."""
+    key = id(gateway)
+    _SERVICES[key] = (weakref.ref(gateway, lambda _ref: _SERVICES.pop(key, None)), service)

@@ -1,0 +1,135 @@
+"""A SCEP configuration's settings (``ProtocolConfigRecord.settings``), validated.
+
+Settings are merged by the core admin API (``PATCH /admin/protocol-configs/<id>``)
+without knowing SCEP, so they are checked here, each time a configuration is used,
+with messages that name the key.
+
+===========================  ====================  ==============================================
+key                          default               meaning
+===========================  ====================  ==============================================
+``approval``                 ``auto``              ``manual`` holds requests for an operator (core)
+``challenge``                ``required``          ``none``: enroll without a challenge password
+``challenge_verifiers``      ``[dynamic, static]`` verifiers asked in order (see challenge.py)
+``dynamic_challenge_ttl``    ``PT60M``             lifetime of one-time challenges (NDES: 60 min)
+``dynamic_challenge_limit``  ``1000``              outstanding one-time challenges per config
+``content_encryption``       all                   allowed ciphers: des-cbc, des-ede3-cbc,
+                                                   aes-{128,192,256}-{cbc,gcm}
+``digests``                  sha1 sha256 sha384    allowed message digests
+                             sha512
+``max_clock_skew``           ``PT24H``             badTime beyond this; ``null`` disables
+``renewal``                  ``true``              accept RenewalReq (and advertise Renewal)
+``next_ca``                  none                  CA id published by GetNextCACert (rollover)
+``ndes``                     ``false``             serve this config on the NDES paths
+``admin_over_http``          ``false``             allow mscep_admin / webhook on plain HTTP
+``webhook_bind_cn``          none                  Jamf event field the challenge's CN is bound to
+===========================  ====================  ==============================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import parse_duration
+from gateway.errors import ConfigError
+from gateway.store.records import ProtocolConfigRecord
+
+from .cms import DIGESTS
+from .envelope import ALL_CIPHERS
+
+VERIFIER_NAMES_DEFAULT = ("dynamic", "static")
+WEBHOOK_FIELDS = ("udid", "serialNumber", "deviceName", "managementId", "username", "emailAddress")
+
+
+@dataclass(frozen=True)
+class ScepSettings:
+    approval: str = "auto"
+    challenge_required: bool = True
+    verifiers: tuple[str, ...] = VERIFIER_NAMES_DEFAULT
+    dynamic_challenge_ttl: dt.timedelta = dt.timedelta(minutes=60)
+    dynamic_challenge_limit: int = 1000
+    ciphers: tuple[str, ...] = ALL_CIPHERS
+    digests: tuple[str, ...] = ("sha1", "sha256", "sha384", "sha512")
+    max_clock_skew: dt.timedelta | None = dt.timedelta(hours=24)
+    renewal: bool = True
+    next_ca: str | None = None
+    ndes: bool = False
+    admin_over_http: bool = False
+    webhook_bind_cn: str | None = None
+
+    @classmethod
+    def of(cls, rec: ProtocolConfigRecord) -> ScepSettings:
+        return parse_settings(rec.settings, rec.id)
+
+    @property
+    def aes(self) -> bool:
+        return any(c.startswith("aes-") for c in self.ciphers)
+
+    @property
+    def des3(self) -> bool:
+        return "des-ede3-cbc" in self.ciphers
+
+
+def _fail(config_id: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"SCEP configuration {config_id!r}: settings.{key} {message}")
+
+
+def _bool(raw: dict[str, Any], key: str, default: bool, config_id: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise _fail(config_id, key, "must be true or false")
+    return value
+
+
+def _list(raw: dict[str, Any], key: str, default: tuple[str, ...], allowed: tuple[str, ...] | None,
+          config_id: str) -> tuple[str, ...]:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _fail(config_id, key, "must be a non-empty list of strings")
+    if allowed is not None:
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            raise _fail(config_id, key, f"has unknown value(s) {unknown}; use {list(allowed)}")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
+    """Validate settings; unknown SCEP keys are ignored (other layers may add their own)."""
+    challenge = raw.get("challenge", "required")
+    if challenge not in ("required", "none"):
+        raise _fail(config_id, "challenge", "must be 'required' or 'none'")
+    ttl = raw.get("dynamic_challenge_ttl", "PT60M")
+    if not isinstance(ttl, str):
+        raise _fail(config_id, "dynamic_challenge_ttl", "must be an ISO 8601 duration")
+    limit = raw.get("dynamic_challenge_limit", 1000)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise _fail(config_id, "dynamic_challenge_limit", "must be a positive integer")
+    skew_raw = raw.get("max_clock_skew", "PT24H")
+    if skew_raw is not None and not isinstance(skew_raw, str):
+        raise _fail(config_id, "max_clock_skew", "must be an ISO 8601 duration or null")
+    next_ca = raw.get("next_ca")
+    if next_ca is not None and not isinstance(next_ca, str):
+        raise _fail(config_id, "next_ca", "must be a CA id")
+    bind = raw.get("webhook_bind_cn")
+    if bind is not None and bind not in WEBHOOK_FIELDS:
+        raise _fail(config_id, "webhook_bind_cn", f"must be one of {list(WEBHOOK_FIELDS)}")
+    ttl_delta = parse_duration(ttl, f"settings.dynamic_challenge_ttl of {config_id!r}")
+    skew = parse_duration(skew_raw, f"settings.max_clock_skew of {config_id!r}") if skew_raw else None
+    return ScepSettings(
+        approval=str(raw.get("approval", "auto")),
+        challenge_required=challenge == "required",
+        verifiers=_list(raw, "challenge_verifiers", VERIFIER_NAMES_DEFAULT, None, config_id),
+        dynamic_challenge_ttl=ttl_delta,
+        dynamic_challenge_limit=limit,
+        ciphers=_list(raw, "content_encryption", ALL_CIPHERS, ALL_CIPHERS, config_id),
+        digests=_list(raw, "digests", ("sha1", "sha256", "sha384", "sha512"), tuple(DIGESTS), config_id),
+        max_clock_skew=skew,
+        renewal=_bool(raw, "renewal", True, config_id),
+        next_ca=next_ca,
+        ndes=_bool(raw, "ndes", False, config_id),
+        admin_over_http=_bool(raw, "admin_over_http", False, config_id),
+        webhook_bind_cn=bind,
+    )
