@@ -1,0 +1,79 @@
+"""The EST adapter: routes on the HTTPS listener, the dev label, info entries, CLI."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.secrets import hash_secret, new_token
+
+from . import cli
+from .policy import DEFAULT_LABEL
+from .routes import PREFIX, PROTOCOL, create_app
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.runtime import Gateway
+    from gateway.store.records import ProtocolConfigRecord
+
+DEV_USERNAME = "est"
+DEV_PROFILES = ["device", "tls-client", "tls-server"]
+DEV_CSRATTRS: dict[str, Any] = {
+    # The plain list (RFC 7030 A.2 style) for older clients ...
+    "oids": ["ecdsa-with-SHA256"],
+    "attributes": [{"type": "id-ecPublicKey", "values": [{"oid": "secp256r1"}]}],
+    # ... and the RFC 9908 template that newer clients use instead.
+    "template": {
+        "subject": [{"type": "commonName"}],
+        "key": "EC-P256",
+        "extensions": [{"oid": "subjectAltName"}],
+    },
+}
+
+
+def label_url(config: "Config", label: str) -> str:
+    return f"{config.https_url}{PREFIX}/{label}"
+
+
+class EstAdapter:
+    name = PROTOCOL
+
+    def mount(self, app: web.Application, *, secure: bool) -> None:
+        # EST is TLS-only (RFC 7030 section 3.3): nothing on the plain HTTP listener.
+        if secure:
+            app.add_subapp(PREFIX, create_app())
+
+    async def bootstrap(self, gateway: "Gateway", ca_id: str) -> dict[str, Any]:
+        password = new_token(18)
+        await gateway.authority.create_config(
+            DEFAULT_LABEL, PROTOCOL, ca_id, list(DEV_PROFILES), DEV_PROFILES[0],
+            settings={"auth": "either", "pop_linking": "optional", "csrattrs": DEV_CSRATTRS, "default": True},
+            credentials={"basic": [{"username": DEV_USERNAME, "password": hash_secret(password)}]},
+        )
+        return {DEFAULT_LABEL: {"username": DEV_USERNAME, "password": password}}
+
+    def describe(self, config: "Config", records: "list[ProtocolConfigRecord]",
+                 dev_credentials: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for rec in records:
+            creds = dev_credentials.get(rec.id) or {}
+            out.append({
+                "config": rec.id,
+                "url": label_url(config, rec.id),
+                "username": creds.get("username"),
+                "password": creds.get("password"),
+            })
+        return out
+
+    def add_cli(self, subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+                common: argparse.ArgumentParser) -> None:
+        cli.add_commands(subparsers, common)
+
+    def mount_admin(self, admin: web.Application) -> None:
+        """Nothing extra: EST settings are plain JSON on the core's protocol-config routes
+        (``PATCH /admin/protocol-configs/<label>``); passwords are set with ``gateway est user``."""
+
+
+ADAPTER = EstAdapter()

@@ -1,0 +1,254 @@
+"""``gateway est ...``: create and tune EST labels, manage their Basic users.
+
+Examples::
+
+    gateway est create factory --profile device --auth certificate \\
+        --trust-anchor manufacturer-ca.pem --pop-linking required
+    gateway est user add factory provisioner        # prints a generated password once
+    gateway est set est --approval manual --retry-after 300
+    gateway est list
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from gateway import bootstrap
+from gateway.config import load_config
+from gateway.errors import BadRequest, ConfigError, NotFound
+from gateway.runtime import Gateway
+from gateway.secrets import hash_secret, new_token
+from gateway.store.records import ProtocolConfigRecord
+
+from .policy import AUTH_MODES, POP_LINKING, load_anchors, policy_for, validate_settings
+
+PROTOCOL = "est"
+
+
+async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaitable[int]]) -> int:
+    data_dir = Path(args.data_dir)
+    if not bootstrap.is_initialized(data_dir):
+        raise ConfigError(f"{data_dir} is not initialized; run 'gateway init' first")
+    gw = await Gateway.open(load_config(data_dir))
+    try:
+        return await fn(gw)
+    finally:
+        await gw.close()
+
+
+async def _label(gw: Gateway, label: str) -> ProtocolConfigRecord:
+    rec = await gw.store.get_protocol_config(label)
+    if rec is None or rec.protocol != PROTOCOL:
+        raise NotFound(f"no EST label {label!r}")
+    return rec
+
+
+def _trust_anchor_files(gw: Gateway, label: str, files: list[str]) -> list[str]:
+    """PEM texts for the label, and the files made known to the HTTPS listener.
+
+    The listener verifies client certificates during the handshake, so an anchor
+    it does not trust never reaches the label: the file is copied into the data
+    directory and listed in ``[tls].client_trust_anchors`` (effective on restart).
+    """
+    pems = []
+    for name in files:
+        text = Path(name).read_text()
+        load_anchors([text])
+        pems.append(text)
+    if pems:
+        cfg = load_config(gw.config.data_dir)
+        target = Path("tls") / f"est-{label}-anchors.pem"
+        (cfg.data_dir / target).parent.mkdir(parents=True, exist_ok=True)
+        (cfg.data_dir / target).write_text("".join(pems))
+        if str(target) not in cfg.tls.client_trust_anchors:
+            cfg.tls.client_trust_anchors.append(str(target))
+            cfg.save()
+        print(f"trust anchors for {label} written to {target} and listed in [tls].client_trust_anchors; "
+              "restart 'gateway serve' to load them", file=sys.stderr)
+    return pems
+
+
+def _settings_from_args(gw: Gateway, label: str, args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in ("auth", "pop_linking", "approval", "retry_after", "serverkeygen_algorithm"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "serverkeygen", None) is not None:
+        changes["serverkeygen"] = args.serverkeygen
+    if getattr(args, "csrattrs_auth", None) is not None:
+        changes["csrattrs_auth"] = args.csrattrs_auth
+    if getattr(args, "default", False):
+        changes["default"] = True
+    if getattr(args, "csrattrs", None):
+        raw = Path(args.csrattrs).read_bytes()
+        if args.csrattrs.endswith(".json"):
+            changes["csrattrs"] = json.loads(raw)
+        else:  # a DER (or base64) CsrAttrs served as is
+            der = raw if raw[:1] == b"\x30" else base64.b64decode(b"".join(raw.split()))
+            changes["csrattrs"] = {"der": base64.b64encode(der).decode()}
+    if getattr(args, "no_csrattrs", False):
+        changes["csrattrs"] = None
+    if getattr(args, "trust_anchor", None):
+        changes["client_trust_anchors"] = _trust_anchor_files(gw, label, args.trust_anchor)
+    return changes
+
+
+def _merged(settings: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(settings)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    validate_settings(merged)
+    return merged
+
+
+async def _clear_default(gw: Gateway, keep: str) -> None:
+    """One label answers at /.well-known/est/ at a time."""
+    for other in await gw.store.list_protocol_configs(PROTOCOL):
+        if other.id != keep and other.settings.get("default"):
+            await gw.store.update_protocol_config(
+                other.id, settings={k: v for k, v in other.settings.items() if k != "default"})
+
+
+async def cmd_create(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        settings = _merged({}, _settings_from_args(gw, args.label, args))
+        profiles = args.profile or ["device"]
+        if settings.get("default"):
+            await _clear_default(gw, args.label)
+        await gw.authority.create_config(args.label, PROTOCOL, args.ca, profiles, args.default_profile,
+                                         settings=settings, credentials={"basic": []})
+        print(f"created EST label {args.label}: {gw.config.https_url}/.well-known/est/{args.label}/")
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_set(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        rec = await _label(gw, args.label)
+        changes = _settings_from_args(gw, args.label, args)
+        if not changes:
+            raise BadRequest("nothing to change")
+        settings = _merged(rec.settings, changes)
+        if settings.get("default"):
+            await _clear_default(gw, rec.id)
+        await gw.store.update_protocol_config(rec.id, settings=settings)
+        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                                         actor="cli", fields=sorted(changes))
+        print(f"updated EST label {rec.id}: {', '.join(sorted(changes))}")
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_user_add(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        rec = await _label(gw, args.label)
+        if ":" in args.username or not args.username:
+            raise BadRequest("a Basic user name must be non-empty and must not contain ':'")
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else new_token(18)
+        if not password:
+            raise BadRequest("empty password")
+        users = [u for u in rec.credentials.get("basic", []) if u.get("username") != args.username]
+        users.append({"username": args.username, "password": hash_secret(password)})
+        await gw.store.update_protocol_config(rec.id, credentials={**rec.credentials, "basic": users})
+        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                                         actor="cli", fields=["credentials"], user=args.username)
+        if not args.password_stdin:
+            print(password)  # shown once; only its hash is stored
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_user_remove(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        rec = await _label(gw, args.label)
+        users = rec.credentials.get("basic", [])
+        kept = [u for u in users if u.get("username") != args.username]
+        if len(kept) == len(users):
+            raise NotFound(f"label {rec.id} has no user {args.username!r}")
+        await gw.store.update_protocol_config(rec.id, credentials={**rec.credentials, "basic": kept})
+        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                                         actor="cli", fields=["credentials"], user=args.username)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        rows = []
+        for rec in await gw.store.list_protocol_configs(PROTOCOL):
+            policy = policy_for(rec)
+            rows.append({
+                "label": rec.id, "enabled": rec.enabled, "ca": rec.ca_id, "profile": rec.default_profile,
+                "auth": policy.auth, "pop_linking": policy.pop_linking,
+                "approval": "manual" if policy.manual_approval else "auto",
+                "users": [u.username for u in policy.users],
+                "trust_anchors": [a.subject.rfc4514_string() for a in policy.trust_anchors],
+                "csrattrs": policy.csrattrs is not None, "default": bool(rec.settings.get("default")),
+                "url": f"{gw.config.https_url}/.well-known/est/{rec.id}/",
+            })
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
+        return 0
+    return await _with_gateway(args, run)
+
+
+def _policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auth", choices=AUTH_MODES, help="how clients authenticate (default either)")
+    p.add_argument("--pop-linking", dest="pop_linking", choices=POP_LINKING,
+                   help="tls-unique linking of the CSR to the TLS session (default optional)")
+    p.add_argument("--approval", choices=["auto", "manual"], help="hold requests for an operator (202)")
+    p.add_argument("--retry-after", dest="retry_after", type=int, help="seconds a held client waits")
+    p.add_argument("--trust-anchor", dest="trust_anchor", action="append",
+                   help="PEM file of a CA whose client certificates authenticate (repeatable)")
+    p.add_argument("--csrattrs", help="CSR attributes: a .json spec, or a DER/base64 CsrAttrs file")
+    p.add_argument("--no-csrattrs", dest="no_csrattrs", action="store_true", help="serve 204 on /csrattrs")
+    p.add_argument("--csrattrs-auth", dest="csrattrs_auth", action=argparse.BooleanOptionalAction,
+                   help="require the enrollment credentials on /csrattrs")
+    p.add_argument("--serverkeygen", action=argparse.BooleanOptionalAction, help="offer /serverkeygen")
+    p.add_argument("--serverkeygen-algorithm", dest="serverkeygen_algorithm",
+                   help="key made when the CSR's key type is not allowed (default EC-P256)")
+    p.add_argument("--default", action="store_true", help="serve this label at /.well-known/est/")
+
+
+def add_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
+                 common: argparse.ArgumentParser) -> None:
+    est = subparsers.add_parser("est", help="EST labels and their users").add_subparsers(
+        dest="est_command", required=True)
+    s = est.add_parser("list", parents=[common], help="EST labels and their policies")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_list)
+    s = est.add_parser("create", parents=[common], help="a new EST label (protocol configuration)")
+    s.add_argument("label")
+    s.add_argument("--ca", default=bootstrap.ISSUING_CA)
+    s.add_argument("--profile", action="append", help="certificate profile (repeatable; first is default)")
+    s.add_argument("--default-profile", dest="default_profile")
+    _policy_options(s)
+    s.set_defaults(fn=cmd_create)
+    s = est.add_parser("set", parents=[common], help="change a label's EST settings")
+    s.add_argument("label")
+    _policy_options(s)
+    s.set_defaults(fn=cmd_set)
+    user = est.add_parser("user", help="HTTP Basic users of a label").add_subparsers(
+        dest="est_user_command", required=True)
+    s = user.add_parser("add", parents=[common], help="add or reset a user; prints a generated password")
+    s.add_argument("label")
+    s.add_argument("username")
+    s.add_argument("--password-stdin", dest="password_stdin", action="store_true",
+                   help="read the password from stdin instead of generating one")
+    s.set_defaults(fn=cmd_user_add)
+    s = user.add_parser("remove", parents=[common])
+    s.add_argument("label")
+    s.add_argument("username")
+    s.set_defaults(fn=cmd_user_remove)
