@@ -21,7 +21,7 @@ def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(
+def object_schema(
     properties: dict[str, Any], required: Iterable[str] = (), *, closed: bool = False, **extra: Any
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": properties}
@@ -35,7 +35,7 @@ def _obj(
 
 
 def _list_of(item: str) -> dict[str, Any]:
-    return _obj(
+    return object_schema(
         {
             "items": {"type": "array", "items": ref(item)},
             "total": {"type": "integer", "minimum": 0, "description": "All matches (where counted)."},
@@ -68,13 +68,13 @@ FILTER_PROPS = {
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "Error": _obj(
+    "Error": object_schema(
         {"error": {"type": "string", "description": "Error kind (bad_request, not_found, conflict, ...)."},
          "detail": S},
         ["error", "detail"],
     ),
-    "Empty": _obj({}, closed=True, description="No fields; the body may be omitted."),
-    "CA": _obj(
+    "Empty": object_schema({}, closed=True, description="No fields; the body may be omitted."),
+    "CA": object_schema(
         {
             "id": S, "name": S,
             "kind": {"type": "string", "enum": ["root", "intermediate", "external_root", "external_signed"]},
@@ -88,22 +88,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "name", "kind", "state", "parent", "key_algorithm", "can_issue", "created_at"],
     ),
-    "CACreateRoot": _obj(
+    "CACreateRoot": object_schema(
         {"kind": {"const": "root"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
          "validity_days": VALIDITY_DAYS, "organization": S},
         ["kind", "id", "name"], closed=True,
     ),
-    "CACreateIntermediate": _obj(
+    "CACreateIntermediate": object_schema(
         {"kind": {"const": "intermediate"}, "id": CA_ID, "name": S, "parent": S, "key_algorithm": KEY_ALGORITHM,
          "validity_days": VALIDITY_DAYS, "organization": S},
         ["kind", "id", "name", "parent"], closed=True,
     ),
-    "CACreateExternalCSR": _obj(
+    "CACreateExternalCSR": object_schema(
         {"kind": {"const": "external_csr"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
          "organization": S},
         ["kind", "id", "name"], closed=True,
     ),
-    "CACreateExternalRoot": _obj(
+    "CACreateExternalRoot": object_schema(
         {"kind": {"const": "external_root"}, "id": CA_ID, "name": S, "certificate": PEM},
         ["kind", "id", "name", "certificate"], closed=True,
     ),
@@ -120,27 +120,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
-    "CACertificateImport": _obj(
+    "CACertificateImport": object_schema(
         {"certificate": PEM, "chain": {"type": "string", "description": "PEM issuer chain up to the external root."}},
         ["certificate", "chain"], closed=True,
     ),
-    "Profile": _obj(
+    "Profile": object_schema(
         {
             "name": S, "description": S, "validity": S, "max_validity": S, "backdate": S,
             "key_usage": {"type": "array", "items": S}, "key_usage_critical": BOOL,
             "extended_key_usage": {"type": "array", "items": S},
             "key_algorithms": {"type": "array", "items": S},
-            "basic_constraints": _obj({"ca": BOOL, "path_length": {"type": ["integer", "null"]}, "critical": BOOL}),
-            "subject": _obj({"mode": S, "format": NS, "require_cn": BOOL}),
-            "san": _obj({"mode": S, "cn_as_dns": BOOL, "allowed_types": {"type": "array", "items": S},
+            "basic_constraints": object_schema({"ca": BOOL, "path_length": {"type": ["integer", "null"]}, "critical": BOOL}),
+            "subject": object_schema({"mode": S, "format": NS, "require_cn": BOOL}),
+            "san": object_schema({"mode": S, "cn_as_dns": BOOL, "allowed_types": {"type": "array", "items": S},
                          "required": BOOL, "critical": BOOL}),
-            "extensions": _obj({"allowed": {"type": "array", "items": S}, "ignore_unknown_extensions": BOOL}),
-            "identifiers": _obj({"authority_key_identifier": BOOL, "subject_key_identifier": S,
+            "extensions": object_schema({"allowed": {"type": "array", "items": S}, "ignore_unknown_extensions": BOOL}),
+            "identifiers": object_schema({"authority_key_identifier": BOOL, "subject_key_identifier": S,
                                  "crl_distribution_point": BOOL, "aia_ocsp": BOOL, "aia_ca_issuers": BOOL}),
         },
         ["name", "validity", "max_validity", "key_usage", "extended_key_usage", "key_algorithms"],
     ),
-    "ProtocolConfig": _obj(
+    "ProtocolConfig": object_schema(
         {
             "id": S, "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
             "profiles": {"type": "array", "items": S}, "default_profile": S,
@@ -150,7 +150,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "protocol", "ca", "profiles", "default_profile", "settings", "enabled"],
     ),
-    "ProtocolConfigCreate": _obj(
+    "ProtocolConfigCreate": object_schema(
         {
             "id": {"type": "string", "pattern": "^[a-z0-9_-]{2,18}$"},
             "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
@@ -160,7 +160,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "protocol", "ca", "profiles"], closed=True,
     ),
-    "ProtocolConfigUpdate": _obj(
+    "ProtocolConfigUpdate": object_schema(
         {
             "enabled": BOOL,
             "settings": {"type": "object", "description": "Merged into the settings; a null value removes a key."},
@@ -169,7 +169,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         closed=True,
     ),
-    "Certificate": _obj(
+    "Certificate": object_schema(
         {
             "serial": {"type": "string", "description": "Lowercase hex, no leading zeros."},
             "ca": S, "profile": S, "subject": S, "sans": {"type": "array", "items": S},
@@ -184,32 +184,32 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "IssuedCertificate": {
         "allOf": [
             ref("Certificate"),
-            _obj({"chain": {"type": "array", "items": PEM, "description": "Issuer first, up to the root."}},
+            object_schema({"chain": {"type": "array", "items": PEM, "description": "Issuer first, up to the root."}},
                  ["pem", "chain"]),
         ],
     },
-    "Overrides": _obj(
+    "Overrides": object_schema(
         {
             "subject": {"type": "string", "description": "RFC 4514 subject."},
             "sans": {"type": "array", "items": {"type": "string", "description": "DNS:x, IP:x, email:x or URI:x"}},
             "not_before": DT, "not_after": DT, "validity_seconds": {"type": "number", "exclusiveMinimum": 0},
-            "extensions": {"type": "array", "items": _obj(
+            "extensions": {"type": "array", "items": object_schema(
                 {"oid": S, "critical": BOOL, "value": {"type": "string", "description": "base64 DER value"}},
                 ["oid", "value"])},
             "variables": {"type": "object", "additionalProperties": S},
         },
         closed=True,
     ),
-    "IssueRequest": _obj(
+    "IssueRequest": object_schema(
         {"ca": S, "profile": S, "csr": {"type": "string", "description": "PKCS#10 request, PEM."},
          "overrides": ref("Overrides")},
         ["ca", "profile", "csr"], closed=True,
     ),
-    "RevokeRequest": _obj({"reason": REASON, "invalidity_date": DT}, closed=True),
-    "CertificateFilter": _obj(
+    "RevokeRequest": object_schema({"reason": REASON, "invalidity_date": DT}, closed=True),
+    "CertificateFilter": object_schema(
         {**FILTER_PROPS, "status": {"type": "string", "enum": ["valid", "hold"]}}, closed=True,
     ),
-    "BulkRevokeRequest": _obj(
+    "BulkRevokeRequest": object_schema(
         {
             "filter": ref("CertificateFilter"),
             "all": {"type": "boolean", "description": "Required to revoke with an empty filter."},
@@ -217,22 +217,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         closed=True,
     ),
-    "BulkRevokeResult": _obj(
+    "BulkRevokeResult": object_schema(
         {
             "matched": INT, "revoked": INT, "failed": INT,
-            "failures": {"type": "array", "items": _obj({"serial": S, "error": S, "detail": S})},
+            "failures": {"type": "array", "items": object_schema({"serial": S, "error": S, "detail": S})},
         },
         ["matched", "revoked", "failed", "failures"],
     ),
-    "EndEntity": _obj(
+    "EndEntity": object_schema(
         {
             "id": S, "name": S, "kind": S, "status": {"type": "string", "enum": list(ENTITY_STATES)},
             "protocol_config": NS, "attributes": {"type": "object"}, "created_at": DT, "updated_at": DT,
         },
         ["id", "name", "kind", "status"],
     ),
-    "EndEntityStatus": _obj({"status": {"type": "string", "enum": list(ENTITY_STATES)}}, ["status"], closed=True),
-    "Event": _obj(
+    "EndEntityStatus": object_schema({"status": {"type": "string", "enum": list(ENTITY_STATES)}}, ["status"], closed=True),
+    "Event": object_schema(
         {
             "id": INT, "type": S, "status": {"type": "string", "enum": ["success", "failure", "pending"]},
             "entity": NS, "protocol_config": NS, "ca": NS, "serial": NS, "request": NS,
@@ -240,7 +240,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "type", "status", "detail", "created_at"],
     ),
-    "Request": _obj(
+    "Request": object_schema(
         {
             "id": S, "ca": S, "profile": S,
             "status": {"type": "string", "enum": ["pending", "approved", "rejected", "issued"]},
@@ -249,7 +249,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "ca", "profile", "status", "csr_pem"],
     ),
-    "RejectRequest": _obj({"reason": {"type": "string", "minLength": 1}}, ["reason"], closed=True),
+    "RejectRequest": object_schema({"reason": {"type": "string", "minLength": 1}}, ["reason"], closed=True),
     "OpenAPIDocument": {"type": "object", "description": "This document."},
 }
 for _item in ("CA", "Profile", "ProtocolConfig", "Certificate", "EndEntity", "Event", "Request"):
@@ -277,7 +277,7 @@ _ERROR_RESPONSES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 40
                     409: "Conflict", 413: "TooLarge", 503: "Unavailable", 500: "Internal"}
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "tags": [route.tag]}
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -329,7 +329,7 @@ def build_document(routes: Iterable[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     tags: dict[str, None] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation(route)
         tags[route.tag] = None
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

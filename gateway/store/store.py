@@ -231,6 +231,11 @@ class Tx:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> AsyncConnection:
+        """This transaction's connection, for protocol packages' own tables (same unit of work)."""
+        return self._conn
+
     # helpers
 
     async def _insert(self, table: Table, values: dict[str, Any], what: str,
@@ -644,6 +649,18 @@ class Store:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._engine.dialect.name
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for protocol packages that keep tables of their own
+        (``protocols/<name>/schema.py``); core tables go through the methods here."""
+        return self._engine
+
+    @property
+    def write_engine(self) -> AsyncEngine:
+        """The engine for write transactions (on SQLite they take the write lock at BEGIN,
+        so concurrent writers queue instead of failing on lock upgrade)."""
+        return self._write_engine
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.admin.api import OPENAPI
 from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, page, read_json
-from gateway.admin.openapi import _operation, ref
+from gateway.admin.openapi import operation, ref
 from gateway.admin.spec import PAGE, Reply, Route
 from gateway.errors import BadRequest, NotFound
 from gateway.web.keys import GATEWAY
@@ -176,7 +176,7 @@ def mount(admin: web.Application, keyring: Keyring) -> None:
     if doc is not None:
         paths = dict(doc["paths"])
         for route in ROUTES:
-            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+            paths.setdefault(route.path, {})[route.method.lower()] = operation(route)
         doc["paths"] = paths
         components = dict(doc["components"])
         components["schemas"] = {**components["schemas"], **SCHEMAS}

@@ -144,8 +144,8 @@ class AcmeStore:
     def __init__(self, store: Store) -> None:
         # The core store exposes transactions as Tx objects over its own engine;
         # ACME runs its own statements on that same engine (and pool).
-        self._engine = store._engine
-        self._write_engine = store._write_engine
+        self._engine = store.engine
+        self._write_engine = store.write_engine
         self.dialect = store.dialect
 
     @contextlib.asynccontextmanager

@@ -54,7 +54,7 @@ class PendingRequests:
     async def find(self, label: str, client: str, key: str) -> HeldRequest | None:
         c = table.c
         stmt = select(table).where(c.label == label, c.client == client, c.request_key == key)
-        async with self._store._engine.connect() as conn:  # read-only; the Store has no public reader
+        async with self._store.engine.connect() as conn:  # read-only
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
@@ -64,7 +64,7 @@ class PendingRequests:
         """Record the mapping; False when an identical request was recorded concurrently."""
         try:
             async with self._store.transaction() as tx:
-                await tx._conn.execute(table.insert().values(
+                await tx.connection.execute(table.insert().values(
                     request_id=held.request_id, label=held.label, client=held.client,
                     request_key=held.request_key, created_at=utcnow(),
                 ))
@@ -74,4 +74,4 @@ class PendingRequests:
 
     async def forget(self, request_id: str) -> None:
         async with self._store.transaction() as tx:
-            await tx._conn.execute(delete(table).where(table.c.request_id == request_id))
+            await tx.connection.execute(delete(table).where(table.c.request_id == request_id))

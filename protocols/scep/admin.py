@@ -211,26 +211,26 @@ _S = {"type": "string"}
 _NS = {"type": ["string", "null"]}
 _DT = {"type": "string", "format": "date-time"}
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "ScepChallengeCreate": openapi._obj(
+    "ScepChallengeCreate": openapi.object_schema(
         {"subject": {"type": "string", "description": "RFC 4514 DN the CSR must carry; CN=x binds the CN only"},
          "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": int(MAX_TTL.total_seconds())}},
         closed=True),
-    "ScepChallenge": openapi._obj({"challenge": _S, "expires_at": _DT, "subject": _NS},
+    "ScepChallenge": openapi.object_schema({"challenge": _S, "expires_at": _DT, "subject": _NS},
                                   ["challenge", "expires_at", "subject"]),
-    "ScepChallengeList": openapi._obj({"items": {"type": "array", "items": openapi._obj(
+    "ScepChallengeList": openapi.object_schema({"items": {"type": "array", "items": openapi.object_schema(
         {"source": _S, "issued_by": _NS, "subject": _NS, "created_at": _DT, "expires_at": _DT})}}, ["items"]),
-    "ScepStaticChallengeSet": openapi._obj(
+    "ScepStaticChallengeSet": openapi.object_schema(
         {"challenge": {"type": "string", "minLength": 8, "description": "Omit to generate one"}}, closed=True),
-    "ScepStaticChallenge": openapi._obj({"challenge": _S}, ["challenge"]),
-    "ScepChallengeAdminSet": openapi._obj(
+    "ScepStaticChallenge": openapi.object_schema({"challenge": _S}, ["challenge"]),
+    "ScepChallengeAdminSet": openapi.object_schema(
         {"password": {"type": "string", "minLength": 8, "description": "Omit to generate one"}}, closed=True),
-    "ScepChallengeAdmin": openapi._obj({"username": _S, "password": _S}, ["username", "password"]),
-    "ScepRaCreate": openapi._obj({"role": {"type": "string", "enum": ["current", "next"]}}, closed=True),
-    "ScepRa": openapi._obj(
+    "ScepChallengeAdmin": openapi.object_schema({"username": _S, "password": _S}, ["username", "password"]),
+    "ScepRaCreate": openapi.object_schema({"role": {"type": "string", "enum": ["current", "next"]}}, closed=True),
+    "ScepRa": openapi.object_schema(
         {"id": _S, "role": {"type": "string", "enum": ["current", "next", "retired"]}, "subject": _S,
          "issuer": _S, "serial": _S, "not_after": _DT, "sha256": _S, "certificate_pem": _S},
         ["id", "role", "subject", "issuer", "serial", "not_after", "sha256", "certificate_pem"]),
-    "ScepRaList": openapi._obj({"items": {"type": "array", "items": openapi.ref("ScepRa")}}, ["items"]),
+    "ScepRaList": openapi.object_schema({"items": {"type": "array", "items": openapi.ref("ScepRa")}}, ["items"]),
 }
 
 
@@ -240,7 +240,7 @@ def mount_admin(admin: web.Application) -> None:
     doc["components"]["schemas"].update(copy.deepcopy(SCHEMAS))
     for route in ROUTES:
         admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
-        doc["paths"].setdefault(route.path, {})[route.method.lower()] = openapi._operation(route)
+        doc["paths"].setdefault(route.path, {})[route.method.lower()] = openapi.operation(route)
     if TAG not in [t["name"] for t in doc.get("tags", [])]:
         doc.setdefault("tags", []).append({"name": TAG})
     admin[OPENAPI] = doc

@@ -97,12 +97,12 @@ class ScepRepository:
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._store.transaction() as tx:
-            yield tx._conn  # the Store's own transaction (one unit of work)
+            yield tx.connection  # the Store's own transaction (one unit of work)
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._store._engine.connect() as conn:
+            async with self._store.engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             log.warning("SCEP store read failed: %s", type(exc).__name__)
