@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -29,8 +30,38 @@ def hash_secret(secret: str) -> str:
     )
 
 
+_VERIFIED_CACHE_SIZE = 4096
+_verified: "OrderedDict[bytes, None]" = OrderedDict()
+_cache_key = secrets.token_bytes(32)
+
+
+def _verified_token(secret: str, stored: str) -> bytes:
+    # A keyed MAC of the pair, never the secret itself, is what the cache remembers.
+    return hmac.new(_cache_key, secret.encode() + b"\0" + stored.encode(), hashlib.sha256).digest()
+
+
 def verify_secret(secret: str, stored: str) -> bool:
-    """Constant-time check of a secret against :func:`hash_secret` output."""
+    """Constant-time check of a secret against :func:`hash_secret` output.
+
+    scrypt is deliberately slow (about 50 ms); devices that present the same static
+    challenge or Basic password on every request would pay it each time. Successful
+    checks are remembered for this process in a bounded cache keyed by an HMAC of
+    (secret, stored hash) under a per-process random key; failures are never cached,
+    and a changed stored hash misses the cache.
+    """
+    token = _verified_token(secret, stored)
+    if token in _verified:
+        _verified.move_to_end(token)
+        return True
+    ok = _scrypt_matches(secret, stored)
+    if ok:
+        _verified[token] = None
+        if len(_verified) > _VERIFIED_CACHE_SIZE:
+            _verified.popitem(last=False)
+    return ok
+
+
+def _scrypt_matches(secret: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
         if scheme != "scrypt":
