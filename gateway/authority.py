@@ -10,6 +10,7 @@ audit trail. Only this module and the admin tooling reach the CA backends.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import uuid
 from typing import Any, Mapping
@@ -27,6 +28,7 @@ from .ca.backend import (
     RevocationReason,
 )
 from .ca.builder import load_csr
+from .ca.local import InTransaction, LocalCA
 from .ca.registry import CARegistry
 from .errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound
 from .events import EventRecorder
@@ -35,9 +37,14 @@ from .store import Store
 from .store.records import (
     CertificateRecord,
     EndEntityRecord,
+    EventRecord,
     ProtocolConfigRecord,
     serial_hex,
+    utcnow,
 )
+from .store.store import Tx
+
+audit_log = logging.getLogger("gateway.audit")
 
 CONFIG_ID = re.compile(r"^[a-z0-9_-]{2,18}$")
 PROTOCOLS = ("acme", "scep", "est", "xcep", "wstep", "mdm")
@@ -107,7 +114,13 @@ class Authority:
         return rec
 
     async def config(self, config_id: str, protocol: str | None = None) -> ProtocolConfigRecord:
-        rec = await self.store.get_protocol_config(config_id)
+        return self._checked_config(await self.store.get_protocol_config(config_id), config_id, protocol)
+
+    @staticmethod
+    def _checked_config(rec: ProtocolConfigRecord | None, config_id: str,
+                        protocol: str | None) -> ProtocolConfigRecord:
+        if rec is not None and rec.id != config_id:
+            rec = None
         if rec is None or (protocol is not None and rec.protocol != protocol):
             raise NotFound(f"no {protocol or ''} protocol configuration {config_id!r}".replace("  ", " "))
         if not rec.enabled:
@@ -176,13 +189,21 @@ class Authority:
         actor: str | None = None,
         request_id: str | None = None,
         entity_attributes: dict[str, Any] | None = None,
+        within: InTransaction | None = None,
+        record: ProtocolConfigRecord | None = None,
     ) -> Enrollment:
         """Issue (or hold for approval) a certificate for an end entity of a configuration.
 
         ``request_id`` names a held request (SCEP uses its transactionID) so the
         client can poll for it; ``event_type`` is ``issue`` or ``renew``.
+        The certificate, its success event and ``within`` (the protocol's own state,
+        e.g. an ACME order turning valid) commit in one transaction: a failure in
+        any of them stores none of them. ``within`` does not run for held requests.
+        ``record``: the configuration as the caller read it moments ago (its cache of
+        about a second), checked here like a fresh one; saves a read per enrollment.
         """
-        config = await self.config(config_id, protocol)
+        config = self._checked_config(record, config_id, protocol) if record is not None \
+            else await self.config(config_id, protocol)
         entity_id: str | None = None
         try:
             ent = await self.entity_for(config, entity, entity_kind, entity_attributes)
@@ -200,7 +221,12 @@ class Authority:
                     ca_id=config.ca_id, request_id=pending.request_id, actor=actor,
                 )
                 return pending
-            issued = await backend.issue(request)
+            issued = await self._issue_with_event(
+                backend, request, within, EventRecord(
+                    type=event_type, status="success", entity_id=ent.id, protocol_config=config.id,
+                    ca_id=config.ca_id, detail={"actor": actor} if actor is not None else {},
+                ),
+            )
         except GatewayError as exc:
             entity_id = entity_id or getattr(exc, "entity_id", None)
             await self.events.record(
@@ -208,9 +234,39 @@ class Authority:
                 ca_id=config.ca_id, error=exc.kind.value, detail=exc.detail, actor=actor,
             )
             raise
-        await self.events.record(
-            event_type, "success", entity_id=ent.id, protocol_config=config.id,
-            ca_id=config.ca_id, serial=serial_hex(issued.serial), actor=actor,
+        return issued
+
+    async def _issue_with_event(
+        self, backend: Any, request: IssueRequest, within: InTransaction | None, event: EventRecord,
+    ) -> IssuedCertificate:
+        """Issue, writing the success event (and ``within``) in the certificate's transaction."""
+        if not isinstance(backend, LocalCA):  # a backend that commits on its own: two steps
+            issued = await backend.issue(request)
+            if within is not None:
+                async with self.store.transaction() as tx:
+                    await within(tx, issued.certificate)
+            event.serial = serial_hex(issued.serial)
+            await self.events.record(event.type, event.status, entity_id=event.entity_id,
+                                     protocol_config=event.protocol_config, ca_id=event.ca_id,
+                                     serial=event.serial, **event.detail)
+            return issued
+        event_id = 0
+
+        async def in_transaction(tx: Tx, cert: x509.Certificate) -> None:
+            nonlocal event_id
+            event.serial, event.created_at = serial_hex(cert.serial_number), utcnow()
+            event_id = await tx.add_event(event)
+            if within is not None:
+                await within(tx, cert)
+
+        issued = await backend.issue(request, within=in_transaction)
+        audit_log.info(  # as EventRecorder.record logs it, once committed
+            "event %s %s", event.type, event.status,
+            extra={
+                "event_id": event_id, "event_type": event.type, "status": event.status,
+                "entity_id": event.entity_id, "protocol_config": event.protocol_config, "ca_id": event.ca_id,
+                "serial": event.serial, "request_id": event.request_id, **event.detail,
+            },
         )
         return issued
 

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +27,7 @@ from ..errors import BadRequest, Conflict, NotFound, PolicyViolation, Unavailabl
 from ..profiles.model import Profile
 from ..status.crl import RevokedEntry, build_crl
 from ..store import SerialCollision, Store
+from ..store.store import Tx
 from ..store.records import CARecord, CertificateRecord, RequestRecord, serial_hex, serial_int, utcnow
 from .backend import (
     CABackend,
@@ -48,6 +49,9 @@ from .serials import new_serial
 log = logging.getLogger(__name__)
 
 MAX_SERIAL_ATTEMPTS = 5
+
+# Work that must commit in the certificate's own transaction (audit event, protocol state).
+InTransaction = Callable[[Tx, x509.Certificate], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ class LocalCA(CABackend):
         protocol_config: str | None,
         request_id: str | None,
         approve_request: str | None = None,
+        within: InTransaction | None = None,
     ) -> IssuedCertificate:
         for _ in range(MAX_SERIAL_ATTEMPTS):
             cert = self._build(profile, public_key, csr, overrides, new_serial())
@@ -196,6 +201,8 @@ class LocalCA(CABackend):
                         )
                         if not ok:
                             raise Conflict(f"request {approve_request} is no longer approved")
+                    if within is not None:
+                        await within(tx, cert)
             except SerialCollision:
                 log.warning("serial collision on CA %s; re-signing with a new serial", self.id)
                 continue
@@ -205,13 +212,15 @@ class LocalCA(CABackend):
         raise Unavailable("could not allocate a unique serial number")
 
     # --- CABackend ----------------------------------------------------------
-    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+    async def issue(self, request: IssueRequest, *, within: InTransaction | None = None) -> IssuedCertificate:
+        """``within`` runs inside the transaction that stores the certificate (its
+        audit event, the protocol's own state), so they commit together or not at all."""
         profile = self.profile(request.profile)
         check_proof_of_possession(request.csr)
         return await self._sign_and_commit(
             profile, request.csr.public_key(), request.csr, request.overrides,
             entity_id=request.entity_id, protocol_config=request.protocol_config,
-            request_id=request.request_id,
+            request_id=request.request_id, within=within,
         )
 
     async def sign_public_key(

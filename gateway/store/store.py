@@ -603,6 +603,7 @@ class Store:
         self._own_write_engine = write_engine
         self._write_engine = (write_engine or engine).execution_options(gateway_write=True)
         self.schema = schema
+        self._config_generation = 0
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None,
@@ -763,8 +764,18 @@ class Store:
         return await self._write(Tx.update_request, request_id, expect=expect, **fields)
 
     # protocol configurations
+    @property
+    def config_generation(self) -> int:
+        """Bumped by every protocol-configuration write through this Store, so caches
+        of configurations in this process drop stale entries at once (other processes'
+        writes are picked up by the caches' short TTLs)."""
+        return self._config_generation
+
     async def insert_protocol_config(self, rec: ProtocolConfigRecord) -> None:
-        await self._write(Tx.insert_protocol_config, rec)
+        try:
+            await self._write(Tx.insert_protocol_config, rec)
+        finally:
+            self._config_generation += 1
 
     async def get_protocol_config(self, config_id: str) -> ProtocolConfigRecord | None:
         return await self._read(Tx.get_protocol_config, config_id)
@@ -773,10 +784,16 @@ class Store:
         return await self._read(Tx.list_protocol_configs, protocol)
 
     async def update_protocol_config(self, config_id: str, **fields: Any) -> None:
-        await self._write(Tx.update_protocol_config, config_id, **fields)
+        try:
+            await self._write(Tx.update_protocol_config, config_id, **fields)
+        finally:
+            self._config_generation += 1
 
     async def delete_protocol_config(self, config_id: str) -> bool:
-        return await self._write(Tx.delete_protocol_config, config_id)
+        try:
+            return await self._write(Tx.delete_protocol_config, config_id)
+        finally:
+            self._config_generation += 1
 
     # end entities
     async def insert_end_entity(self, rec: EndEntityRecord) -> None:

@@ -1,7 +1,9 @@
 """Data access for the ACME tables, on the gateway's store (SQLite or PostgreSQL).
 
 Each method is one transaction and as few round trips as the operation allows:
-a signed request's nonce is consumed and its account loaded in one transaction;
+a signed request's nonce is consumed and its account loaded in one transaction, or,
+for requests that write anyway, the nonce is recorded inside that write
+(:class:`PendingNonce`);
 a new order's rate-limit counters, authorizations, order and ARI replacement row
 are written in one. State changes are compare-and-set (``UPDATE ... WHERE status
 = expected``), so two replicas racing on the same order or challenge cannot both
@@ -42,6 +44,23 @@ log = logging.getLogger("gateway.acme")
 
 class NonceReused(GatewayError):
     kind = ErrorKind.BAD_REQUEST
+
+
+class PendingNonce:
+    """A request's authentic nonce, not yet recorded as used.
+
+    Handlers that write pass it to their first write, which records it in the same
+    transaction (one commit per request instead of two); ``used`` turns true only
+    once that transaction has committed, so a rolled-back write leaves it pending
+    and :meth:`AcmeStore.use_nonce` still consumes it.
+    """
+
+    __slots__ = ("value", "expires", "used")
+
+    def __init__(self, value: str, expires: dt.datetime) -> None:
+        self.value = value
+        self.expires = expires
+        self.used = False
 
 
 @contextlib.contextmanager
@@ -149,10 +168,19 @@ class AcmeStore:
         self.dialect = store.dialect
 
     @contextlib.asynccontextmanager
-    async def _write(self, what: str) -> AsyncIterator[AsyncConnection]:
+    async def _write(self, what: str, nonce: PendingNonce | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; records ``nonce`` first when it is still pending
+        (:class:`NonceReused`, and nothing written, if another request used it)."""
+        recorded = False
         with _translated(what):
             async with self._write_engine.begin() as conn:
+                if nonce is not None and not nonce.used:
+                    await self._use_nonce(conn, nonce.value, nonce.expires)
+                    recorded = True
                 yield conn
+        if recorded:
+            assert nonce is not None
+            nonce.used = True
 
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
@@ -171,6 +199,11 @@ class AcmeStore:
         """Record a nonce as used; :class:`NonceReused` if it was used before (on any replica)."""
         async with self._write("nonce") as conn:
             await self._use_nonce(conn, nonce, expires)
+
+    async def use_pending_nonce(self, nonce: PendingNonce) -> None:
+        """Record a pending nonce that no write of its request has recorded yet."""
+        async with self._write("nonce", nonce):
+            pass
 
     async def use_nonce_and_load_account(
         self, nonce: str, expires: dt.datetime, config_id: str, account_id: str
@@ -270,14 +303,14 @@ class AcmeStore:
     # --- orders and authorizations ----------------------------------------------------
     async def create_order(
         self, order: Order, new_authzs: list[Authorization], *, limits: list[tuple[str, RateLimit, str]],
-        replaces_serial: str | None, now: dt.datetime,
+        replaces_serial: str | None, now: dt.datetime, nonce: PendingNonce | None = None,
     ) -> None:
         """Rate-limit counters, new authorizations, the order and its ARI claim, together.
 
         ``alreadyReplaced`` when another live order already replaces the same
         certificate (one that is invalid or expired gives its claim up).
         """
-        async with self._write("order") as conn:
+        async with self._write("order", nonce) as conn:
             for key, limit, what in limits:
                 await self._count(conn, key, limit, now, what)
             if replaces_serial is not None:
@@ -311,8 +344,8 @@ class AcmeStore:
         if taken.rowcount != 1:
             raise problems.already_replaced("this certificate is already being replaced")
 
-    async def release_replacement(self, order_id: str) -> None:
-        async with self._write("order") as conn:
+    async def release_replacement(self, order_id: str, nonce: PendingNonce | None = None) -> None:
+        async with self._write("order", nonce) as conn:
             await conn.execute(delete(t.replacements).where(t.replacements.c.order_id == order_id))
 
     async def get_order(self, config_id: str, order_id: str) -> Order | None:
@@ -334,14 +367,25 @@ class AcmeStore:
         by_id = {r.id: _authz(r) for r in rows}
         return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
-    async def update_order(self, order_id: str, expect: tuple[str, ...], **fields: Any) -> bool:
+    async def update_order(self, order_id: str, expect: tuple[str, ...], *, nonce: PendingNonce | None = None,
+                           **fields: Any) -> bool:
         """Compare-and-set on status; False when the order was no longer in ``expect``."""
         c = t.orders.c
         fields.setdefault("updated_at", now_utc())
-        async with self._write("order") as conn:
+        async with self._write("order", nonce) as conn:
             result = await conn.execute(
                 update(t.orders).where(c.id == order_id, c.status.in_(expect)).values(**fields)
             )
+        return result.rowcount == 1
+
+    @staticmethod
+    async def order_issued(conn: AsyncConnection, order_id: str, serial: str) -> bool:
+        """processing -> valid on the caller's connection (the certificate's own transaction)."""
+        c = t.orders.c
+        result = await conn.execute(
+            update(t.orders).where(c.id == order_id, c.status == "processing")
+            .values(status="valid", serial=serial, updated_at=now_utc())
+        )
         return result.rowcount == 1
 
     async def list_orders(self, account_id: str, now: dt.datetime, limit: int, offset: int) -> list[str]:
@@ -379,7 +423,8 @@ class AcmeStore:
         async with self._write("authorization") as conn:
             await conn.execute(t.authorizations.insert().values(**_authz_values(authz)))
 
-    async def start_attempt(self, authz: Authorization, challenge: Challenge, stale_before: dt.datetime) -> bool:
+    async def start_attempt(self, authz: Authorization, challenge: Challenge, stale_before: dt.datetime,
+                            nonce: PendingNonce | None = None) -> bool:
         """Claim the authorization for one validation attempt (compare-and-set).
 
         Succeeds when no attempt runs, or the running one started before
@@ -390,7 +435,7 @@ class AcmeStore:
         current = authz.challenge(authz.attempt) if authz.attempt else None
         if current is not None and current.started is not None and current.started < stale_before:
             free = or_(free, a.attempt == authz.attempt)
-        async with self._write("authorization") as conn:
+        async with self._write("authorization", nonce) as conn:
             result = await conn.execute(
                 update(t.authorizations).where(a.id == authz.id, a.status == "pending", free)
                 .values(attempt=challenge.type, challenges=[c.to_json() for c in authz.with_challenge(challenge)])
@@ -398,10 +443,10 @@ class AcmeStore:
         return result.rowcount == 1
 
     async def accept_without_attempt(self, authz: Authorization, challenge: Challenge,
-                                     expires: dt.datetime) -> bool:
+                                     expires: dt.datetime, nonce: PendingNonce | None = None) -> bool:
         """pending -> valid in one statement (the test-only always-valid mode)."""
         a = t.authorizations.c
-        async with self._write("authorization") as conn:
+        async with self._write("authorization", nonce) as conn:
             result = await conn.execute(
                 update(t.authorizations).where(a.id == authz.id, a.status == "pending", a.attempt.is_(None))
                 .values(status="valid", attempt=challenge.type, expires=expires,

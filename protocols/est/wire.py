@@ -68,12 +68,32 @@ def decode_body(body: bytes, what: str = "request") -> bytes:
         except (binascii.Error, ValueError):
             raise BadRequest(f"{what} body is not valid base64") from None
     elif data[:1] == b"\x30":
-        der = data
+        # Raw DER: cut at its own length, not at whitespace (its last byte may be 0x20 or 0x0a).
+        der = _der_prefix(body.lstrip(), what)
     else:
         raise BadRequest(f"{what} body is neither base64 nor DER")
     if not der or der[:1] != b"\x30":
         raise BadRequest(f"{what} body does not decode to a DER structure")
     return der
+
+
+def _der_prefix(raw: bytes, what: str) -> bytes:
+    """The DER TLV at the start of ``raw``; only whitespace may follow it."""
+    if len(raw) < 2:
+        raise BadRequest(f"{what} body is truncated DER")
+    first = raw[1]
+    if first < 0x80:
+        total = 2 + first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or len(raw) < 2 + n:
+            raise BadRequest(f"{what} body is not valid DER")
+        total = 2 + n + int.from_bytes(raw[2:2 + n], "big")
+    if total > len(raw):
+        raise BadRequest(f"{what} body is truncated DER")
+    if raw[total:].strip():
+        raise BadRequest(f"{what} body has data after its DER structure")
+    return raw[:total]
 
 
 def media_type(content_type: str | None) -> str:

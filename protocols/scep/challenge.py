@@ -114,7 +114,7 @@ class StaticChallengeVerifier:
     async def verify(self, request: ChallengeRequest) -> ChallengeGrant | None:
         if not request.challenge:
             return None
-        for rec in await self._repo.secrets(request.config.id, STATIC):
+        for rec in await self._repo.cached_secrets(request.config.id, STATIC):
             if await asyncio.to_thread(verify_secret, request.challenge, rec.secret_hash):
                 return ChallengeGrant(self.name)
         return None

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +28,21 @@ from gateway.store.store import StoreError
 from . import schema as t
 
 log = logging.getLogger(__name__)
+
+SECRETS_TTL = 1.0  # seconds a configuration's secret hashes are served from memory
+_generation = 0  # bumped by every RA certificate or secret write in this process
+
+
+def generation() -> int:
+    """Changes whenever this process writes RA certificates or secrets (any repository
+    instance), so per-configuration caches drop stale entries at once; writes made
+    by other processes are picked up within the caches' TTL."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 R = TypeVar("R")
 
 RA_ROLES = ("current", "next", "retired")
@@ -93,11 +109,17 @@ class ScepRepository:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._secrets: dict[tuple[str, str], tuple[float, int, list[SecretRecord]]] = {}
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._store.transaction() as tx:
-            yield tx.connection  # the Store's own transaction (one unit of work)
+    async def _write(self, changes_cached: bool = False) -> AsyncIterator[AsyncConnection]:
+        """``changes_cached``: RA certificates or secrets, which per-configuration caches hold."""
+        try:
+            async with self._store.transaction() as tx:
+                yield tx.connection  # the Store's own transaction (one unit of work)
+        finally:
+            if changes_cached:
+                _changed()
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -122,7 +144,7 @@ class ScepRepository:
         if rec.role not in RA_ROLES:
             raise ValueError(f"unknown RA role {rec.role!r}")
         c = t.ra_certificates.c
-        async with self._write() as conn:
+        async with self._write(changes_cached=True) as conn:
             if rec.role == "current":
                 await conn.execute(
                     update(t.ra_certificates)
@@ -137,7 +159,7 @@ class ScepRepository:
     async def promote_next_ra(self, config_id: str) -> bool:
         """Rollover: the ``next`` RA becomes ``current``, the old current retires."""
         c = t.ra_certificates.c
-        async with self._write() as conn:
+        async with self._write(changes_cached=True) as conn:
             row = (await conn.execute(
                 select(c.id).where(c.config_id == config_id, c.role == "next")
             )).first()
@@ -151,7 +173,7 @@ class ScepRepository:
 
     async def drop_expired_ra(self, config_id: str, now: dt.datetime) -> int:
         c = t.ra_certificates.c
-        async with self._write() as conn:
+        async with self._write(changes_cached=True) as conn:
             result = await conn.execute(
                 delete(t.ra_certificates).where(c.config_id == config_id, c.role == "retired", c.not_after < now)
             )
@@ -160,10 +182,24 @@ class ScepRepository:
     # --- secrets -------------------------------------------------------------------------
     async def set_secret(self, rec: SecretRecord) -> None:
         c = t.secrets.c
-        async with self._write() as conn:
+        async with self._write(changes_cached=True) as conn:
             await conn.execute(delete(t.secrets).where(
                 c.config_id == rec.config_id, c.kind == rec.kind, c.name == rec.name))
             await conn.execute(t.secrets.insert().values(**_values(rec)))
+
+    async def cached_secrets(self, config_id: str, kind: str) -> list[SecretRecord]:
+        """:meth:`secrets` served from memory for up to ``SECRETS_TTL`` (hot path: the
+        static challenge of every PKCSReq); dropped at once on this process's writes."""
+        now = time.monotonic()
+        entry = self._secrets.get((config_id, kind))
+        if entry is not None and entry[0] > now and entry[1] == _generation:
+            return entry[2]
+        gen = _generation
+        records = await self.secrets(config_id, kind)
+        if len(self._secrets) > 1000:
+            self._secrets.clear()
+        self._secrets[(config_id, kind)] = (now + SECRETS_TTL, gen, records)
+        return records
 
     async def secrets(self, config_id: str, kind: str) -> list[SecretRecord]:
         c = t.secrets.c
@@ -174,7 +210,7 @@ class ScepRepository:
 
     async def delete_secret(self, config_id: str, kind: str, name: str) -> bool:
         c = t.secrets.c
-        async with self._write() as conn:
+        async with self._write(changes_cached=True) as conn:
             result = await conn.execute(delete(t.secrets).where(
                 c.config_id == config_id, c.kind == kind, c.name == name))
         return bool(result.rowcount)
@@ -246,11 +282,17 @@ class ScepRepository:
 
     async def save_transaction(self, rec: TransactionRecord) -> None:
         """Remember (or replace) what a transactionID led to."""
-        c = t.transactions.c
         async with self._write() as conn:
-            await conn.execute(delete(t.transactions).where(
-                c.config_id == rec.config_id, c.transaction_id == rec.transaction_id))
-            await conn.execute(t.transactions.insert().values(**_values(rec)))
+            await self.save_transaction_in(conn, rec)
+
+    @staticmethod
+    async def save_transaction_in(conn: AsyncConnection, rec: TransactionRecord) -> None:
+        """:meth:`save_transaction` on the caller's connection (the certificate's own
+        transaction, so the transactionID and its certificate commit together)."""
+        c = t.transactions.c
+        await conn.execute(delete(t.transactions).where(
+            c.config_id == rec.config_id, c.transaction_id == rec.transaction_id))
+        await conn.execute(t.transactions.insert().values(**_values(rec)))
 
     async def set_transaction_serial(self, config_id: str, transaction_id: str, serial: str) -> None:
         c = t.transactions.c

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gateway.ca.builder import check_proof_of_possession, load_csr
 from gateway.errors import BadKey, GatewayError, NotFound
 from gateway.runtime import Gateway
 from gateway.store.records import ProtocolConfigRecord, serial_hex, utcnow
+from gateway.store.store import Tx
 
 from . import cms as scms
 from .challenge import (
@@ -50,6 +52,7 @@ from .message import (
     verify_pki_message,
 )
 from .ra import RA_PROFILE, RaKeyring, RaSet, issue_ra
+from . import repository
 from .repository import ScepRepository, TransactionRecord
 from .settings import ScepSettings
 from .types import (
@@ -122,19 +125,42 @@ def capabilities(settings: ScepSettings) -> list[str]:
 class ScepService:
     """The SCEP protocol over one Gateway (every SCEP configuration)."""
 
+    CONTEXT_TTL = 1.0  # seconds a configuration's context is served from memory
+
     def __init__(self, gateway: Gateway, *, clock: Clock = utcnow) -> None:
         self.gateway = gateway
         self.repo = ScepRepository(gateway.store)
         self.keyring = RaKeyring(gateway, self.repo)
         self.clock = clock
+        self._contexts: dict[str, tuple[float, tuple[int, int], ConfigContext]] = {}
 
     # --- configuration ---------------------------------------------------------------
+    def _generation(self) -> tuple[int, int]:
+        return self.gateway.store.config_generation, repository.generation()
+
     async def context(self, config_id: str) -> ConfigContext:
+        """The configuration, its RA set and CA chain, kept for ``CONTEXT_TTL``: a burst
+        of enrollments costs one lookup. Writes to configurations, RA certificates or
+        secrets in this process drop it at once; other replicas' within the TTL (as
+        the ACME directory's configuration cache)."""
+        now = time.monotonic()
+        key = self._generation()
+        cached = self._contexts.get(config_id)
+        if cached is not None and cached[0] > now and cached[1] == key:
+            return cached[2]
         rec = await self.gateway.authority.config(config_id, PROTOCOL)
         settings = ScepSettings.of(rec)
         ca = await self.gateway.cas.local(rec.ca_id)
         ra = await self.keyring.ra_set(rec.id, rec.ca_id)  # RA lifecycle runs on real time
-        return ConfigContext(rec, settings, ra, tuple(await ca.chain()))
+        ctx = ConfigContext(rec, settings, ra, tuple(await ca.chain()))
+        if len(self._contexts) > 1000:
+            self._contexts.clear()
+        self._contexts[config_id] = (now + self.CONTEXT_TTL, key, ctx)
+        return ctx
+
+    def forget(self, config_id: str) -> None:
+        """Drop the cached context (after changing the configuration's RA or CA)."""
+        self._contexts.pop(config_id, None)
 
     async def ndes_config_id(self) -> str:
         """The configuration served on the NDES paths: the one marked ``ndes``, else ``scep``."""
@@ -271,24 +297,31 @@ class ScepService:
         else:
             entity = renewal_of.entity_name
             attributes = {}
+        message_type = msg.message_type.value
+
+        def transaction(request_id: str | None, serial: str | None) -> TransactionRecord:
+            return TransactionRecord(
+                config_id=ctx.record.id, transaction_id=msg.transaction_id, message_type=message_type,
+                signer_key_sha256=msg.signer_key_sha256, csr_sha256=csr_sha, created_at=now,
+                request_id=request_id, serial=serial,
+            )
+
+        async def save_with_certificate(tx: Tx, cert: x509.Certificate) -> None:
+            await self.repo.save_transaction_in(tx.connection, transaction(None, serial_hex(cert.serial_number)))
+
         try:
             result = await self.gateway.authority.enroll(
                 ctx.record.id, PROTOCOL, csr, entity=entity, entity_kind="device",
                 event_type="renew" if renewal_of else "issue", actor=f"scep:{msg.transaction_id}",
                 request_id=request_id, entity_attributes=attributes or None,
+                record=ctx.record, within=save_with_certificate,
             )
         except GatewayError as exc:
             if verifier is not None and grant is not None:
                 await verifier.notify_failure(challenge_req, grant, exc.detail)
             raise
-        tx = TransactionRecord(
-            config_id=ctx.record.id, transaction_id=msg.transaction_id, message_type=msg.message_type.value,
-            signer_key_sha256=msg.signer_key_sha256, csr_sha256=csr_sha, created_at=now,
-            request_id=result.request_id if isinstance(result, PendingRequest) else None,
-            serial=serial_hex(result.serial) if isinstance(result, IssuedCertificate) else None,
-        )
-        await self.repo.save_transaction(tx)
         if isinstance(result, PendingRequest):
+            await self.repo.save_transaction(transaction(result.request_id, None))
             if verifier is not None and grant is not None:
                 await verifier.notify_success(challenge_req, grant, None)
             return Outcome.pending()

@@ -82,3 +82,18 @@ def test_multipart_parts_parse_with_a_mime_parser(csr_der: bytes) -> None:
     assert parts[0].get_payload(decode=True) == b"\x30\x03\x02\x01\x00"
     assert parts[1].get_payload(decode=True) == csr_der
     assert body.endswith(f"--{boundary}--\r\n".encode())
+
+
+@pytest.mark.parametrize("last", [b" ", b"\n", b"\r", b"\t"])
+def test_raw_der_ending_in_a_whitespace_byte_is_kept_whole(csr_der: bytes, last: bytes) -> None:
+    """A signature's last byte can be 0x20/0x0a/...: stripping it would corrupt the CSR."""
+    der = csr_der[:-1] + last
+    assert wire.decode_body(der) == der
+    assert wire.decode_body(der + b"\r\n") == der  # a client's trailing newline is tolerated
+
+
+def test_raw_der_with_trailing_garbage_or_truncated_is_refused(csr_der: bytes) -> None:
+    with pytest.raises(BadRequest, match="after its DER"):
+        wire.decode_body(csr_der + b"junk")
+    with pytest.raises(BadRequest, match="truncated"):
+        wire.decode_body(csr_der[:-5])

@@ -20,7 +20,7 @@ from aiohttp import web
 from .. import problems, validation
 from ..identifiers import IP, Identifier, IdentifierPolicy, check_identifiers
 from ..records import Account, Authorization, Challenge, now_utc
-from .context import Signed, acme_json, read_signed, runtime
+from .context import Signed, acme_json, nonce_settled, read_signed, runtime
 from .runtime import AcmeConfig, AcmeRuntime
 from .views import authz_view, challenge_view
 
@@ -94,7 +94,12 @@ async def authorization(request: web.Request) -> web.Response:
 
 async def challenge(request: web.Request) -> web.Response:
     """POST ``{}`` to answer a challenge; POST-as-GET to read it."""
-    signed = await read_signed(request)
+    signed = await read_signed(request, defer_nonce=True)
+    async with nonce_settled(request, signed):
+        return await _challenge(request, signed)
+
+
+async def _challenge(request: web.Request, signed: Signed) -> web.Response:
     rt = runtime(request)
     account = signed.require_account()
     authz = await owned_authz(rt, signed, request.match_info["authz"])
@@ -120,11 +125,12 @@ async def challenge(request: web.Request) -> web.Response:
         log.warning("ACME %s: challenge %s for %s accepted WITHOUT validation (always-valid test mode)",
                     signed.acme.id, ch.type, authz.identifier.value)
         done = dataclasses.replace(ch, status="valid", validated=now, error=None)
-        if await rt.store.accept_without_attempt(authz, done, now + signed.settings.valid_authz_lifetime):
+        if await rt.store.accept_without_attempt(authz, done, now + signed.settings.valid_authz_lifetime,
+                                                 nonce=signed.nonce):
             authz = dataclasses.replace(authz, status="valid", challenges=authz.with_challenge(done))
             return acme_json(challenge_view(authz, done, signed.urls), links=up)
     started = dataclasses.replace(ch, status="processing", started=now, error=None)
-    if not await rt.store.start_attempt(authz, started, stale_before):
+    if not await rt.store.start_attempt(authz, started, stale_before, nonce=signed.nonce):
         fresh = await rt.store.get_authz(signed.acme.id, authz.id)
         assert fresh is not None
         current = fresh.challenge(ch.type) or ch

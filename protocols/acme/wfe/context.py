@@ -5,12 +5,20 @@ JWS structure and algorithm, ``url`` header equal to the request URL, nonce
 authentic and unexpired, then the key: an embedded ``jwk`` where allowed, or the
 ``kid`` account (loaded in the same transaction that consumes the nonce), then the
 signature. Handlers receive a :class:`Signed` only after all of it passed.
+
+Handlers that write anyway (newOrder, challenge, finalize) ask for the nonce to be
+*deferred*: the account is read without a transaction of its own and the nonce is
+recorded by the handler's first write, in that write's transaction, so a replayed
+request commits nothing. :func:`nonce_settled` records it on every path where the
+handler did not write (and answers ``badNonce`` if it was used meanwhile).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Sequence, cast
 
@@ -20,7 +28,9 @@ from multidict import CIMultiDict
 
 from .. import jws, problems
 from ..records import Account
-from ..store import NonceReused
+from gateway.errors import GatewayError
+
+from ..store import NonceReused, PendingNonce
 from .runtime import AcmeConfig, AcmeRuntime
 
 JOSE_JSON = "application/jose+json"
@@ -128,6 +138,7 @@ class Signed:
     jws: jws.ParsedJWS
     key: josepy.JWK
     account: Account | None  # set for kid-signed requests
+    nonce: PendingNonce | None = None  # set when the handler records the nonce (deferred)
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
@@ -145,8 +156,14 @@ class Signed:
             raise problems.malformed("this resource takes POST-as-GET (an empty payload)")
 
 
-async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = True) -> Signed:
-    """Authenticate an ACME POST; ``jwk``/``kid`` say which key forms this resource accepts."""
+async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = True,
+                      defer_nonce: bool = False) -> Signed:
+    """Authenticate an ACME POST; ``jwk``/``kid`` say which key forms this resource accepts.
+
+    ``defer_nonce`` (kid-signed requests with a payload only: POST-as-GET reads
+    keep the one-transaction path): leave the nonce in ``Signed.nonce`` for the
+    handler's own write; the handler must run inside :func:`nonce_settled`.
+    """
     rt = runtime(request)
     acme = await acme_config(request)
     urls = urls_for(request, acme)
@@ -176,19 +193,62 @@ async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = Tr
     if account_id is None:
         await _use_nonce(rt, parsed.nonce, expires)
         raise problems.account_does_not_exist("the 'kid' is not an account URL of this directory")
-    try:
-        account = await rt.store.use_nonce_and_load_account(parsed.nonce, expires, acme.id, account_id)
-    except NonceReused:
-        raise problems.bad_nonce("the nonce has already been used") from None
+    pending: PendingNonce | None = None
+    if defer_nonce and not parsed.post_as_get:
+        pending = PendingNonce(parsed.nonce, expires)
+        account = await rt.store.get_account(acme.id, account_id)
+        if account is None:
+            await _use_nonce(rt, parsed.nonce, expires)
+    else:
+        try:
+            account = await rt.store.use_nonce_and_load_account(parsed.nonce, expires, acme.id, account_id)
+        except NonceReused:
+            raise problems.bad_nonce("the nonce has already been used") from None
     if account is None:
         raise problems.account_does_not_exist("no account with this 'kid'")
-    key = _account_key(account)
-    jws.verify(parsed, key)
-    if account.status != "valid":
-        raise problems.unauthorized(f"the account is {account.status}")
-    if account.entity_status != "active":
-        raise problems.unauthorized(f"the account's end entity is {account.entity_status}")
-    return Signed(acme, urls, parsed, key, account)
+    try:
+        key = _account_key(account)
+        jws.verify(parsed, key)
+        if account.status != "valid":
+            raise problems.unauthorized(f"the account is {account.status}")
+        if account.entity_status != "active":
+            raise problems.unauthorized(f"the account's end entity is {account.entity_status}")
+    except Exception:
+        if pending is not None:  # refused requests use up their nonce, deferred or not
+            await _use_nonce(rt, parsed.nonce, expires)
+        raise
+    return Signed(acme, urls, parsed, key, account, pending)
+
+
+@contextlib.asynccontextmanager
+async def nonce_settled(request: web.Request, signed: Signed) -> AsyncIterator[None]:
+    """Make sure a deferred nonce ends up recorded, whatever the handler did.
+
+    On success, a handler that did not write records it now (``badNonce`` instead of
+    its answer if another request used it meanwhile: the handler only read). On
+    failure, a reused nonce takes precedence over the handler's error, as it would
+    have without deferral; a store failure while recording keeps the original error.
+    """
+    pending = signed.nonce
+    if pending is None:
+        yield
+        return
+    try:
+        yield
+    except Exception:
+        if not pending.used:
+            try:
+                await runtime(request).store.use_pending_nonce(pending)
+            except NonceReused:
+                raise problems.bad_nonce("the nonce has already been used") from None
+            except GatewayError:
+                pass
+        raise
+    if not pending.used:
+        try:
+            await runtime(request).store.use_pending_nonce(pending)
+        except NonceReused:
+            raise problems.bad_nonce("the nonce has already been used") from None
 
 
 async def _use_nonce(rt: AcmeRuntime, nonce: str, expires: dt.datetime) -> None:

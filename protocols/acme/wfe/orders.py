@@ -11,7 +11,9 @@ order back to ``ready``; a request held for manual approval leaves it
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import functools
 import ipaddress
 import logging
 import secrets
@@ -23,9 +25,10 @@ from cryptography.x509.oid import NameOID
 
 from gateway.ca.backend import IssuedCertificate, IssueOverrides, PendingRequest
 from gateway.ca.builder import check_proof_of_possession, load_csr
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import Conflict, ErrorKind, GatewayError
 from gateway.keys import check_key_strength
 from gateway.profiles.model import add_period
+from gateway.store.store import Tx
 
 from .. import ari, problems
 from ..identifiers import DNS, IP, Identifier, check_identifiers, parse_identifiers
@@ -33,7 +36,7 @@ from ..nonces import b64url_decode
 from ..records import Authorization, Order, now_utc
 from .accounts import entity_name
 from .authorizations import account_policies, new_authorization
-from .context import Signed, acme_json, parse_rfc3339, read_signed, runtime
+from .context import Signed, acme_json, nonce_settled, parse_rfc3339, read_signed, runtime
 from .runtime import AcmeRuntime
 from .views import order_view
 
@@ -44,7 +47,12 @@ PEM_CHAIN = "application/pem-certificate-chain"
 
 # --- newOrder --------------------------------------------------------------------------
 async def new_order(request: web.Request) -> web.Response:
-    signed = await read_signed(request)
+    signed = await read_signed(request, defer_nonce=True)
+    async with nonce_settled(request, signed):
+        return await _new_order(request, signed)
+
+
+async def _new_order(request: web.Request, signed: Signed) -> web.Response:
     rt = runtime(request)
     acme, account = signed.acme, signed.require_account()
     payload = signed.payload()
@@ -83,7 +91,8 @@ async def new_order(request: web.Request) -> web.Response:
         limits.append((f"{acme.id}|orders|{account.id}", lim, "new orders of this account"))
     if (lim := acme.settings.rate_limits.get("orders_per_config")) is not None:
         limits.append((f"{acme.id}|orders", lim, "new orders of this directory"))
-    await rt.store.create_order(order, created, limits=limits, replaces_serial=replaces_serial, now=now)
+    await rt.store.create_order(order, created, limits=limits, replaces_serial=replaces_serial, now=now,
+                                nonce=signed.nonce)
     return acme_json(order_view(order, signed.urls, now), 201, location=signed.urls.order(order.id))
 
 
@@ -151,28 +160,39 @@ def _san_identifier(san: str) -> str:
 
 
 # --- reading orders --------------------------------------------------------------------
-async def load_order(rt: AcmeRuntime, signed: Signed, order_id: str) -> tuple[Order, list[Authorization]]:
+async def load_order(rt: AcmeRuntime, signed: Signed, order_id: str, *,
+                     promote: bool = True) -> tuple[Order, list[Authorization]]:
     pair = await rt.store.get_order_with_authzs(signed.acme.id, order_id)
     if pair is None:
         raise problems.not_found("no such order")
     order, authzs = pair
     if order.account_id != signed.require_account().id:
         raise problems.unauthorized("this order belongs to another account")
-    return await refresh(rt, signed, order, authzs), authzs
+    return await refresh(rt, signed, order, authzs, promote=promote), authzs
 
 
-async def refresh(rt: AcmeRuntime, signed: Signed, order: Order, authzs: list[Authorization]) -> Order:
-    """Move the order along as its authorizations (or a held request) have moved."""
+async def refresh(rt: AcmeRuntime, signed: Signed, order: Order, authzs: list[Authorization], *,
+                  promote: bool = True) -> Order:
+    """Move the order along as its authorizations (or a held request) have moved.
+
+    ``promote=False`` (finalize): a pending order whose authorizations are all valid
+    is marked ready in memory only; finalize's own compare-and-set takes it from
+    pending or ready to processing in one write. Writes here carry the request's
+    deferred nonce, if any.
+    """
     now = now_utc()
+    nonce = signed.nonce
     if order.status == "pending" and order.expires > now:
         states = [a.effective_status(now) for a in authzs]
         if len(authzs) != len(order.authz_ids) or any(s in ("invalid", "deactivated", "expired", "revoked") for s in states):
             error = _authz_error(authzs, now)
-            if await rt.store.update_order(order.id, ("pending",), status="invalid", error=error):
+            if await rt.store.update_order(order.id, ("pending",), status="invalid", error=error, nonce=nonce):
                 order.status, order.error = "invalid", error
                 await rt.store.release_replacement(order.id)
         elif all(s == "valid" for s in states):
-            if await rt.store.update_order(order.id, ("pending",), status="ready"):
+            if not promote:
+                order.status = "ready"
+            elif await rt.store.update_order(order.id, ("pending",), status="ready", nonce=nonce):
                 order.status = "ready"
     elif order.status == "processing" and order.request_id is not None:
         try:
@@ -182,11 +202,11 @@ async def refresh(rt: AcmeRuntime, signed: Signed, order: Order, authzs: list[Au
             return order
         if isinstance(state, IssuedCertificate):
             serial = format(state.serial, "x")
-            if await rt.store.update_order(order.id, ("processing",), status="valid", serial=serial):
+            if await rt.store.update_order(order.id, ("processing",), status="valid", serial=serial, nonce=nonce):
                 order.status, order.serial = "valid", serial
         elif state.status == "rejected":
             error = problems.unauthorized(f"the request was rejected by an operator: {state.reason or ''}".strip()).to_json()
-            if await rt.store.update_order(order.id, ("processing",), status="invalid", error=error):
+            if await rt.store.update_order(order.id, ("processing",), status="invalid", error=error, nonce=nonce):
                 order.status, order.error = "invalid", error
                 await rt.store.release_replacement(order.id)
     return order
@@ -263,10 +283,17 @@ def _general_name(ident: Identifier) -> x509.GeneralName:
 
 
 async def finalize(request: web.Request) -> web.Response:
-    signed = await read_signed(request)
+    signed = await read_signed(request, defer_nonce=True)
+    async with nonce_settled(request, signed):
+        return await _finalize(request, signed)
+
+
+async def _finalize(request: web.Request, signed: Signed) -> web.Response:
+    """Two commits: the nonce with the claim (pending/ready -> processing), then the
+    certificate with its audit event and the order's processing -> valid."""
     rt = runtime(request)
     account = signed.require_account()
-    current, _ = await load_order(rt, signed, request.match_info["order"])
+    current, _ = await load_order(rt, signed, request.match_info["order"], promote=False)
     now = now_utc()
     status = current.effective_status(now)
     if status != "ready":
@@ -303,7 +330,7 @@ async def finalize(request: web.Request) -> web.Response:
             detail += f"; missing: {', '.join(missing)}"
         raise problems.bad_csr(detail)
     check_identifiers(current.identifiers, *account_policies(signed.acme, account))
-    if not await rt.store.update_order(current.id, ("ready",), status="processing"):
+    if not await rt.store.update_order(current.id, ("pending", "ready"), status="processing", nonce=signed.nonce):
         raise problems.order_not_ready("the order is being finalized already")
     subject_cn = cn or next((i.value for i in current.identifiers if len(i.value) <= 64), None)
     overrides = IssueOverrides(
@@ -311,12 +338,17 @@ async def finalize(request: web.Request) -> web.Response:
         sans=tuple(_general_name(i) for i in current.identifiers),
         not_before=current.not_before, not_after=current.not_after,
     )
+
+    async def mark_valid(tx: Tx, cert: x509.Certificate) -> None:
+        if not await rt.store.order_issued(tx.connection, current.id, format(cert.serial_number, "x")):
+            raise Conflict("the order changed while its certificate was being issued")
+
     try:
         result = await rt.authority.enroll(
             signed.acme.id, "acme", csr, entity=entity_name(account.id), entity_kind="account",
             profile=current.profile, overrides=overrides,
             event_type="renew" if current.replaces else "issue", actor=entity_name(account.id),
-            request_id=f"acme-{current.id}",
+            request_id=f"acme-{current.id}", within=mark_valid, record=signed.acme.record,
         )
     except GatewayError as exc:
         if exc.kind in (ErrorKind.BAD_CSR, ErrorKind.BAD_KEY, ErrorKind.BAD_SIGNATURE, ErrorKind.POLICY,
@@ -331,15 +363,22 @@ async def finalize(request: web.Request) -> web.Response:
         await rt.store.update_order(current.id, ("processing",), status="processing", request_id=result.request_id)
         current.status, current.request_id = "processing", result.request_id
         return acme_json(order_view(current, signed.urls, now), headers={"Retry-After": "60"})
-    serial = format(result.serial, "x")
-    await rt.store.update_order(current.id, ("processing",), status="valid", serial=serial)
-    current.status, current.serial = "valid", serial
+    current.status, current.serial = "valid", format(result.serial, "x")  # committed with the certificate
     return acme_json(order_view(current, signed.urls, now))
 
 
 # --- certificates -----------------------------------------------------------------------
-def _pem(certs: list[x509.Certificate]) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+def _pem_of_der(der: bytes) -> bytes:
+    """PEM straight from the stored DER (no parse and re-encode per download)."""
+    b64 = base64.b64encode(der)
+    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+
+
+@functools.lru_cache(maxsize=32)
+def _chain_pem(chain: tuple[x509.Certificate, ...]) -> bytes:
+    """CA chains change only at rollover: encode each once."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
 
 
 async def certificate(request: web.Request) -> web.Response:
@@ -355,13 +394,12 @@ async def certificate(request: web.Request) -> web.Response:
         raise problems.not_found("no such certificate")
     if rec.entity_id != account.entity_id:
         raise problems.unauthorized("this certificate was issued to another account")
-    chain = list(await rt.chain(rec.ca_id))
-    leaf = x509.load_der_x509_certificate(rec.der)
+    chain = await rt.chain(rec.ca_id)
     chains = [chain[:-1] if len(chain) > 1 else chain, chain]
     if alternate >= len(chains):
         raise problems.not_found("no such alternate chain")
     links = [(signed.urls.certificate(rec.serial, n), "alternate") for n in range(len(chains)) if n != alternate]
     headers = {"Link": ", ".join(f'<{u}>;rel="{r}"' for u, r in links)} if links else {}
-    body = _pem([leaf, *chains[alternate]])
+    body = _pem_of_der(rec.der) + _chain_pem(chains[alternate])
     return web.Response(body=body, headers={"Content-Type": PEM_CHAIN, **headers})
 
