@@ -168,7 +168,10 @@ def _same_answer(exchange: Exchange, status: int, headers: Any, body: bytes) -> 
         assert body == exchange.response_body  # same settings, same DER
 
 
-@pytest.mark.skipif(not SCENARIOS, reason="no recorded EST fixtures")
+def test_recorded_fixtures_are_present() -> None:
+    assert SCENARIOS, "no recorded EST fixtures in fixtures/est"
+
+
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 async def test_recorded_scenario(scenario: str, data_dir: Path, tmp_path: Path) -> None:
     steps = SCENARIOS[scenario]
