@@ -10,7 +10,6 @@ audit trail. Only this module and the admin tooling reach the CA backends.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 import uuid
 from typing import Any, Mapping
@@ -31,7 +30,7 @@ from .ca.builder import load_csr
 from .ca.local import InTransaction, LocalCA
 from .ca.registry import CARegistry
 from .errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound
-from .events import EventRecorder
+from .events import EventRecorder, log_committed
 from .profiles.model import Profile
 from .store import Store
 from .store.records import (
@@ -44,7 +43,6 @@ from .store.records import (
 )
 from .store.store import Tx
 
-audit_log = logging.getLogger("gateway.audit")
 
 CONFIG_ID = re.compile(r"^[a-z0-9_-]{2,18}$")
 PROTOCOLS = ("acme", "scep", "est", "xcep", "wstep", "mdm")
@@ -246,9 +244,7 @@ class Authority:
                 async with self.store.transaction() as tx:
                     await within(tx, issued.certificate)
             event.serial = serial_hex(issued.serial)
-            await self.events.record(event.type, event.status, entity_id=event.entity_id,
-                                     protocol_config=event.protocol_config, ca_id=event.ca_id,
-                                     serial=event.serial, **event.detail)
+            await self.events.add(event)
             return issued
         event_id = 0
 
@@ -260,14 +256,7 @@ class Authority:
                 await within(tx, cert)
 
         issued = await backend.issue(request, within=in_transaction)
-        audit_log.info(  # as EventRecorder.record logs it, once committed
-            "event %s %s", event.type, event.status,
-            extra={
-                "event_id": event_id, "event_type": event.type, "status": event.status,
-                "entity_id": event.entity_id, "protocol_config": event.protocol_config, "ca_id": event.ca_id,
-                "serial": event.serial, "request_id": event.request_id, **event.detail,
-            },
-        )
+        log_committed(event, event_id)
         return issued
 
     async def issue_direct(

@@ -35,13 +35,24 @@ class EventRecorder:
             ca_id=ca_id, serial=serial, request_id=request_id,
             detail={k: v for k, v in detail.items() if v is not None},
         )
+        return await self.add(event)
+
+    async def add(self, event: EventRecord) -> int:
+        """Store a prepared event in its own transaction, then log it."""
         event_id = await self._store.add_event(event)
-        log.info(
-            "event %s %s", type, status,
-            extra={
-                "event_id": event_id, "event_type": type, "status": status, "entity_id": entity_id,
-                "protocol_config": protocol_config, "ca_id": ca_id, "serial": serial,
-                "request_id": request_id, **event.detail,
-            },
-        )
+        log_committed(event, event_id)
         return event_id
+
+
+def log_committed(event: EventRecord, event_id: int) -> None:
+    """The audit log line for an event already committed (also for events written
+    inside another transaction, e.g. with the certificate they record)."""
+    log.info(
+        "event %s %s", event.type, event.status,
+        extra={
+            "event_id": event_id, "event_type": event.type, "status": event.status,
+            "entity_id": event.entity_id, "protocol_config": event.protocol_config,
+            "ca_id": event.ca_id, "serial": event.serial, "request_id": event.request_id,
+            **event.detail,
+        },
+    )
