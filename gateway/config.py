@@ -70,6 +70,10 @@ class TLSSettings:
 @dataclass
 class StoreSettings:
     url: str = ""  # empty: SQLite file gateway.db in the data directory
+    # Do other gateway processes serve from this store? "auto": yes on PostgreSQL, no on
+    # SQLite. Only a store with no replicas lets a process keep replay state (ACME nonces)
+    # in memory instead of the database.
+    replicas: str = "auto"  # "auto" | "yes" | "no"
 
 
 @dataclass
@@ -104,6 +108,13 @@ class Config:
     @property
     def store_url(self) -> str:
         return self.store.url or f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @property
+    def store_has_replicas(self) -> bool:
+        """Whether other processes may serve requests from the same store (see StoreSettings)."""
+        if self.store.replicas == "auto":
+            return not self.store_url.startswith("sqlite")
+        return self.store.replicas == "yes"
 
     @property
     def public_host(self) -> str:
@@ -220,6 +231,8 @@ def load_config(data_dir: Path) -> Config:
         data_dir=data_dir,
         **{name: _fill(cls, raw.get(name, {}), name) for name, cls in sections.items()},
     )
+    if cfg.store.replicas not in ("auto", "yes", "no"):
+        raise ConfigError("[store].replicas must be 'auto', 'yes' or 'no'")
     if cfg.server.log_format not in ("text", "json"):
         raise ConfigError("[server].log_format must be 'text' or 'json'")
     for name in ("crl_validity", "crl_overlap", "ocsp_response_validity", "ocsp_signer_validity"):

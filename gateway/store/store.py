@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import BadRequest, ConfigError, Conflict, ErrorKind, GatewayError, NotFound
 from . import schema as t
+from . import sqlite_driver
 from .records import (
     ApiKeyRecord,
     CARecord,
@@ -628,6 +629,11 @@ class Store:
                 if not _SCHEMA_NAME.match(schema):
                     raise ConfigError("store schema must be a lowercase SQL identifier")
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        if dialect == "sqlite":
+            # statements run on the loop's thread, lock waits and fsyncs in aiosqlite's
+            # worker (sqlite_driver.py): per-statement thread hand-offs were the top cost
+            database = str(Path(engine_url.database).expanduser())
+            kwargs["async_creator"] = lambda: sqlite_driver.connect(database)
         engine = create_async_engine(engine_url, **kwargs)
         write_engine = None
         if dialect == "sqlite":

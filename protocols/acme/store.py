@@ -33,7 +33,7 @@ from gateway.store import schema as core
 from gateway.store.records import EndEntityRecord
 from gateway.store.store import StoreError, Tx
 
-from . import problems
+from . import nonces, problems
 from . import schema as t
 from .identifiers import Identifier
 from .records import Account, Authorization, Challenge, EabKey, Order, now_utc
@@ -42,7 +42,9 @@ from .settings import RateLimit
 log = logging.getLogger("gateway.acme")
 
 
-class NonceReused(GatewayError):
+class NonceReused(GatewayError, nonces.NonceReused):
+    """A nonce the store has already recorded as used (on any replica)."""
+
     kind = ErrorKind.BAD_REQUEST
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from protocols.acme.keyring import Keyring
-from protocols.acme.nonces import NonceMinter, b64url, b64url_decode
+from protocols.acme.nonces import MemoryNonces, NonceMinter, NonceReused, b64url, b64url_decode
 
 HOUR = dt.timedelta(hours=1)
 
@@ -57,3 +57,42 @@ def test_base64url_is_strict(text: str) -> None:
         return
     with pytest.raises(ValueError):
         b64url_decode(text)
+
+
+def test_memory_nonces_are_single_use_and_only_this_process_s() -> None:
+    mine, other = MemoryNonces(), MemoryNonces()
+    nonce = mine.mint()
+    assert other.check(nonce, HOUR) is None  # a key of its own per process
+    assert mine.check(nonce, HOUR) is not None
+    mine.use(nonce)
+    with pytest.raises(NonceReused):
+        mine.use(nonce)
+    assert mine.check(nonce, HOUR) is not None  # authentic; its use is what is refused
+
+
+def test_memory_nonces_keep_a_window_of_fixed_size() -> None:
+    nonces = MemoryNonces(window=64)
+    first = nonces.mint()
+    assert nonces.check(first, HOUR) is not None
+    minted = [nonces.mint() for _ in range(63)]
+    assert nonces.check(first, HOUR) is not None  # still among the last 64
+    nonces.mint()
+    assert nonces.check(first, HOUR) is None  # pushed out of the window: badNonce
+    for _ in range(20):  # use everything in the window, many times over
+        for n in minted[-10:]:
+            if nonces.check(n, HOUR) is not None:
+                try:
+                    nonces.use(n)
+                except NonceReused:
+                    pass
+        minted = [nonces.mint() for _ in range(64)]
+        for n in minted:
+            nonces.use(n)
+    assert len(nonces._used) <= 2 * 64
+
+
+def test_memory_nonces_expire_like_shared_ones() -> None:
+    nonces = MemoryNonces()
+    nonce = nonces.mint(now=1_000_000)
+    assert nonces.check(nonce, HOUR, now=1_000_000 + 3599) is not None
+    assert nonces.check(nonce, HOUR, now=1_000_000 + 3600) is None

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from sqlalchemy import func, select
 
 from conformance.acme.support import (
     DnsServer,
@@ -36,6 +37,7 @@ from gateway.ca.backend import RevocationReason
 from gateway.store.records import EventFilter
 from protocols.acme.ari import CertID
 from protocols.acme.settings import ALWAYS_VALID_ENV
+from protocols.acme import schema as acme_schema
 from protocols.acme.store import AcmeStore
 from protocols.acme.validation.dns01 import txt_value
 
@@ -519,25 +521,52 @@ async def test_always_valid_needs_setting_and_environment(gateway: Pair, monkeyp
         assert answered.json["status"] == "valid"
 
 
+def _replica_of(info: GatewayInfo, where: Path, replicas: str) -> Path:
+    """A second data directory serving the same SQLite file, with ``[store] replicas`` set."""
+    shutil.copytree(info.data_dir, where, ignore=shutil.ignore_patterns("gateway.db*"))
+    config = (where / "config.toml").read_text()
+    config = config.replace('url = ""', f'url = "sqlite+aiosqlite:///{info.data_dir / "gateway.db"}"')
+    (where / "config.toml").write_text(config.replace('replicas = "auto"', f'replicas = "{replicas}"'))
+    return where
+
+
 async def test_two_replicas_share_nonces_and_accounts(tmp_path: Path, gateway: Pair) -> None:
     gw, info = gateway
     cid = await new_config(gw)
-    replica_dir = tmp_path / "replica"
-    shutil.copytree(info.data_dir, replica_dir, ignore=shutil.ignore_patterns("gateway.db*"))
-    config = (replica_dir / "config.toml").read_text()
-    (replica_dir / "config.toml").write_text(config.replace('url = ""', f'url = "sqlite+aiosqlite:///{info.data_dir / "gateway.db"}"'))
-    async with running_gateway(replica_dir) as (_, other):
-        assert other.https != info.https
-        async with RawClient(info, cid) as a, RawClient(other, cid) as b:
+    async with running_gateway(_replica_of(info, tmp_path / "r1", "yes")) as (_, one), \
+            running_gateway(_replica_of(info, tmp_path / "r2", "yes")) as (_, two):
+        async with RawClient(one, cid) as a, RawClient(two, cid) as b:
             b.key = a.key
             await a.register()
             nonce = await a.nonce()
-            b.kid = a.kid.replace(info.https, other.https)
+            b.kid = a.kid.replace(one.https, two.https)
             first = await b.post(b.kid, None, nonce=nonce)
             assert first.status == 200
             reused = await a.post(a.kid, None, nonce=nonce)
             assert reused.problem == "badNonce"
+    # the store recorded it: that is what lets any replica refuse it
+    async with gw.store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(acme_schema.used_nonces))).scalar_one() >= 1
 
+
+async def test_without_replicas_nonces_are_the_process_own_and_single_use(tmp_path: Path, gateway: Pair) -> None:
+    """SQLite's default (replicas = auto -> no): nonces live in memory, per process."""
+    gw, info = gateway
+    cid = await new_config(gw)
+    async with running_gateway(_replica_of(info, tmp_path / "r", "no")) as (_, other):
+        async with RawClient(info, cid) as a, RawClient(other, cid) as b:
+            b.key = a.key
+            await a.register()
+            b.kid = a.kid.replace(info.https, other.https)
+            nonce = await a.nonce()
+            elsewhere = await b.post(b.kid, None, nonce=nonce)  # minted by the other process
+            assert elsewhere.problem == "badNonce"
+            assert elsewhere.headers["Replay-Nonce"]  # the client retries with this one
+            assert (await b.post(b.kid, None, nonce=elsewhere.headers["Replay-Nonce"])).status == 200
+            assert (await a.post(a.kid, None, nonce=nonce)).status == 200
+            assert (await a.post(a.kid, None, nonce=nonce)).problem == "badNonce"
+    async with gw.store.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(acme_schema.used_nonces))).scalar_one() == 0
 
 
 async def test_ip_identifier_issuance(gateway: Pair) -> None:

@@ -30,7 +30,8 @@ from .. import jws, problems
 from ..records import Account
 from gateway.errors import GatewayError
 
-from ..store import NonceReused, PendingNonce
+from ..nonces import MemoryNonces, NonceReused
+from ..store import PendingNonce
 from .runtime import AcmeConfig, AcmeRuntime
 
 JOSE_JSON = "application/jose+json"
@@ -194,7 +195,10 @@ async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = Tr
         await _use_nonce(rt, parsed.nonce, expires)
         raise problems.account_does_not_exist("the 'kid' is not an account URL of this directory")
     pending: PendingNonce | None = None
-    if defer_nonce and not parsed.post_as_get:
+    if isinstance(rt.nonces, MemoryNonces):  # single use tracked in memory: no write for the nonce at all
+        await _use_nonce(rt, parsed.nonce, expires)
+        account = await rt.store.get_account(acme.id, account_id)
+    elif defer_nonce and not parsed.post_as_get:
         pending = PendingNonce(parsed.nonce, expires)
         account = await rt.store.get_account(acme.id, account_id)
         if account is None:
@@ -253,7 +257,10 @@ async def nonce_settled(request: web.Request, signed: Signed) -> AsyncIterator[N
 
 async def _use_nonce(rt: AcmeRuntime, nonce: str, expires: dt.datetime) -> None:
     try:
-        await rt.store.use_nonce(nonce, expires)
+        if isinstance(rt.nonces, MemoryNonces):
+            rt.nonces.use(nonce)
+        else:
+            await rt.store.use_nonce(nonce, expires)
     except NonceReused:
         raise problems.bad_nonce("the nonce has already been used") from None
 

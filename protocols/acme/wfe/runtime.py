@@ -26,7 +26,7 @@ from gateway.store.records import ProtocolConfigRecord
 
 from .. import problems
 from ..keyring import Keyring
-from ..nonces import NonceMinter
+from ..nonces import MemoryNonces, NonceMinter
 from ..records import now_utc
 from ..settings import AcmeSettings
 from ..store import AcmeStore
@@ -57,7 +57,9 @@ class AcmeRuntime:
         self.authority = gateway.authority
         self.store = AcmeStore(gateway.store)
         self.keyring = Keyring.for_passphrase(gateway.config.ca_passphrase())
-        self.nonces = NonceMinter(self.keyring.nonce_key)
+        # without replicas, nonces are this process's own and their use is tracked in memory
+        self.nonces: NonceMinter = (NonceMinter(self.keyring.nonce_key) if gateway.config.store_has_replicas
+                                    else MemoryNonces())
         self._configs: dict[str, tuple[float, AcmeConfig]] = {}
         self._parsed: dict[tuple[str, str], AcmeSettings] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
