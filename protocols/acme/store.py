@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
@@ -159,6 +159,17 @@ def _account_select() -> Any:
     )
 
 
+# Statements every request runs, built once: a prebuilt statement keeps its SQLAlchemy
+# cache key, so executing it skips construction and key generation (values are bound).
+_ACCOUNT_BY_ID = _account_select().where(t.accounts.c.id == bindparam("account_id"),
+                                         t.accounts.c.config_id == bindparam("config_id"))
+_ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"),
+                                      t.orders.c.config_id == bindparam("config_id"))
+_AUTHZ_BY_ID = select(t.authorizations).where(t.authorizations.c.id == bindparam("authz_id"),
+                                              t.authorizations.c.config_id == bindparam("config_id"))
+_AUTHZS_BY_IDS = select(t.authorizations).where(t.authorizations.c.id.in_(bindparam("authz_ids", expanding=True)))
+
+
 class AcmeStore:
     """The ACME tables. Takes the gateway's :class:`Store` and shares its engine and pool."""
 
@@ -213,8 +224,7 @@ class AcmeStore:
         """One transaction for the two things every kid-signed request needs."""
         async with self._write("nonce") as conn:
             await self._use_nonce(conn, nonce, expires)
-            stmt = _account_select().where(t.accounts.c.id == account_id, t.accounts.c.config_id == config_id)
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id, "config_id": config_id})).first()
         return _account(row) if row is not None else None
 
     # --- rate limits ----------------------------------------------------------------------
@@ -253,9 +263,8 @@ class AcmeStore:
         return _account(row) if row is not None else None
 
     async def get_account(self, config_id: str, account_id: str) -> Account | None:
-        c = t.accounts.c
         async with self._read("account") as conn:
-            row = (await conn.execute(_account_select().where(c.id == account_id, c.config_id == config_id))).first()
+            row = (await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id, "config_id": config_id})).first()
         return _account(row) if row is not None else None
 
     async def create_account(
@@ -351,21 +360,18 @@ class AcmeStore:
             await conn.execute(delete(t.replacements).where(t.replacements.c.order_id == order_id))
 
     async def get_order(self, config_id: str, order_id: str) -> Order | None:
-        c = t.orders.c
         async with self._read("order") as conn:
-            row = (await conn.execute(select(t.orders).where(c.id == order_id, c.config_id == config_id))).first()
+            row = (await conn.execute(_ORDER_BY_ID, {"order_id": order_id, "config_id": config_id})).first()
         return _order(row) if row is not None else None
 
     async def get_order_with_authzs(self, config_id: str, order_id: str) -> tuple[Order, list[Authorization]] | None:
         """The order and its authorizations on one connection (two statements)."""
-        c = t.orders.c
         async with self._read("order") as conn:
-            row = (await conn.execute(select(t.orders).where(c.id == order_id, c.config_id == config_id))).first()
+            row = (await conn.execute(_ORDER_BY_ID, {"order_id": order_id, "config_id": config_id})).first()
             if row is None:
                 return None
             order = _order(row)
-            a = t.authorizations.c
-            rows = (await conn.execute(select(t.authorizations).where(a.id.in_(order.authz_ids)))).all()
+            rows = (await conn.execute(_AUTHZS_BY_IDS, {"authz_ids": list(order.authz_ids)})).all()
         by_id = {r.id: _authz(r) for r in rows}
         return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
@@ -416,9 +422,8 @@ class AcmeStore:
             return [_authz(r) for r in (await conn.execute(stmt)).all()]
 
     async def get_authz(self, config_id: str, authz_id: str) -> Authorization | None:
-        a = t.authorizations.c
         async with self._read("authorization") as conn:
-            row = (await conn.execute(select(t.authorizations).where(a.id == authz_id, a.config_id == config_id))).first()
+            row = (await conn.execute(_AUTHZ_BY_ID, {"authz_id": authz_id, "config_id": config_id})).first()
         return _authz(row) if row is not None else None
 
     async def create_authz(self, authz: Authorization) -> None:
