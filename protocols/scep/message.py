@@ -99,8 +99,19 @@ def _octets(value: core.Asn1Value, name: str) -> bytes:
         raise MalformedMessage(f"the {name} attribute is not an OCTET STRING") from exc
 
 
+_UNPARSEABLE = (ValueError, TypeError, KeyError, IndexError, x509.InvalidVersion)
+"""What asn1crypto and cryptography raise on corrupt bytes (found by mutating real requests)."""
+
+
 def parse_pki_message(data: bytes) -> PkiMessage:
     """Read a request pkiMessage far enough to answer it; raises :class:`MalformedMessage`."""
+    try:
+        return _parse_pki_message(data)
+    except _UNPARSEABLE as exc:
+        raise MalformedMessage("the pkiMessage does not parse") from exc
+
+
+def _parse_pki_message(data: bytes) -> PkiMessage:
     if not data:
         raise MalformedMessage("empty pkiMessage")
     try:
@@ -165,7 +176,10 @@ def verify_pki_message(
         raise ScepFailure(FailInfo.BAD_ALG, f"digest algorithm {msg.digest_name} is not allowed")
     if msg.signer_certificate is None:
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer certificate is not in the pkiMessage")
-    scms.verify_signer_info(msg.signer_info, msg.signer_certificate, msg.content)
+    try:
+        scms.verify_signer_info(msg.signer_info, msg.signer_certificate, msg.content)
+    except _UNPARSEABLE as exc:  # e.g. the signer certificate's key does not load
+        raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer certificate or signature does not parse") from exc
     if max_skew is not None and msg.signing_time is not None:
         if abs(msg.signing_time - now) > max_skew:
             raise ScepFailure(FailInfo.BAD_TIME, "signingTime is too far from the server's time")
