@@ -57,10 +57,18 @@ async def _template() -> Path:
 
 
 @contextlib.asynccontextmanager
-async def served(tmp_path: Path) -> AsyncIterator[tuple[Any, GatewayInfo]]:
-    """The gateway on free ports over a fresh copy of the template data directory."""
+async def served(tmp_path: Path, *, replicas: str = "auto") -> AsyncIterator[tuple[Any, GatewayInfo]]:
+    """The gateway on free ports over a fresh copy of the template data directory.
+
+    ``replicas``: the ``[store] replicas`` setting; ``"yes"`` serves the embedded SQLite
+    store as if replicas shared it (nonces recorded in the database).
+    """
     data_dir = tmp_path / "data"
     shutil.copytree(await _template(), data_dir)
+    if replicas != "auto":
+        config = (data_dir / "config.toml").read_text()
+        assert 'replicas = "auto"' in config
+        (data_dir / "config.toml").write_text(config.replace('replicas = "auto"', f'replicas = "{replicas}"'))
     async with running_gateway(data_dir) as pair:
         yield pair
 

@@ -387,11 +387,13 @@ class AcmeStore:
         return result.rowcount == 1
 
     @staticmethod
-    async def order_issued(conn: AsyncConnection, order_id: str, serial: str) -> bool:
-        """processing -> valid on the caller's connection (the certificate's own transaction)."""
+    async def order_issued(conn: AsyncConnection, order_id: str, serial: str,
+                           expect: tuple[str, ...] = ("processing",)) -> bool:
+        """``expect`` -> valid on the caller's connection (the certificate's own transaction);
+        False if the order was no longer in ``expect`` (another finalize got there first)."""
         c = t.orders.c
         result = await conn.execute(
-            update(t.orders).where(c.id == order_id, c.status == "processing")
+            update(t.orders).where(c.id == order_id, c.status.in_(expect))
             .values(status="valid", serial=serial, updated_at=now_utc())
         )
         return result.rowcount == 1

@@ -15,3 +15,10 @@ from conformance.harness import GatewayInfo
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[Any, GatewayInfo]]:
     async with served(tmp_path) as pair:
         yield pair
+
+
+@pytest.fixture(params=["no", "yes"], ids=["memory-nonces", "database-nonces"])
+async def either_gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Any, GatewayInfo]]:
+    """The gateway without replicas (nonces in memory) and as a replica (nonces in the store)."""
+    async with served(tmp_path, replicas=request.param) as pair:
+        yield pair

@@ -288,9 +288,15 @@ async def finalize(request: web.Request) -> web.Response:
         return await _finalize(request, signed)
 
 
+class _FinalizedElsewhere(Conflict):
+    """Another finalize of the same order committed first (raised inside the enrollment)."""
+
+
 async def _finalize(request: web.Request, signed: Signed) -> web.Response:
-    """Two commits: the nonce with the claim (pending/ready -> processing), then the
-    certificate with its audit event and the order's processing -> valid."""
+    """One commit in the usual case: the certificate, its audit event and the order's
+    ready -> valid, together; a concurrent finalize that loses the race rolls its
+    certificate back and answers orderNotReady. Configurations that hold requests for
+    approval first claim the order (ready -> processing), then hold the request."""
     rt = runtime(request)
     account = signed.require_account()
     current, _ = await load_order(rt, signed, request.match_info["order"], promote=False)
@@ -330,8 +336,11 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
             detail += f"; missing: {', '.join(missing)}"
         raise problems.bad_csr(detail)
     check_identifiers(current.identifiers, *account_policies(signed.acme, account))
-    if not await rt.store.update_order(current.id, ("pending", "ready"), status="processing", nonce=signed.nonce):
+    held = signed.acme.record.settings.get("approval") == "manual"
+    if held and not await rt.store.update_order(current.id, ("pending", "ready"), status="processing",
+                                                nonce=signed.nonce):
         raise problems.order_not_ready("the order is being finalized already")
+    claimed = ("processing",) if held else ("pending", "ready")  # the order's status while we issue
     subject_cn = cn or next((i.value for i in current.identifiers if len(i.value) <= 64), None)
     overrides = IssueOverrides(
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]) if subject_cn else x509.Name([]),
@@ -340,8 +349,9 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
     )
 
     async def mark_valid(tx: Tx, cert: x509.Certificate) -> None:
-        if not await rt.store.order_issued(tx.connection, current.id, format(cert.serial_number, "x")):
-            raise Conflict("the order changed while its certificate was being issued")
+        if not await rt.store.order_issued(tx.connection, current.id, format(cert.serial_number, "x"),
+                                           expect=("pending", "ready")):
+            raise _FinalizedElsewhere("the order changed while its certificate was being issued")
 
     try:
         result = await rt.authority.enroll(
@@ -350,17 +360,20 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
             event_type="renew" if current.replaces else "issue", actor=entity_name(account.id),
             request_id=f"acme-{current.id}", within=mark_valid, record=signed.acme.record,
         )
+    except _FinalizedElsewhere:
+        raise problems.order_not_ready("the order is being finalized already") from None
     except GatewayError as exc:
         if exc.kind in (ErrorKind.BAD_CSR, ErrorKind.BAD_KEY, ErrorKind.BAD_SIGNATURE, ErrorKind.POLICY,
                         ErrorKind.BAD_REQUEST):
-            await rt.store.update_order(current.id, ("processing",), status="ready")
+            if held:
+                await rt.store.update_order(current.id, claimed, status="ready")
             raise problems.bad_csr(exc.detail) from None
         problem = problems.from_gateway_error(exc)
-        await rt.store.update_order(current.id, ("processing",), status="invalid", error=problem.to_json())
-        await rt.store.release_replacement(current.id)
+        if await rt.store.update_order(current.id, claimed, status="invalid", error=problem.to_json()):
+            await rt.store.release_replacement(current.id)
         raise problem from None
     if isinstance(result, PendingRequest):
-        await rt.store.update_order(current.id, ("processing",), status="processing", request_id=result.request_id)
+        await rt.store.update_order(current.id, claimed, status="processing", request_id=result.request_id)
         current.status, current.request_id = "processing", result.request_id
         return acme_json(order_view(current, signed.urls, now), headers={"Retry-After": "60"})
     current.status, current.serial = "valid", format(result.serial, "x")  # committed with the certificate
