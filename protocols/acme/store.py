@@ -204,7 +204,7 @@ class AcmeStore:
     # --- nonces and authentication ----------------------------------------------------
     async def _use_nonce(self, conn: AsyncConnection, nonce: str, expires: dt.datetime) -> None:
         try:
-            await conn.execute(t.used_nonces.insert().values(nonce=nonce, expires=expires))
+            await conn.execute(t.used_nonces.insert(), {"nonce": nonce, "expires": expires})
         except IntegrityError:
             raise NonceReused("nonce already used") from None
 
@@ -279,7 +279,7 @@ class AcmeStore:
             if limit is not None:
                 await self._count(conn, f"{account.config_id}|accounts", limit, now, "new accounts")
             await Tx(conn).insert_end_entity(entity)
-            await conn.execute(t.accounts.insert().values(**_account_values(account)))
+            await conn.execute(t.accounts.insert(), _account_values(account))
             if account.eab_kid is not None:
                 k = t.eab_keys.c
                 bound = await conn.execute(
@@ -328,7 +328,7 @@ class AcmeStore:
                 await self._claim_replacement(conn, replaces_serial, order.id, now)
             if new_authzs:
                 await conn.execute(t.authorizations.insert(), [_authz_values(a) for a in new_authzs])
-            await conn.execute(t.orders.insert().values(**_order_values(order)))
+            await conn.execute(t.orders.insert(), _order_values(order))
 
     async def _claim_replacement(self, conn: AsyncConnection, serial: str, order_id: str, now: dt.datetime) -> None:
         r, o = t.replacements.c, t.orders.c
@@ -430,7 +430,7 @@ class AcmeStore:
 
     async def create_authz(self, authz: Authorization) -> None:
         async with self._write("authorization") as conn:
-            await conn.execute(t.authorizations.insert().values(**_authz_values(authz)))
+            await conn.execute(t.authorizations.insert(), _authz_values(authz))
 
     async def start_attempt(self, authz: Authorization, challenge: Challenge, stale_before: dt.datetime,
                             nonce: PendingNonce | None = None) -> bool:

@@ -292,7 +292,7 @@ class ScepRepository:
         c = t.transactions.c
         await conn.execute(delete(t.transactions).where(
             c.config_id == rec.config_id, c.transaction_id == rec.transaction_id))
-        await conn.execute(t.transactions.insert().values(**_values(rec)))
+        await conn.execute(t.transactions.insert(), _values(rec))
 
     async def set_transaction_serial(self, config_id: str, transaction_id: str, serial: str) -> None:
         c = t.transactions.c
