@@ -310,12 +310,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _loop_factory(args: argparse.Namespace) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for ``serve`` (measured +10% ACME throughput at c8) unless
+    ``[server] event_loop = "asyncio"``; the standard loop for everything else."""
+    if args.command != "serve":
+        return None
+    choice = "auto"
+    try:
+        choice = load_config(Path(args.data_dir)).server.event_loop
+    except (GatewayError, OSError):
+        pass  # not initialized yet, or broken: serve reports that itself
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("[server].event_loop is 'uvloop' but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "serve":
         configure_logging("text", "WARNING")
     try:
-        return asyncio.run(args.fn(args))
+        with asyncio.Runner(loop_factory=_loop_factory(args)) as runner:
+            return runner.run(args.fn(args))
     except GatewayError as exc:
         print(f"gateway: error: {exc.detail}", file=sys.stderr)
         return 1

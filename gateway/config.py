@@ -57,6 +57,7 @@ class ServerSettings:
     log_format: str = "text"  # "text" | "json"
     log_level: str = "INFO"
     shutdown_timeout: float = 10.0
+    event_loop: str = "auto"  # "auto" (uvloop when installed) | "uvloop" | "asyncio"
 
 
 @dataclass
@@ -231,6 +232,8 @@ def load_config(data_dir: Path) -> Config:
         data_dir=data_dir,
         **{name: _fill(cls, raw.get(name, {}), name) for name, cls in sections.items()},
     )
+    if cfg.server.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError("[server].event_loop must be 'auto', 'uvloop' or 'asyncio'")
     if cfg.store.replicas not in ("auto", "yes", "no"):
         raise ConfigError("[store].replicas must be 'auto', 'yes' or 'no'")
     if cfg.server.log_format not in ("text", "json"):

@@ -29,3 +29,9 @@ def test_replicas_can_be_stated(tmp_path: Path, value: str, expected: bool) -> N
 def test_an_unknown_replicas_value_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="replicas"):
         load_config(_write(tmp_path, 'replicas = "maybe"'))
+
+
+def test_event_loop_setting_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[server]\nevent_loop = "trio"\n')
+    with pytest.raises(ConfigError, match="event_loop"):
+        load_config(tmp_path)

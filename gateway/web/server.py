@@ -54,7 +54,8 @@ async def serve(gw: Gateway, banner: str = "") -> None:
         loop.add_signal_handler(sig, stop.set)
     if banner:
         print(banner, flush=True)
-    log.info("gateway listening on %s and %s", gw.config.https_url, gw.config.http_url)
+    log.info("gateway listening on %s and %s (event loop: %s)", gw.config.https_url, gw.config.http_url,
+             type(loop).__module__.split(".")[0])
     try:
         await stop.wait()
     finally:
