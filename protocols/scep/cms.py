@@ -9,6 +9,7 @@ old clients, and verification of a SignerInfo against a certificate we choose.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -87,8 +88,10 @@ def matches_identifier(cert: x509.Certificate, sid: cms.SignerIdentifier | cms.R
     """Does ``cert`` answer to an IssuerAndSerialNumber or SubjectKeyIdentifier reference?"""
     if sid.name == "issuer_and_serial_number":
         ias = sid.chosen
+        if ias["serial_number"].native != cert.serial_number:
+            return False
         tbs = _asn1_cert(cert)["tbs_certificate"]  # asn1crypto names: RFC 5280 comparison
-        return bool(ias["serial_number"].native == tbs["serial_number"].native and ias["issuer"] == tbs["issuer"])
+        return bool(ias["issuer"] == tbs["issuer"])
     if sid.name == "subject_key_identifier":
         try:
             ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
@@ -180,7 +183,10 @@ def verify_signer_info(signer_info: cms.SignerInfo, cert: x509.Certificate, cont
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
+    """asn1crypto's view of a certificate; the RA and CA certificates recur in every
+    response, so their parses are kept (read-only: callers never modify the result)."""
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
