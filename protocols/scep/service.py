@@ -9,6 +9,8 @@ FAILURE CertRep with its failInfo; the core's typed errors are mapped at this ed
 
 from __future__ import annotations
 
+import asyncio
+
 import datetime as dt
 import hashlib
 import logging
@@ -228,7 +230,9 @@ class ScepService:
                 raise ScepFailure(FailInfo.BAD_REQUEST, f"messageType {msg.message_type_text!r} is not a request")
             if not msg.content:
                 raise ScepFailure(FailInfo.BAD_REQUEST, "the pkiMessage carries no pkcsPKIEnvelope")
-            opened = open_envelope(msg.content, ctx.ra.recipients(), ctx.settings.ciphers)
+            # RSA private-key operations (here and in build_cert_rep) run in a worker thread:
+            # OpenSSL releases the GIL, so they use the other core instead of the loop's
+            opened = await asyncio.to_thread(open_envelope, msg.content, ctx.ra.recipients(), ctx.settings.ciphers)
             algorithms = opened.algorithms
             outcome = await self._dispatch(ctx, msg, opened.plaintext, now)
         except ScepFailure as failure:
@@ -247,9 +251,9 @@ class ScepService:
                 fail_info=outcome.failure.fail_info.name, detail=outcome.failure.text,
             )
         log.info("scep %s tid=%s -> %s", msg.message_type_text, msg.transaction_id, outcome.status.name)
-        return build_cert_rep(
-            msg, outcome, signer=ctx.ra.current.signer, certificates=self._response_certificates(ctx),
-            envelope=envelope, now=now,
+        return await asyncio.to_thread(
+            build_cert_rep, msg, outcome, signer=ctx.ra.current.signer,
+            certificates=self._response_certificates(ctx), envelope=envelope, now=now,
         )
 
     async def _dispatch(self, ctx: ConfigContext, msg: PkiMessage, plaintext: bytes, now: dt.datetime) -> Outcome:
