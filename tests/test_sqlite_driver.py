@@ -26,6 +26,7 @@ def test_only_calls_that_can_wait_leave_the_loop() -> None:
     assert not _must_wait(cur.execute, ("INSERT INTO t VALUES (?)", (1,)))
     assert not _must_wait(cur.fetchall, ())
     assert not _must_wait(con.rollback, ())
+    assert not _must_wait(cur.close, ())  # after every statement: must not cost a thread hop
 
 
 async def test_statements_run_on_the_loop_thread(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ certificate).
 :class:`LoopThreadConnection` keeps aiosqlite's interface (SQLAlchemy's aiosqlite
 dialect drives it unchanged) but runs a call inline unless it can wait:
 
-- ``COMMIT`` (an fsync with ``synchronous = FULL``) and ``close``;
+- ``COMMIT`` (an fsync with ``synchronous = FULL``) and closing the connection;
 - ``BEGIN IMMEDIATE``, which waits in SQLite's busy handler while another process
   (the CLI, a second gateway on the same file) holds the write lock;
 - ``VACUUM`` and checkpoints, which can take long on a big database.
@@ -39,7 +39,9 @@ def _must_wait(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether this call may block (lock wait, fsync, long scan) and so belongs in the thread."""
     name = getattr(fn, "__name__", "")
     if name in _THREAD_CALLS:
-        return True
+        # the connection's commit/close wait on the disk; a cursor's close does not (and
+        # runs after every statement, so sending it to the thread would undo the point)
+        return not isinstance(getattr(fn, "__self__", None), sqlite3.Cursor)
     if name in ("execute", "executescript", "executemany") and args and isinstance(args[0], str):
         return args[0].lstrip()[:22].upper().startswith(_THREAD_STATEMENTS)
     return False
