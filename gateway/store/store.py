@@ -240,8 +240,12 @@ class Tx:
     # helpers
 
     async def _insert(self, table: Table, values: dict[str, Any], what: str,
-                      serial: str | None = None) -> Any:
+                      serial: str | None = None, *, savepoint: bool = True) -> Any:
+        """``savepoint``: let a caller catch a constraint failure and go on with the
+        transaction; rows that nobody retries (audit events) skip its two statements."""
         with _translated(what, serial):
+            if not savepoint:
+                return await self._conn.execute(table.insert(), values)
             async with self._conn.begin_nested():
                 return await self._conn.execute(table.insert(), values)  # bound, not built: cheaper
 
@@ -488,7 +492,7 @@ class Tx:
         values = _values(rec, drop=("id",))
         if rec.serial is not None:
             values["serial"] = normalize_serial(rec.serial)
-        result = await self._insert(t.events, values, "event")
+        result = await self._insert(t.events, values, "event", savepoint=False)
         return int(result.inserted_primary_key[0])
 
     async def list_events(self, flt: EventFilter | None = None, limit: int = 100,
