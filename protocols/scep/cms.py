@@ -72,7 +72,7 @@ def _cert_from_choice(choice: cms.CertificateChoices) -> x509.Certificate | None
 def embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]:
     certs = signed_data["certificates"]
     out: list[x509.Certificate] = []
-    if certs.native is None:
+    if isinstance(certs, core.Void):  # absent (not .native: that decodes every certificate)
         return out
     for choice in certs:
         try:

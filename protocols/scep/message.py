@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import cms as scms
@@ -99,7 +100,7 @@ def _octets(value: core.Asn1Value, name: str) -> bytes:
         raise MalformedMessage(f"the {name} attribute is not an OCTET STRING") from exc
 
 
-_UNPARSEABLE = (ValueError, TypeError, KeyError, IndexError, x509.InvalidVersion)
+_UNPARSEABLE = (ValueError, TypeError, KeyError, IndexError, x509.InvalidVersion, UnsupportedAlgorithm)
 """What asn1crypto and cryptography raise on corrupt bytes (found by mutating real requests)."""
 
 
@@ -178,6 +179,8 @@ def verify_pki_message(
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer certificate is not in the pkiMessage")
     try:
         scms.verify_signer_info(msg.signer_info, msg.signer_certificate, msg.content)
+    except UnsupportedAlgorithm as exc:
+        raise ScepFailure(FailInfo.BAD_ALG, "the signer certificate's key type is not supported") from exc
     except _UNPARSEABLE as exc:  # e.g. the signer certificate's key does not load
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer certificate or signature does not parse") from exc
     if max_skew is not None and msg.signing_time is not None:
