@@ -73,16 +73,40 @@ def _banner(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _with_workers(cfg: Config, args: argparse.Namespace) -> Config:
+    if args.workers is not None:
+        cfg.server.workers = args.workers
+    return cfg
+
+
 async def cmd_serve(args: argparse.Namespace) -> int:
     from .web.server import serve
+    from .web.workers import run_workers, worker_sockets
 
     data_dir = Path(args.data_dir)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError("--workers must be from 1 to 64")
+    inherited = worker_sockets()
+    if inherited is not None:  # a worker process started by the command below
+        index, https_sock, http_sock = inherited
+        cfg = _with_workers(_config(args), args)
+        configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
+        gw = await Gateway.open(cfg)
+        await serve(gw, sockets=(https_sock, http_sock), worker=index)
+        return 0
     if not bootstrap.is_initialized(data_dir):
         print(f"initializing {data_dir.resolve()} (first run)", file=sys.stderr)
         await bootstrap.initialize(data_dir)
-    cfg = _config(args)
+    cfg = _with_workers(_config(args), args)
     configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
     info = await gather_info(cfg)
+    if cfg.server.workers > 1:
+        argv = ["--data-dir", str(data_dir), "--workers", str(cfg.server.workers),
+                "--host", cfg.server.host, "--https-port", str(cfg.server.https_port),
+                "--http-port", str(cfg.server.http_port)]
+        if args.log_format:
+            argv += ["--log-format", args.log_format]
+        return await run_workers(cfg, argv, banner=_banner(info))
     gw = await Gateway.open(cfg)
     await serve(gw, banner=_banner(info))
     return 0
@@ -246,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", parents=[common, listen], help="run the gateway (init on first run)")
     s.add_argument("--log-format", choices=["text", "json"])
+    s.add_argument("--workers", type=int, help="serving processes sharing the listeners (default 1; "
+                   "[server] workers)")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("info", parents=[common, listen], help="URLs, CAs and dev credentials")

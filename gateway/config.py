@@ -58,6 +58,7 @@ class ServerSettings:
     log_level: str = "INFO"
     shutdown_timeout: float = 10.0
     event_loop: str = "auto"  # "auto" (uvloop when installed) | "uvloop" | "asyncio"
+    workers: int = 1  # serving processes on the same listeners (one core each); > 1 implies replicas
 
 
 @dataclass
@@ -71,9 +72,9 @@ class TLSSettings:
 @dataclass
 class StoreSettings:
     url: str = ""  # empty: SQLite file gateway.db in the data directory
-    # Do other gateway processes serve from this store? "auto": yes on PostgreSQL, no on
-    # SQLite. Only a store with no replicas lets a process keep replay state (ACME nonces)
-    # in memory instead of the database.
+    # Do other gateway processes serve from this store? "auto": yes on PostgreSQL, and on
+    # SQLite with [server] workers > 1; no otherwise. Only a store with no replicas lets a
+    # process keep replay state (ACME nonces) in memory instead of the database.
     replicas: str = "auto"  # "auto" | "yes" | "no"
 
 
@@ -114,7 +115,7 @@ class Config:
     def store_has_replicas(self) -> bool:
         """Whether other processes may serve requests from the same store (see StoreSettings)."""
         if self.store.replicas == "auto":
-            return not self.store_url.startswith("sqlite")
+            return not self.store_url.startswith("sqlite") or self.server.workers > 1
         return self.store.replicas == "yes"
 
     @property
@@ -232,6 +233,8 @@ def load_config(data_dir: Path) -> Config:
         data_dir=data_dir,
         **{name: _fill(cls, raw.get(name, {}), name) for name, cls in sections.items()},
     )
+    if not isinstance(cfg.server.workers, int) or not 1 <= cfg.server.workers <= 64:
+        raise ConfigError("[server].workers must be a whole number from 1 to 64")
     if cfg.server.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("[server].event_loop must be 'auto', 'uvloop' or 'asyncio'")
     if cfg.store.replicas not in ("auto", "yes", "no"):

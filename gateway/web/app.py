@@ -20,6 +20,7 @@ from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
 from ..runtime import Gateway
 from ..status import http as status_http
 from .keys import GATEWAY
+from .workers import worker_index
 
 log = logging.getLogger("gateway.http")
 
@@ -70,7 +71,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     await gw.store.list_cas()  # the store answers
-    return web.json_response({"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]})
+    body: dict[str, object] = {"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]}
+    worker = worker_index()
+    if worker is not None:
+        body["worker"] = worker  # which of the [server] workers answered
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

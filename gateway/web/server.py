@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -26,7 +27,9 @@ class Listeners:
         await self.http.cleanup()
 
 
-async def start_listeners(gw: Gateway) -> Listeners:
+async def start_listeners(gw: Gateway, sockets: tuple[socket.socket, socket.socket] | None = None) -> Listeners:
+    """Bind the configured host and ports, or serve on ``sockets`` (HTTPS, HTTP) that a
+    parent process bound (worker processes, see workers.py)."""
     cfg = gw.config
     client_cas = gw.cas.trust_anchors()
     for path in cfg.tls.client_trust_anchors:
@@ -39,14 +42,19 @@ async def start_listeners(gw: Gateway) -> Listeners:
     http = web.AppRunner(create_http_app(gw), shutdown_timeout=cfg.server.shutdown_timeout, access_log=None)
     await https.setup()
     await http.setup()
-    await web.TCPSite(https, cfg.server.host, cfg.server.https_port, ssl_context=ssl_ctx).start()
-    await web.TCPSite(http, cfg.server.host, cfg.server.http_port).start()
+    if sockets is not None:
+        await web.SockSite(https, sockets[0], ssl_context=ssl_ctx).start()
+        await web.SockSite(http, sockets[1]).start()
+    else:
+        await web.TCPSite(https, cfg.server.host, cfg.server.https_port, ssl_context=ssl_ctx).start()
+        await web.TCPSite(http, cfg.server.host, cfg.server.http_port).start()
     return Listeners(https, http)
 
 
-async def serve(gw: Gateway, banner: str = "") -> None:
+async def serve(gw: Gateway, banner: str = "", sockets: tuple[socket.socket, socket.socket] | None = None,
+                worker: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish."""
-    listeners = await start_listeners(gw)
+    listeners = await start_listeners(gw, sockets)
     gw.start_background()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,8 +62,8 @@ async def serve(gw: Gateway, banner: str = "") -> None:
         loop.add_signal_handler(sig, stop.set)
     if banner:
         print(banner, flush=True)
-    log.info("gateway listening on %s and %s (event loop: %s)", gw.config.https_url, gw.config.http_url,
-             type(loop).__module__.split(".")[0])
+    log.info("%s on %s and %s (event loop: %s)", "gateway listening" if worker is None else f"worker {worker} serving",
+             gw.config.https_url, gw.config.http_url, type(loop).__module__.split(".")[0])
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,118 @@
+"""`gateway serve` with [server] workers > 1: processes sharing the listeners, as replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conformance.acme.support import RawClient
+from conformance.harness import GatewayProcess, run_cli
+from gateway.config import load_config
+from gateway.runtime import Gateway
+
+
+def _init(tmp_path: Path, workers: int, replicas: str = "auto") -> Path:
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir)
+    config = (data_dir / "config.toml").read_text()
+    assert "workers = 1" in config and 'replicas = "auto"' in config
+    config = config.replace("workers = 1", f"workers = {workers}").replace('replicas = "auto"', f'replicas = "{replicas}"')
+    (data_dir / "config.toml").write_text(config)
+    return data_dir
+
+
+def _worker_pids(proc: GatewayProcess) -> list[int]:
+    match = re.search(r"worker processes \(pids ([\d, ]+)\)", proc.log_path.read_text())
+    assert match, proc.log_path.read_text()[-2000:]
+    return [int(p) for p in match.group(1).split(", ")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _gone(pids: list[int], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_workers_share_the_listeners_and_stop_together(tmp_path: Path) -> None:
+    proc = GatewayProcess(_init(tmp_path, workers=2))
+    info = proc.start()
+    try:
+        pids = _worker_pids(proc)
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        seen: set[int] = set()
+        for _ in range(100):  # a new connection each time: the kernel picks the process
+            with urllib.request.urlopen(f"{info.http}/healthz", timeout=5) as resp:
+                seen.add(json.loads(resp.read())["worker"])
+            if seen == {0, 1}:
+                break
+        assert seen == {0, 1}
+    finally:
+        code = proc.stop()
+    assert code == 0
+    assert _gone(pids)
+
+
+def test_a_worker_that_dies_stops_the_service(tmp_path: Path) -> None:
+    proc = GatewayProcess(_init(tmp_path, workers=2))
+    proc.start()
+    try:
+        pids = _worker_pids(proc)
+        os.kill(pids[0], signal.SIGKILL)
+        assert proc.proc is not None
+        proc.proc.wait(timeout=30)  # the parent notices and stops the other worker
+        assert proc.proc.returncode not in (0, None)
+        assert _gone(pids)
+        assert f"worker {pids[0]} exited" in proc.log_path.read_text()
+    finally:
+        proc.stop()
+
+
+async def test_any_worker_accepts_a_nonce_another_issued(tmp_path: Path) -> None:
+    """Workers imply replicas: nonces are recorded in the store, so a client whose
+    connections land on different workers never sees badNonce."""
+    data_dir = _init(tmp_path, workers=2)
+    cfg = load_config(data_dir)
+    assert cfg.store_has_replicas
+    gw = await Gateway.open(cfg)
+    try:
+        await gw.authority.create_config("multi", "acme", "issuing", ["tls-server"])
+    finally:
+        await gw.close()
+    proc = GatewayProcess(data_dir)
+    info = await asyncio.to_thread(proc.start)
+    try:
+        async with RawClient(info, "multi") as client:
+            await client.session.close()  # type: ignore[union-attr]
+            client.session = aiohttp.ClientSession(  # a new connection, and so any worker, per request
+                connector=aiohttp.TCPConnector(ssl=info.ssl_context(), force_close=True))
+            assert (await client.register()).status == 201
+            statuses = [(await client.post(client.kid, None)).status for _ in range(16)]
+        assert statuses == [200] * 16
+    finally:
+        await asyncio.to_thread(proc.stop)
+
+
+@pytest.mark.parametrize("value", ["0", "65"])
+def test_worker_count_is_checked(tmp_path: Path, value: str) -> None:
+    out = run_cli("serve", "--workers", value, data_dir=tmp_path / "data", check=False)
+    assert out.returncode != 0 and "--workers must be from 1 to 64" in out.stderr
