@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conformance.harness import GatewayProcess, run_cli
+from gateway.config import load_config
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "uvloop"), ("asyncio", "asyncio")])
@@ -14,9 +15,10 @@ def test_serve_runs_on_the_configured_loop(tmp_path: Path, setting: str | None, 
     data_dir = tmp_path / "data"
     run_cli("init", data_dir=data_dir)
     if setting is not None:
-        config = (data_dir / "config.toml").read_text()
-        assert 'event_loop = "auto"' in config
-        (data_dir / "config.toml").write_text(config.replace('event_loop = "auto"', f'event_loop = "{setting}"'))
+        cfg = load_config(data_dir)
+        assert cfg.server.event_loop == "auto"
+        cfg.server.event_loop = setting
+        cfg.save()
     proc = GatewayProcess(data_dir)
     with proc:
         pass

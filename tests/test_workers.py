@@ -23,10 +23,10 @@ from gateway.runtime import Gateway
 def _init(tmp_path: Path, workers: int, replicas: str = "auto") -> Path:
     data_dir = tmp_path / "data"
     run_cli("init", data_dir=data_dir)
-    config = (data_dir / "config.toml").read_text()
-    assert "workers = 1" in config and 'replicas = "auto"' in config
-    config = config.replace("workers = 1", f"workers = {workers}").replace('replicas = "auto"', f'replicas = "{replicas}"')
-    (data_dir / "config.toml").write_text(config)
+    cfg = load_config(data_dir)
+    assert cfg.server.workers == 1 and cfg.store.replicas == "auto"
+    cfg.server.workers, cfg.store.replicas = workers, replicas
+    cfg.save()
     return data_dir
 
 

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from conformance.harness import GatewayInfo, free_port, running_gateway
+from gateway.config import load_config
 
 _TEMPLATE: Path | None = None
 _IDS = itertools.count(1)
@@ -66,9 +67,9 @@ async def served(tmp_path: Path, *, replicas: str = "auto") -> AsyncIterator[tup
     data_dir = tmp_path / "data"
     shutil.copytree(await _template(), data_dir)
     if replicas != "auto":
-        config = (data_dir / "config.toml").read_text()
-        assert 'replicas = "auto"' in config
-        (data_dir / "config.toml").write_text(config.replace('replicas = "auto"', f'replicas = "{replicas}"'))
+        cfg = load_config(data_dir)
+        cfg.store.replicas = replicas
+        cfg.save()
     async with running_gateway(data_dir) as pair:
         yield pair
 

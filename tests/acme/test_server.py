@@ -34,6 +34,7 @@ from conformance.acme.support import (
 )
 from conformance.harness import GatewayInfo, running_gateway
 from gateway.ca.backend import RevocationReason
+from gateway.config import load_config
 from gateway.store.records import EventFilter
 from protocols.acme.ari import CertID
 from protocols.acme.settings import ALWAYS_VALID_ENV
@@ -524,9 +525,9 @@ async def test_always_valid_needs_setting_and_environment(gateway: Pair, monkeyp
 def _replica_of(info: GatewayInfo, where: Path, replicas: str) -> Path:
     """A second data directory serving the same SQLite file, with ``[store] replicas`` set."""
     shutil.copytree(info.data_dir, where, ignore=shutil.ignore_patterns("gateway.db*"))
-    config = (where / "config.toml").read_text()
-    config = config.replace('url = ""', f'url = "sqlite+aiosqlite:///{info.data_dir / "gateway.db"}"')
-    (where / "config.toml").write_text(config.replace('replicas = "auto"', f'replicas = "{replicas}"'))
+    cfg = load_config(where)
+    cfg.store.url, cfg.store.replicas = f"sqlite+aiosqlite:///{info.data_dir / 'gateway.db'}", replicas
+    cfg.save()
     return where
 
 
