@@ -112,10 +112,10 @@ class Authority:
         return rec
 
     async def config(self, config_id: str, protocol: str | None = None) -> ProtocolConfigRecord:
-        return self._checked_config(await self.store.get_protocol_config(config_id), config_id, protocol)
+        return self.checked_config(await self.store.get_protocol_config(config_id), config_id, protocol)
 
     @staticmethod
-    def _checked_config(rec: ProtocolConfigRecord | None, config_id: str,
+    def checked_config(rec: ProtocolConfigRecord | None, config_id: str,
                         protocol: str | None) -> ProtocolConfigRecord:
         if rec is not None and rec.id != config_id:
             rec = None
@@ -200,7 +200,7 @@ class Authority:
         ``record``: the configuration as the caller read it moments ago (its cache of
         about a second), checked here like a fresh one; saves a read per enrollment.
         """
-        config = self._checked_config(record, config_id, protocol) if record is not None \
+        config = self.checked_config(record, config_id, protocol) if record is not None \
             else await self.config(config_id, protocol)
         entity_id: str | None = None
         try:
@@ -283,6 +283,37 @@ class Authority:
             profile=profile,
         )
         return issued
+
+    async def issue_internal(
+        self, ca_id: str, profile: str, public_key: object, overrides: IssueOverrides, *,
+        purpose: str, protocol: str, protocol_config: str | None, actor: str,
+    ) -> IssuedCertificate:
+        """A certificate for a key a protocol generated for itself (SCEP RA, signing or
+        exchange certificates): stored and audited like every other issuance."""
+        try:
+            backend = await self.cas.local(ca_id)
+            issued = await backend.sign_public_key(
+                profile, public_key, overrides, protocol_config=protocol_config,
+            )
+        except GatewayError as exc:
+            await self.events.record(
+                "internal_issue", "failure", ca_id=ca_id, protocol_config=protocol_config,
+                error=exc.kind.value, detail=exc.detail, actor=actor, purpose=purpose, protocol=protocol,
+            )
+            raise
+        await self.events.record(
+            "internal_issue", "success", ca_id=ca_id, protocol_config=protocol_config,
+            serial=serial_hex(issued.serial), actor=actor, purpose=purpose, protocol=protocol,
+            profile=profile,
+        )
+        return issued
+
+    async def chain(self, ca_id: str) -> tuple[x509.Certificate, ...]:
+        """An issuing CA's chain, its own certificate first."""
+        return await (await self.cas.backend(ca_id)).chain()
+
+    async def crl(self, ca_id: str) -> bytes:
+        return await (await self.cas.backend(ca_id)).crl()
 
     async def keygen(
         self,

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .authority import Authority
+from .clock import Clock, system_clock
 from .ca.local import LocalCASettings
 from .ca.registry import CARegistry
 from .config import Config
@@ -19,6 +21,9 @@ from .secrets import api_key_hash
 from .status.responder import OCSPResponder
 from .store import Store
 from .store.records import ApiKeyRecord
+
+if TYPE_CHECKING:
+    from .door import Door
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,18 @@ class Gateway:
     cas: CARegistry
     authority: Authority
     ocsp: OCSPResponder
+    clock: Clock = system_clock
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _doors: dict[str, "Door"] = field(default_factory=dict)
+
+    def door(self, protocol: str) -> "Door":
+        """The protocol's one door into this core (built once per protocol)."""
+        from .door import Door
+
+        found = self._doors.get(protocol)
+        if found is None:
+            found = self._doors[protocol] = Door(self, protocol)
+        return found
 
     @classmethod
     async def open(cls, config: Config, *, store: Store | None = None) -> "Gateway":

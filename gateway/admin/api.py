@@ -89,6 +89,11 @@ def create_admin_app(gateway: Gateway) -> web.Application:
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
+    from protocols import adapters
+
+    from ..door import DOORS
+
+    app[DOORS] = {adapter.name: gateway.door(adapter.name) for adapter in adapters()}
     app[MAX_BODY] = gateway.config.server.max_body_bytes
     app[OPENAPI] = build_document(ROUTES)
     public: set[Any] = set()

@@ -223,3 +223,12 @@ api_keys = Table(
     Column("revoked", Boolean, nullable=False),
     UniqueConstraint("key_sha256"),
 )
+
+generations = Table(
+    "generations",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False, server_default="0"),
+)
+"""Counters bumped in the transaction of each write they guard (``config``: protocol
+configurations), so every process can tell its caches are stale with one read."""

@@ -425,8 +425,22 @@ class Tx:
 
     # protocol configurations
 
+    async def bump_generation(self, name: str = "config") -> None:
+        """Advance a generation counter in this transaction (see ``schema.generations``)."""
+        with _translated(f"{name} generation"):
+            await self._conn.execute(
+                t.generations.update().where(t.generations.c.name == name)
+                .values(value=t.generations.c.value + 1))
+
+    async def generation(self, name: str = "config") -> int:
+        with _translated(f"{name} generation"):
+            value = (await self._conn.execute(
+                select(t.generations.c.value).where(t.generations.c.name == name))).scalar()
+        return int(value or 0)
+
     async def insert_protocol_config(self, rec: ProtocolConfigRecord) -> None:
         await self._insert(t.protocol_configs, _values(rec), f"protocol configuration {rec.id!r}")
+        await self.bump_generation()
 
     async def get_protocol_config(self, config_id: str) -> ProtocolConfigRecord | None:
         stmt = select(t.protocol_configs).where(t.protocol_configs.c.id == config_id)
@@ -443,11 +457,13 @@ class Tx:
         values = _checked_fields(ProtocolConfigRecord, fields, frozenset({"id"}))
         await self._update_or_missing(t.protocol_configs, config_id, values,
                                       f"protocol configuration {config_id!r}")
+        await self.bump_generation()
 
     async def delete_protocol_config(self, config_id: str) -> bool:
         with _translated(f"protocol configuration {config_id!r}"):
             result = await self._conn.execute(
                 t.protocol_configs.delete().where(t.protocol_configs.c.id == config_id))
+        await self.bump_generation()
         return result.rowcount == 1
 
     # end entities
@@ -711,6 +727,24 @@ class Store:
                 yield Tx(conn)
         except (SQLAlchemyError, OSError) as exc:
             raise _db_error(exc, "transaction") from exc
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        """A read connection for several queries (no write lock is taken)."""
+        try:
+            async with self._engine.connect() as conn:
+                yield Tx(conn)
+        except (SQLAlchemyError, OSError) as exc:
+            raise _db_error(exc, "read") from exc
+
+    @staticmethod
+    def translated(what: str, serial: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Driver errors raised inside the block become gateway errors."""
+        return _translated(what, serial)
+
+    async def config_generation_now(self) -> int:
+        """The protocol-configuration generation as committed in the store, by any process."""
+        return await self._read(Tx.generation, "config")
 
     async def _write(self, op: Callable[Concatenate[Tx, P], Awaitable[R]], *args: P.args,
                      **kwargs: P.kwargs) -> R:

@@ -88,6 +88,11 @@ def _base_app(gateway: Gateway) -> web.Application:
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
+    from protocols import adapters
+
+    from ..door import DOORS
+
+    app[DOORS] = {adapter.name: gateway.door(adapter.name) for adapter in adapters()}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     status_http.add_routes(app)

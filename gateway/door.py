@@ -1,0 +1,311 @@
+"""The one door from a protocol adapter into the core.
+
+Every adapter gets, at start, a :class:`Door` scoped to its protocol: the verbs a
+protocol needs (enroll, poll, approve, reject, revoke, look up, chain and CRL,
+internal certificates, end entities, audit events, enrollment credentials) and a
+handle on its own tables. Nothing else of the core is reachable from
+``protocols/`` (the import contracts in ``.ci/run`` keep it so): the store, the CA
+registry and the backends stay behind this module and the Authority.
+
+Why a door per protocol and not the Authority itself: the door fixes the protocol
+name on every call (a SCEP adapter cannot enroll under an ACME configuration), and
+it is the one place that decides what an adapter may see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from cryptography import x509
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .ca.backend import (
+    CertificateStatus,
+    GeneratedKeyCertificate,
+    IssuedCertificate,
+    IssueOverrides,
+    PendingRequest,
+    RevocationReason,
+)
+from .clock import Clock
+from .config import Config
+from .errors import NotFound
+from .profiles.model import Profile
+from .store.records import CertificateRecord, EndEntityRecord, ProtocolConfigRecord, RequestRecord
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
+
+Enrollment = IssuedCertificate | PendingRequest
+
+OwnTablesInTransaction = Callable[[AsyncConnection, x509.Certificate], Awaitable[None]]
+"""Protocol state that must commit with the certificate (an ACME order turning valid,
+a SCEP transaction recorded): runs on the issuance transaction's connection."""
+
+
+class ProtocolTables:
+    """The adapter's own tables: connections on the core's engines, nothing else.
+
+    Adapters run SQLAlchemy Core statements on tables they declare in their own
+    ``schema.py`` (and migrate with their own Alembic branch); core tables are
+    reached through the :class:`Door` verbs only.
+    """
+
+    def __init__(self, gateway: "Gateway") -> None:
+        self._store = gateway.store
+        self._replicated = gateway.config.store_has_replicas
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._store.dialect
+
+    @property
+    def replicated(self) -> bool:
+        """True when other processes share these tables (workers, replicas): state that
+        must be seen by all of them has to live here, not in memory."""
+        return self._replicated
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection (no transaction is held open beyond the block)."""
+        async with self._store.read() as tx:
+            yield tx.connection
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: commits when the block ends, rolls back if it raises.
+        Database errors surface as :class:`gateway.errors.GatewayError` kinds."""
+        async with self._store.transaction() as tx:
+            yield tx.connection
+
+    def translated(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Map driver errors raised inside the block to gateway errors (for adapters that
+        run statements on a connection they hold)."""
+        return self._store.translated(what)
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Where this gateway is reachable, for the URLs a protocol hands out."""
+
+    https: str
+    http: str
+
+
+class Door:
+    """A protocol's view of the core. Built by the composition root, one per protocol."""
+
+    def __init__(self, gateway: "Gateway", protocol: str) -> None:
+        self._gw = gateway
+        self.protocol = protocol
+        self.tables = ProtocolTables(gateway)
+
+    # --- settings --------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        """The gateway's configuration file (read-only by convention)."""
+        return self._gw.config
+
+    @property
+    def clock(self) -> Clock:
+        return self._gw.clock
+
+    def sealing_passphrase(self) -> bytes:
+        """The key-encryption passphrase for secrets the protocol keeps in its own tables
+        (EAB keys, RA keys): encrypted at rest under the same passphrase as CA keys."""
+        return self._gw.config.ca_passphrase()
+
+    # --- protocol configurations ------------------------------------------------------
+    async def configuration(self, config_id: str) -> ProtocolConfigRecord:
+        """An enabled configuration of this protocol (NotFound / Forbidden otherwise)."""
+        return await self._gw.authority.config(config_id, self.protocol)
+
+    def check_configuration(self, rec: ProtocolConfigRecord | None, config_id: str) -> ProtocolConfigRecord:
+        """The checks of :meth:`configuration` on a record read moments ago (a cache)."""
+        return self._gw.authority.checked_config(rec, config_id, self.protocol)
+
+    async def find_configuration(self, config_id: str) -> ProtocolConfigRecord | None:
+        """This protocol's configuration, enabled or not (for admin commands)."""
+        rec = await self._gw.store.get_protocol_config(config_id)
+        return rec if rec is not None and rec.protocol == self.protocol else None
+
+    async def configurations(self, *, enabled_only: bool = False) -> list[ProtocolConfigRecord]:
+        recs = await self._gw.store.list_protocol_configs(self.protocol)
+        return [r for r in recs if r.enabled] if enabled_only else recs
+
+    async def create_configuration(
+        self, config_id: str, ca_id: str, profiles: list[str], *, default_profile: str | None = None,
+        settings: dict[str, Any] | None = None, credentials: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ProtocolConfigRecord:
+        return await self._gw.authority.create_config(
+            config_id, self.protocol, ca_id, profiles, default_profile=default_profile,
+            settings=settings, credentials=credentials, actor=actor,
+        )
+
+    async def update_configuration(
+        self, config_id: str, *, settings: dict[str, Any] | None = None,
+        credentials: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the settings and/or credentials documents; bumps the configuration
+        generation so every worker and replica sees the change on its next request."""
+        if await self.find_configuration(config_id) is None:
+            raise NotFound(f"no {self.protocol} protocol configuration {config_id!r}")
+        fields: dict[str, Any] = {}
+        if settings is not None:
+            fields["settings"] = settings
+        if credentials is not None:
+            fields["credentials"] = credentials
+        if fields:
+            await self._gw.store.update_protocol_config(config_id, **fields)
+
+    async def configuration_generation(self) -> int:
+        """A number that changes whenever any protocol configuration changes, in any
+        process on this store: caches keyed by it are never stale past one request."""
+        return await self._gw.store.config_generation_now()
+
+    # --- profiles ----------------------------------------------------------------------
+    @property
+    def profiles(self) -> Mapping[str, Profile]:
+        return self._gw.profiles
+
+    def profile(self, name: str) -> Profile | None:
+        return self._gw.profiles.get(name)
+
+    # --- enrollment -----------------------------------------------------------------------
+    async def enroll(
+        self, config_id: str, csr: x509.CertificateSigningRequest | bytes, *, entity: str,
+        entity_kind: str = "device", profile: str | None = None,
+        overrides: IssueOverrides = IssueOverrides(), event_type: str = "issue",
+        actor: str | None = None, request_id: str | None = None,
+        entity_attributes: dict[str, Any] | None = None,
+        within: OwnTablesInTransaction | None = None, record: ProtocolConfigRecord | None = None,
+    ) -> Enrollment:
+        """Issue (or hold for approval) a certificate; see :meth:`Authority.enroll`."""
+        return await self._gw.authority.enroll(
+            config_id, self.protocol, csr, entity=entity, entity_kind=entity_kind, profile=profile,
+            overrides=overrides, event_type=event_type, actor=actor, request_id=request_id,
+            entity_attributes=entity_attributes, within=within, record=record,
+        )
+
+    async def keygen(
+        self, config_id: str, *, entity: str, key_algorithm: str, subject: x509.Name,
+        sans: tuple[x509.GeneralName, ...] = (), profile: str | None = None,
+        pkcs12_password: bytes | None = None, entity_kind: str = "device", actor: str | None = None,
+    ) -> GeneratedKeyCertificate:
+        return await self._gw.authority.keygen(
+            config_id, self.protocol, entity=entity, key_algorithm=key_algorithm, subject=subject,
+            sans=sans, profile=profile, pkcs12_password=pkcs12_password, entity_kind=entity_kind,
+            actor=actor,
+        )
+
+    async def issue_internal(
+        self, ca_id: str, profile: str, public_key: object, overrides: IssueOverrides, *,
+        purpose: str, config_id: str | None = None, actor: str = "system",
+    ) -> IssuedCertificate:
+        """A certificate the protocol itself needs (SCEP RA, a signing or exchange
+        certificate) for a key it generated: recorded and audited like any issuance."""
+        return await self._gw.authority.issue_internal(
+            ca_id, profile, public_key, overrides, purpose=purpose, protocol=self.protocol,
+            protocol_config=config_id, actor=actor,
+        )
+
+    async def pending_request(self, request_id: str) -> RequestRecord | None:
+        return await self._gw.store.get_request(request_id)
+
+    async def poll(self, request_id: str) -> Enrollment:
+        return await self._gw.authority.poll(request_id)
+
+    async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
+        return await self._gw.authority.approve(request_id, operator)
+
+    async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
+        return await self._gw.authority.reject(request_id, operator, reason)
+
+    # --- certificates and revocation -------------------------------------------------------
+    async def certificate(self, serial: str) -> CertificateRecord:
+        """By hex serial (NotFound / BadRequest otherwise)."""
+        return await self._gw.authority.certificate(serial)
+
+    async def find_certificate(self, serial: str) -> CertificateRecord | None:
+        """By hex serial, None when unknown or not a serial."""
+        try:
+            return await self._gw.authority.certificate(serial)
+        except (NotFound, ValueError):
+            return None
+        except Exception as exc:  # BadRequest for a non-hex serial: unknown here
+            from .errors import BadRequest
+
+            if isinstance(exc, BadRequest):
+                return None
+            raise
+
+    async def certificate_by_fingerprint(self, sha256_hex: str) -> CertificateRecord | None:
+        return await self._gw.store.get_certificate_by_fingerprint(sha256_hex)
+
+    async def revoke(
+        self, serial: str, reason: RevocationReason, *, actor: str,
+        invalidity_date: dt.datetime | None = None, config_id: str | None = None,
+    ) -> CertificateStatus:
+        return await self._gw.authority.revoke(
+            serial, reason, actor=actor, invalidity_date=invalidity_date, protocol_config=config_id,
+        )
+
+    async def suspend(self, serial: str, *, actor: str, config_id: str | None = None) -> CertificateStatus:
+        return await self._gw.authority.suspend(serial, actor=actor, protocol_config=config_id)
+
+    async def unsuspend(self, serial: str, *, actor: str, config_id: str | None = None) -> CertificateStatus:
+        return await self._gw.authority.unsuspend(serial, actor=actor, protocol_config=config_id)
+
+    # --- CA material --------------------------------------------------------------------
+    async def chain(self, ca_id: str) -> tuple[x509.Certificate, ...]:
+        """The CA's certificate first, then its issuers up to the root (issuing CAs only)."""
+        return await self._gw.authority.chain(ca_id)
+
+    async def crl(self, ca_id: str) -> bytes:
+        """The CA's current full CRL (DER)."""
+        return await self._gw.authority.crl(ca_id)
+
+    def ca_certificate(self, ca_id: str) -> x509.Certificate | None:
+        """Any known CA's certificate (root, issuing or external), None if it has none."""
+        return self._gw.cas.certificate(ca_id)
+
+    def trust_anchors(self) -> list[x509.Certificate]:
+        """Every CA certificate the gateway knows (for client-certificate verification)."""
+        return self._gw.cas.trust_anchors()
+
+    # --- end entities and events ------------------------------------------------------------
+    async def entity(self, entity_id: str) -> EndEntityRecord | None:
+        return await self._gw.store.get_end_entity(entity_id)
+
+    async def record_event(self, type: str, status: str, **fields: Any) -> int:
+        """An audit event (identifiers and outcomes only: never secrets, CSRs or keys)."""
+        return await self._gw.authority.events.record(type, status, **fields)
+
+
+DOORS = web.AppKey("doors", dict)
+"""Every protocol's door, by protocol name (set by the app factory)."""
+
+
+def door(where: web.Application | web.Request, protocol: str) -> Door:
+    """The door of ``protocol``, from the app being built or from a request on it or
+    any of its sub-apps."""
+    doors: dict[str, Door] = where.config_dict[DOORS] if isinstance(where, web.Request) else where[DOORS]
+    return doors[protocol]
+
+
+@contextlib.asynccontextmanager
+async def open_door(config: Config, protocol: str) -> AsyncIterator[Door]:
+    """A door on a gateway opened for one command (the protocol CLIs)."""
+    from .runtime import Gateway
+
+    gw = await Gateway.open(config)
+    try:
+        yield gw.door(protocol)
+    finally:
+        await gw.close()
