@@ -35,7 +35,24 @@ from .clock import Clock
 from .config import Config
 from .errors import NotFound
 from .profiles.model import Profile
-from .store.records import CertificateRecord, EndEntityRecord, ProtocolConfigRecord, RequestRecord
+from .store.records import (
+    CertificateRecord,
+    EndEntityRecord,
+    ProtocolConfigRecord,
+    RequestRecord,
+    serial_hex,
+    serial_int,
+    utcnow,
+)
+
+__all__ = [
+    # the door
+    "Door", "DOORS", "door", "open_door", "ProtocolTables", "OwnTablesInTransaction", "Enrollment",
+    # records and values an adapter reads through it
+    "CertificateRecord", "EndEntityRecord", "ProtocolConfigRecord", "RequestRecord",
+    "CertificateStatus", "GeneratedKeyCertificate", "IssuedCertificate", "IssueOverrides",
+    "PendingRequest", "RevocationReason", "serial_hex", "serial_int", "utcnow", "Clock",
+]
 
 if TYPE_CHECKING:
     from .runtime import Gateway
