@@ -1,51 +1,77 @@
-"""The one door from protocols (and the admin API) into the CA core.
+"""The registration authority behind every protocol's door (and the admin API).
 
 A protocol adapter parses its wire format, authenticates its client, and then asks
-the Authority to enroll, poll, revoke or look up. The Authority applies what is
-common to every protocol: the protocol configuration (which CA, which profiles,
-manual approval), the end entity's state (a deactivated one gets nothing), and the
-audit trail. Only this module and the admin tooling reach the CA backends.
+its door (:mod:`gateway.door`) to enroll, poll, revoke or look up; the door asks
+here. The Authority applies what is common to every protocol and owns every write:
+the protocol configuration (which CA, which profiles, manual approval), the end
+entity's state (a deactivated one gets nothing), the approval queue, the issuance
+record, revocation state, CRLs, and the audit trail. A CA backend only signs,
+revokes and returns its chain (:class:`gateway.ca.backend.CABackend`), so a new
+backend kind needs no change here. Order of an issuance: the backend signs with a
+fresh serial, then the certificate, its audit event and the protocol's own state
+commit in one transaction; a serial collision signs again, so no serial is reused
+and no half record is left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import re
 import uuid
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import keys
 from .ca.backend import (
+    CABackend,
     CertificateStatus,
     GeneratedKeyCertificate,
     IssuedCertificate,
     IssueOverrides,
-    IssueRequest,
-    KeygenRequest,
     PendingRequest,
+    PendingUpstream,
     RevocationReason,
+    RevokedEntry,
+    Signed,
+    SignRequest,
 )
-from .ca.builder import load_csr
-from .ca.local import InTransaction, LocalCA
+from .ca.builder import check_proof_of_possession, load_csr
+from .ca.local import certificate_record, status_from_record
+from .ca.overrides import overrides_from_json, overrides_to_json
 from .ca.registry import CARegistry
-from .errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound
+from .clock import Clock, system_clock
+from .errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, PolicyViolation, Unavailable
 from .events import EventRecorder, log_committed
+from .metrics import CERTIFICATES_ISSUED
 from .profiles.model import Profile
-from .store import Store
+from .store import SerialCollision, Store
 from .store.records import (
+    CARecord,
     CertificateRecord,
     EndEntityRecord,
     EventRecord,
     ProtocolConfigRecord,
+    RequestRecord,
     serial_hex,
-    utcnow,
+    serial_int,
 )
-from .store.store import Tx
+
+log = logging.getLogger(__name__)
+
+MAX_SERIAL_ATTEMPTS = 5
+
+InTransaction = Callable[[AsyncConnection, x509.Certificate], Awaitable[None]]
+"""A protocol's own state that commits with the certificate, on the issuance transaction."""
 
 
 CONFIG_ID = re.compile(r"^[a-z0-9_-]{2,18}$")
-PROTOCOLS = ("acme", "scep", "est", "xcep", "wstep", "mdm")
 ENTITY_STATES = ("active", "inactive", "decommissioned")
 
 Enrollment = IssuedCertificate | PendingRequest
@@ -67,12 +93,27 @@ def check_config_id(config_id: str) -> str:
     return config_id
 
 
+@dataclass(frozen=True)
+class CRLPolicy:
+    validity: dt.timedelta
+    overlap: dt.timedelta  # a CRL is reissued this long before its nextUpdate
+
+
 class Authority:
-    def __init__(self, store: Store, cas: CARegistry, profiles: Mapping[str, Profile]) -> None:
+    def __init__(self, store: Store, cas: CARegistry, profiles: Mapping[str, Profile],
+                 protocols: tuple[str, ...], crl_policy: CRLPolicy, clock: Clock = system_clock) -> None:
+        self.protocols = protocols
         self.store = store
         self.cas = cas
         self.profiles = profiles
+        self.crl_policy = crl_policy
+        self.clock = clock
         self.events = EventRecorder(store)
+        self._crl_locks: dict[str, asyncio.Lock] = {}
+
+    def _now(self) -> dt.datetime:
+        """The clock at the store's precision (whole seconds), for what is recorded."""
+        return self.clock().replace(microsecond=0)
 
     # --- protocol configurations -------------------------------------------------
     async def create_config(
@@ -87,9 +128,9 @@ class Authority:
         actor: str | None = None,
     ) -> ProtocolConfigRecord:
         check_config_id(config_id)
-        if protocol not in PROTOCOLS:
-            raise BadRequest(f"unknown protocol {protocol!r}; one of {list(PROTOCOLS)}")
-        await self.cas.local(ca_id)
+        if protocol not in self.protocols:
+            raise BadRequest(f"unknown protocol {protocol!r}; one of {list(self.protocols)}")
+        await self.cas.backend(ca_id)
         if not profiles:
             raise BadRequest("a protocol configuration needs at least one profile")
         for name in profiles:
@@ -173,6 +214,12 @@ class Authority:
             raise NotFound(f"profile {name!r} is not offered by configuration {config.id!r}")
         return name
 
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise NotFound(f"unknown certificate profile {name!r}") from None
+
     async def enroll(
         self,
         config_id: str,
@@ -197,8 +244,8 @@ class Authority:
         The certificate, its success event and ``within`` (the protocol's own state,
         e.g. an ACME order turning valid) commit in one transaction: a failure in
         any of them stores none of them. ``within`` does not run for held requests.
-        ``record``: the configuration as the caller read it moments ago (its cache of
-        about a second), checked here like a fresh one; saves a read per enrollment.
+        ``record``: the configuration as the caller read it moments ago (its cache),
+        checked here like a fresh one; saves a read per enrollment.
         """
         config = self.checked_config(record, config_id, protocol) if record is not None \
             else await self.config(config_id, protocol)
@@ -207,20 +254,21 @@ class Authority:
             ent = await self.entity_for(config, entity, entity_kind, entity_attributes)
             entity_id = ent.id
             parsed = load_csr(csr) if isinstance(csr, bytes) else csr
-            request = IssueRequest(
-                csr=parsed, profile=self._profile_for(config, profile), overrides=overrides,
-                entity_id=ent.id, protocol_config=config.id, request_id=request_id,
-            )
+            check_proof_of_possession(parsed)
             backend = await self.cas.backend(config.ca_id)
+            request = SignRequest(
+                profile=self.profile(self._profile_for(config, profile)), public_key=parsed.public_key(),
+                csr=parsed, overrides=overrides, entity_id=ent.id, protocol_config=config.id,
+            )
             if config.settings.get("approval") == "manual":
-                pending = await backend.submit_pending(request)
+                pending = await self._hold(backend, request, request_id)
                 await self.events.record(
                     event_type, "pending", entity_id=ent.id, protocol_config=config.id,
                     ca_id=config.ca_id, request_id=pending.request_id, actor=actor,
                 )
                 return pending
-            issued = await self._issue_with_event(
-                backend, request, within, EventRecord(
+            result = await self._issue(
+                backend, request, request_id=request_id, within=within, event=EventRecord(
                     type=event_type, status="success", entity_id=ent.id, protocol_config=config.id,
                     ca_id=config.ca_id, detail={"actor": actor} if actor is not None else {},
                 ),
@@ -232,32 +280,96 @@ class Authority:
                 ca_id=config.ca_id, error=exc.kind.value, detail=exc.detail, actor=actor,
             )
             raise
-        return issued
+        if isinstance(result, PendingRequest):
+            await self.events.record(
+                event_type, "pending", entity_id=ent.id, protocol_config=config.id,
+                ca_id=config.ca_id, request_id=result.request_id, actor=actor, held_by="upstream",
+            )
+        return result
 
-    async def _issue_with_event(
-        self, backend: Any, request: IssueRequest, within: InTransaction | None, event: EventRecord,
+    async def _issue(
+        self, backend: CABackend, request: SignRequest, *, request_id: str | None,
+        within: InTransaction | None = None, event: EventRecord | None = None,
+        approve_request: str | None = None, expect: str = "approved",
+    ) -> Enrollment:
+        """Sign, then commit the certificate with its event, ``within`` and (when it
+        issues a held request) the request's move to ``issued``, in one transaction."""
+        for _ in range(MAX_SERIAL_ATTEMPTS):
+            result = await backend.sign(request)
+            if isinstance(result, PendingUpstream):
+                return await self._held_upstream(backend, request, request_id or approve_request, result,
+                                                  existing=approve_request, expect=expect)
+            try:
+                return await self._commit(backend, request, result, request_id=request_id, within=within,
+                                          event=event, approve_request=approve_request, expect=expect)
+            except SerialCollision:
+                log.warning("serial collision on CA %s; signing again with a new serial", backend.id)
+        raise Unavailable("could not allocate a unique serial number")
+
+    async def _commit(
+        self, backend: CABackend, request: SignRequest, signed: Signed, *, request_id: str | None,
+        within: InTransaction | None, event: EventRecord | None, approve_request: str | None,
+        expect: str,
     ) -> IssuedCertificate:
-        """Issue, writing the success event (and ``within``) in the certificate's transaction."""
-        if not isinstance(backend, LocalCA):  # a backend that commits on its own: two steps
-            issued = await backend.issue(request)
-            if within is not None:
-                async with self.store.transaction() as tx:
-                    await within(tx, issued.certificate)
-            event.serial = serial_hex(issued.serial)
-            await self.events.add(event)
-            return issued
+        cert = signed.certificate
+        rec = certificate_record(
+            cert, ca_id=backend.id, profile=request.profile.name, entity_id=request.entity_id,
+            protocol_config=request.protocol_config, request_id=request_id or approve_request,
+        )
         event_id = 0
-
-        async def in_transaction(tx: Tx, cert: x509.Certificate) -> None:
-            nonlocal event_id
-            event.serial, event.created_at = serial_hex(cert.serial_number), utcnow()
-            event_id = await tx.add_event(event)
+        async with self.store.transaction() as tx:
+            await tx.insert_certificate(rec)
+            if approve_request is not None:
+                if not await tx.update_request(approve_request, expect=expect, status="issued", serial=rec.serial):
+                    raise Conflict(f"request {approve_request} is no longer {expect}")
+            if event is not None:
+                event.serial, event.created_at = rec.serial, self._now()
+                event_id = await tx.add_event(event)
             if within is not None:
-                await within(tx, cert)
+                await within(tx.connection, cert)
+        if event is not None:
+            log_committed(event, event_id)
+        CERTIFICATES_ISSUED.labels(ca=backend.id).inc()
+        log.info("issued serial=%s ca=%s profile=%s", rec.serial, backend.id, request.profile.name)
+        return IssuedCertificate(backend.id, cert.serial_number, cert, await backend.chain())
 
-        issued = await backend.issue(request, within=in_transaction)
-        log_committed(event, event_id)
-        return issued
+    def _request_record(self, backend: CABackend, request: SignRequest, request_id: str | None,
+                        status: str, handle: str | None = None) -> RequestRecord:
+        if request.csr is None:
+            raise BadRequest("only requests with a CSR can be held")
+        return RequestRecord(
+            id=request_id or uuid.uuid4().hex, ca_id=backend.id, profile=request.profile.name,
+            csr_pem=request.csr.public_bytes(serialization.Encoding.PEM).decode(),
+            overrides=overrides_to_json(request.overrides), status=status,
+            entity_id=request.entity_id, protocol_config=request.protocol_config, upstream_handle=handle,
+        )
+
+    async def _hold(self, backend: CABackend, request: SignRequest, request_id: str | None) -> PendingRequest:
+        """Hold for operator approval; what the CA would refuse is refused now."""
+        await backend.check(request)
+        rec = self._request_record(backend, request, request_id, "pending")
+        await self.store.insert_request(rec)
+        return PendingRequest(rec.id, backend.id, "pending")
+
+    async def _held_upstream(self, backend: CABackend, request: SignRequest, request_id: str | None,
+                             result: PendingUpstream, *, existing: str | None, expect: str) -> PendingRequest:
+        """The CA holds it: keep its handle, so a poll can ask again."""
+        if existing is not None:
+            if not await self.store.update_request(existing, expect=expect, status="upstream",
+                                                   upstream_handle=result.handle):
+                raise Conflict(f"request {existing} is no longer {expect}")
+            return PendingRequest(existing, backend.id, "pending")
+        rec = self._request_record(backend, request, request_id, "upstream", result.handle)
+        await self.store.insert_request(rec)
+        return PendingRequest(rec.id, backend.id, "pending")
+
+    def _sign_request(self, rec: RequestRecord) -> SignRequest:
+        csr = load_csr(rec.csr_pem.encode())
+        return SignRequest(
+            profile=self.profile(rec.profile), public_key=csr.public_key(), csr=csr,
+            overrides=overrides_from_json(rec.overrides), entity_id=rec.entity_id,
+            protocol_config=rec.protocol_config,
+        )
 
     async def issue_direct(
         self,
@@ -271,49 +383,50 @@ class Authority:
         """Operator issuance (CLI, admin API) outside any protocol configuration."""
         try:
             parsed = load_csr(csr) if isinstance(csr, bytes) else csr
+            check_proof_of_possession(parsed)
             backend = await self.cas.backend(ca_id)
-            issued = await backend.issue(IssueRequest(csr=parsed, profile=profile, overrides=overrides))
+            result = await self._issue(backend, SignRequest(
+                profile=self.profile(profile), public_key=parsed.public_key(), csr=parsed, overrides=overrides,
+            ), request_id=None)
+            if not isinstance(result, IssuedCertificate):
+                raise Unavailable(f"CA {ca_id} holds the request ({result.request_id}); poll it later")
         except GatewayError as exc:
             await self.events.record(
                 "issue", "failure", ca_id=ca_id, error=exc.kind.value, detail=exc.detail, actor=actor
             )
             raise
         await self.events.record(
-            "issue", "success", ca_id=ca_id, serial=serial_hex(issued.serial), actor=actor,
+            "issue", "success", ca_id=ca_id, serial=serial_hex(result.serial), actor=actor,
             profile=profile,
         )
-        return issued
+        return result
 
     async def issue_internal(
-        self, ca_id: str, profile: str, public_key: object, overrides: IssueOverrides, *,
-        purpose: str, protocol: str, protocol_config: str | None, actor: str,
+        self, ca_id: str, profile: str, public_key: Any, overrides: IssueOverrides, *,
+        purpose: str, protocol: str | None, protocol_config: str | None, actor: str,
     ) -> IssuedCertificate:
-        """A certificate for a key a protocol generated for itself (SCEP RA, signing or
-        exchange certificates): stored and audited like every other issuance."""
+        """A certificate for a key the gateway generated for itself (SCEP RA, the HTTPS
+        listener, signing or exchange certificates): stored and audited like any other."""
+        event = EventRecord(
+            type="internal_issue", status="success", ca_id=ca_id, protocol_config=protocol_config,
+            detail={k: v for k, v in {"actor": actor, "purpose": purpose, "protocol": protocol,
+                                      "profile": profile}.items() if v is not None},
+        )
         try:
-            backend = await self.cas.local(ca_id)
-            issued = await backend.sign_public_key(
-                profile, public_key, overrides, protocol_config=protocol_config,
-            )
+            backend = await self.cas.backend(ca_id)
+            result = await self._issue(backend, SignRequest(
+                profile=self.profile(profile), public_key=public_key, csr=None, overrides=overrides,
+                protocol_config=protocol_config,
+            ), request_id=None, event=event)
+            if not isinstance(result, IssuedCertificate):
+                raise Unavailable(f"CA {ca_id} cannot issue internal certificates without approval")
         except GatewayError as exc:
             await self.events.record(
                 "internal_issue", "failure", ca_id=ca_id, protocol_config=protocol_config,
                 error=exc.kind.value, detail=exc.detail, actor=actor, purpose=purpose, protocol=protocol,
             )
             raise
-        await self.events.record(
-            "internal_issue", "success", ca_id=ca_id, protocol_config=protocol_config,
-            serial=serial_hex(issued.serial), actor=actor, purpose=purpose, protocol=protocol,
-            profile=profile,
-        )
-        return issued
-
-    async def chain(self, ca_id: str) -> tuple[x509.Certificate, ...]:
-        """An issuing CA's chain, its own certificate first."""
-        return await (await self.cas.backend(ca_id)).chain()
-
-    async def crl(self, ca_id: str) -> bytes:
-        return await (await self.cas.backend(ca_id)).crl()
+        return result
 
     async def keygen(
         self,
@@ -329,20 +442,27 @@ class Authority:
         entity_kind: str = "device",
         actor: str | None = None,
     ) -> GeneratedKeyCertificate:
-        """Server-side key generation for an end entity (EST serverkeygen, MDM PKCS#12)."""
+        """Server-side key generation for an end entity (EST serverkeygen, MDM PKCS#12):
+        the key is made here, whatever backend signs."""
         config = await self.config(config_id, protocol)
         entity_id: str | None = None
         try:
             ent = await self.entity_for(config, entity, entity_kind)
             entity_id = ent.id
+            spec = self.profile(self._profile_for(config, profile))
+            desc = keys.parse_algorithm(key_algorithm)
+            if desc.name not in spec.key_policy.allowed:
+                raise PolicyViolation(f"key algorithm {desc.name} is not allowed by profile {spec.name}")
             backend = await self.cas.backend(config.ca_id)
-            result = await backend.generate_and_issue(
-                KeygenRequest(
-                    profile=self._profile_for(config, profile), key_algorithm=key_algorithm,
-                    subject=subject, sans=sans, pkcs12_password=pkcs12_password,
-                    entity_id=ent.id, protocol_config=config.id,
-                )
-            )
+            key = keys.generate_private_key(desc)
+            result = await self._issue(backend, SignRequest(
+                profile=spec, public_key=key.public_key(), csr=None,
+                overrides=IssueOverrides(subject=subject, sans=sans or None),
+                entity_id=ent.id, protocol_config=config.id,
+            ), request_id=None)
+            if not isinstance(result, IssuedCertificate):
+                raise Unavailable(f"CA {config.ca_id} holds the request; server key generation needs "
+                                  "a CA that signs at once")
         except GatewayError as exc:
             entity_id = entity_id or getattr(exc, "entity_id", None)
             await self.events.record(
@@ -352,32 +472,66 @@ class Authority:
             raise
         await self.events.record(
             "keygen", "success", entity_id=ent.id, protocol_config=config.id, ca_id=config.ca_id,
-            serial=serial_hex(result.issued.serial), actor=actor,
+            serial=serial_hex(result.serial), actor=actor,
         )
-        return result
+        return GeneratedKeyCertificate(
+            issued=result, private_key=key,
+            pkcs12=_pkcs12(key, result, pkcs12_password) if pkcs12_password else None,
+        )
 
     # --- pending requests ----------------------------------------------------------
-    async def _request_backend(self, request_id: str):  # type: ignore[no-untyped-def]
+    async def _request_backend(self, request_id: str) -> tuple[RequestRecord, CABackend]:
         rec = await self.store.get_request(request_id)
         if rec is None:
             raise NotFound(f"no pending request {request_id}")
         return rec, await self.cas.backend(rec.ca_id)
 
     async def poll(self, request_id: str) -> Enrollment:
-        """A held request: the certificate once issued, else its pending/rejected state."""
+        """A held request: the certificate once issued, else its pending/rejected state.
+        A request an upstream CA holds is asked about again at that CA."""
         rec, backend = await self._request_backend(request_id)
-        state = await backend.pending_status(request_id)
-        if state.status == "issued" and state.serial is not None:
-            cert = await self.certificate(serial_hex(state.serial))
+        if rec.status == "upstream" and rec.upstream_handle is not None:
+            result = await backend.poll(rec.upstream_handle)
+            if isinstance(result, Signed):
+                try:
+                    issued = await self._commit(
+                        backend, self._sign_request(rec), result, request_id=rec.id, within=None,
+                        event=EventRecord(type="issue", status="success", entity_id=rec.entity_id,
+                                          protocol_config=rec.protocol_config, ca_id=rec.ca_id,
+                                          request_id=rec.id, detail={"held_by": "upstream"}),
+                        approve_request=rec.id, expect="upstream",
+                    )
+                except Conflict:  # another replica's poll recorded it first
+                    rec, backend = await self._request_backend(request_id)
+                else:
+                    return issued
+            elif result.handle != rec.upstream_handle:
+                await self.store.update_request(rec.id, expect="upstream", upstream_handle=result.handle)
+        if rec.status == "issued" and rec.serial is not None:
+            cert = await self.certificate(rec.serial)
             return IssuedCertificate(
-                rec.ca_id, state.serial, x509.load_der_x509_certificate(cert.der), await backend.chain()
+                rec.ca_id, serial_int(rec.serial), x509.load_der_x509_certificate(cert.der), await backend.chain()
             )
-        return state
+        status = "pending" if rec.status in ("upstream", "approved") else rec.status
+        return PendingRequest(rec.id, rec.ca_id, status,
+                              serial=serial_int(rec.serial) if rec.serial else None, reason=rec.reason)
 
     async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
         rec, backend = await self._request_backend(request_id)
         try:
-            issued = await backend.approve(request_id, operator)
+            if not await self.store.update_request(
+                request_id, expect="pending", status="approved", decided_by=operator, decided_at=self._now()
+            ):
+                raise Conflict(f"request {request_id} is {rec.status}, not pending")
+            try:
+                result = await self._issue(backend, self._sign_request(rec), request_id=None,
+                                           approve_request=rec.id)
+            except Exception:
+                # Signing failed (e.g. the CA expired meanwhile): hand the request back to the queue.
+                await self.store.update_request(request_id, expect="approved", status="pending")
+                raise
+            if not isinstance(result, IssuedCertificate):
+                raise Unavailable(f"request {request_id} is now held by CA {rec.ca_id}; it issues when that CA decides")
         except GatewayError as exc:
             await self.events.record(
                 "approve", "failure", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
@@ -386,18 +540,24 @@ class Authority:
             raise
         await self.events.record(
             "approve", "success", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
-            ca_id=rec.ca_id, request_id=request_id, serial=serial_hex(issued.serial), actor=operator,
+            ca_id=rec.ca_id, request_id=request_id, serial=serial_hex(result.serial), actor=operator,
         )
-        return issued
+        return result
 
     async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
-        rec, backend = await self._request_backend(request_id)
-        result = await backend.reject(request_id, operator, reason)
+        rec = await self.store.get_request(request_id)
+        if rec is None:
+            raise NotFound(f"no pending request {request_id}")
+        if not await self.store.update_request(
+            request_id, expect="pending", status="rejected", decided_by=operator,
+            decided_at=self._now(), reason=reason,
+        ):
+            raise Conflict(f"request {request_id} is {rec.status}, not pending")
         await self.events.record(
             "reject", "success", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
             ca_id=rec.ca_id, request_id=request_id, actor=operator, reason=reason,
         )
-        return result
+        return PendingRequest(rec.id, rec.ca_id, "rejected", reason=reason)
 
     # --- certificates and revocation ------------------------------------------------
     async def certificate(self, serial: str) -> CertificateRecord:
@@ -412,29 +572,68 @@ class Authority:
             raise NotFound(f"no certificate with serial {norm}")
         return rec
 
+    async def status(self, serial: str) -> CertificateStatus:
+        return status_from_record(await self.certificate(serial))
+
+    _TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+        "revoke": (frozenset({"valid", "hold"}), "revoked"),
+        "suspend": (frozenset({"valid"}), "hold"),
+        "unsuspend": (frozenset({"hold"}), "valid"),
+    }
+
+    async def _transition(self, verb: str, rec: CertificateRecord, backend: CABackend,
+                          reason: RevocationReason | None, invalidity_date: dt.datetime | None) -> CertificateStatus:
+        expect, status = self._TRANSITIONS[verb]
+        if rec.status not in expect:
+            raise Conflict(f"certificate {rec.serial} is {rec.status}; cannot {verb}")
+        if verb == "unsuspend":
+            if not backend.capabilities.hold:
+                raise Unavailable(f"CA {rec.ca_id} cannot release a hold")
+            await backend.release_hold(serial_int(rec.serial))
+        else:
+            assert reason is not None
+            await backend.revoke(serial_int(rec.serial), reason, invalidity_date)
+        updated = await self.store.update_certificate_status(
+            rec.serial, expect=set(expect), status=status,
+            reason=int(reason) if reason is not None else None,
+            revoked_at=self._now() if status != "valid" else None,
+            invalidity_date=invalidity_date,
+        )
+        if updated is None:
+            raise Conflict(f"certificate {rec.serial} changed meanwhile; cannot {verb}")
+        if backend.capabilities.crl:
+            await self.crl(rec.ca_id, force=True)  # CRLs are reissued on every status change
+        return status_from_record(updated)
+
     async def _status_change(
-        self, verb: str, serial: str, actor: str, protocol_config: str | None, **kwargs: Any
+        self, verb: str, serial: str, actor: str, protocol_config: str | None,
+        reason: RevocationReason | None = None, invalidity_date: dt.datetime | None = None,
     ) -> CertificateStatus:
         rec = await self.certificate(serial)
-        backend = await self.cas.backend(rec.ca_id)
+        config = protocol_config or rec.protocol_config
         try:
             if verb == "revoke":
-                status = await backend.revoke(int(rec.serial, 16), kwargs["reason"], kwargs.get("invalidity_date"))
-            elif verb == "suspend":
-                status = await backend.suspend(int(rec.serial, 16))
-            else:
-                status = await backend.unsuspend(int(rec.serial, 16))
+                assert reason is not None
+                if reason == RevocationReason.certificate_hold:
+                    verb = "suspend"
+                elif reason == RevocationReason.remove_from_crl:
+                    raise BadRequest("removeFromCRL is not a revocation reason; unsuspend instead")
+                if invalidity_date is not None and invalidity_date > self._now() + dt.timedelta(minutes=5):
+                    raise BadRequest("invalidity date lies in the future")
+            if verb == "suspend":
+                reason, invalidity_date = RevocationReason.certificate_hold, None
+            backend = await self.cas.backend(rec.ca_id)
+            status = await self._transition(verb, rec, backend, reason, invalidity_date)
         except GatewayError as exc:
             await self.events.record(
-                verb, "failure", entity_id=rec.entity_id, protocol_config=protocol_config or rec.protocol_config,
+                verb, "failure", entity_id=rec.entity_id, protocol_config=config,
                 ca_id=rec.ca_id, serial=rec.serial, actor=actor, detail=exc.detail,
             )
             raise
-        reason = kwargs.get("reason")
         await self.events.record(
-            verb, "success", entity_id=rec.entity_id, protocol_config=protocol_config or rec.protocol_config,
+            verb, "success", entity_id=rec.entity_id, protocol_config=config,
             ca_id=rec.ca_id, serial=rec.serial, actor=actor,
-            reason=reason.name if reason is not None else None,
+            reason=reason.name if reason is not None and verb == "revoke" else None,
         )
         return status
 
@@ -442,12 +641,64 @@ class Authority:
         self, serial: str, reason: RevocationReason, *, actor: str,
         invalidity_date: dt.datetime | None = None, protocol_config: str | None = None,
     ) -> CertificateStatus:
-        return await self._status_change(
-            "revoke", serial, actor, protocol_config, reason=reason, invalidity_date=invalidity_date
-        )
+        return await self._status_change("revoke", serial, actor, protocol_config, reason, invalidity_date)
 
     async def suspend(self, serial: str, *, actor: str, protocol_config: str | None = None) -> CertificateStatus:
         return await self._status_change("suspend", serial, actor, protocol_config)
 
     async def unsuspend(self, serial: str, *, actor: str, protocol_config: str | None = None) -> CertificateStatus:
         return await self._status_change("unsuspend", serial, actor, protocol_config)
+
+    # --- CA material -------------------------------------------------------------------
+    async def chain(self, ca_id: str) -> tuple[x509.Certificate, ...]:
+        """An issuing CA's chain, its own certificate first."""
+        return await (await self.cas.backend(ca_id)).chain()
+
+    def crl_due(self, record: CARecord, now: dt.datetime) -> bool:
+        if record.crl_der is None or record.crl_next_update is None:
+            return True
+        return record.crl_next_update - now <= self.crl_policy.overlap
+
+    async def crl(self, ca_id: str, force: bool = False) -> bytes:
+        """The CA's current full CRL (DER): reissued when due (or forced), numbered and
+        stored here; the backend only signs it."""
+        backend = await self.cas.backend(ca_id)
+        if not backend.capabilities.crl:
+            raise Unavailable(f"CA {ca_id} does not publish CRLs through this gateway")
+        lock = self._crl_locks.setdefault(ca_id, asyncio.Lock())
+        async with lock:
+            record = await self.store.get_ca(ca_id)
+            if record is None:
+                raise NotFound(f"unknown CA {ca_id}")
+            now = self._now()
+            if not force and not self.crl_due(record, now) and record.crl_der is not None:
+                return record.crl_der
+            entries = [
+                RevokedEntry(
+                    serial=serial_int(r.serial),
+                    revoked_at=r.revoked_at or now,
+                    reason=RevocationReason(r.revocation_reason or 0),
+                    invalidity_date=r.invalidity_date,
+                )
+                for r in await self.store.revoked_certificates(ca_id, include_expired=True)
+            ]
+            number = await self.store.next_crl_number(ca_id)
+            own = (await backend.chain())[0]
+            next_update = min(now + self.crl_policy.validity, own.not_valid_after_utc)
+            der = await backend.sign_crl(entries, number, now, next_update)
+            await self.store.update_ca(ca_id, crl_der=der, crl_this_update=now, crl_next_update=next_update)
+            log.info("CRL %d issued for CA %s with %d entries", number, ca_id, len(entries))
+            return der
+
+
+def _pkcs12(key: Any, issued: IssuedCertificate, password: bytes) -> bytes:
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(100_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password)
+    )
+    return pkcs12.serialize_key_and_certificates(
+        name=None, key=key, cert=issued.certificate, cas=list(issued.chain), encryption_algorithm=encryption,
+    )

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from . import bootstrap
 from .ca.backend import RevocationReason
@@ -36,7 +36,10 @@ def _require_init(args: argparse.Namespace) -> None:
         raise ConfigError(f"{args.data_dir} is not initialized; run 'gateway init' first")
 
 
-async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaitable[Any]]) -> Any:
+_T = TypeVar("_T")
+
+
+async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaitable[_T]]) -> _T:
     _require_init(args)
     gw = await Gateway.open(_config(args))
     try:
@@ -174,17 +177,16 @@ async def cmd_ca_import(args: argparse.Namespace) -> int:
 
 async def cmd_ca_crl(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
-        ca = await gw.cas.local(args.id)
+        ca = await gw.cas.backend(args.id)
         record = await gw.store.get_ca(ca.id)
-        from .store.records import utcnow
 
-        if not args.force and record is not None and not ca.crl_due(record, utcnow()):
+        if not args.force and record is not None and not gw.authority.crl_due(record, gw.clock()):
             print(
                 f"CRL for {ca.id} is current until {record.crl_next_update:%Y-%m-%dT%H:%M:%SZ} and not yet "
                 "in its overlap period; use --force to reissue now", file=sys.stderr,
             )
             return 0
-        der = await ca.crl(force=True)
+        der = await gw.authority.crl(ca.id, force=True)
         if args.out:
             Path(args.out).write_bytes(der)
         print(f"issued a new CRL for {ca.id}", file=sys.stderr)
@@ -324,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_cert_list)
 
-    from protocols import adapters
+    from gateway.composition import adapters
 
     for adapter in adapters():
         adapter.add_cli(sub, common)
@@ -363,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("text", "WARNING")
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args)) as runner:
-            return runner.run(args.fn(args))
+            # every sub-command sets fn to an ``async def cmd_*(args) -> int`` (here or in an adapter's add_cli)
+            command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.fn
+            return runner.run(command(args))
     except GatewayError as exc:
         print(f"gateway: error: {exc.detail}", file=sys.stderr)
         return 1

@@ -37,14 +37,17 @@ def default_data_dir() -> Path:
 def parse_duration(value: str, where: str) -> dt.timedelta:
     """ISO 8601 duration to timedelta; years and months count as 365 and 30 days."""
     try:
-        parsed = isodate.parse_duration(value)
+        parsed = isodate.parse_duration(value)  # untyped: a timedelta, or a Duration when years/months appear
     except (isodate.ISO8601Error, ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {value!r} is not an ISO 8601 duration") from exc
+    delta: dt.timedelta
     if isinstance(parsed, isodate.Duration):
-        parsed = dt.timedelta(days=int(parsed.years) * 365 + int(parsed.months) * 30) + parsed.tdelta
-    if parsed <= dt.timedelta(0):
+        delta = dt.timedelta(days=int(parsed.years) * 365 + int(parsed.months) * 30) + parsed.tdelta
+    else:
+        delta = parsed
+    if delta <= dt.timedelta(0):
         raise ConfigError(f"{where}: duration must be positive")
-    return parsed
+    return delta
 
 
 @dataclass

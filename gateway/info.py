@@ -10,8 +10,7 @@ from .store import Store
 
 
 async def gather_info(config: Config) -> dict[str, Any]:
-    from protocols import adapters
-    from protocols.base import PROTOCOL_NAMES
+    from .composition import adapters, protocol_names
 
     creds = read_dev_credentials(config)
     store = await Store.open(config.store_url)
@@ -21,7 +20,7 @@ async def gather_info(config: Config) -> dict[str, Any]:
     finally:
         await store.close()
     cas_dir = config.data_dir / "cas"
-    protocols: dict[str, list[dict[str, Any]]] = {name: [] for name in PROTOCOL_NAMES}
+    protocols: dict[str, list[dict[str, Any]]] = {name: [] for name in protocol_names()}
     for adapter in adapters():
         records = [c for c in configs if c.protocol == adapter.name]
         protocols[adapter.name] = adapter.describe(config, records, creds.get(adapter.name, {}))

@@ -7,6 +7,7 @@ and profile key policies all speak the same names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -32,6 +33,10 @@ KEY_ALGORITHMS: tuple[str, ...] = tuple(f"RSA-{n}" for n in RSA_SIZES) + tuple(
     f"EC-{c}" for c in EC_CURVES
 )
 """Canonical key algorithm names: ``RSA-2048`` .. ``RSA-4096``, ``EC-P256`` .. ``EC-P521``."""
+
+SignatureHash = Union[hashes.SHA256, hashes.SHA384, hashes.SHA512]
+"""The digests a CA signs with: named exactly, because cryptography's ``sign`` methods accept only the
+SHA-2/SHA-3 family, not any :class:`~hashes.HashAlgorithm`."""
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,11 @@ def generate_private_key(algorithm: str | KeyDescription) -> CertificateIssuerPr
     return ec.generate_private_key(EC_CURVES[str(desc.size)]())
 
 
-def signature_hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+def signature_hash_for(key: CertificateIssuerPrivateKeyTypes) -> SignatureHash | None:
     """The digest a CA signs with, matched to its key strength (None for EdDSA)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return {256: hashes.SHA256(), 384: hashes.SHA384()}.get(key.curve.key_size, hashes.SHA512())
+        by_size: dict[int, SignatureHash] = {256: hashes.SHA256(), 384: hashes.SHA384()}
+        return by_size.get(key.curve.key_size, hashes.SHA512())
     if isinstance(key, rsa.RSAPrivateKey):
         return hashes.SHA256() if key.key_size < 3072 else hashes.SHA384()
     return None

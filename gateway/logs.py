@@ -16,7 +16,7 @@ _SECRET_HINTS = ("password", "passphrase", "secret", "api_key", "hmac", "private
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, str | int | float | bool | None] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,

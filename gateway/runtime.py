@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .authority import Authority
+from .authority import Authority, CRLPolicy
 from .clock import Clock, system_clock
 from .ca.local import LocalCASettings
 from .ca.registry import CARegistry
@@ -29,8 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def load_all_profiles(config: Config) -> dict[str, Profile]:
-    """Packaged defaults, overridden and extended by the data directory's profiles."""
+    """Packaged defaults and the profiles adapters declare, overridden and extended by the
+    data directory's profiles."""
+    from .composition import declared_profiles
+
     profiles = load_profiles(default_profiles_dir())
+    profiles.update(declared_profiles())
     if config.profiles_dir.is_dir():
         profiles.update(load_profiles(config.profiles_dir))
     return profiles
@@ -58,7 +62,8 @@ class Gateway:
         return found
 
     @classmethod
-    async def open(cls, config: Config, *, store: Store | None = None) -> "Gateway":
+    async def open(cls, config: Config, *, store: Store | None = None,
+                   clock: Clock = system_clock) -> "Gateway":
         profiles = load_all_profiles(config)
         passphrase = config.ca_passphrase()
         store = store or await Store.open(config.store_url)
@@ -70,13 +75,18 @@ class Gateway:
             ocsp_url=config.ocsp_url,
             ca_issuers_url=config.ca_issuers_url,
         )
-        cas = CARegistry(store, profiles, settings)
+        cas = CARegistry(store, settings, profiles)
         await cas.load()
-        authority = Authority(store, cas, profiles)
+        from .composition import protocol_names
+
+        authority = Authority(
+            store, cas, profiles, protocol_names(),
+            CRLPolicy(settings.crl_validity, settings.crl_overlap), clock,
+        )
         ocsp = OCSPResponder(
             store, cas, config.duration("ocsp_response_validity"), config.duration("ocsp_signer_validity")
         )
-        return cls(config, store, profiles, cas, authority, ocsp)
+        return cls(config, store, profiles, cas, authority, ocsp, clock)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -99,8 +109,10 @@ class Gateway:
         count = 0
         await self.cas.load()
         for ca in self.cas.issuing():
+            if not ca.capabilities.crl:
+                continue
             try:
-                await ca.crl(force=force)
+                await self.authority.crl(ca.id, force=force)
                 count += 1
             except Exception:  # one CA's failure must not stop the others' CRLs
                 log.exception("CRL refresh failed for CA %s", ca.id)

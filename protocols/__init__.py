@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from .base import ProtocolAdapter
 
 KNOWN = ("acme", "scep", "est", "xcep", "mdm")
+"""The registry: protocol packages this gateway looks for, in order. Every list of
+protocols in the core derives from the packages found here (``gateway.composition``)."""
 
 
 @lru_cache(maxsize=1)

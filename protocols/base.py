@@ -1,33 +1,37 @@
 """What a protocol package gives the gateway: routes, dev bootstrap, info, CLI and admin hooks.
 
-Each protocol is a room with one door into the core: it receives the running
-:class:`gateway.runtime.Gateway` (through the app key ``gateway.web.keys.GATEWAY``)
-and talks to ``gateway.authority`` only. A package ``protocols/<name>/`` exposes a
-module-level ``ADAPTER`` implementing :class:`ProtocolAdapter`; it may ship its own
-tables with Alembic migrations in ``protocols/<name>/migrations/`` (a branch off the
-core's revision ``0001`` with ``branch_labels=("<name>",)``).
+Each protocol is a room with one door into the core: a :class:`gateway.door.Door`
+scoped to the protocol (``gateway.door.door(app_or_request, name)`` in handlers,
+``gateway.door.open_door`` in CLIs, the argument of :meth:`ProtocolAdapter.bootstrap`).
+Nothing else of the core is reachable (the import contracts in ``.ci/run``). A package
+``protocols/<name>/`` is listed in :data:`protocols.KNOWN` and exposes a module-level
+``ADAPTER`` implementing :class:`ProtocolAdapter`; it may ship its own tables with
+Alembic migrations in ``protocols/<name>/migrations/`` (a branch off the core's
+revision ``0001`` with ``branch_labels=("<name>",)``), and profiles it needs for
+certificates of its own (``profiles``: name to TOML text).
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.runtime import Gateway
-    from gateway.store.records import ProtocolConfigRecord
+    from gateway.door import Door, ProtocolConfigRecord
 
 
 class ProtocolAdapter(Protocol):
     name: str
+    profiles: Mapping[str, str]
+    """Profiles the protocol issues its own certificates under (e.g. SCEP's RA), as TOML."""
 
     def mount(self, app: web.Application, *, secure: bool) -> None:
         """Add this protocol's routes (or a sub-app) to the HTTPS (secure) or plain HTTP app."""
 
-    async def bootstrap(self, gateway: "Gateway", ca_id: str) -> dict[str, Any]:
+    async def bootstrap(self, door: "Door", ca_id: str) -> dict[str, Any]:
         """``gateway init``: create the dev protocol configuration(s) on ``ca_id``; return
         their plaintext dev credentials keyed by configuration id (stored 0600 for
         ``gateway info``; the store keeps only hashes)."""
@@ -46,5 +50,3 @@ class ProtocolAdapter(Protocol):
         """Add admin API routes under ``/admin/<name>/...`` (may add nothing)."""
 
 
-PROTOCOL_NAMES = ("acme", "scep", "est")
-"""Protocols listed in ``gateway info --json`` (an empty list until a package fills it)."""

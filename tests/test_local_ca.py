@@ -248,7 +248,7 @@ async def test_revoke_suspend_unsuspend_and_crl(core: Gateway, tmp_path: Path) -
     invalid_since = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     await core.authority.revoke(serial_hex(a.serial), RevocationReason.key_compromise, actor="t", invalidity_date=invalid_since)
     await core.authority.suspend(serial_hex(b.serial), actor="t")
-    crl = x509.load_der_x509_crl(await ca.crl())
+    crl = x509.load_der_x509_crl(await core.authority.crl(ca.id))
     assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
     entry_a = crl.get_revoked_certificate_by_serial_number(a.serial)
     entry_b = crl.get_revoked_certificate_by_serial_number(b.serial)
@@ -260,7 +260,7 @@ async def test_revoke_suspend_unsuspend_and_crl(core: Gateway, tmp_path: Path) -
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
     await core.authority.unsuspend(serial_hex(b.serial), actor="t")
-    crl2 = x509.load_der_x509_crl(await ca.crl())
+    crl2 = x509.load_der_x509_crl(await core.authority.crl(ca.id))
     assert crl2.get_revoked_certificate_by_serial_number(b.serial) is None
     assert crl2.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > number
 
@@ -271,16 +271,16 @@ async def test_revoke_suspend_unsuspend_and_crl(core: Gateway, tmp_path: Path) -
     with pytest.raises(errors.NotFound):
         await core.authority.revoke("abcdef", RevocationReason.superseded, actor="t")
     path = tmp_path / "ca.crl"
-    path.write_bytes(await ca.crl())
+    path.write_bytes(await core.authority.crl(ca.id))
     text = openssl("crl", "-inform", "DER", "-in", str(path), "-noout", "-text").stdout
     assert format(a.serial, "X")[:16] in text.replace(":", "").upper() and "Key Compromise" in text
 
 
 async def test_crl_is_cached_until_its_overlap_period(core: Gateway) -> None:
     ca = await core.cas.local("issuing")
-    first = await ca.crl()
-    assert await ca.crl() == first
-    forced = await ca.crl(force=True)
+    first = await core.authority.crl(ca.id)
+    assert await core.authority.crl(ca.id) == first
+    forced = await core.authority.crl(ca.id, force=True)
     assert forced != first
 
 
@@ -371,7 +371,7 @@ async def test_protocol_config_ids_are_validated(core: Gateway) -> None:
 
 async def test_scheduled_crl_refresh_reissues_only_when_due(core: Gateway) -> None:
     ca = await core.cas.local("issuing")
-    await ca.crl()
+    await core.authority.crl(ca.id)
     number = (await core.store.get_ca("issuing")).crl_number  # type: ignore[union-attr]
     await core.refresh_crls()
     assert (await core.store.get_ca("issuing")).crl_number == number  # type: ignore[union-attr]

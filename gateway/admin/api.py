@@ -89,7 +89,7 @@ def create_admin_app(gateway: Gateway) -> web.Application:
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
-    from protocols import adapters
+    from ..composition import adapters
 
     from ..door import DOORS
 

@@ -113,8 +113,7 @@ async def get_crl(request: web.Request) -> web.Response:
     force = q.flag("force")
     q.done()
     ca_id = request.match_info["id"]
-    ca = await request.app[GATEWAY].cas.local(ca_id)
-    der = await ca.crl(force=force)
+    der = await request.app[GATEWAY].authority.crl(ca_id, force=force)
     return web.Response(
         body=der, content_type="application/pkix-crl",
         headers={"Content-Disposition": f'attachment; filename="{ca_id}.crl"'},

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..authority import PROTOCOLS
+from ..composition import protocol_names
 from ..errors import BadRequest, NotFound
 from ..store.records import ProtocolConfigRecord
 from ..web.keys import GATEWAY
@@ -27,7 +27,7 @@ async def _config(request: web.Request) -> ProtocolConfigRecord:
 async def list_configs(request: web.Request) -> web.Response:
     q = QueryArgs(request)
     limit, offset = q.page()
-    protocol = q.text("protocol", choices=PROTOCOLS)
+    protocol = q.text("protocol", choices=protocol_names())
     q.done()
     records = await request.app[GATEWAY].store.list_protocol_configs(protocol)
     return web.json_response(page_in_memory([config_view(r) for r in records], limit, offset))
@@ -42,7 +42,7 @@ async def create_config(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     f = Fields(await read_json(request))
     config_id = f.required_text("id")
-    protocol = f.required_text("protocol", choices=PROTOCOLS)
+    protocol = f.required_text("protocol", choices=protocol_names())
     ca_id = f.required_text("ca")
     profiles = f.text_list("profiles", required=True)
     default_profile = f.text("default_profile")
@@ -120,7 +120,7 @@ async def delete_config(request: web.Request) -> web.Response:
 ROUTES = (
     Route("GET", "/protocol-configs", list_configs, "listProtocolConfigs", "List protocol configurations",
           "Protocol configurations", (Reply(200, "Configurations by id", "ProtocolConfigList"),),
-          query=(*PAGE, Query("protocol", {"type": "string", "enum": list(PROTOCOLS)},
+          query=(*PAGE, Query("protocol", {"type": "string", "enum": list(protocol_names())},
                               "Only configurations of this protocol."))),
     Route("GET", "/protocol-configs/{id}", get_config, "getProtocolConfig", "One protocol configuration",
           "Protocol configurations", (Reply(200, "The configuration", "ProtocolConfig"),), errors=(404,)),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from ..authority import ENTITY_STATES, PROTOCOLS
+from ..authority import ENTITY_STATES
+from ..composition import protocol_names
 from ..keys import KEY_ALGORITHMS
 from .spec import JSON, Route
 
@@ -142,7 +143,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "ProtocolConfig": object_schema(
         {
-            "id": S, "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
+            "id": S, "protocol": {"type": "string", "enum": list(protocol_names())}, "ca": S,
             "profiles": {"type": "array", "items": S}, "default_profile": S,
             "settings": {"type": "object"},
             "credentials": {"type": "array", "items": S, "description": "Names of stored credentials only."},
@@ -153,7 +154,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ProtocolConfigCreate": object_schema(
         {
             "id": {"type": "string", "pattern": "^[a-z0-9_-]{2,18}$"},
-            "protocol": {"type": "string", "enum": list(PROTOCOLS)}, "ca": S,
+            "protocol": {"type": "string", "enum": list(protocol_names())}, "ca": S,
             "profiles": {"type": "array", "items": S, "minItems": 1},
             "default_profile": S,
             "settings": {"type": "object", "description": 'e.g. {"approval": "manual"}'},

@@ -1,10 +1,11 @@
-"""The CA backend interface: the seam every protocol ultimately issues through.
+"""The CA backend interface, and the values that cross the core's door.
 
 A backend is one issuing CA. The local CA (:mod:`gateway.ca.local`) is the default
-implementation; a connector to another CA (AD CS, EJBCA, a cloud CA) implements the
-same interface. Protocols never call a backend directly: they go through
-:class:`gateway.authority.Authority`, which applies protocol configuration,
-end-entity state and audit events around these calls.
+kind; a connector to another CA (AD CS, EJBCA, an ACME CA) or a key in an HSM is
+another kind behind the same interface (:mod:`gateway.ca.kinds`). Protocols never
+call a backend: they go through their door to :class:`gateway.authority.Authority`,
+which applies protocol configuration, end-entity state, persistence and audit
+around these calls.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+
+from ..profiles.model import Profile
 
 
 class RevocationReason(enum.IntEnum):
@@ -158,64 +165,118 @@ class CertificateStatus:
         return self.not_after < dt.datetime.now(dt.timezone.utc)
 
 
+@dataclass(frozen=True)
+class SignRequest:
+    """What the core asks a CA to sign: a checked public key under a profile.
+
+    The Authority has already applied the protocol configuration, the end entity's
+    state and proof of possession; a backend only turns this into a certificate.
+    ``csr`` is None for keys the gateway generated itself (server keygen, RA keys).
+    """
+
+    profile: Profile
+    public_key: CertificatePublicKeyTypes
+    csr: x509.CertificateSigningRequest | None
+    overrides: IssueOverrides = IssueOverrides()
+    entity_id: str | None = None
+    protocol_config: str | None = None
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A certificate the CA signed. Not yet stored: the Authority records it."""
+
+    certificate: x509.Certificate
+
+
+@dataclass(frozen=True)
+class PendingUpstream:
+    """The CA took the request but has not decided yet (an upstream CA's own approval
+    queue): the Authority keeps ``handle`` and polls :meth:`CABackend.poll` later."""
+
+    handle: str
+    retry_after: int = 60
+
+
+SignResult = Signed | PendingUpstream
+
+
+@dataclass(frozen=True)
+class RevokedEntry:
+    """One revoked certificate, for a CRL."""
+
+    serial: int
+    revoked_at: dt.datetime
+    reason: RevocationReason
+    invalidity_date: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond signing; the core consults these before asking.
+
+    ``crl``: it signs CRLs (the core gathers the entries, numbers and stores them).
+    ``ocsp``: it provides a delegated OCSP signing identity.
+    ``hold``: a hold (certificateHold) can be released again at this CA.
+    """
+
+    crl: bool = False
+    ocsp: bool = False
+    hold: bool = False
+
+
 class CABackend(abc.ABC):
-    """One issuing CA. Every method is async so connectors can talk to remote CAs."""
+    """One issuing CA: it signs, revokes, and returns its chain. Nothing else.
+
+    Persistence, the approval queue, end entities and the audit trail belong to the
+    Authority, which owns the transaction around each call. A backend kind (the local
+    CA, an upstream ACME/EST/AD CS connector, an HSM-held key) is registered in
+    :mod:`gateway.ca.kinds` and needs no change anywhere else in the core.
+    """
 
     id: str
+    capabilities: Capabilities = Capabilities()
 
     @abc.abstractmethod
-    async def issue(self, request: IssueRequest) -> IssuedCertificate:
-        """Check proof of possession and policy, sign, commit, then return."""
+    async def sign(self, request: SignRequest) -> SignResult:
+        """Sign (each call with a fresh serial), or hand back a handle to poll."""
+
+    async def check(self, request: SignRequest) -> None:
+        """Refuse now what :meth:`sign` would refuse (requests held for approval); a
+        backend that cannot tell in advance accepts."""
+
+    async def poll(self, handle: str) -> SignResult:
+        """Where a request this CA holds stands (backends that answer PendingUpstream)."""
+        from ..errors import Unavailable
+
+        raise Unavailable(f"CA {self.id} does not hold requests")
 
     @abc.abstractmethod
-    async def generate_and_issue(self, request: KeygenRequest) -> GeneratedKeyCertificate:
-        """Generate a key pair server-side and issue for it."""
+    async def revoke(self, serial: int, reason: RevocationReason,
+                     invalidity_date: dt.datetime | None = None) -> None:
+        """Tell the CA a certificate is revoked (``certificate_hold``: put on hold)."""
 
-    @abc.abstractmethod
-    async def submit_pending(self, request: IssueRequest) -> PendingRequest:
-        """Validate the request now and hold it for operator approval."""
+    async def release_hold(self, serial: int) -> None:
+        """Release a hold (only asked when ``capabilities.hold``)."""
+        from ..errors import Unavailable
 
-    @abc.abstractmethod
-    async def pending_status(self, request_id: str) -> PendingRequest:
-        """Where a held request stands (the certificate's serial once issued)."""
-
-    @abc.abstractmethod
-    async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
-        """Approve a held request and issue it."""
-
-    @abc.abstractmethod
-    async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
-        """Reject a held request; it can never be issued afterwards."""
-
-    @abc.abstractmethod
-    async def revoke(
-        self,
-        serial: int,
-        reason: RevocationReason,
-        invalidity_date: dt.datetime | None = None,
-    ) -> CertificateStatus:
-        """Revoke for good (``certificate_hold`` suspends instead, see :meth:`suspend`)."""
-
-    @abc.abstractmethod
-    async def suspend(self, serial: int) -> CertificateStatus:
-        """Put on hold (revoked with reason certificateHold)."""
-
-    @abc.abstractmethod
-    async def unsuspend(self, serial: int) -> CertificateStatus:
-        """Release a hold; the certificate is valid again and leaves the next CRL."""
-
-    @abc.abstractmethod
-    async def status(self, serial: int) -> CertificateStatus:
-        """Current status of a certificate this CA issued (NotFound otherwise)."""
+        raise Unavailable(f"CA {self.id} cannot release a hold")
 
     @abc.abstractmethod
     async def chain(self) -> tuple[x509.Certificate, ...]:
         """This CA's certificate first, then its issuers up to the root."""
 
-    @abc.abstractmethod
-    async def crl(self, force: bool = False) -> bytes:
-        """The current full CRL (DER); regenerated when due, or now when forced."""
+    async def sign_crl(self, entries: list[RevokedEntry], number: int,
+                       this_update: dt.datetime, next_update: dt.datetime) -> bytes:
+        """A full CRL (DER) over ``entries`` (only asked when ``capabilities.crl``)."""
+        from ..errors import Unavailable
 
-    def capabilities(self) -> dict[str, Any]:
-        """Optional features (server keygen, pending, suspend, crl) a backend offers."""
-        return {"keygen": True, "pending": True, "suspend": True, "crl": True}
+        raise Unavailable(f"CA {self.id} does not sign CRLs")
+
+    async def ocsp_signer(
+        self, validity: dt.timedelta,
+    ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+        """A delegated OCSP signing certificate and key (only when ``capabilities.ocsp``)."""
+        from ..errors import Unavailable
+
+        raise Unavailable(f"CA {self.id} has no OCSP signer")

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from ..errors import BadCSR, BadKey, BadRequest, BadSignature, GatewayError, PolicyViolation, Unavailable
 from ..keys import KeyDescription, check_key_strength, signature_hash_for
@@ -201,13 +201,13 @@ def build_certificate(
     if ids.aia_ocsp and issuer.ocsp_url:
         access.append(
             x509.AccessDescription(
-                x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(issuer.ocsp_url)
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(issuer.ocsp_url)
             )
         )
     if ids.aia_ca_issuers and issuer.ca_issuers_url:
         access.append(
             x509.AccessDescription(
-                x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                AuthorityInformationAccessOID.CA_ISSUERS,
                 x509.UniformResourceIdentifier(issuer.ca_issuers_url),
             )
         )
@@ -355,15 +355,15 @@ def _builtin_variables(source: x509.Name, sans: list[x509.GeneralName]) -> dict[
         found["cn"] = found["csr.cn"]
     email = _first([n.value for n in sans if isinstance(n, x509.RFC822Name)])
     email = email or found.get("csr.emailaddress")
-    for key, value in (
+    for key, san_value in (
         ("csr.email", email),
         ("csr.dns", _first([n.value for n in sans if isinstance(n, x509.DNSName)])),
         ("csr.ip", _first([str(n.value) for n in sans if isinstance(n, x509.IPAddress)])),
         ("csr.uri", _first([n.value for n in sans if isinstance(n, x509.UniformResourceIdentifier)])),
         ("csr.upn", _first([u for u in (_upn(n) for n in sans) if u])),
     ):
-        if value:
-            found[key] = value
+        if san_value:
+            found[key] = san_value
     return found
 
 

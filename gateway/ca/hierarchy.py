@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Mapping
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from .. import keys
-from ..errors import BadRequest, Conflict, NotFound, PolicyViolation
+from ..errors import BadRequest, Conflict, NotFound, PolicyViolation, Unavailable
+from ..profiles.model import Profile
 from ..status.ocsp import build_ocsp_signing_certificate
 from ..store import SerialCollision, Store
 from ..store.records import CARecord, utcnow
-from .backend import IssueOverrides
+from .backend import IssueOverrides, Signed, SignRequest
 from .builder import rfc7093_key_identifier
 from .local import LocalCA, certificate_record
 from .pem import cert_to_pem, certs_to_pem, load_certificate, load_certificates
@@ -85,9 +88,10 @@ def self_signed_root(
 class CAHierarchy:
     """Creates and imports CAs; the registry turns active records into backends."""
 
-    def __init__(self, store: Store, passphrase: bytes) -> None:
+    def __init__(self, store: Store, passphrase: bytes, profiles: Mapping[str, Profile]) -> None:
         self._store = store
         self._passphrase = passphrase
+        self._profiles = profiles
 
     async def _new_record_id(self, ca_id: str) -> None:
         check_ca_id(ca_id)
@@ -108,7 +112,7 @@ class CAHierarchy:
             id=ca_id, name=name, kind="root", state="active", parent_id=None,
             certificate_pem=cert_to_pem(cert), chain_pem="",
             key_pem_encrypted=self._encrypt(key),
-            key_algorithm=keys.describe_public_key(key.public_key()).name,  # type: ignore[arg-type]
+            key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
         await self._store.insert_ca(rec)
         return rec
@@ -120,19 +124,38 @@ class CAHierarchy:
         """An issuing CA signed by a local parent under the ``sub-ca`` profile."""
         await self._new_record_id(ca_id)
         key = keys.generate_private_key(key_algorithm)
-        issued = await parent.sign_public_key(
-            SUB_CA_PROFILE, key.public_key(),
-            IssueOverrides(subject=ca_subject(name, organization), validity=validity),
-        )
+        profile = self._profiles.get(SUB_CA_PROFILE)
+        if profile is None:
+            raise NotFound(f"unknown certificate profile {SUB_CA_PROFILE!r}")
+        request = SignRequest(profile=profile, public_key=key.public_key(), csr=None,
+                              overrides=IssueOverrides(subject=ca_subject(name, organization), validity=validity))
+        cert = await self._record_signed(parent, request, SUB_CA_PROFILE)
         chain = await parent.chain()
         rec = CARecord(
             id=ca_id, name=name, kind="intermediate", state="active", parent_id=parent.id,
-            certificate_pem=cert_to_pem(issued.certificate), chain_pem=certs_to_pem(chain),
+            certificate_pem=cert_to_pem(cert), chain_pem=certs_to_pem(chain),
             key_pem_encrypted=self._encrypt(key),
-            key_algorithm=keys.describe_public_key(key.public_key()).name,  # type: ignore[arg-type]
+            key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
         await self._store.insert_ca(rec)
         return rec
+
+    async def _record_signed(self, parent: LocalCA, request: SignRequest, profile: str) -> x509.Certificate:
+        """A CA certificate signed by a local parent, recorded like any issuance (a
+        serial collision signs again)."""
+        for _ in range(5):
+            signed = await parent.sign(request)
+            assert isinstance(signed, Signed)  # a local CA signs at once
+            try:
+                async with self._store.transaction() as tx:
+                    await tx.insert_certificate(certificate_record(
+                        signed.certificate, ca_id=parent.id, profile=profile, entity_id=None,
+                        protocol_config=None, request_id=None,
+                    ))
+            except SerialCollision:
+                continue
+            return signed.certificate
+        raise Unavailable("could not allocate a unique serial number")
 
     async def create_external_csr(
         self, ca_id: str, name: str, key_algorithm: str = "EC-P384", organization: str | None = None,
@@ -151,7 +174,7 @@ class CAHierarchy:
             id=ca_id, name=name, kind="external_signed", state="awaiting_certificate",
             parent_id=None, certificate_pem=None, chain_pem="",
             key_pem_encrypted=self._encrypt(key), csr_pem=pem.decode(),
-            key_algorithm=keys.describe_public_key(key.public_key()).name,  # type: ignore[arg-type]
+            key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
         await self._store.insert_ca(rec)
         return rec, pem
@@ -203,12 +226,12 @@ class CAHierarchy:
             raise PolicyViolation("an imported root must be self-issued")
         try:
             cert.verify_directly_issued_by(cert)
-        except (ValueError, TypeError, x509.InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise PolicyViolation("the root's self-signature does not verify") from exc
         rec = CARecord(
             id=ca_id, name=name, kind="external_root", state="active", parent_id=None,
             certificate_pem=cert_to_pem(cert), chain_pem="", key_pem_encrypted=None,
-            key_algorithm=keys.describe_public_key(cert.public_key()).name,  # type: ignore[arg-type]
+            key_algorithm=keys.describe_public_key(cert.public_key()).name,
         )
         await self._store.insert_ca(rec)
         return rec
@@ -258,7 +281,7 @@ def verify_chain(cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
     for issuer in chain:
         try:
             current.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, x509.InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise PolicyViolation(
                 f"{current.subject.rfc4514_string()} is not signed by {issuer.subject.rfc4514_string()}"
             ) from exc

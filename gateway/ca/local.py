@@ -1,9 +1,8 @@
-"""The local CA backend: keys held by the gateway (encrypted at rest), signing in process.
+"""The local CA backend: a key the gateway holds (encrypted at rest), signing in process.
 
-Issuance order matters: build and sign with a fresh random serial, then insert the
-record; only a committed record is returned. A serial collision (astronomically
-unlikely, but enforced by a UNIQUE constraint) re-signs with a new serial, so no
-serial is ever reused and no half record is left if the process dies in between.
+It only signs: certificates (each with a fresh random serial; the Authority stores
+the record and asks again on the rare serial collision), CRLs over the entries the
+core gathers, and its delegated OCSP signer. Nothing here writes issuance records.
 """
 
 from __future__ import annotations
@@ -12,47 +11,38 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .. import keys
-from ..metrics import CERTIFICATES_ISSUED
-from ..errors import BadRequest, Conflict, NotFound, PolicyViolation, Unavailable
-from ..profiles.model import Profile
-from ..status.crl import RevokedEntry, build_crl
-from ..store import SerialCollision, Store
-from ..store.store import Tx
-from ..store.records import CARecord, CertificateRecord, RequestRecord, serial_hex, serial_int, utcnow
+from ..errors import Unavailable
+from ..status.crl import build_crl
+from ..store.records import CARecord, CertificateRecord, serial_hex, serial_int
 from .backend import (
     CABackend,
+    Capabilities,
     CertificateStatus,
     CertState,
-    GeneratedKeyCertificate,
-    IssuedCertificate,
-    IssueOverrides,
-    IssueRequest,
-    KeygenRequest,
-    PendingRequest,
     RevocationReason,
+    RevokedEntry,
+    Signed,
+    SignRequest,
+    SignResult,
 )
-from .builder import IssuerContext, build_certificate, check_proof_of_possession, load_csr
-from .overrides import describe_name, overrides_from_json, overrides_to_json
-from .pem import cert_to_pem, load_certificate, load_certificates
+from .builder import IssuerContext, build_certificate
+from .overrides import describe_name
+from .pem import load_certificate, load_certificates
 from .serials import new_serial
 
+if TYPE_CHECKING:
+    from .hierarchy import CAHierarchy
+
 log = logging.getLogger(__name__)
-
-MAX_SERIAL_ATTEMPTS = 5
-
-# Work that must commit in the certificate's own transaction (audit event, protocol state).
-InTransaction = Callable[[Tx, x509.Certificate], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ def certificate_record(
         not_after=cert.not_valid_after_utc,
         der=der,
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
-        key_algorithm=keys.describe_public_key(cert.public_key()).name,  # type: ignore[arg-type]
+        key_algorithm=keys.describe_public_key(cert.public_key()).name,
         entity_id=entity_id,
         protocol_config=protocol_config,
         request_id=request_id,
@@ -118,31 +108,27 @@ def status_from_record(rec: CertificateRecord) -> CertificateStatus:
 class LocalCA(CABackend):
     """An issuing CA whose key the gateway holds."""
 
-    def __init__(
-        self,
-        record: CARecord,
-        store: Store,
-        profiles: Mapping[str, Profile],
-        settings: LocalCASettings,
-    ) -> None:
+    kind = "local"
+    capabilities = Capabilities(crl=True, ocsp=True, hold=True)
+
+    def __init__(self, record: CARecord, settings: LocalCASettings,
+                 hierarchy: "CAHierarchy | None" = None) -> None:
         if record.certificate_pem is None or record.key_pem_encrypted is None:
             raise Unavailable(f"CA {record.id} cannot issue: no certificate or key yet")
         self.id = record.id
         self.record = record
-        self._store = store
-        self._profiles = profiles
         self._settings = settings
+        self._hierarchy = hierarchy
         self.certificate = load_certificate(record.certificate_pem)
         self._key: CertificateIssuerPrivateKeyTypes = keys.decrypt_private_key(
             record.key_pem_encrypted.encode(), settings.passphrase
         )
         self._issuers = tuple(load_certificates(record.chain_pem))
-        self._crl_lock = asyncio.Lock()
 
     # --- helpers ------------------------------------------------------------
     @property
     def private_key(self) -> CertificateIssuerPrivateKeyTypes:
-        """For the status services (CRL/OCSP signer issuance) inside the core only."""
+        """For the CA tooling (sub-CA and OCSP signer issuance) inside the core only."""
         return self._key
 
     @property
@@ -165,270 +151,54 @@ class LocalCA(CABackend):
             ca_issuers_url=self._settings.ca_issuers_url(self.id),
         )
 
-    def profile(self, name: str) -> Profile:
-        try:
-            return self._profiles[name]
-        except KeyError:
-            raise NotFound(f"unknown certificate profile {name!r}") from None
-
-    def _build(
-        self, profile: Profile, public_key: object, csr: x509.CertificateSigningRequest | None,
-        overrides: IssueOverrides, serial: int,
-    ) -> x509.Certificate:
+    def _build(self, request: SignRequest, serial: int) -> x509.Certificate:
         return build_certificate(
-            profile=profile,
+            profile=request.profile,
             issuer=self.issuer_context(),
             serial=serial,
-            public_key=public_key,
-            csr=csr,
-            overrides=overrides,
+            public_key=request.public_key,
+            csr=request.csr,
+            overrides=request.overrides,
         )
-
-    async def _sign_and_commit(
-        self,
-        profile: Profile,
-        public_key: object,
-        csr: x509.CertificateSigningRequest | None,
-        overrides: IssueOverrides,
-        *,
-        entity_id: str | None,
-        protocol_config: str | None,
-        request_id: str | None,
-        approve_request: str | None = None,
-        within: InTransaction | None = None,
-    ) -> IssuedCertificate:
-        for _ in range(MAX_SERIAL_ATTEMPTS):
-            if self._slow_signer:  # OpenSSL releases the GIL: the signature runs on another core
-                cert = await asyncio.to_thread(self._build, profile, public_key, csr, overrides, new_serial())
-            else:
-                cert = self._build(profile, public_key, csr, overrides, new_serial())
-            rec = certificate_record(
-                cert, ca_id=self.id, profile=profile.name, entity_id=entity_id,
-                protocol_config=protocol_config, request_id=request_id,
-            )
-            try:
-                async with self._store.transaction() as tx:
-                    await tx.insert_certificate(rec)
-                    if approve_request is not None:
-                        ok = await tx.update_request(
-                            approve_request, expect="approved", status="issued", serial=rec.serial
-                        )
-                        if not ok:
-                            raise Conflict(f"request {approve_request} is no longer approved")
-                    if within is not None:
-                        await within(tx, cert)
-            except SerialCollision:
-                log.warning("serial collision on CA %s; re-signing with a new serial", self.id)
-                continue
-            CERTIFICATES_ISSUED.labels(ca=self.id).inc()
-            log.info("issued serial=%s ca=%s profile=%s", rec.serial, self.id, profile.name)
-            return IssuedCertificate(self.id, cert.serial_number, cert, await self.chain())
-        raise Unavailable("could not allocate a unique serial number")
 
     # --- CABackend ----------------------------------------------------------
-    async def issue(self, request: IssueRequest, *, within: InTransaction | None = None) -> IssuedCertificate:
-        """``within`` runs inside the transaction that stores the certificate (its
-        audit event, the protocol's own state), so they commit together or not at all."""
-        profile = self.profile(request.profile)
-        check_proof_of_possession(request.csr)
-        return await self._sign_and_commit(
-            profile, request.csr.public_key(), request.csr, request.overrides,
-            entity_id=request.entity_id, protocol_config=request.protocol_config,
-            request_id=request.request_id, within=within,
-        )
+    async def sign(self, request: SignRequest) -> SignResult:
+        if self._slow_signer:  # OpenSSL releases the GIL: the signature runs on another core
+            cert = await asyncio.to_thread(self._build, request, new_serial())
+        else:
+            cert = self._build(request, new_serial())
+        return Signed(cert)
 
-    async def sign_public_key(
-        self, profile: str, public_key: object, overrides: IssueOverrides,
-        *, entity_id: str | None = None, protocol_config: str | None = None,
-    ) -> IssuedCertificate:
-        """Issue for a key the gateway itself generated (subordinate CAs, server keygen)."""
-        return await self._sign_and_commit(
-            self.profile(profile), public_key, None, overrides,
-            entity_id=entity_id, protocol_config=protocol_config, request_id=None,
-        )
+    async def check(self, request: SignRequest) -> None:
+        """A dry run: policy errors surface when a request is held, not when approved."""
+        self._build(request, new_serial())
 
-    async def generate_and_issue(self, request: KeygenRequest) -> GeneratedKeyCertificate:
-        profile = self.profile(request.profile)
-        desc = keys.parse_algorithm(request.key_algorithm)
-        if desc.name not in profile.key_policy.allowed:
-            raise PolicyViolation(f"key algorithm {desc.name} is not allowed by profile {profile.name}")
-        key = keys.generate_private_key(desc)
-        base = request.overrides
-        overrides = IssueOverrides(
-            subject=request.subject,
-            sans=request.sans or base.sans,
-            not_before=base.not_before,
-            not_after=base.not_after,
-            validity=base.validity,
-            extensions=base.extensions,
-            variables=base.variables,
-        )
-        issued = await self.sign_public_key(
-            profile.name, key.public_key(), overrides,
-            entity_id=request.entity_id, protocol_config=request.protocol_config,
-        )
-        p12 = None
-        if request.pkcs12_password:
-            encryption = (
-                serialization.PrivateFormat.PKCS12.encryption_builder()
-                .kdf_rounds(100_000)
-                .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-                .hmac_hash(keys.hashes.SHA256())
-                .build(request.pkcs12_password)
-            )
-            p12 = pkcs12.serialize_key_and_certificates(
-                name=None, key=key, cert=issued.certificate,  # type: ignore[arg-type]
-                cas=list(issued.chain), encryption_algorithm=encryption,
-            )
-        return GeneratedKeyCertificate(issued=issued, private_key=key, pkcs12=p12)
+    async def revoke(self, serial: int, reason: RevocationReason,
+                     invalidity_date: dt.datetime | None = None) -> None:
+        """Nothing to tell: this CA publishes what the core's records say (CRL, OCSP)."""
 
-    async def submit_pending(self, request: IssueRequest) -> PendingRequest:
-        profile = self.profile(request.profile)
-        check_proof_of_possession(request.csr)
-        # Dry run: policy errors surface now, not when an operator approves.
-        self._build(profile, request.csr.public_key(), request.csr, request.overrides, new_serial())
-        rec = RequestRecord(
-            id=request.request_id or uuid.uuid4().hex,
-            ca_id=self.id,
-            profile=profile.name,
-            csr_pem=request.csr.public_bytes(serialization.Encoding.PEM).decode(),
-            overrides=overrides_to_json(request.overrides),
-            entity_id=request.entity_id,
-            protocol_config=request.protocol_config,
-        )
-        await self._store.insert_request(rec)
-        return PendingRequest(rec.id, self.id, "pending")
-
-    async def _request(self, request_id: str) -> RequestRecord:
-        rec = await self._store.get_request(request_id)
-        if rec is None or rec.ca_id != self.id:
-            raise NotFound(f"no pending request {request_id}")
-        return rec
-
-    async def pending_status(self, request_id: str) -> PendingRequest:
-        rec = await self._request(request_id)
-        return PendingRequest(
-            rec.id, rec.ca_id, rec.status,
-            serial=serial_int(rec.serial) if rec.serial else None, reason=rec.reason,
-        )
-
-    async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
-        rec = await self._request(request_id)
-        if not await self._store.update_request(
-            request_id, expect="pending", status="approved", decided_by=operator, decided_at=utcnow()
-        ):
-            raise Conflict(f"request {request_id} is {rec.status}, not pending")
-        csr = load_csr(rec.csr_pem.encode())
-        try:
-            return await self._sign_and_commit(
-                self.profile(rec.profile), csr.public_key(), csr, overrides_from_json(rec.overrides),
-                entity_id=rec.entity_id, protocol_config=rec.protocol_config,
-                request_id=rec.id, approve_request=rec.id,
-            )
-        except Exception:
-            # Signing failed (e.g. the CA expired meanwhile): hand the request back to the queue.
-            await self._store.update_request(request_id, expect="approved", status="pending")
-            raise
-
-    async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
-        rec = await self._request(request_id)
-        if not await self._store.update_request(
-            request_id, expect="pending", status="rejected", decided_by=operator,
-            decided_at=utcnow(), reason=reason,
-        ):
-            raise Conflict(f"request {request_id} is {rec.status}, not pending")
-        return PendingRequest(rec.id, self.id, "rejected", reason=reason)
-
-    async def _certificate(self, serial: int) -> CertificateRecord:
-        rec = await self._store.get_certificate(serial_hex(serial))
-        if rec is None or rec.ca_id != self.id:
-            raise NotFound(f"no certificate with serial {serial_hex(serial)} from CA {self.id}")
-        return rec
-
-    async def _transition(
-        self, serial: int, *, expect: set[str], status: str, reason: RevocationReason | None,
-        invalidity_date: dt.datetime | None, verb: str,
-    ) -> CertificateStatus:
-        rec = await self._certificate(serial)
-        updated = await self._store.update_certificate_status(
-            rec.serial, expect=expect, status=status,
-            reason=int(reason) if reason is not None else None,
-            revoked_at=utcnow() if status != "valid" else None,
-            invalidity_date=invalidity_date,
-        )
-        if updated is None:
-            raise Conflict(f"certificate {rec.serial} is {rec.status}; cannot {verb}")
-        await self.crl(force=True)  # CRLs are regenerated on every status change
-        return status_from_record(updated)
-
-    async def revoke(
-        self, serial: int, reason: RevocationReason, invalidity_date: dt.datetime | None = None
-    ) -> CertificateStatus:
-        if reason == RevocationReason.certificate_hold:
-            return await self.suspend(serial)
-        if reason == RevocationReason.remove_from_crl:
-            raise BadRequest("removeFromCRL is not a revocation reason; unsuspend instead")
-        if invalidity_date is not None and invalidity_date > utcnow() + dt.timedelta(minutes=5):
-            raise BadRequest("invalidity date lies in the future")
-        return await self._transition(
-            serial, expect={"valid", "hold"}, status="revoked", reason=reason,
-            invalidity_date=invalidity_date, verb="revoke",
-        )
-
-    async def suspend(self, serial: int) -> CertificateStatus:
-        return await self._transition(
-            serial, expect={"valid"}, status="hold", reason=RevocationReason.certificate_hold,
-            invalidity_date=None, verb="suspend",
-        )
-
-    async def unsuspend(self, serial: int) -> CertificateStatus:
-        return await self._transition(
-            serial, expect={"hold"}, status="valid", reason=None, invalidity_date=None, verb="unsuspend",
-        )
-
-    async def status(self, serial: int) -> CertificateStatus:
-        return status_from_record(await self._certificate(serial))
+    async def release_hold(self, serial: int) -> None:
+        """As :meth:`revoke`: the next CRL leaves the certificate out."""
 
     async def chain(self) -> tuple[x509.Certificate, ...]:
         return (self.certificate, *self._issuers)
 
-    # --- CRL -------------------------------------------------------------------
-    def crl_due(self, record: CARecord, now: dt.datetime) -> bool:
-        if record.crl_der is None or record.crl_next_update is None:
-            return True
-        return record.crl_next_update - now <= self._settings.crl_overlap
+    async def sign_crl(self, entries: list[RevokedEntry], number: int,
+                       this_update: dt.datetime, next_update: dt.datetime) -> bytes:
+        return build_crl(
+            issuer_cert=self.certificate,
+            issuer_key=self._key,
+            entries=entries,
+            crl_number=number,
+            this_update=this_update,
+            next_update=next_update,
+            # Expired certificates are never dropped from this CA's CRL.
+            expired_certs_on_crl=self.certificate.not_valid_before_utc,
+        )
 
-    async def crl(self, force: bool = False) -> bytes:
-        async with self._crl_lock:
-            record = await self._store.get_ca(self.id)
-            if record is None:
-                raise NotFound(f"unknown CA {self.id}")
-            now = utcnow()
-            if not force and not self.crl_due(record, now) and record.crl_der is not None:
-                return record.crl_der
-            entries = [
-                RevokedEntry(
-                    serial=serial_int(r.serial),
-                    revoked_at=r.revoked_at or now,
-                    reason=RevocationReason(r.revocation_reason or 0),
-                    invalidity_date=r.invalidity_date,
-                )
-                for r in await self._store.revoked_certificates(self.id, include_expired=True)
-            ]
-            number = await self._store.next_crl_number(self.id)
-            next_update = min(now + self._settings.crl_validity, self.certificate.not_valid_after_utc)
-            der = build_crl(
-                issuer_cert=self.certificate,
-                issuer_key=self._key,
-                entries=entries,
-                crl_number=number,
-                this_update=now,
-                next_update=next_update,
-                # Expired certificates are never dropped from this CA's CRL.
-                expired_certs_on_crl=self.certificate.not_valid_before_utc,
-            )
-            await self._store.update_ca(
-                self.id, crl_der=der, crl_this_update=now, crl_next_update=next_update
-            )
-            log.info("CRL %d issued for CA %s with %d entries", number, self.id, len(entries))
-            return der
+    async def ocsp_signer(
+        self, validity: dt.timedelta,
+    ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+        if self._hierarchy is None:
+            raise Unavailable(f"CA {self.id} has no OCSP signer")
+        return await self._hierarchy.ensure_ocsp_signer(self, validity)

@@ -1,47 +1,67 @@
-"""All CAs of one gateway, by id: the active local CAs become backends.
+"""All CAs of one gateway, by id: each active CA that can sign becomes a backend.
 
-Replicas sharing a database see CAs created elsewhere: an unknown id triggers one
-reload from the store before it is reported missing.
+Which backend signs for a CA comes from its record (``backend``: a kind from
+:mod:`gateway.ca.kinds`; ``local`` by default). Replicas sharing a database see CAs
+created elsewhere: an unknown id triggers one reload from the store before it is
+reported missing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping
+import uuid
+from typing import Any, Mapping
 
 from cryptography import x509
 
-from ..errors import NotFound, Unavailable
+from .. import keys
+from ..errors import BadRequest, Conflict, NotFound, Unavailable
 from ..profiles.model import Profile
 from ..store import Store
 from ..store.records import CARecord
 from .backend import CABackend
 from .hierarchy import CAHierarchy
+from .kinds import KINDS, BackendContext, BackendKinds
 from .local import LocalCA, LocalCASettings
-from .pem import load_certificate
+from .pem import cert_to_pem, certs_to_pem, load_certificate
+
+
+def _can_sign(rec: CARecord) -> bool:
+    if rec.state != "active" or not rec.certificate_pem:
+        return False
+    return rec.backend != "local" or rec.key_pem_encrypted is not None
 
 
 class CARegistry:
-    def __init__(self, store: Store, profiles: Mapping[str, Profile], settings: LocalCASettings) -> None:
+    def __init__(self, store: Store, settings: LocalCASettings, profiles: Mapping[str, Profile],
+                 kinds: BackendKinds = KINDS) -> None:
         self._store = store
-        self._profiles = profiles
         self._settings = settings
-        self._backends: dict[str, LocalCA] = {}
+        self._kinds = kinds
+        self._backends: dict[str, CABackend] = {}
         self._records: dict[str, CARecord] = {}
         self._lock = asyncio.Lock()
-        self.hierarchy = CAHierarchy(store, settings.passphrase)
+        self.hierarchy = CAHierarchy(store, settings.passphrase, profiles)
+        self._context = BackendContext(settings, self.hierarchy)
 
     async def load(self) -> None:
         async with self._lock:
             records = {r.id: r for r in await self._store.list_cas()}
-            backends: dict[str, LocalCA] = {}
+            backends: dict[str, CABackend] = {}
             for rec in records.values():
-                if rec.state == "active" and rec.key_pem_encrypted and rec.certificate_pem:
-                    existing = self._backends.get(rec.id)
-                    if existing is not None and existing.record.certificate_pem == rec.certificate_pem:
-                        backends[rec.id] = existing
-                    else:
-                        backends[rec.id] = LocalCA(rec, self._store, self._profiles, self._settings)
+                if not _can_sign(rec):
+                    continue
+                existing = self._backends.get(rec.id)
+                old = self._records.get(rec.id)
+                if existing is not None and old is not None and (old.certificate_pem, old.backend,
+                                                                 old.backend_settings) == (
+                        rec.certificate_pem, rec.backend, rec.backend_settings):
+                    backends[rec.id] = existing
+                    continue
+                try:
+                    backends[rec.id] = self._kinds.build(rec, self._context)
+                except Unavailable:
+                    continue  # reported when the CA is asked for (a kind not installed here)
             self._records, self._backends = records, backends
 
     async def record(self, ca_id: str) -> CARecord:
@@ -52,8 +72,8 @@ class CARegistry:
         except KeyError:
             raise NotFound(f"unknown CA {ca_id!r}") from None
 
-    async def local(self, ca_id: str) -> LocalCA:
-        """The local backend for a CA that can issue; clear errors for those that cannot."""
+    async def backend(self, ca_id: str) -> CABackend:
+        """The backend for a CA that can issue; clear errors for those that cannot."""
         if ca_id not in self._backends:
             await self.load()
         backend = self._backends.get(ca_id)
@@ -61,16 +81,45 @@ class CARegistry:
             rec = await self.record(ca_id)
             if rec.state == "awaiting_certificate":
                 raise Unavailable(f"CA {ca_id} is waiting for its signed certificate to be imported")
+            if rec.backend != "local":
+                self._kinds.build(rec, self._context)  # raises the kind's own reason
             raise Unavailable(f"CA {ca_id} ({rec.kind}) holds no key and cannot issue")
         return backend
 
-    async def backend(self, ca_id: str) -> CABackend:
-        return await self.local(ca_id)
+    async def local(self, ca_id: str) -> LocalCA:
+        """A CA whose key this gateway holds (CA tooling: sub-CAs, OCSP signers)."""
+        backend = await self.backend(ca_id)
+        if not isinstance(backend, LocalCA):
+            raise BadRequest(f"CA {ca_id} is signed for by the {(await self.record(ca_id)).backend!r} backend, "
+                             "not a key held here")
+        return backend
+
+    async def add_backend_ca(
+        self, ca_id: str, name: str, backend: str, certificate: x509.Certificate,
+        chain: list[x509.Certificate], settings: dict[str, Any] | None = None,
+    ) -> CARecord:
+        """A CA that another backend kind signs for (an upstream CA, an HSM key): the
+        gateway keeps its certificate and chain, never its key."""
+        if backend == "local":
+            raise BadRequest("a local CA is created with its key (gateway ca create)")
+        if backend not in self._kinds.names():
+            raise BadRequest(f"unknown CA backend kind {backend!r}; one of {self._kinds.names()}")
+        if await self._store.get_ca(ca_id) is not None:
+            raise Conflict(f"CA {ca_id!r} exists")
+        rec = CARecord(
+            id=ca_id or uuid.uuid4().hex, name=name, kind="upstream", state="active", parent_id=None,
+            certificate_pem=cert_to_pem(certificate), chain_pem=certs_to_pem(chain),
+            key_pem_encrypted=None, key_algorithm=keys.describe_public_key(certificate.public_key()).name,
+            backend=backend, backend_settings=dict(settings or {}),
+        )
+        await self._store.insert_ca(rec)
+        await self.load()
+        return rec
 
     def records(self) -> list[CARecord]:
         return sorted(self._records.values(), key=lambda r: (r.parent_id is not None, r.created_at, r.id))
 
-    def issuing(self) -> list[LocalCA]:
+    def issuing(self) -> list[CABackend]:
         return list(self._backends.values())
 
     def certificate(self, ca_id: str) -> x509.Certificate | None:

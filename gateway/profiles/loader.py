@@ -36,6 +36,7 @@ from .model import (
     Profile,
     SanPolicy,
     SubjectPolicy,
+    SubjectTemplate,
     add_period,
     parse_subject_format,
 )
@@ -99,7 +100,7 @@ class _Table:
     def period(self, key: str, default: Any = _MISSING) -> Period:
         value = self.text(key, default)
         if value is default and not isinstance(default, str):
-            return value  # type: ignore[no-any-return]
+            return value
         try:
             period = isodate.parse_duration(value)
             later = [add_period(ref, period) for ref in _REFERENCES]
@@ -107,7 +108,7 @@ class _Table:
             raise self.error(key, f"{value!r} is not a usable ISO 8601 duration ({exc})") from None
         if any(t < ref for t, ref in zip(later, _REFERENCES)):
             raise self.error(key, f"{value!r} must not be negative")
-        return period  # type: ignore[no-any-return]
+        return period
 
     def table(self, key: str) -> "_Table":
         return _Table(self._get(key, {}), self.source, f"{self.path}.{key}" if self.path else key)
@@ -200,7 +201,7 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
     sub = top.table("subject")
     subject_mode = sub.choice("mode", SUBJECT_MODES, "csr")
     subject_format = sub.text("format", None)
-    template = ()
+    template: SubjectTemplate = ()
     if subject_mode == "format":
         if not subject_format:
             raise sub.error("format", "is required with mode = \"format\"")

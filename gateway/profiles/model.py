@@ -70,7 +70,7 @@ from typing import Union
 
 import isodate
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 Period = Union[dt.timedelta, isodate.Duration]
 """An ISO 8601 duration: a timedelta, or an isodate Duration when it has years/months."""
@@ -314,14 +314,14 @@ class Profile:
 
 MANAGED_EXTENSIONS: frozenset[x509.ObjectIdentifier] = frozenset(
     {
-        x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-        x509.ExtensionOID.KEY_USAGE,
-        x509.ExtensionOID.EXTENDED_KEY_USAGE,
-        x509.ExtensionOID.BASIC_CONSTRAINTS,
-        x509.ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        x509.ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        x509.ExtensionOID.CRL_DISTRIBUTION_POINTS,
-        x509.ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        ExtensionOID.CRL_DISTRIBUTION_POINTS,
+        ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
     }
 )
 """Extensions the profile itself decides; a request can never supply them verbatim."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from asn1crypto import core
 from cryptography import x509
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ObjectIdentifier
 
-from ..ca.backend import RevocationReason
+from ..ca.backend import RevocationReason, RevokedEntry
 from ..errors import BadRequest
 from ..keys import signature_hash_for
 
@@ -24,14 +23,7 @@ EXPIRED_CERTS_ON_CRL = ObjectIdentifier("2.5.29.60")
 """X.509 expiredCertsOnCRL: revoked certificates expired after this time stay listed."""
 
 
-@dataclass(frozen=True)
-class RevokedEntry:
-    """One revoked (or held) certificate as it appears on the CRL."""
-
-    serial: int
-    revoked_at: dt.datetime
-    reason: RevocationReason
-    invalidity_date: dt.datetime | None = None
+__all__ = ["RevokedEntry", "build_crl"]
 
 
 def build_crl(

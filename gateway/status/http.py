@@ -24,8 +24,7 @@ MAX_OCSP_REQUEST = 64 * 1024
 
 async def crl(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    ca = await gw.cas.local(request.match_info["ca_id"])
-    der = await ca.crl()
+    der = await gw.authority.crl(request.match_info["ca_id"])
     return web.Response(
         body=der, content_type="application/pkix-crl",
         headers={"Cache-Control": "public, max-age=300"},

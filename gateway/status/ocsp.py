@@ -159,10 +159,11 @@ def build_response(
         "certs": [asn1_x509.Certificate.load(c.public_bytes(Encoding.DER)) for c in responder.extra_certs]
         or None,
     })
-    return asn1_ocsp.OCSPResponse({
+    der: bytes = asn1_ocsp.OCSPResponse({
         "response_status": "successful",
         "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
     }).dump()
+    return der
 
 
 def error_response(status: str) -> bytes:
@@ -170,7 +171,8 @@ def error_response(status: str) -> bytes:
     code = _ERROR_STATUSES.get(status)
     if code is None:
         raise GatewayError(f"unknown OCSP error status {status!r}")
-    return asn1_ocsp.OCSPResponse({"response_status": code}).dump()
+    der: bytes = asn1_ocsp.OCSPResponse({"response_status": code}).dump()
+    return der
 
 
 def build_ocsp_signing_certificate(
@@ -196,7 +198,7 @@ def build_ocsp_signing_certificate(
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{issuer_cn} OCSP Responder")]))
         .issuer_name(issuer_cert.subject)
-        .public_key(public_key)  # type: ignore[arg-type]
+        .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -298,7 +300,8 @@ def _single_response(status: SingleStatus) -> asn1_ocsp.SingleResponse:
 def _public_key_bits(key: CertificatePublicKeyTypes) -> bytes:
     """The subjectPublicKey BIT STRING contents (without the unused-bits octet)."""
     spki = asn1_keys.PublicKeyInfo.load(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
-    return spki["public_key"].contents[1:]
+    contents: bytes = spki["public_key"].contents
+    return contents[1:]
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from ..ca.backend import RevocationReason
-from ..ca.local import LocalCA
+from ..ca.backend import CABackend
 from ..ca.registry import CARegistry
 from ..errors import BadRequest, GatewayError
 from ..store import Store
@@ -44,11 +44,11 @@ class OCSPResponder:
         self._signers: dict[str, tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]] = {}
         self._lock = asyncio.Lock()
 
-    async def signer(self, ca: LocalCA) -> ResponderIdentity:
+    async def signer(self, ca: CABackend) -> ResponderIdentity:
         cached = self._signers.get(ca.id)
         if cached is None or cached[0].not_valid_after_utc - utcnow() < self._signer_validity / 4:
             async with self._lock:
-                cached = await self._cas.hierarchy.ensure_ocsp_signer(ca, self._signer_validity)
+                cached = await ca.ocsp_signer(self._signer_validity)
                 self._signers[ca.id] = cached
         cert, key = cached
         return ResponderIdentity(certificate=cert, private_key=key, extra_certs=(cert,))
@@ -62,22 +62,25 @@ class OCSPResponder:
         if request.signed and not request.signature_valid:
             return error_response("unauthorized")
         try:
-            ca = await self._cas.local(ca_id)
+            ca = await self._cas.backend(ca_id)
+            if not ca.capabilities.ocsp:  # the CA answers OCSP elsewhere (or not at all)
+                return error_response("unauthorized")
             identity = await self.signer(ca)
+            issuer = (await ca.chain())[0]
         except GatewayError:
             return error_response("unauthorized")
         now = utcnow()
         statuses = []
         for cert_id in request.cert_ids:
-            statuses.append(await self._status(ca, cert_id, now))
+            statuses.append(await self._status(ca.id, issuer, cert_id, now))
         return build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
 
-    async def _status(self, ca: LocalCA, cert_id, now: dt.datetime) -> SingleStatus:  # type: ignore[no-untyped-def]
+    async def _status(self, ca_id: str, issuer: x509.Certificate, cert_id, now: dt.datetime) -> SingleStatus:  # type: ignore[no-untyped-def]
         next_update = now + self._response_validity
-        if not matches_issuer(cert_id, ca.certificate):
+        if not matches_issuer(cert_id, issuer):
             return SingleStatus(cert_id, "unknown", None, None, now, next_update)
         rec = await self._store.get_certificate(serial_hex(cert_id.serial))
-        if rec is None or rec.ca_id != ca.id:
+        if rec is None or rec.ca_id != ca_id:
             return SingleStatus(cert_id, "unknown", None, None, now, next_update)
         if rec.status in ("revoked", "hold"):
             reason = RevocationReason(rec.revocation_reason or 0)

@@ -45,6 +45,8 @@ class CARecord:
     crl_this_update: dt.datetime | None = None
     crl_next_update: dt.datetime | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    backend: str = "local"  # the backend kind that signs for it (gateway.ca.kinds)
+    backend_settings: dict[str, Any] = field(default_factory=dict)  # the kind's own options
 
 
 @dataclass
@@ -90,7 +92,7 @@ class RequestRecord:
     profile: str
     csr_pem: str
     overrides: dict[str, Any]  # JSON-safe form of IssueOverrides
-    status: str = "pending"  # "pending" | "approved" | "rejected" | "issued"
+    status: str = "pending"  # "pending" | "approved" | "upstream" | "rejected" | "issued"
     entity_id: str | None = None
     protocol_config: str | None = None
     serial: str | None = None
@@ -98,6 +100,7 @@ class RequestRecord:
     reason: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     decided_at: dt.datetime | None = None
+    upstream_handle: str | None = None  # "upstream": the CA's own id for it, polled
 
 
 @dataclass

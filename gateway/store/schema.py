@@ -58,6 +58,8 @@ cas = Table(
     Column("crl_this_update", UTCDateTime, nullable=True),
     Column("crl_next_update", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("backend", String(64), nullable=False, server_default="local"),
+    Column("backend_settings", JSONDoc(), nullable=False, server_default="{}"),
 )
 
 certificates = Table(
@@ -109,6 +111,7 @@ requests = Table(
     Column("reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("decided_at", UTCDateTime, nullable=True),
+    Column("upstream_handle", Text, nullable=True),
     Index(None, "status"),
     Index(None, "ca_id"),
 )
@@ -183,3 +186,26 @@ generations = Table(
 )
 """Counters bumped in the transaction of each write they guard (``config``: protocol
 configurations), so every process can tell its caches are stale with one read."""
+
+enrollment_credentials = Table(
+    "enrollment_credentials",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("protocol", String(16), nullable=False),
+    # No foreign key to protocol_configs, like end_entities: history outlives a configuration.
+    Column("protocol_config", String(ID_LENGTH), nullable=False),
+    Column("kind", String(16), nullable=False),  # "user" | "shared-secret"
+    Column("username", String(64), nullable=True),  # NULL for shared secrets (NULLs never collide)
+    Column("secret_hash", String(255), nullable=False),  # gateway.secrets.hash_secret (scrypt)
+    Column("label", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=True),
+    Column("disabled", Boolean, nullable=False),
+    Column("failures", Integer, nullable=False),  # consecutive failed checks since the last success
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    UniqueConstraint("protocol", "protocol_config", "username"),
+    Index(None, "protocol", "protocol_config", "kind"),
+)
+"""Enrollment credentials of every protocol (:mod:`gateway.credentials`); the failure
+counter and lockout live in the row, so they hold across workers and replicas."""

@@ -52,7 +52,8 @@ class LoopThreadConnection(aiosqlite.Connection):
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._connection is None or not self._running or _must_wait(fn, args):
-            return await super()._execute(fn, *args, **kwargs)
+            # aiosqlite leaves its private _execute unannotated (it returns fn's result)
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         return fn(*args, **kwargs)
 
 

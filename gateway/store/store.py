@@ -590,19 +590,15 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
 
 def migration_locations() -> list[Path]:
-    """Core migrations plus each protocol package's own (``protocols/<name>/migrations``).
+    """Core migrations plus each protocol package's own (from the composition root).
 
     A protocol's migrations form their own Alembic branch off the core's first
     revision (``branch_labels=("<name>",)``), so protocols add tables without
     touching the core chain or each other; the store upgrades to all heads.
     """
-    import protocols
+    from ..composition import migration_locations as protocol_migrations
 
-    locations = [MIGRATIONS_DIR / "versions"]
-    for directory in sorted(Path(protocols.__file__).parent.glob("*/migrations")):
-        if directory.is_dir():
-            locations.append(directory)
-    return locations
+    return [MIGRATIONS_DIR / "versions", *protocol_migrations()]
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -88,7 +88,7 @@ def _base_app(gateway: Gateway) -> web.Application:
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
-    from protocols import adapters
+    from ..composition import adapters
 
     from ..door import DOORS
 
@@ -101,7 +101,7 @@ def _base_app(gateway: Gateway) -> web.Application:
 
 def create_https_app(gateway: Gateway) -> web.Application:
     """Everything: admin API, protocols, status routes (the HTTPS listener)."""
-    from protocols import adapters
+    from ..composition import adapters
 
     from ..admin.api import create_admin_app
 
@@ -117,7 +117,7 @@ def create_https_app(gateway: Gateway) -> web.Application:
 
 def create_http_app(gateway: Gateway) -> web.Application:
     """Plain HTTP: CRL, OCSP, AIA, health, and protocols that must run without TLS (SCEP)."""
-    from protocols import adapters
+    from ..composition import adapters
 
     app = _base_app(gateway)
     for adapter in adapters():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from aiohttp import web
 
+from gateway.door import Door
+from gateway.door import door as door_of
 from gateway.secrets import hash_secret, new_token
 
 from . import cli
@@ -15,8 +17,7 @@ from .routes import PREFIX, PROTOCOL, create_app
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.runtime import Gateway
-    from gateway.store.records import ProtocolConfigRecord
+    from gateway.door import ProtocolConfigRecord
 
 DEV_USERNAME = "est"
 DEV_PROFILES = ["device", "tls-client", "tls-server"]
@@ -39,16 +40,17 @@ def label_url(config: "Config", label: str) -> str:
 
 class EstAdapter:
     name = PROTOCOL
+    profiles: Mapping[str, str] = {}  # EST issues no certificates of its own
 
     def mount(self, app: web.Application, *, secure: bool) -> None:
         # EST is TLS-only (RFC 7030 section 3.3): nothing on the plain HTTP listener.
         if secure:
-            app.add_subapp(PREFIX, create_app())
+            app.add_subapp(PREFIX, create_app(door_of(app, PROTOCOL)))
 
-    async def bootstrap(self, gateway: "Gateway", ca_id: str) -> dict[str, Any]:
+    async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         password = new_token(18)
-        await gateway.authority.create_config(
-            DEFAULT_LABEL, PROTOCOL, ca_id, list(DEV_PROFILES), DEV_PROFILES[0],
+        await door.create_configuration(
+            DEFAULT_LABEL, ca_id, list(DEV_PROFILES), default_profile=DEV_PROFILES[0],
             settings={"auth": "either", "pop_linking": "optional", "csrattrs": DEV_CSRATTRS, "default": True},
             credentials={"basic": [{"username": DEV_USERNAME, "password": hash_secret(password)}]},
         )

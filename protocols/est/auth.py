@@ -31,10 +31,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from gateway.door import CertificateRecord, Door
 from gateway.errors import Forbidden, Unauthorized
-from gateway.runtime import Gateway
 from gateway.secrets import hash_secret, verify_secret
-from gateway.store.records import CertificateRecord
 from gateway.web.tls import peer_certificate
 
 from .policy import LabelPolicy
@@ -97,25 +96,22 @@ def _dummy_hash() -> str:
     return hash_secret("no such user")
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+def _within_validity(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
-def _within_validity(cert: x509.Certificate) -> bool:
-    return cert.not_valid_before_utc <= _now() <= cert.not_valid_after_utc
-
-
-async def presented_certificate(request: web.Request, gw: Gateway, policy: LabelPolicy) -> PresentedCertificate | None:
+async def presented_certificate(request: web.Request, door: Door, policy: LabelPolicy) -> PresentedCertificate | None:
     """The TLS client certificate and where it stands for this label (None if none was sent)."""
     cert = peer_certificate(request.transport)
     if cert is None:
         return None
+    now = door.clock()
     fingerprint = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-    record = await gw.store.get_certificate_by_fingerprint(fingerprint)
+    record = await door.certificate_by_fingerprint(fingerprint)
     if record is not None:
         if record.status != "valid":
             standing = CertificateStanding.REVOKED
-        elif not _within_validity(cert):
+        elif not _within_validity(cert, now):
             standing = CertificateStanding.EXPIRED
         elif record.ca_id == policy.ca_id:
             standing = CertificateStanding.ISSUED
@@ -129,7 +125,7 @@ async def presented_certificate(request: web.Request, gw: Gateway, policy: Label
             cert.verify_directly_issued_by(anchor)
         except (ValueError, TypeError, InvalidSignature):
             continue
-        standing = CertificateStanding.ANCHORED if _within_validity(cert) else CertificateStanding.EXPIRED
+        standing = CertificateStanding.ANCHORED if _within_validity(cert, now) else CertificateStanding.EXPIRED
         return PresentedCertificate(cert, fingerprint, standing, None)
     return PresentedCertificate(cert, fingerprint, CertificateStanding.FOREIGN, None)
 
@@ -172,8 +168,7 @@ def refuse_bad_certificate(presented: PresentedCertificate | None) -> None:
         raise Forbidden("the TLS client certificate has expired")
 
 
-async def authenticate(request: web.Request, gw: Gateway, policy: LabelPolicy,
-                       presented: PresentedCertificate | None) -> Client:
+async def authenticate(request: web.Request, policy: LabelPolicy, presented: PresentedCertificate | None) -> Client:
     """Apply the label's ``auth`` rule to the request's certificate and Basic credentials."""
     refuse_bad_certificate(presented)
     accepted = presented is not None and policy.accepts_certificates and (

@@ -18,37 +18,29 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from gateway import bootstrap
 from gateway.config import load_config
-from gateway.errors import BadRequest, ConfigError, NotFound
-from gateway.runtime import Gateway
+from gateway.door import Door, ProtocolConfigRecord, default_issuing_ca, open_door
+from gateway.errors import BadRequest, NotFound
 from gateway.secrets import hash_secret, new_token
-from gateway.store.records import ProtocolConfigRecord
 
 from .policy import AUTH_MODES, POP_LINKING, load_anchors, policy_for, validate_settings
 
 PROTOCOL = "est"
 
 
-async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaitable[int]]) -> int:
-    data_dir = Path(args.data_dir)
-    if not bootstrap.is_initialized(data_dir):
-        raise ConfigError(f"{data_dir} is not initialized; run 'gateway init' first")
-    gw = await Gateway.open(load_config(data_dir))
-    try:
-        return await fn(gw)
-    finally:
-        await gw.close()
+async def _with_door(args: argparse.Namespace, fn: Callable[[Door], Awaitable[int]]) -> int:
+    async with open_door(load_config(Path(args.data_dir)), PROTOCOL) as door:
+        return await fn(door)
 
 
-async def _label(gw: Gateway, label: str) -> ProtocolConfigRecord:
-    rec = await gw.store.get_protocol_config(label)
-    if rec is None or rec.protocol != PROTOCOL:
+async def _label(door: Door, label: str) -> ProtocolConfigRecord:
+    rec = await door.find_configuration(label)
+    if rec is None:
         raise NotFound(f"no EST label {label!r}")
     return rec
 
 
-def _trust_anchor_files(gw: Gateway, label: str, files: list[str]) -> list[str]:
+def _trust_anchor_files(door: Door, label: str, files: list[str]) -> list[str]:
     """PEM texts for the label, and the files made known to the HTTPS listener.
 
     The listener verifies client certificates during the handshake, so an anchor
@@ -61,7 +53,7 @@ def _trust_anchor_files(gw: Gateway, label: str, files: list[str]) -> list[str]:
         load_anchors([text])
         pems.append(text)
     if pems:
-        cfg = load_config(gw.config.data_dir)
+        cfg = load_config(door.config.data_dir)
         target = Path("tls") / f"est-{label}-anchors.pem"
         (cfg.data_dir / target).parent.mkdir(parents=True, exist_ok=True)
         (cfg.data_dir / target).write_text("".join(pems))
@@ -73,7 +65,7 @@ def _trust_anchor_files(gw: Gateway, label: str, files: list[str]) -> list[str]:
     return pems
 
 
-def _settings_from_args(gw: Gateway, label: str, args: argparse.Namespace) -> dict[str, Any]:
+def _settings_from_args(door: Door, label: str, args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for name in ("auth", "pop_linking", "approval", "retry_after", "serverkeygen_algorithm"):
         value = getattr(args, name, None)
@@ -95,7 +87,7 @@ def _settings_from_args(gw: Gateway, label: str, args: argparse.Namespace) -> di
     if getattr(args, "no_csrattrs", False):
         changes["csrattrs"] = None
     if getattr(args, "trust_anchor", None):
-        changes["client_trust_anchors"] = _trust_anchor_files(gw, label, args.trust_anchor)
+        changes["client_trust_anchors"] = _trust_anchor_files(door, label, args.trust_anchor)
     return changes
 
 
@@ -110,47 +102,47 @@ def _merged(settings: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-async def _clear_default(gw: Gateway, keep: str) -> None:
+async def _clear_default(door: Door, keep: str) -> None:
     """One label answers at /.well-known/est/ at a time."""
-    for other in await gw.store.list_protocol_configs(PROTOCOL):
+    for other in await door.configurations():
         if other.id != keep and other.settings.get("default"):
-            await gw.store.update_protocol_config(
+            await door.update_configuration(
                 other.id, settings={k: v for k, v in other.settings.items() if k != "default"})
 
 
 async def cmd_create(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
-        settings = _merged({}, _settings_from_args(gw, args.label, args))
+    async def run(door: Door) -> int:
+        settings = _merged({}, _settings_from_args(door, args.label, args))
         profiles = args.profile or ["device"]
         if settings.get("default"):
-            await _clear_default(gw, args.label)
-        await gw.authority.create_config(args.label, PROTOCOL, args.ca, profiles, args.default_profile,
-                                         settings=settings, credentials={"basic": []})
-        print(f"created EST label {args.label}: {gw.config.https_url}/.well-known/est/{args.label}/")
+            await _clear_default(door, args.label)
+        await door.create_configuration(args.label, args.ca, profiles, default_profile=args.default_profile,
+                                        settings=settings, credentials={"basic": []})
+        print(f"created EST label {args.label}: {door.config.https_url}/.well-known/est/{args.label}/")
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_set(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
-        rec = await _label(gw, args.label)
-        changes = _settings_from_args(gw, args.label, args)
+    async def run(door: Door) -> int:
+        rec = await _label(door, args.label)
+        changes = _settings_from_args(door, args.label, args)
         if not changes:
             raise BadRequest("nothing to change")
         settings = _merged(rec.settings, changes)
         if settings.get("default"):
-            await _clear_default(gw, rec.id)
-        await gw.store.update_protocol_config(rec.id, settings=settings)
-        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                                         actor="cli", fields=sorted(changes))
+            await _clear_default(door, rec.id)
+        await door.update_configuration(rec.id, settings=settings)
+        await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                               actor="cli", fields=sorted(changes))
         print(f"updated EST label {rec.id}: {', '.join(sorted(changes))}")
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_user_add(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
-        rec = await _label(gw, args.label)
+    async def run(door: Door) -> int:
+        rec = await _label(door, args.label)
         if ":" in args.username or not args.username:
             raise BadRequest("a Basic user name must be non-empty and must not contain ':'")
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else new_token(18)
@@ -158,33 +150,33 @@ async def cmd_user_add(args: argparse.Namespace) -> int:
             raise BadRequest("empty password")
         users = [u for u in rec.credentials.get("basic", []) if u.get("username") != args.username]
         users.append({"username": args.username, "password": hash_secret(password)})
-        await gw.store.update_protocol_config(rec.id, credentials={**rec.credentials, "basic": users})
-        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                                         actor="cli", fields=["credentials"], user=args.username)
+        await door.update_configuration(rec.id, credentials={**rec.credentials, "basic": users})
+        await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                               actor="cli", fields=["credentials"], user=args.username)
         if not args.password_stdin:
             print(password)  # shown once; only its hash is stored
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_user_remove(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
-        rec = await _label(gw, args.label)
+    async def run(door: Door) -> int:
+        rec = await _label(door, args.label)
         users = rec.credentials.get("basic", [])
         kept = [u for u in users if u.get("username") != args.username]
         if len(kept) == len(users):
             raise NotFound(f"label {rec.id} has no user {args.username!r}")
-        await gw.store.update_protocol_config(rec.id, credentials={**rec.credentials, "basic": kept})
-        await gw.authority.events.record("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                                         actor="cli", fields=["credentials"], user=args.username)
+        await door.update_configuration(rec.id, credentials={**rec.credentials, "basic": kept})
+        await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
+                               actor="cli", fields=["credentials"], user=args.username)
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
+    async def run(door: Door) -> int:
         rows = []
-        for rec in await gw.store.list_protocol_configs(PROTOCOL):
+        for rec in await door.configurations():
             policy = policy_for(rec)
             rows.append({
                 "label": rec.id, "enabled": rec.enabled, "ca": rec.ca_id, "profile": rec.default_profile,
@@ -193,7 +185,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 "users": [u.username for u in policy.users],
                 "trust_anchors": [a.subject.rfc4514_string() for a in policy.trust_anchors],
                 "csrattrs": policy.csrattrs is not None, "default": bool(rec.settings.get("default")),
-                "url": f"{gw.config.https_url}/.well-known/est/{rec.id}/",
+                "url": f"{door.config.https_url}/.well-known/est/{rec.id}/",
             })
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -201,7 +193,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             for row in rows:
                 print("  ".join(f"{k}={v}" for k, v in row.items()))
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 def _policy_options(p: argparse.ArgumentParser) -> None:
@@ -231,7 +223,7 @@ def add_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     s.set_defaults(fn=cmd_list)
     s = est.add_parser("create", parents=[common], help="a new EST label (protocol configuration)")
     s.add_argument("label")
-    s.add_argument("--ca", default=bootstrap.ISSUING_CA)
+    s.add_argument("--ca", default=default_issuing_ca())
     s.add_argument("--profile", action="append", help="certificate profile (repeatable; first is default)")
     s.add_argument("--default-profile", dest="default_profile")
     _policy_options(s)

@@ -29,15 +29,15 @@ CHANGE_SUBJECT_NAME = "1.3.6.1.5.5.7.7.36"  # id-cmc-changeSubjectName (RFC 6402
 WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 
 
-class _Values(core.SetOf):
+class _Values(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = core.Any
 
 
-class _Attribute(core.Sequence):
+class _Attribute(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("type", core.ObjectIdentifier), ("values", _Values)]
 
 
-class _Attributes(core.SetOf):
+class _Attributes(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = _Attribute
 
 
@@ -108,11 +108,11 @@ def smime_capabilities(request: Request) -> list[str] | None:
         raise BadCSR("the CSR's SMIMECapabilities attribute is malformed") from None
 
 
-class _Capability(core.Sequence):
+class _Capability(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("capability_id", core.ObjectIdentifier), ("parameters", core.Any, {"optional": True})]
 
 
-class _Capabilities(core.SequenceOf):
+class _Capabilities(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = _Capability
 
 

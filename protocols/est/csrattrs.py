@@ -37,7 +37,7 @@ from typing import Any
 from gateway.errors import BadRequest
 from gateway.keys import parse_algorithm
 
-from . import der
+from gateway.edge import der
 
 OID_NAMES: dict[str, str] = {
     "challengePassword": "1.2.840.113549.1.9.7",

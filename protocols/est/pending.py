@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, select
 
+from gateway.clock import Clock
+from gateway.door import ProtocolTables
 from gateway.errors import Conflict
-from gateway.store import Store
-from gateway.store.records import utcnow
 
 from .schema import pending_requests as table
 
@@ -46,15 +46,17 @@ class HeldRequest:
 
 
 class PendingRequests:
-    """Data access for ``est_pending_requests`` over the gateway's store (SQLite or PostgreSQL)."""
+    """Data access for ``est_pending_requests``, EST's own table, through the door's
+    handle on it (SQLite or PostgreSQL: the same statements)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, tables: ProtocolTables, clock: Clock) -> None:
+        self._tables = tables
+        self._clock = clock
 
     async def find(self, label: str, client: str, key: str) -> HeldRequest | None:
         c = table.c
         stmt = select(table).where(c.label == label, c.client == client, c.request_key == key)
-        async with self._store.engine.connect() as conn:  # read-only
+        async with self._tables.read() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
@@ -63,15 +65,15 @@ class PendingRequests:
     async def remember(self, held: HeldRequest) -> bool:
         """Record the mapping; False when an identical request was recorded concurrently."""
         try:
-            async with self._store.transaction() as tx:
-                await tx.connection.execute(table.insert().values(
+            async with self._tables.transaction() as conn:
+                await conn.execute(table.insert().values(
                     request_id=held.request_id, label=held.label, client=held.client,
-                    request_key=held.request_key, created_at=utcnow(),
+                    request_key=held.request_key, created_at=self._clock(),
                 ))
         except Conflict:
             return False
         return True
 
     async def forget(self, request_id: str) -> None:
-        async with self._store.transaction() as tx:
-            await tx.connection.execute(delete(table).where(table.c.request_id == request_id))
+        async with self._tables.transaction() as conn:
+            await conn.execute(delete(table).where(table.c.request_id == request_id))

@@ -33,7 +33,7 @@ from cryptography import x509
 
 from gateway.errors import BadRequest, ErrorKind, GatewayError
 from gateway.keys import parse_algorithm
-from gateway.store.records import ProtocolConfigRecord
+from gateway.door import ProtocolConfigRecord
 
 from .csrattrs import build_csrattrs
 

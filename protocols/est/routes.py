@@ -1,9 +1,9 @@
 """The EST operations under ``/.well-known/est/`` and ``/.well-known/est/<label>/``.
 
 Each handler is a short pipeline: resolve the label, authenticate the client,
-read the CSR, apply the EST checks, and ask the core (``gateway.authority``) to
-enroll or generate. Every failure is a typed error mapped in one place
-(:mod:`.errors`); bad input never changes anything.
+read the CSR, apply the EST checks, and ask the core, through EST's door
+(:class:`gateway.door.Door`), to enroll or generate. Every failure is a typed error
+mapped in one place (:mod:`.errors`); bad input never changes anything.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from gateway.authority import CONFIG_ID
-from gateway.ca.backend import IssuedCertificate, PendingRequest
-from gateway.errors import BadRequest, ErrorKind, Forbidden, GatewayError, NotFound, Unauthorized
-from gateway.runtime import Gateway
-from gateway.web.keys import GATEWAY
+from gateway.door import Door, IssuedCertificate, PendingRequest, ProtocolConfigRecord
+from gateway.errors import BadRequest, ErrorKind, Forbidden, GatewayError, Unauthorized
+from gateway.profiles.model import Profile
 
 from . import csr as csrs
 from . import serverkeygen, wire
@@ -37,8 +36,9 @@ from .auth import (
 from .binding import check_linking
 from .errors import NotSupported, empty_response, error_response, text_response
 from .pending import HeldRequest, PendingRequests, request_key
-from .policy import DEFAULT_LABEL, LabelPolicy, is_default, policy_for
+from .policy import LabelMisconfigured, LabelPolicy
 from .recording import record_exchange
+from .runtime import RUNTIME, install
 
 log = logging.getLogger("gateway.est")
 
@@ -49,8 +49,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Context:
-    gw: Gateway
+    """What a request works with: EST's door, its label's configuration and policy."""
+
+    door: Door
+    record: ProtocolConfigRecord
     policy: LabelPolicy
+    pending: PendingRequests
+
+    def profile(self) -> Profile:
+        """The label's default profile (a label naming a profile that is gone is the
+        operator's to fix: 503)."""
+        found = self.door.profile(self.policy.profile)
+        if found is None:
+            raise LabelMisconfigured(f"EST label {self.policy.label!r} uses an unknown profile "
+                                     f"{self.policy.profile!r}")
+        return found
 
 
 _CONTEXT = web.RequestKey("est_context", Context)
@@ -58,32 +71,13 @@ _CONTEXT = web.RequestKey("est_context", Context)
 
 # --- plumbing -------------------------------------------------------------------------
 
-async def _default_label(gw: Gateway) -> str:
-    configs = await gw.store.list_protocol_configs(PROTOCOL)
-    marked = [c.id for c in configs if is_default(c)]
-    if marked:
-        return sorted(marked)[0]
-    if any(c.id == DEFAULT_LABEL for c in configs):
-        return DEFAULT_LABEL
-    raise NotFound("there is no default EST label here; use /.well-known/est/<label>/")
-
-
-async def _context(request: web.Request) -> Context:
-    gw = request.config_dict[GATEWAY]
-    label = request.match_info.get("label")
-    if label is None:
-        label = await _default_label(gw)
-    elif not CONFIG_ID.match(label):
-        raise NotFound(f"no EST label {label!r}")
-    record = await gw.authority.config(label, PROTOCOL)
-    return Context(gw, policy_for(record))
-
-
 async def context(request: web.Request) -> Context:
-    """The request's label and gateway, resolved once."""
+    """The request's label, resolved once."""
     ctx = request.get(_CONTEXT)
     if ctx is None:
-        ctx = request[_CONTEXT] = await _context(request)
+        runtime = request.config_dict[RUNTIME]
+        label = await runtime.labels.resolve(request.match_info.get("label"))
+        ctx = request[_CONTEXT] = Context(runtime.door, label.record, label.policy, runtime.pending)
     return ctx
 
 
@@ -134,7 +128,7 @@ def _accepted(policy: LabelPolicy) -> web.Response:
 async def cacerts(request: web.Request) -> web.StreamResponse:
     """The label's CA certificate and its issuers (RFC 7030 4.1); no authentication."""
     ctx = await context(request)
-    chain = await (await ctx.gw.cas.backend(ctx.policy.ca_id)).chain()
+    chain = await ctx.door.chain(ctx.policy.ca_id)
     return _certs_response(wire.certs_only(list(chain)))
 
 
@@ -142,7 +136,7 @@ async def csrattrs(request: web.Request) -> web.StreamResponse:
     """The label's CSR attributes (RFC 7030 4.5, RFC 9908); 204 when it has none."""
     ctx = await context(request)
     if ctx.policy.csrattrs_auth:
-        await _authenticate(ctx, request, await presented_certificate(request, ctx.gw, ctx.policy))
+        await _authenticate(ctx, request, await presented_certificate(request, ctx.door, ctx.policy))
     if ctx.policy.csrattrs is None:
         return web.Response(status=204)
     return web.Response(body=wire.encode_base64(ctx.policy.csrattrs), headers={
@@ -161,7 +155,7 @@ async def _check_password(ctx: Context, header: str) -> str:
     try:
         return await check_password(ctx.policy, header)
     except Unauthorized as exc:
-        await ctx.gw.authority.events.record(
+        await ctx.door.record_event(
             "auth", "failure", protocol_config=ctx.policy.label, error=exc.kind.value, detail=exc.detail,
         )
         raise
@@ -170,16 +164,16 @@ async def _check_password(ctx: Context, header: str) -> str:
 async def _authenticate(ctx: Context, request: web.Request, presented: PresentedCertificate | None) -> Client:
     """The label's auth rule; wrong credentials (not missing ones) are audited."""
     try:
-        return await authenticate(request, ctx.gw, ctx.policy, presented)
+        return await authenticate(request, ctx.policy, presented)
     except Unauthorized as exc:
         if request.headers.get("Authorization") is not None:
-            await ctx.gw.authority.events.record(
+            await ctx.door.record_event(
                 "auth", "failure", protocol_config=ctx.policy.label, error=exc.kind.value, detail=exc.detail,
             )
         raise
     except Forbidden as exc:
         if presented is not None:
-            await ctx.gw.authority.events.record(
+            await ctx.door.record_event(
                 "auth", "failure", protocol_config=ctx.policy.label, error=exc.kind.value, detail=exc.detail,
                 actor=f"est-cert:{presented.subject}",
             )
@@ -189,14 +183,14 @@ async def _authenticate(ctx: Context, request: web.Request, presented: Presented
 # --- enrollment -------------------------------------------------------------------------
 
 async def _audit_refusal(ctx: Context, event: str, exc: GatewayError, actor: str | None) -> None:
-    await ctx.gw.authority.events.record(
+    await ctx.door.record_event(
         event, "failure", protocol_config=ctx.policy.label, ca_id=ctx.policy.ca_id,
         error=exc.kind.value, detail=exc.detail, actor=actor,
     )
 
 
 async def _answer_held(ctx: Context, held: HeldRequest) -> web.Response:
-    state = await ctx.gw.authority.poll(held.request_id)
+    state = await ctx.door.poll(held.request_id)
     if isinstance(state, IssuedCertificate):
         return _certs_response(wire.certs_only([state.certificate]))
     if state.status == "rejected":
@@ -208,19 +202,19 @@ async def _enroll(ctx: Context, client: Client, request: csrs.Request, *, entity
                   event_type: str) -> web.Response:
     policy = ctx.policy
     held_key = request_key(request.csr) if policy.manual_approval else None
-    store = PendingRequests(ctx.gw.store)
     if held_key is not None:
-        held = await store.find(policy.label, client.key, held_key)
+        held = await ctx.pending.find(policy.label, client.key, held_key)
         if held is not None:
             return await _answer_held(ctx, held)
-    result = await ctx.gw.authority.enroll(
-        policy.label, PROTOCOL, request.csr, entity=entity, event_type=event_type, actor=client.actor,
+    result = await ctx.door.enroll(
+        policy.label, request.csr, entity=entity, event_type=event_type, actor=client.actor,
         request_id=uuid.uuid4().hex if held_key is not None else None,
         entity_attributes={"est_label": policy.label, "enrolled_with": client.method},
+        record=ctx.record,
     )
     if isinstance(result, PendingRequest):
         assert held_key is not None
-        if not await store.remember(HeldRequest(result.request_id, policy.label, client.key, held_key)):
+        if not await ctx.pending.remember(HeldRequest(result.request_id, policy.label, client.key, held_key)):
             log.info("concurrent identical EST request on %s; the first one is remembered", policy.label)
         return _accepted(policy)
     return _certs_response(wire.certs_only([result.certificate]))
@@ -229,7 +223,7 @@ async def _enroll(ctx: Context, client: Client, request: csrs.Request, *, entity
 async def simpleenroll(request: web.Request) -> web.StreamResponse:
     """Enroll a new certificate (RFC 7030 4.2.1)."""
     ctx = await context(request)
-    client = await _authenticate(ctx, request, await presented_certificate(request, ctx.gw, ctx.policy))
+    client = await _authenticate(ctx, request, await presented_certificate(request, ctx.door, ctx.policy))
     parsed = await _read_request(request)
     try:
         check_linking(ctx.policy, parsed, request)
@@ -244,8 +238,8 @@ async def simpleenroll(request: web.Request) -> web.StreamResponse:
 async def simplereenroll(request: web.Request) -> web.StreamResponse:
     """Renew or rekey with the certificate being replaced as the TLS client certificate (4.2.2)."""
     ctx = await context(request)
-    gw, policy = ctx.gw, ctx.policy
-    presented = await presented_certificate(request, gw, policy)
+    policy = ctx.policy
+    presented = await presented_certificate(request, ctx.door, policy)
     try:
         if presented is None:
             raise Forbidden("simplereenroll requires the certificate being renewed as the TLS client certificate")
@@ -269,31 +263,32 @@ async def simplereenroll(request: web.Request) -> web.StreamResponse:
     try:
         check_linking(policy, parsed, request)
         csrs.refuse_weak_signature(parsed.csr)
-        profile = gw.profiles.get(record.profile) or gw.profiles[policy.profile]
+        profile = ctx.door.profile(record.profile) or ctx.profile()
         csrs.check_same_identity(parsed, presented.certificate, cn_as_dns=profile.san.cn_as_dns)
     except GatewayError as exc:
         await _audit_refusal(ctx, "renew", exc, client.actor)
         raise
     entity = None
     if record.entity_id is not None:
-        existing = await gw.store.get_end_entity(record.entity_id)
+        existing = await ctx.door.entity(record.entity_id)
         if existing is not None and existing.protocol_config == policy.label:
             entity = existing.name
     return await _enroll(ctx, client, parsed, entity=entity or csrs.entity_name(parsed.csr), event_type="renew")
 
 
-def _tls_signer(gw: Gateway) -> tuple[x509.Certificate, object, list[x509.Certificate]]:
+def _tls_signer(door: Door) -> tuple[x509.Certificate, PrivateKeyTypes, list[x509.Certificate]]:
     """The EST server's own certificate and key (the HTTPS listener's), to sign key packages."""
-    certs = x509.load_pem_x509_certificates(gw.config.path(gw.config.tls.certificate).read_bytes())
-    key = serialization.load_pem_private_key(gw.config.path(gw.config.tls.key).read_bytes(), password=None)
+    config = door.config
+    certs = x509.load_pem_x509_certificates(config.path(config.tls.certificate).read_bytes())
+    key = serialization.load_pem_private_key(config.path(config.tls.key).read_bytes(), password=None)
     return certs[0], key, certs[1:]
 
 
 async def serverkeygen_handler(request: web.Request) -> web.StreamResponse:
     """Generate the key pair here and return it with its certificate (RFC 7030 4.4)."""
     ctx = await context(request)
-    gw, policy = ctx.gw, ctx.policy
-    presented = await presented_certificate(request, gw, policy)
+    policy = ctx.policy
+    presented = await presented_certificate(request, ctx.door, policy)
     client = await _authenticate(ctx, request, presented)
     if not policy.serverkeygen:
         raise NotSupported(f"server-side key generation is not offered on label {policy.label!r}")
@@ -309,18 +304,18 @@ async def serverkeygen_handler(request: web.Request) -> web.StreamResponse:
             # The key of the certificate on this connection (accepted or not by the label's auth rule).
             recipient = serverkeygen.recipient_for(encryption, presented.certificate if presented else None)
         entity = csrs.entity_name(parsed.csr)
-        algorithm = serverkeygen.key_algorithm(parsed, gw.profiles[policy.profile], policy.serverkeygen_algorithm)
+        algorithm = serverkeygen.key_algorithm(parsed, ctx.profile(), policy.serverkeygen_algorithm)
     except GatewayError as exc:
         await _audit_refusal(ctx, "keygen", exc, client.actor)
         raise
-    result = await gw.authority.keygen(
-        policy.label, PROTOCOL, entity=entity, key_algorithm=algorithm, subject=parsed.csr.subject,
+    result = await ctx.door.keygen(
+        policy.label, entity=entity, key_algorithm=algorithm, subject=parsed.csr.subject,
         sans=tuple(csrs.subject_alt_names(parsed.csr)), actor=client.actor,
     )
     if encryption is not None and recipient is not None:
-        signer, signer_key, signer_chain = _tls_signer(gw)
+        signer, signer_key, signer_chain = _tls_signer(ctx.door)
         key_part = wire.Part(wire.SERVER_GENERATED_KEY, serverkeygen.encrypted_key(
-            result.private_key, encryption, recipient, signer, signer_key, signer_chain))  # type: ignore[arg-type]
+            result.private_key, encryption, recipient, signer, signer_key, signer_chain))
     else:
         key_part = wire.Part(wire.PKCS8, serverkeygen.pkcs8(result.private_key))
     cert_part = wire.Part(wire.CERTS_ONLY, wire.certs_only([result.issued.certificate]))
@@ -338,9 +333,10 @@ OPERATIONS: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def create_app() -> web.Application:
+def create_app(door: Door) -> web.Application:
     """The EST sub-app, mounted at ``/.well-known/est`` on the HTTPS listener."""
     app = web.Application(middlewares=[est_errors])
+    install(app, door)
     for method, name, handler in OPERATIONS:
         app.router.add_route(method, f"/{name}", handler, name=f"est-{name}")
         app.router.add_route(method, f"/{{label}}/{name}", handler, name=f"est-label-{name}")

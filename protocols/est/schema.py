@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Index, MetaData, String, Table, UniqueConstraint
 
-from gateway.store.schema import NAMING_CONVENTION, UTCDateTime
+from gateway.columns import NAMING_CONVENTION, UTCDateTime
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

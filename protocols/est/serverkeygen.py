@@ -69,9 +69,9 @@ def requested_encryption(request: Request) -> KeyEncryption | None:
 def key_identifiers(cert: x509.Certificate) -> set[bytes]:
     """Every identifier a client may use for its certificate's key."""
     public_key = cert.public_key()
-    ids = {x509.SubjectKeyIdentifier.from_public_key(public_key).digest}  # type: ignore[arg-type]
+    ids = {x509.SubjectKeyIdentifier.from_public_key(public_key).digest}
     try:
-        ids.add(rfc7093_key_identifier(public_key))  # type: ignore[arg-type]
+        ids.add(rfc7093_key_identifier(public_key))
     except BadKey:
         pass
     try:

@@ -271,7 +271,7 @@ def csrattrs_items(der_bytes: bytes) -> list[tuple[str, list[bytes]]]:
     """CsrAttrs as (OID, [value DER, ...]) pairs; a bare OID has no values."""
     from asn1crypto import core
 
-    from protocols.est.der import children
+    from gateway.edge.der import children
 
     out = []
     for item in children(der_bytes):
@@ -288,7 +288,7 @@ def csr_with_attributes(cn: str, attributes: list[tuple[str, list[bytes]]], key:
     """A PKCS#10 request carrying arbitrary DER attribute values (cryptography only writes strings)."""
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    from protocols.est import der
+    from gateway.edge import der
 
     key = key or keys.generate_private_key("EC-P256")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]).public_bytes()

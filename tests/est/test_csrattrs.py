@@ -93,7 +93,7 @@ def test_rsa_template_conveys_the_modulus_size() -> None:
     assert oid == CRI_TEMPLATE
     from asn1crypto import keys as akeys
 
-    from protocols.est.der import children
+    from gateway.edge.der import children
 
     version, spki, attributes = children(template)  # no subject: the server asks for none
     assert core.Integer.load(version).native == 0 and spki[0] == 0xA0 and attributes[0] == 0xA1

@@ -70,8 +70,9 @@ def test_request_key_covers_key_subject_and_names() -> None:
     assert request_key(csr) != request_key(make_csr("k-1", ["a.example"])[0])
 
 
-async def test_pending_store_round_trip_and_uniqueness(store: Store) -> None:
-    pending = PendingRequests(store)
+async def test_pending_store_round_trip_and_uniqueness(est: EstServer) -> None:
+    door = est.gw.door("est")
+    pending = PendingRequests(door.tables, door.clock)
     held = HeldRequest(uuid.uuid4().hex, "lbl", "basic:alice", "ab" * 32)
     assert await pending.find("lbl", "basic:alice", "ab" * 32) is None
     assert await pending.remember(held) is True

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from gateway.ca.backend import RevocationReason
+from gateway.clock import FakeClock
 from gateway.errors import Forbidden
 from protocols.est import auth as est_auth
 from protocols.est.policy import policy_for
@@ -130,7 +131,7 @@ async def test_both_mode_asks_the_password_on_reenroll_too(est: EstServer) -> No
     assert (await est.post("simplereenroll", renewal, label="strict", cert=device, auth=("u", "p"))).status == 200
 
 
-async def test_expired_gateway_certificate_is_refused(est: EstServer) -> None:
+async def test_expired_gateway_certificate_is_refused(est: EstServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """An expired certificate never gets past the TLS handshake; the label checks anyway.
 
     The store record and the certificate are real; only the socket is a stand-in,
@@ -150,15 +151,12 @@ async def test_expired_gateway_certificate_is_refused(est: EstServer) -> None:
         transport = Transport()
 
     policy = policy_for(await est.gw.store.get_protocol_config("est"))
-    presented = await est_auth.presented_certificate(Request(), est.gw, policy)  # type: ignore[arg-type]
+    door = est.gw.door("est")
+    presented = await est_auth.presented_certificate(Request(), door, policy)  # type: ignore[arg-type]
     assert presented is not None and presented.standing is est_auth.CertificateStanding.ISSUED
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
-    original = est_auth._now
-    est_auth._now = lambda: later  # type: ignore[assignment]
-    try:
-        presented = await est_auth.presented_certificate(Request(), est.gw, policy)  # type: ignore[arg-type]
-    finally:
-        est_auth._now = original  # type: ignore[assignment]
+    # The injected clock, moved past the certificate's end (no real TLS stack sends an expired one).
+    monkeypatch.setattr(est.gw, "clock", FakeClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)))
+    presented = await est_auth.presented_certificate(Request(), door, policy)  # type: ignore[arg-type]
     assert presented is not None and presented.standing is est_auth.CertificateStanding.EXPIRED
     with pytest.raises(Forbidden, match="expired"):
         est_auth.refuse_bad_certificate(presented)

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway import keys
-from protocols.est import der, wire
+from gateway.edge import der
+from protocols.est import wire
 from tests.support import openssl
 
 from .helpers import EstServer, b64, csr_with_attributes, make_csr

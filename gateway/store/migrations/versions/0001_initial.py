@@ -20,11 +20,11 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
-def _json() -> sa.types.TypeEngine:
+def _json() -> sa.JSON:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-def _auto_id() -> sa.types.TypeEngine:
+def _auto_id() -> sa.BigInteger:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

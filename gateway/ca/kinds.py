@@ -1,0 +1,97 @@
+"""Backend kinds: how a CA record becomes the backend that signs for it.
+
+A kind is a name (``CARecord.backend``) and a factory. The local CA is built in;
+connectors (upstream ACME, EST, AD CS) and HSM-held keys register theirs here, or
+ship them as installed plugins under the entry-point group ``gateway.ca_backends``
+(each entry point names a factory). Adding a kind touches nothing else in the core:
+the Authority only ever sees :class:`gateway.ca.backend.CABackend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from ..errors import Unavailable
+from ..store.records import CARecord
+from .backend import CABackend
+from .local import LocalCA, LocalCASettings
+
+if TYPE_CHECKING:
+    from .hierarchy import CAHierarchy
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "gateway.ca_backends"
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the core hands a factory: settings and CA tooling, never the store."""
+
+    settings: LocalCASettings
+    hierarchy: "CAHierarchy"
+
+
+BackendFactory = Callable[[CARecord, BackendContext], CABackend]
+
+
+def _local(record: CARecord, context: BackendContext) -> CABackend:
+    return LocalCA(record, context.settings, context.hierarchy)
+
+
+class BackendKinds:
+    """The kinds known to one gateway: built-ins, plugins, and those registered in code."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, BackendFactory] = {"local": _local}
+        self._plugins_loaded = False
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self._factories:
+                continue
+            try:
+                self._factories[ep.name] = ep.load()
+            except Exception:  # a broken plugin must not stop the gateway; its CAs stay unavailable
+                log.exception("CA backend plugin %s failed to load", ep.name)
+
+    def register(self, name: str, factory: BackendFactory) -> None:
+        if name in self._factories:
+            raise ValueError(f"CA backend kind {name!r} is already registered")
+        self._factories[name] = factory
+
+    def unregister(self, name: str) -> None:
+        if name == "local":
+            raise ValueError("the local backend kind is built in")
+        self._factories.pop(name, None)
+
+    @contextlib.contextmanager
+    def registered(self, name: str, factory: BackendFactory) -> Iterator[None]:
+        """A kind for the duration of a block (tests)."""
+        self.register(name, factory)
+        try:
+            yield
+        finally:
+            self.unregister(name)
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._factories)
+
+    def build(self, record: CARecord, context: BackendContext) -> CABackend:
+        self._load_plugins()
+        factory = self._factories.get(record.backend)
+        if factory is None:
+            raise Unavailable(f"CA {record.id}: no backend kind {record.backend!r} is installed")
+        return factory(record, context)
+
+
+KINDS = BackendKinds()
+"""The process's backend kinds (a registry of code, like a codec registry: no runtime state)."""
