@@ -104,8 +104,10 @@ async def bootstrap_protocols(gw: Gateway, ca_id: str) -> dict[str, Any]:
     return creds
 
 
-async def initialize(data_dir: Path, *, force: bool = False) -> dict[str, Any]:
-    """Create the data directory; refuses to touch an initialized one unless forced."""
+async def initialize(data_dir: Path, *, force: bool = False, store_url: str | None = None) -> dict[str, Any]:
+    """Create the data directory; refuses to touch an initialized one unless forced.
+    ``store_url``: keep the store in that database (PostgreSQL for replicas) instead
+    of the embedded SQLite file."""
     data_dir = Path(data_dir)
     if is_initialized(data_dir):
         if not force:
@@ -113,6 +115,8 @@ async def initialize(data_dir: Path, *, force: bool = False) -> dict[str, Any]:
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = Config(data_dir=data_dir)
+    if store_url:
+        config.store.url = store_url
     config.save()
     config = load_config(data_dir)
     if not os.environ.get(PASSPHRASE_ENV):

@@ -50,7 +50,7 @@ async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaita
 
 # --- commands ---------------------------------------------------------------------
 async def cmd_init(args: argparse.Namespace) -> int:
-    await bootstrap.initialize(Path(args.data_dir), force=args.force)
+    await bootstrap.initialize(Path(args.data_dir), force=args.force, store_url=args.store_url)
     print(f"initialized {Path(args.data_dir).resolve()}")
     print("dev credentials: gateway info --json --data-dir", args.data_dir)
     return 0
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("init", parents=[common], help="create the data directory with dev CAs")
     s.add_argument("--force", action="store_true", help="wipe and recreate an existing data directory")
+    s.add_argument("--store-url", help="keep the store in this database instead of the embedded SQLite "
+                   "file, e.g. postgresql://user@host:5432/gateway (several replicas share one)")
     s.set_defaults(fn=cmd_init)
 
     s = sub.add_parser("serve", parents=[common, listen], help="run the gateway (init on first run)")
