@@ -92,15 +92,11 @@ async def issue_tls_certificate(gw: Gateway, hosts: list[str]) -> None:
 
 async def bootstrap_protocols(gw: Gateway, ca_id: str) -> dict[str, Any]:
     """Each adapter makes its dev configuration(s), with credentials, through its door."""
-    import inspect
-
     from .composition import adapters
 
     creds: dict[str, Any] = {}
     for adapter in adapters():
-        # LEAD-TODO: door once adapters are moved; meanwhile adapters typed for a Door get theirs
-        takes_door = "Door" in str(next(iter(inspect.signature(adapter.bootstrap).parameters.values())).annotation)
-        creds[adapter.name] = await adapter.bootstrap(gw.door(adapter.name) if takes_door else gw, ca_id)  # type: ignore[arg-type]
+        creds[adapter.name] = await adapter.bootstrap(gw.door(adapter.name), ca_id)
     return creds
 
 

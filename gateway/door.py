@@ -225,19 +225,10 @@ class Door:
         within: OwnTablesInTransaction | None = None, record: ProtocolConfigRecord | None = None,
     ) -> Enrollment:
         """Issue (or hold for approval) a certificate; see :meth:`Authority.enroll`."""
-        own_tables: Any = None
-        if within is not None:
-            hand_on = within
-
-            async def own_tables(tx: Any, cert: x509.Certificate) -> None:
-                # the adapter gets the transaction's connection, whatever the core passes
-                # (LEAD-TODO: drop once the Authority hands ``within`` a connection itself)
-                await hand_on(tx if isinstance(tx, AsyncConnection) else tx.connection, cert)
-
         return await self._gw.authority.enroll(
             config_id, self.protocol, csr, entity=entity, entity_kind=entity_kind, profile=profile,
             overrides=overrides, event_type=event_type, actor=actor, request_id=request_id,
-            entity_attributes=entity_attributes, within=own_tables, record=record,
+            entity_attributes=entity_attributes, within=within, record=record,
         )
 
     async def keygen(

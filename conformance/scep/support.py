@@ -39,7 +39,7 @@ from conformance.harness import (
     running_gateway,
     save_exchange,
 )
-from protocols.scep.service import service_for
+from protocols.scep.service import ScepService
 
 FIXTURE_DIR = FIXTURES / "scep"
 RECORD = os.environ.get("GATEWAY_RECORD_FIXTURES", "") == "1"
@@ -62,6 +62,12 @@ class Served:
     gw: Any
     info: GatewayInfo
     recorder: Recorder
+    scep: ScepService = field(init=False)
+    """A SCEP service of the test's own over the served gateway's door: it reads the same
+    tables as the listeners' services (and sees their writes on its next call)."""
+
+    def __post_init__(self) -> None:
+        self.scep = ScepService(self.gw.door("scep"))
 
     @property
     def dev(self) -> dict[str, Any]:
@@ -80,7 +86,7 @@ class Served:
         return self.info.ssl_context()
 
     async def ra_certificate(self, config_id: str = "scep") -> x509.Certificate:
-        return (await service_for(self.gw).context(config_id)).ra.current.certificate
+        return (await self.scep.context(config_id)).ra.current.certificate
 
     async def ra_fingerprint(self, config_id: str = "scep") -> str:
         return (await self.ra_certificate(config_id)).fingerprint(hashes.SHA256()).hex()
@@ -96,7 +102,7 @@ class Served:
 
     async def run_meta(self, config_id: str, **extra: Any) -> dict[str, Any]:
         """Keys and configuration of this run, stored with recorded exchanges."""
-        ctx = await service_for(self.gw).context(config_id)
+        ctx = await self.scep.context(config_id)
         ra = ctx.ra.current
         return {
             "config": config_id,

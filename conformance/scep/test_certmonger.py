@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives import serialization
 from conformance.harness import require_client
 from protocols.scep.challenge import set_static_challenge
 from protocols.scep.ra import issue_ra
-from protocols.scep.service import service_for
 
 from .support import Certmonger, Served, run, served, tool_version
 
@@ -122,9 +121,9 @@ async def test_certmonger_wrong_challenge_is_rejected(gateway: Served, certmonge
 async def test_certmonger_polls_through_a_pending_approval(gateway: Served, certmonger: Certmonger,
                                                            tmp_path: Path) -> None:
     gw = gateway.gw
-    svc = service_for(gw)
+    svc = gateway.scep
     await gw.authority.create_config("held", "scep", "issuing", ["device"], settings={"approval": "manual"})
-    await issue_ra(gw, svc.repo, "held", "issuing")
+    await issue_ra(svc.door, svc.repo, "held", "issuing")
     challenge = await set_static_challenge(svc.repo, "held", "held-challenge-1")
     await certmonger.getcert("add-scep-ca", "-c", "HELD", "-u", gateway.url("held"))
     cert, key = tmp_path / "held.pem", tmp_path / "held-key.pem"

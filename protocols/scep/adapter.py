@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from gateway.door import Door
+
 from . import admin, cli, http
 from .challenge import add_challenge_admin, set_static_challenge
-from .ra import issue_ra
+from .ra import RA_PROFILE, RA_PROFILE_TOML, issue_ra
 from .repository import ScepRepository
-from .service import PROTOCOL
+from .service import PROTOCOL, install
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.runtime import Gateway
-    from gateway.store.records import ProtocolConfigRecord
+    from gateway.door import ProtocolConfigRecord
 
 DEV_CONFIG = PROTOCOL
 DEV_PROFILES = ["device", "tls-client"]
@@ -26,21 +27,23 @@ DEV_ADMIN = "ndes-admin"
 
 class ScepAdapter:
     name = PROTOCOL
+    profiles: dict[str, str] = {RA_PROFILE: RA_PROFILE_TOML}
+    """The RA certificates' profile: the core loads it at start (a data directory's
+    ``profiles/scep-ra.toml`` overrides it)."""
 
     def mount(self, app: web.Application, *, secure: bool) -> None:
         """Same routes on both listeners: devices use plain HTTP (the envelope protects the
         request), MDMs and admins HTTPS; mscep_admin and the webhook refuse plain HTTP
-        unless a configuration allows it."""
+        unless a configuration allows it. Each app gets its own service (caches)."""
+        install(app)
         http.add_routes(app)
 
-    async def bootstrap(self, gateway: Gateway, ca_id: str) -> dict[str, Any]:
+    async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """The dev configuration ``scep``: RA from ``ca_id``, a static challenge, served
         on the NDES paths, and a challenge admin for mscep_admin and the webhook."""
-        repo = ScepRepository(gateway.store)
-        await gateway.authority.create_config(
-            DEV_CONFIG, PROTOCOL, ca_id, DEV_PROFILES, settings={"ndes": True},
-        )
-        await issue_ra(gateway, repo, DEV_CONFIG, ca_id)
+        repo = ScepRepository(door.tables)
+        await door.create_configuration(DEV_CONFIG, ca_id, DEV_PROFILES, settings={"ndes": True})
+        await issue_ra(door, repo, DEV_CONFIG, ca_id)
         challenge = await set_static_challenge(repo, DEV_CONFIG)
         password = await add_challenge_admin(repo, DEV_CONFIG, DEV_ADMIN)
         # the user name is fixed (DEV_ADMIN): only secrets go to the dev-credentials file

@@ -22,9 +22,8 @@ from gateway.admin.api import OPENAPI
 from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, read_json
 from gateway.admin.spec import Reply, Route
+from gateway.door import ProtocolConfigRecord
 from gateway.errors import BadRequest, NotFound
-from gateway.store.records import ProtocolConfigRecord
-from gateway.web.keys import GATEWAY
 
 from .challenge import (
     CHALLENGE_ADMIN,
@@ -34,7 +33,7 @@ from .challenge import (
     set_static_challenge,
 )
 from .ra import issue_ra
-from .service import PROTOCOL, ScepService, service_for
+from .service import ScepService, install, service_of
 from .settings import ScepSettings
 
 TAG = "SCEP"
@@ -42,13 +41,14 @@ MAX_TTL = dt.timedelta(days=30)
 
 
 def _svc(request: web.Request) -> ScepService:
-    return service_for(request.app[GATEWAY])
+    return service_of(request)
 
 
 async def _config(request: web.Request, svc: ScepService) -> ProtocolConfigRecord:
+    """The SCEP configuration named in the path, enabled or not (operators manage both)."""
     config_id = request.match_info["id"]
-    rec = await svc.gateway.store.get_protocol_config(config_id)
-    if rec is None or rec.protocol != PROTOCOL:
+    rec = await svc.door.find_configuration(config_id)
+    if rec is None:
         raise NotFound(f"no SCEP configuration {config_id!r}")
     return rec
 
@@ -70,7 +70,7 @@ async def create_challenge(request: web.Request) -> web.Response:
         svc.repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="api",
         issued_by=actor(request), bound_subject=subject, now=svc.clock(),
     )
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_challenge", "success", protocol_config=rec.id, source="api", actor=actor(request),
         bound=subject is not None,
     )
@@ -99,7 +99,7 @@ async def put_static_challenge(request: web.Request) -> web.Response:
     value = f.text("challenge")
     f.done()
     challenge = await set_static_challenge(svc.repo, rec.id, value)
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_static_challenge", "success", protocol_config=rec.id, actor=actor(request),
     )
     return web.json_response({"challenge": challenge}, headers={"Cache-Control": "no-store"})
@@ -111,7 +111,7 @@ async def delete_static_challenge(request: web.Request) -> web.Response:
     rec = await _config(request, svc)
     if not await svc.repo.delete_secret(rec.id, STATIC, "static"):
         raise NotFound(f"SCEP configuration {rec.id!r} has no static challenge")
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_static_challenge_delete", "success", protocol_config=rec.id, actor=actor(request),
     )
     return web.Response(status=204)
@@ -125,7 +125,7 @@ async def put_challenge_admin(request: web.Request) -> web.Response:
     f.done()
     username = request.match_info["username"]
     value = await add_challenge_admin(svc.repo, rec.id, username, password)
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_challenge_admin", "success", protocol_config=rec.id, actor=actor(request), username=username,
     )
     return web.json_response({"username": username, "password": value}, headers={"Cache-Control": "no-store"})
@@ -138,7 +138,7 @@ async def delete_challenge_admin(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     if not await svc.repo.delete_secret(rec.id, CHALLENGE_ADMIN, username):
         raise NotFound(f"no challenge admin {username!r} in configuration {rec.id!r}")
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_challenge_admin_delete", "success", protocol_config=rec.id, actor=actor(request), username=username,
     )
     return web.Response(status=204)
@@ -174,8 +174,7 @@ async def create_ra(request: web.Request) -> web.Response:
         ca_id = ScepSettings.of(rec).next_ca or ""
         if not ca_id:
             raise BadRequest("set settings.next_ca on the configuration before issuing a next RA")
-    ra = await issue_ra(svc.gateway, svc.repo, rec.id, ca_id, role=role, actor=actor(request))
-    svc.keyring.forget(rec.id)
+    ra = await issue_ra(svc.door, svc.repo, rec.id, ca_id, role=role, actor=actor(request))
     return web.json_response(ra_view(ra), status=201)
 
 
@@ -235,7 +234,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 
 def mount_admin(admin: web.Application) -> None:
-    """Register the routes and extend the admin OpenAPI document with them."""
+    """Register the routes, extend the admin OpenAPI document with them, and give the
+    admin app its own :class:`ScepService` (it may be served without the HTTPS app)."""
+    install(admin)
     doc = copy.deepcopy(admin[OPENAPI])
     doc["components"]["schemas"].update(copy.deepcopy(SCHEMAS))
     for route in ROUTES:

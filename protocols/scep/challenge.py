@@ -28,9 +28,9 @@ from cryptography import x509
 from cryptography.x509.oid import AttributeOID
 
 from gateway.ca.overrides import parse_subject
+from gateway.door import ProtocolConfigRecord, utcnow
 from gateway.errors import BadRequest
 from gateway.secrets import hash_secret, verify_secret
-from gateway.store.records import ProtocolConfigRecord, utcnow
 
 from .repository import ChallengeRecord, ScepRepository, SecretRecord
 from .types import FailInfo, ScepFailure

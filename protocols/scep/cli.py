@@ -17,10 +17,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import bootstrap
 from gateway.config import load_config, parse_duration
+from gateway.door import Door, default_issuing_ca, open_door
 from gateway.errors import ConfigError
-from gateway.runtime import Gateway
 
 from .challenge import (
     CHALLENGE_ADMIN,
@@ -36,73 +35,69 @@ from .settings import ScepSettings
 ACTOR = "cli"
 
 
-async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway, ScepRepository], Awaitable[int]]) -> int:
-    data_dir = Path(args.data_dir)
-    if not bootstrap.is_initialized(data_dir):
-        raise ConfigError(f"{data_dir} is not initialized; run 'gateway init' first")
-    gw = await Gateway.open(load_config(data_dir))
-    try:
-        return await fn(gw, ScepRepository(gw.store))
-    finally:
-        await gw.close()
+async def _with_door(args: argparse.Namespace, fn: Callable[[Door, ScepRepository], Awaitable[int]]) -> int:
+    """Run ``fn`` on the SCEP door of the data directory's gateway (refused when the
+    directory was never initialized)."""
+    async with open_door(load_config(Path(args.data_dir)), PROTOCOL) as door:
+        return await fn(door, ScepRepository(door.tables))
 
 
 async def cmd_challenge(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway, repo: ScepRepository) -> int:
-        rec = await gw.authority.config(args.config, PROTOCOL)
+    async def run(door: Door, repo: ScepRepository) -> int:
+        rec = await door.configuration(args.config)
         settings = ScepSettings.of(rec)
         ttl = parse_duration(args.ttl, "--ttl") if args.ttl else settings.dynamic_challenge_ttl
         issued = await issue_dynamic_challenge(
             repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="cli",
-            issued_by=ACTOR, bound_subject=args.subject,
+            issued_by=ACTOR, bound_subject=args.subject, now=door.clock(),
         )
-        await gw.authority.events.record("scep_challenge", "success", protocol_config=rec.id, source="cli",
-                                         actor=ACTOR, bound=args.subject is not None)
+        await door.record_event("scep_challenge", "success", protocol_config=rec.id, source="cli",
+                                actor=ACTOR, bound=args.subject is not None)
         if args.json:
             print(json.dumps({"challenge": issued.challenge, "expires_at": issued.expires_at.isoformat(),
                               "subject": issued.bound_subject}))
         else:
             print(issued.challenge)
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_static_challenge(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway, repo: ScepRepository) -> int:
-        rec = await gw.authority.config(args.config, PROTOCOL)
+    async def run(door: Door, repo: ScepRepository) -> int:
+        rec = await door.configuration(args.config)
         print(await set_static_challenge(repo, rec.id, args.value))
-        await gw.authority.events.record("scep_static_challenge", "success", protocol_config=rec.id, actor=ACTOR)
+        await door.record_event("scep_static_challenge", "success", protocol_config=rec.id, actor=ACTOR)
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_admin(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway, repo: ScepRepository) -> int:
-        rec = await gw.authority.config(args.config, PROTOCOL)
+    async def run(door: Door, repo: ScepRepository) -> int:
+        rec = await door.configuration(args.config)
         if args.admin_command == "add":
             print(await add_challenge_admin(repo, rec.id, args.username, args.password))
         elif not await repo.delete_secret(rec.id, CHALLENGE_ADMIN, args.username):
             raise ConfigError(f"no challenge admin {args.username!r} in {rec.id!r}")
-        await gw.authority.events.record(f"scep_challenge_admin_{args.admin_command}", "success",
-                                         protocol_config=rec.id, actor=ACTOR, username=args.username)
+        await door.record_event(f"scep_challenge_admin_{args.admin_command}", "success",
+                                protocol_config=rec.id, actor=ACTOR, username=args.username)
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_ra(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway, repo: ScepRepository) -> int:
-        rec = await gw.authority.config(args.config, PROTOCOL)
+    async def run(door: Door, repo: ScepRepository) -> int:
+        rec = await door.configuration(args.config)
         if args.ra_command == "issue":
             ca_id = rec.ca_id
             if args.role == "next":
                 ca_id = ScepSettings.of(rec).next_ca or ""
                 if not ca_id:
                     raise ConfigError("set settings.next_ca before issuing a next RA")
-            await issue_ra(gw, repo, rec.id, ca_id, role=args.role, actor=ACTOR)
+            await issue_ra(door, repo, rec.id, ca_id, role=args.role, actor=ACTOR)
         elif args.ra_command == "import":
             password = Path(args.key_password_file).read_bytes().strip() if args.key_password_file else None
             await import_ra(
-                gw, repo, rec.id, Path(args.certificate).read_bytes(), Path(args.key).read_bytes(),
+                door, repo, rec.id, Path(args.certificate).read_bytes(), Path(args.key).read_bytes(),
                 key_password=password, chain_pem=Path(args.chain).read_bytes() if args.chain else b"",
                 actor=ACTOR,
             )
@@ -115,11 +110,11 @@ async def cmd_ra(args: argparse.Namespace) -> int:
             rows.append(view)
         print(json.dumps(rows, indent=2))
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_config_create(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway, repo: ScepRepository) -> int:
+    async def run(door: Door, repo: ScepRepository) -> int:
         settings: dict[str, Any] = {}
         if args.approval:
             settings["approval"] = args.approval
@@ -127,16 +122,16 @@ async def cmd_config_create(args: argparse.Namespace) -> int:
             settings["ndes"] = True
         if args.no_challenge:
             settings["challenge"] = "none"
-        rec = await gw.authority.create_config(
-            args.id, PROTOCOL, args.ca, args.profile or ["device"], settings=settings,
+        rec = await door.create_configuration(
+            args.id, args.ca, args.profile or ["device"], settings=settings,
         )
-        await issue_ra(gw, repo, rec.id, rec.ca_id, actor=ACTOR)
+        await issue_ra(door, repo, rec.id, rec.ca_id, actor=ACTOR)
         out: dict[str, Any] = {"config": rec.id}
         if args.static_challenge is not None:
             out["challenge"] = await set_static_challenge(repo, rec.id, args.static_challenge or None)
         print(json.dumps(out))
         return 0
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -183,7 +178,7 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     s = cfg_sub.add_parser("create", parents=[common], help="a configuration with its RA certificate")
     s.add_argument("id")
-    s.add_argument("--ca", default=bootstrap.ISSUING_CA)
+    s.add_argument("--ca", default=default_issuing_ca())
     s.add_argument("--profile", action="append", help="certificate profile (repeatable; first is default)")
     s.add_argument("--approval", choices=["auto", "manual"])
     s.add_argument("--ndes", action="store_true", help="serve it on the NDES paths")

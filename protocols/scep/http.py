@@ -38,10 +38,9 @@ from gateway.errors import (
     GatewayError,
     Unauthorized,
 )
-from gateway.web.keys import GATEWAY
 
 from .challenge import check_challenge_admin, issue_dynamic_challenge
-from .service import ScepService, service_for
+from .service import ScepService, service_of
 from .settings import WEBHOOK_FIELDS, ScepSettings
 from .types import CONTENT_TYPE_PKI_MESSAGE, MalformedMessage
 
@@ -151,7 +150,7 @@ async def pki_message_bytes(request: web.Request, query: dict[str, str]) -> byte
 
 
 def service(request: web.Request) -> ScepService:
-    return service_for(request.config_dict[GATEWAY])
+    return service_of(request)
 
 
 async def config_id_of(request: web.Request, svc: ScepService) -> str:
@@ -189,7 +188,7 @@ async def operation(request: web.Request) -> web.StreamResponse:
 
 
 async def _authenticated_admin(request: web.Request, svc: ScepService, config_id: str) -> tuple[str, ScepSettings]:
-    rec = await svc.gateway.authority.config(config_id, "scep")
+    rec = await svc.door.configuration(config_id)
     settings = ScepSettings.of(rec)
     if not request.secure and not settings.admin_over_http:
         raise web.HTTPForbidden(
@@ -198,7 +197,7 @@ async def _authenticated_admin(request: web.Request, svc: ScepService, config_id
         )
     auth = basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
     if auth is None or not await check_challenge_admin(svc.repo, config_id, *auth):
-        await svc.gateway.authority.events.record(
+        await svc.door.record_event(
             "scep_challenge", "failure", protocol_config=config_id, detail="authentication failed",
             source=request.path,
         )
@@ -258,7 +257,7 @@ async def mscep_admin(request: web.Request) -> web.StreamResponse:
             f"This password can be used only once and will expire within {minutes} minutes.",
             "Each enrollment requires a new challenge password.",
         ]
-        await svc.gateway.authority.events.record(
+        await svc.door.record_event(
             "scep_challenge", "success", protocol_config=config_id, source="ndes", actor=user,
         )
     return web.Response(
@@ -314,7 +313,7 @@ async def jamf_webhook(request: web.Request) -> web.StreamResponse:
         svc.repo, config_id, ttl=settings.dynamic_challenge_ttl, limit=settings.dynamic_challenge_limit,
         source="webhook", issued_by=user, bound_subject=bound, attributes=attributes, now=svc.clock(),
     )
-    await svc.gateway.authority.events.record(
+    await svc.door.record_event(
         "scep_challenge", "success", protocol_config=config_id, source="webhook", actor=user,
         bound=bound is not None,
     )

@@ -21,7 +21,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from . import cms as scms
-from .ber import normalize_octet_strings
+from gateway.edge.der import normalize_octet_strings
 from .types import (
     OID_FAIL_INFO,
     OID_FAIL_INFO_TEXT,
@@ -41,7 +41,7 @@ MAX_TRANSACTION_ID = 255
 _STRING_TAGS = (core.PrintableString, core.UTF8String, core.IA5String, core.TeletexString)
 
 
-class IssuerAndSubject(core.Sequence):
+class IssuerAndSubject(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """The CertPoll (GetCertInitial) message content (RFC 8894 section 3.3.3)."""
 
     _fields = [("issuer", asn1_x509.Name), ("subject", asn1_x509.Name)]

@@ -3,14 +3,18 @@
 Clients encrypt their requests to the RA certificate and verify CertReps against it.
 The RA is an RSA key with a certificate issued by the configuration's CA under the
 ``scep-ra`` profile (digitalSignature + keyEncipherment, no EKU), created at bootstrap
-or on first use, renewed by operators; its key is stored encrypted with the CA
-passphrase, like CA keys. An operator may instead import an RA (e.g. the CA's own
-certificate and key when the CA answers SCEP itself, or a capture's RA for replay).
+or on first use, renewed by operators; the adapter declares that profile
+(``ADAPTER.profiles``) and the core loads it at start. The certificate is issued
+through the door (:meth:`gateway.door.Door.issue_internal`: stored and audited like any
+issuance); its key is stored encrypted with the door's sealing passphrase, like CA keys.
+An operator may instead import an RA (e.g. the CA's own certificate and key when the
+CA answers SCEP itself, or a capture's RA for replay).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -21,12 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gateway import keys
-from gateway.ca.backend import IssueOverrides
 from gateway.ca.pem import certs_to_pem, load_certificate, load_certificates
+from gateway.door import Door, IssueOverrides
 from gateway.errors import BadKey, BadRequest, Unavailable
-from gateway.profiles.loader import load_profile
-from gateway.runtime import Gateway
-from gateway.store.records import utcnow
 
 from .cms import Signer, issued_by
 from .envelope import Recipient
@@ -77,8 +78,11 @@ crl_distribution_point = true
 aia_ocsp = true
 aia_ca_issuers = true
 '''
-"""The ``scep-ra`` profile, written to the data directory's profiles on first use (kept
-here rather than as a data file so that every installation carries it)."""
+"""The ``scep-ra`` profile, declared by the adapter (``ADAPTER.profiles``) and loaded by
+the core at start (kept here rather than as a data file so that every installation
+carries it; a data directory's ``profiles/scep-ra.toml`` overrides it)."""
+RA_PURPOSE = "scep-ra"
+"""The ``purpose`` of RA certificates in the core's internal-issue audit events."""
 
 
 @dataclass(frozen=True)
@@ -105,22 +109,13 @@ class RaSet:
     current: RaIdentity
     next: RaIdentity | None
     retired: tuple[RaIdentity, ...]
+    refresh_at: dt.datetime | None = None
+    """When this set changes by time alone (the current RA is due for renewal, a retired
+    one expires): a cached set is looked at again then. None: only a write changes it."""
 
     def recipients(self) -> list[Recipient]:
         ids = [self.current, *([self.next] if self.next else []), *self.retired]
         return [i.recipient for i in ids]
-
-
-def ensure_ra_profile(gw: Gateway) -> None:
-    """Install the ``scep-ra`` profile in the data directory (where operators keep
-    profiles) and in the running gateway, if it is not there yet."""
-    if RA_PROFILE in gw.profiles:
-        return
-    target = gw.config.profiles_dir / f"{RA_PROFILE}.toml"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(RA_PROFILE_TOML)
-    gw.profiles[RA_PROFILE] = load_profile(target)
 
 
 def ra_subject(config_id: str) -> x509.Name:
@@ -131,16 +126,15 @@ def ra_subject(config_id: str) -> x509.Name:
 
 
 async def issue_ra(
-    gw: Gateway, repo: ScepRepository, config_id: str, ca_id: str, *, role: str = "current",
+    door: Door, repo: ScepRepository, config_id: str, ca_id: str, *, role: str = "current",
     actor: str = "system",
 ) -> RaRecord:
-    """A new RA key and certificate from ``ca_id`` (recorded in the core like any issuance)."""
-    ensure_ra_profile(gw)
-    ca = await gw.cas.local(ca_id)
+    """A new RA key and certificate from ``ca_id`` (recorded and audited by the core like
+    any issuance, then installed as the configuration's ``role`` RA)."""
     key = keys.generate_private_key(RA_KEY_ALGORITHM)
-    issued = await ca.sign_public_key(
-        RA_PROFILE, key.public_key(), IssueOverrides(subject=ra_subject(config_id)),
-        protocol_config=config_id,
+    issued = await door.issue_internal(
+        ca_id, RA_PROFILE, key.public_key(), IssueOverrides(subject=ra_subject(config_id)),
+        purpose=RA_PURPOSE, config_id=config_id, actor=actor,
     )
     rec = RaRecord(
         id=uuid.uuid4().hex,
@@ -148,11 +142,11 @@ async def issue_ra(
         role=role,
         certificate_pem=certs_to_pem([issued.certificate]),
         chain_pem=certs_to_pem(list(issued.chain)),
-        key_pem_encrypted=keys.encrypt_private_key(key, gw.config.ca_passphrase()).decode(),
+        key_pem_encrypted=keys.encrypt_private_key(key, door.sealing_passphrase()).decode(),
         not_after=issued.certificate.not_valid_after_utc,
     )
     await repo.add_ra(rec)
-    await gw.authority.events.record(
+    await door.record_event(
         "scep_ra_issue", "success", protocol_config=config_id, ca_id=ca_id,
         serial=format(issued.serial, "x"), role=role, actor=actor,
     )
@@ -160,7 +154,7 @@ async def issue_ra(
 
 
 async def import_ra(
-    gw: Gateway, repo: ScepRepository, config_id: str, certificate_pem: bytes, key_pem: bytes,
+    door: Door, repo: ScepRepository, config_id: str, certificate_pem: bytes, key_pem: bytes,
     *, key_password: bytes | None = None, chain_pem: bytes = b"", role: str = "current",
     actor: str = "system",
 ) -> RaRecord:
@@ -180,11 +174,11 @@ async def import_ra(
     rec = RaRecord(
         id=uuid.uuid4().hex, config_id=config_id, role=role,
         certificate_pem=certs_to_pem([cert]), chain_pem=certs_to_pem(chain),
-        key_pem_encrypted=keys.encrypt_private_key(key, gw.config.ca_passphrase()).decode(),
+        key_pem_encrypted=keys.encrypt_private_key(key, door.sealing_passphrase()).decode(),
         not_after=cert.not_valid_after_utc,
     )
     await repo.add_ra(rec)
-    await gw.authority.events.record(
+    await door.record_event(
         "scep_ra_import", "success", protocol_config=config_id, serial=format(cert.serial_number, "x"),
         role=role, actor=actor,
     )
@@ -194,14 +188,14 @@ async def import_ra(
 class RaKeyring:
     """Decrypted RA identities per configuration, cached until the records change."""
 
-    def __init__(self, gw: Gateway, repo: ScepRepository) -> None:
-        self._gw = gw
+    def __init__(self, door: Door, repo: ScepRepository) -> None:
+        self._door = door
         self._repo = repo
         self._cache: dict[str, tuple[tuple[tuple[str, str], ...], RaSet]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _identity(self, rec: RaRecord) -> RaIdentity:
-        key = keys.decrypt_private_key(rec.key_pem_encrypted.encode(), self._gw.config.ca_passphrase())
+        key = keys.decrypt_private_key(rec.key_pem_encrypted.encode(), self._door.sealing_passphrase())
         if not isinstance(key, rsa.RSAPrivateKey):
             raise Unavailable("the stored RA key is not RSA")
         chain = tuple(load_certificates(rec.chain_pem)) if rec.chain_pem.strip() else ()
@@ -211,8 +205,9 @@ class RaKeyring:
                      issue_if_missing: bool = True) -> RaSet:
         """The configuration's RA set. Issues the first RA from the CA when there is none,
         and a successor when a gateway-issued RA enters the last fifth of its lifetime (the
-        old one keeps decrypting for clients that cached it, until it expires)."""
-        now = now or utcnow()
+        old one keeps decrypting for clients that cached it, until it expires). Runs on
+        the door's clock (the core's time, not a test's message clock)."""
+        now = now or self._door.clock()
         lock = self._locks.setdefault(config_id, asyncio.Lock())
         async with lock:
             records = await self._repo.ra_certificates(config_id)
@@ -220,24 +215,28 @@ class RaKeyring:
             if current is None:
                 if not issue_if_missing:
                     raise Unavailable(f"SCEP configuration {config_id!r} has no RA certificate")
-                await issue_ra(self._gw, self._repo, config_id, ca_id)
+                await issue_ra(self._door, self._repo, config_id, ca_id)
                 records = await self._repo.ra_certificates(config_id)
-            elif current.not_after - now < (current.not_after - current.created_at) / 5:
-                if await self._issued_by(current, ca_id):
-                    await issue_ra(self._gw, self._repo, config_id, ca_id)
-                    await self._repo.drop_expired_ra(config_id, now)
-                    records = await self._repo.ra_certificates(config_id)
-            version = tuple(sorted((r.id, r.role) for r in records))
-            cached = self._cache.get(config_id)
-            if cached is not None and cached[0] == version:
-                return cached[1]
+            elif now >= _renewal_due(current) and await self._issued_by(current, ca_id):
+                await issue_ra(self._door, self._repo, config_id, ca_id)
+                await self._repo.drop_expired_ra(config_id, now)
+                records = await self._repo.ra_certificates(config_id)
             current = next(r for r in records if r.role == "current")
             nxt = next((r for r in records if r.role == "next"), None)
             retired = [r for r in records if r.role == "retired" and r.not_after > now]
+            changes = [r.not_after for r in retired]
+            if now < _renewal_due(current) and await self._issued_by(current, ca_id):
+                changes.append(_renewal_due(current))
+            refresh_at = min(changes, default=None)
+            version = tuple(sorted((r.id, r.role) for r in [current, *([nxt] if nxt else []), *retired]))
+            cached = self._cache.get(config_id)
+            if cached is not None and cached[0] == version:
+                return dataclasses.replace(cached[1], refresh_at=refresh_at)
             ra = RaSet(
                 current=self._identity(current),
                 next=self._identity(nxt) if nxt else None,
                 retired=tuple(self._identity(r) for r in retired),
+                refresh_at=refresh_at,
             )
             self._cache[config_id] = (version, ra)
             return ra
@@ -245,12 +244,17 @@ class RaKeyring:
     async def _issued_by(self, rec: RaRecord, ca_id: str) -> bool:
         """Was this RA issued by the gateway from ``ca_id`` (not imported)? Only those are
         renewed automatically."""
-        ca_cert = self._gw.cas.certificate(ca_id)
+        ca_cert = self._door.ca_certificate(ca_id)
         if ca_cert is None:
             return False
         cert = load_certificate(rec.certificate_pem)
         return issued_by(cert, ca_cert) and cert != ca_cert
 
-    def forget(self, config_id: str) -> None:
-        self._cache.pop(config_id, None)
+    def forget(self) -> None:
+        """Drop every decrypted key (the app is stopping)."""
+        self._cache.clear()
 
+
+def _renewal_due(rec: RaRecord) -> dt.datetime:
+    """When an RA enters the last fifth of its lifetime."""
+    return rec.not_after - (rec.not_after - rec.created_at) / 5

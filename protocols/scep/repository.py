@@ -1,8 +1,13 @@
-"""Data access for the SCEP tables, through the core Store's engine and transactions.
+"""Data access for the SCEP tables, on connections of the door's :attr:`~gateway.door.Door.tables`.
 
-Writes go through :meth:`gateway.store.Store.transaction` (BEGIN IMMEDIATE on SQLite,
-so concurrent writers queue); state changes that must happen once (using a one-time
+Writes run in one transaction of the adapter's tables (BEGIN IMMEDIATE on SQLite, so
+concurrent writers queue); state changes that must happen once (using a one-time
 challenge, promoting an RA) are compare-and-set statements.
+
+What workers cache (RA certificates, secret hashes) is guarded by a generation row in
+``scep_generations``, bumped in the transaction of every such write: a worker reads it
+once per request (:meth:`ScepRepository.generation_in`) and serves its caches only while
+it is unchanged, so another worker's or replica's write is seen on the next request.
 """
 
 from __future__ import annotations
@@ -10,40 +15,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import logging
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.errors import Conflict, ErrorKind
-from gateway.store import Store
-from gateway.store.records import utcnow
-from gateway.store.store import StoreError
+from gateway.door import utcnow
+from gateway.errors import Conflict
 
 from . import schema as t
 
-log = logging.getLogger(__name__)
-
-SECRETS_TTL = 1.0  # seconds a configuration's secret hashes are served from memory
-_generation = 0  # bumped by every RA certificate or secret write in this process
-
-
-def generation() -> int:
-    """Changes whenever this process writes RA certificates or secrets (any repository
-    instance), so per-configuration caches drop stale entries at once; writes made
-    by other processes are picked up within the caches' TTL."""
-    return _generation
-
-
-def _changed() -> None:
-    global _generation
-    _generation += 1
 R = TypeVar("R")
+
+
+class Tables(Protocol):
+    """Connections on the adapter's own tables (:class:`gateway.door.ProtocolTables`)."""
+
+    def read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]: ...
+
 
 RA_ROLES = ("current", "next", "retired")
 
@@ -105,30 +98,38 @@ def _record(cls: type[R], row: Any) -> R:
 
 
 class ScepRepository:
-    """The SCEP tables of one Store."""
+    """The SCEP tables."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._secrets: dict[tuple[str, str], tuple[float, int, list[SecretRecord]]] = {}
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+        self._observed: int | None = None  # the tables' generation as this request read it
+        self._secrets: dict[tuple[str, str], tuple[int, list[SecretRecord]]] = {}
 
-    @contextlib.asynccontextmanager
-    async def _write(self, changes_cached: bool = False) -> AsyncIterator[AsyncConnection]:
-        """``changes_cached``: RA certificates or secrets, which per-configuration caches hold."""
-        try:
-            async with self._store.transaction() as tx:
-                yield tx.connection  # the Store's own transaction (one unit of work)
-        finally:
-            if changes_cached:
-                _changed()
+    def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self._tables.transaction()
 
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._store.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            log.warning("SCEP store read failed: %s", type(exc).__name__)
-            raise StoreError("database error", kind=ErrorKind.UNAVAILABLE) from exc
+    def _read(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self._tables.read()
+
+    @staticmethod
+    async def _changed(conn: AsyncConnection) -> None:
+        """Bump the generation in the transaction of a write to what workers cache (RA
+        certificates, secrets): it commits, or rolls back, with that write."""
+        c = t.generations.c
+        await conn.execute(update(t.generations).where(c.name == t.TABLES_GENERATION).values(value=c.value + 1))
+
+    # --- generation -----------------------------------------------------------------------
+    async def generation_in(self, conn: AsyncConnection) -> int:
+        """The tables' generation, read on ``conn`` (the caller's per-request read); the
+        caches of this repository (:meth:`cached_secrets`) are keyed by the value last read."""
+        c = t.generations.c
+        value = (await conn.execute(select(c.value).where(c.name == t.TABLES_GENERATION))).scalar()
+        self._observed = int(value or 0)
+        return self._observed
+
+    async def generation(self) -> int:
+        async with self._read() as conn:
+            return await self.generation_in(conn)
 
     # --- RA certificates ---------------------------------------------------------------
     async def ra_certificates(self, config_id: str) -> list[RaRecord]:
@@ -144,7 +145,7 @@ class ScepRepository:
         if rec.role not in RA_ROLES:
             raise ValueError(f"unknown RA role {rec.role!r}")
         c = t.ra_certificates.c
-        async with self._write(changes_cached=True) as conn:
+        async with self._write() as conn:
             if rec.role == "current":
                 await conn.execute(
                     update(t.ra_certificates)
@@ -155,16 +156,18 @@ class ScepRepository:
                     delete(t.ra_certificates).where(c.config_id == rec.config_id, c.role == "next")
                 )
             await conn.execute(t.ra_certificates.insert().values(**_values(rec)))
+            await self._changed(conn)
 
     async def promote_next_ra(self, config_id: str) -> bool:
         """Rollover: the ``next`` RA becomes ``current``, the old current retires."""
         c = t.ra_certificates.c
-        async with self._write(changes_cached=True) as conn:
+        async with self._write() as conn:
             row = (await conn.execute(
                 select(c.id).where(c.config_id == config_id, c.role == "next")
             )).first()
             if row is None:
                 return False
+            await self._changed(conn)
             await conn.execute(
                 update(t.ra_certificates).where(c.config_id == config_id, c.role == "current").values(role="retired")
             )
@@ -173,33 +176,42 @@ class ScepRepository:
 
     async def drop_expired_ra(self, config_id: str, now: dt.datetime) -> int:
         c = t.ra_certificates.c
-        async with self._write(changes_cached=True) as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 delete(t.ra_certificates).where(c.config_id == config_id, c.role == "retired", c.not_after < now)
             )
+            if result.rowcount:
+                await self._changed(conn)
         return int(result.rowcount or 0)
 
     # --- secrets -------------------------------------------------------------------------
     async def set_secret(self, rec: SecretRecord) -> None:
         c = t.secrets.c
-        async with self._write(changes_cached=True) as conn:
+        async with self._write() as conn:
             await conn.execute(delete(t.secrets).where(
                 c.config_id == rec.config_id, c.kind == rec.kind, c.name == rec.name))
             await conn.execute(t.secrets.insert().values(**_values(rec)))
+            await self._changed(conn)
 
     async def cached_secrets(self, config_id: str, kind: str) -> list[SecretRecord]:
-        """:meth:`secrets` served from memory for up to ``SECRETS_TTL`` (hot path: the
-        static challenge of every PKCSReq); dropped at once on this process's writes."""
-        now = time.monotonic()
+        """:meth:`secrets` served from memory while the generation read for this request
+        (:meth:`generation_in`) is the one they were read under (hot path: the static
+        challenge of every PKCSReq). Read afresh when no generation was read yet."""
+        gen = self._observed
         entry = self._secrets.get((config_id, kind))
-        if entry is not None and entry[0] > now and entry[1] == _generation:
-            return entry[2]
-        gen = _generation
+        if gen is not None and entry is not None and entry[0] == gen:
+            return entry[1]
         records = await self.secrets(config_id, kind)
-        if len(self._secrets) > 1000:
-            self._secrets.clear()
-        self._secrets[(config_id, kind)] = (now + SECRETS_TTL, gen, records)
+        if gen is not None:
+            if len(self._secrets) > 1000:
+                self._secrets.clear()
+            self._secrets[(config_id, kind)] = (gen, records)
         return records
+
+    def forget(self) -> None:
+        """Drop what is cached (the app is stopping)."""
+        self._secrets.clear()
+        self._observed = None
 
     async def secrets(self, config_id: str, kind: str) -> list[SecretRecord]:
         c = t.secrets.c
@@ -210,9 +222,11 @@ class ScepRepository:
 
     async def delete_secret(self, config_id: str, kind: str, name: str) -> bool:
         c = t.secrets.c
-        async with self._write(changes_cached=True) as conn:
+        async with self._write() as conn:
             result = await conn.execute(delete(t.secrets).where(
                 c.config_id == config_id, c.kind == kind, c.name == name))
+            if result.rowcount:
+                await self._changed(conn)
         return bool(result.rowcount)
 
     # --- dynamic challenges -------------------------------------------------------------
@@ -274,10 +288,15 @@ class ScepRepository:
 
     # --- transactions ------------------------------------------------------------------
     async def transaction(self, config_id: str, transaction_id: str) -> TransactionRecord | None:
+        async with self._read() as conn:
+            return await self.transaction_in(conn, config_id, transaction_id)
+
+    @staticmethod
+    async def transaction_in(conn: AsyncConnection, config_id: str, transaction_id: str) -> TransactionRecord | None:
+        """:meth:`transaction` on the caller's connection."""
         c = t.transactions.c
         stmt = select(t.transactions).where(c.config_id == config_id, c.transaction_id == transaction_id)
-        async with self._read() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = (await conn.execute(stmt)).first()
         return None if row is None else _record(TransactionRecord, row)
 
     async def save_transaction(self, rec: TransactionRecord) -> None:

@@ -7,13 +7,16 @@
 - ``scep_challenges``: one-time dynamic challenges, by SHA-256 of the value.
 - ``scep_transactions``: transactionID -> the core request held for approval, or the
   certificate issued, so CertPoll and resent PKCSReqs find it.
+- ``scep_generations``: counters bumped in the transaction of every write to what
+  workers cache (``tables``: RA certificates and secrets), so each worker and replica
+  sees another's change on its next request (created by ``migrations/scep_0002``).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text
 
-from gateway.store.schema import NAMING_CONVENTION, JSONDoc, UTCDateTime
+from gateway.columns import NAMING_CONVENTION, JSONDoc, UTCDateTime
 
 ID_LENGTH = 64
 TRANSACTION_ID_LENGTH = 255
@@ -73,3 +76,13 @@ transactions = Table(
     Column("serial", String(64), nullable=True),  # issued
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+generations = Table(
+    "scep_generations",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False, server_default="0"),
+)
+
+TABLES_GENERATION = "tables"
+"""The row bumped by writes to ``scep_ra_certificates`` and ``scep_secrets``."""

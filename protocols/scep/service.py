@@ -10,28 +10,32 @@ FAILURE CertRep with its failInfo; the core's typed errors are mapped at this ed
 from __future__ import annotations
 
 import asyncio
-
 import datetime as dt
 import hashlib
 import logging
 import secrets
-import time
-import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from aiohttp import web
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import keys
-from gateway.ca.backend import IssuedCertificate, PendingRequest
 from gateway.ca.builder import check_proof_of_possession, load_csr
+from gateway.clock import Clock
+from gateway.door import (
+    Door,
+    IssuedCertificate,
+    PendingRequest,
+    ProtocolConfigRecord,
+    door,
+    serial_hex,
+)
 from gateway.errors import BadKey, GatewayError, NotFound
-from gateway.runtime import Gateway
-from gateway.store.records import ProtocolConfigRecord, serial_hex, utcnow
-from gateway.store.store import Tx
 
 from . import cms as scms
 from .challenge import (
@@ -54,7 +58,6 @@ from .message import (
     verify_pki_message,
 )
 from .ra import RA_PROFILE, RaKeyring, RaSet, issue_ra
-from . import repository
 from .repository import ScepRepository, TransactionRecord
 from .settings import ScepSettings
 from .types import (
@@ -62,6 +65,7 @@ from .types import (
     CONTENT_TYPE_CA_RA_CERT,
     CONTENT_TYPE_NEXT_CA_CERT,
     FailInfo,
+    MalformedMessage,
     MessageType,
     PkiStatus,
     ScepFailure,
@@ -74,8 +78,11 @@ PROTOCOL = "scep"
 ENROLL_TYPES = (MessageType.PKCS_REQ, MessageType.RENEWAL_REQ, MessageType.UPDATE_REQ)
 RENEWAL_TYPES = (MessageType.RENEWAL_REQ, MessageType.UPDATE_REQ)
 REQUEST_ID_LENGTH = 64
+TRANSACTION_TYPES = (*ENROLL_TYPES, MessageType.CERT_POLL)
+"""Requests answered from what their transactionID led to before."""
 
-Clock = Callable[[], dt.datetime]
+Generations = tuple[int, int]
+"""(configuration generation of the core, generation of the SCEP tables)."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +93,25 @@ class ConfigContext:
     settings: ScepSettings
     ra: RaSet
     ca_chain: tuple[x509.Certificate, ...]  # the configuration's CA first, up to its root
+    generations: Generations  # what the store said when this context was built
 
     @property
     def ca_certificate(self) -> x509.Certificate:
         return self.ca_chain[0]
+
+    def fresh(self, generations: Generations, now: dt.datetime) -> bool:
+        """Still what a fresh read would build: nothing was written since (by any process)
+        and no RA is due for renewal or expiry yet."""
+        return self.generations == generations and (self.ra.refresh_at is None or now < self.ra.refresh_at)
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """What one read at the start of a PKIOperation returns: the generations its caches
+    are checked against, and what the message's transactionID led to before."""
+
+    generations: Generations
+    previous: TransactionRecord | None
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -125,48 +147,67 @@ def capabilities(settings: ScepSettings) -> list[str]:
 
 
 class ScepService:
-    """The SCEP protocol over one Gateway (every SCEP configuration)."""
+    """The SCEP protocol behind one door (every SCEP configuration), one per app.
 
-    CONTEXT_TTL = 1.0  # seconds a configuration's context is served from memory
+    Caches (a configuration's context, its RA keys, secret hashes) are keyed by the
+    core's configuration generation and the SCEP tables' generation, read once per
+    request, so a change made by any worker or replica is served on the next request.
+    ``clock`` judges messages (signingTime); it is the door's clock unless a test
+    replaying captures sets its own.
+    """
 
-    def __init__(self, gateway: Gateway, *, clock: Clock = utcnow) -> None:
-        self.gateway = gateway
-        self.repo = ScepRepository(gateway.store)
-        self.keyring = RaKeyring(gateway, self.repo)
-        self.clock = clock
-        self._contexts: dict[str, tuple[float, tuple[int, int], ConfigContext]] = {}
+    def __init__(self, door: Door, *, clock: Clock | None = None) -> None:
+        self.door = door
+        self.repo = ScepRepository(door.tables)
+        self.keyring = RaKeyring(door, self.repo)
+        self.clock: Clock = clock or door.clock
+        self._contexts: dict[str, ConfigContext] = {}
+
+    def close(self) -> None:
+        """Drop the caches (decrypted RA keys among them): the app is stopping."""
+        self._contexts.clear()
+        self.keyring.forget()
+        self.repo.forget()
 
     # --- configuration ---------------------------------------------------------------
-    def _generation(self) -> tuple[int, int]:
-        return self.gateway.store.config_generation, repository.generation()
+    async def _generations_in(self, conn: AsyncConnection) -> Generations:
+        return await self.door.configuration_generation_on(conn), await self.repo.generation_in(conn)
 
-    async def context(self, config_id: str) -> ConfigContext:
-        """The configuration, its RA set and CA chain, kept for ``CONTEXT_TTL``: a burst
-        of enrollments costs one lookup. Writes to configurations, RA certificates or
-        secrets in this process drop it at once; other replicas' within the TTL (as
-        the ACME directory's configuration cache)."""
-        now = time.monotonic()
-        key = self._generation()
+    async def generations(self) -> Generations:
+        """Both generations, in one read."""
+        async with self.door.tables.read() as conn:
+            return await self._generations_in(conn)
+
+    async def request_state(self, config_id: str, msg: PkiMessage) -> RequestState:
+        """The generations and, for requests that have one, the transactionID's earlier
+        record, in one read (an enrollment's only read of its own besides the challenge)."""
+        async with self.door.tables.read() as conn:
+            generations = await self._generations_in(conn)
+            previous = None
+            if msg.message_type in TRANSACTION_TYPES:
+                previous = await self.repo.transaction_in(conn, config_id, msg.transaction_id)
+        return RequestState(generations, previous)
+
+    async def context(self, config_id: str, generations: Generations | None = None) -> ConfigContext:
+        """The configuration, its RA set and CA chain, kept while ``generations`` (read now
+        unless the caller just did) are unchanged: a burst of enrollments costs no lookup,
+        an admin edit or an RA change anywhere is seen at once."""
+        key = generations if generations is not None else await self.generations()
         cached = self._contexts.get(config_id)
-        if cached is not None and cached[0] > now and cached[1] == key:
-            return cached[2]
-        rec = await self.gateway.authority.config(config_id, PROTOCOL)
+        if cached is not None and cached.fresh(key, self.door.clock()):
+            return cached
+        rec = await self.door.configuration(config_id)
         settings = ScepSettings.of(rec)
-        ca = await self.gateway.cas.local(rec.ca_id)
-        ra = await self.keyring.ra_set(rec.id, rec.ca_id)  # RA lifecycle runs on real time
-        ctx = ConfigContext(rec, settings, ra, tuple(await ca.chain()))
+        ra = await self.keyring.ra_set(rec.id, rec.ca_id)  # RA lifecycle runs on the door's clock
+        ctx = ConfigContext(rec, settings, ra, await self.door.chain(rec.ca_id), key)
         if len(self._contexts) > 1000:
             self._contexts.clear()
-        self._contexts[config_id] = (now + self.CONTEXT_TTL, key, ctx)
+        self._contexts[config_id] = ctx
         return ctx
-
-    def forget(self, config_id: str) -> None:
-        """Drop the cached context (after changing the configuration's RA or CA)."""
-        self._contexts.pop(config_id, None)
 
     async def ndes_config_id(self) -> str:
         """The configuration served on the NDES paths: the one marked ``ndes``, else ``scep``."""
-        configs = [c for c in await self.gateway.store.list_protocol_configs(PROTOCOL) if c.enabled]
+        configs = await self.door.configurations(enabled_only=True)
         marked = [c for c in configs if c.settings.get("ndes") is True]
         if marked:
             return marked[0].id
@@ -196,14 +237,14 @@ class ScepService:
         ctx = await self.context(config_id)
         if not ctx.settings.next_ca:
             raise NotFound(f"SCEP configuration {config_id!r} has no CA rollover in progress")
-        next_ca = await self.gateway.cas.local(ctx.settings.next_ca)
+        next_chain = await self.door.chain(ctx.settings.next_ca)
         nxt = ctx.ra.next
-        if nxt is None or nxt.chain[:1] != (next_ca.certificate,):
-            await issue_ra(self.gateway, self.repo, ctx.record.id, next_ca.id, role="next")
+        if nxt is None or nxt.chain[:1] != next_chain[:1]:
+            await issue_ra(self.door, self.repo, ctx.record.id, ctx.settings.next_ca, role="next")
             ra = await self.keyring.ra_set(ctx.record.id, ctx.record.ca_id)
             nxt = ra.next
             assert nxt is not None
-        inner = scms.degenerate_certificates(_unique([nxt.certificate, *(await next_ca.chain())]))
+        inner = scms.degenerate_certificates(_unique([nxt.certificate, *next_chain]))
         body = scms.sign(
             inner, ctx.ra.current.signer, digest_name="sha256", attributes=[],
             certificates=self._response_certificates(ctx), signing_time=self.clock(),
@@ -218,8 +259,13 @@ class ScepService:
     async def pki_operation(self, config_id: str, body: bytes) -> bytes:
         """Answer a pkiMessage with a CertRep (raises MalformedMessage for bytes that
         cannot be answered at all, and the core's errors for unknown configurations)."""
-        ctx = await self.context(config_id)
-        msg = parse_pki_message(body)
+        try:
+            msg = parse_pki_message(body)
+        except MalformedMessage:
+            await self.context(config_id)  # an unknown or disabled configuration answers first
+            raise
+        state = await self.request_state(config_id, msg)
+        ctx = await self.context(config_id, state.generations)
         now = self.clock()
         outcome: Outcome
         algorithms = None
@@ -234,7 +280,7 @@ class ScepService:
             # OpenSSL releases the GIL, so they use the other core instead of the loop's
             opened = await asyncio.to_thread(open_envelope, msg.content, ctx.ra.recipients(), ctx.settings.ciphers)
             algorithms = opened.algorithms
-            outcome = await self._dispatch(ctx, msg, opened.plaintext, now)
+            outcome = await self._dispatch(ctx, msg, opened.plaintext, now, state.previous)
         except ScepFailure as failure:
             outcome = Outcome.failed(failure)
         except GatewayError as exc:
@@ -245,7 +291,7 @@ class ScepService:
             envelope = seal_envelope(outcome.payload, msg.signer_certificate, algorithms)
         if outcome.status is PkiStatus.FAILURE:
             assert outcome.failure is not None
-            await self.gateway.authority.events.record(
+            await self.door.record_event(
                 "scep_request", "failure", protocol_config=ctx.record.id,
                 message_type=msg.message_type_text, transaction_id=msg.transaction_id,
                 fail_info=outcome.failure.fail_info.name, detail=outcome.failure.text,
@@ -256,15 +302,16 @@ class ScepService:
             certificates=self._response_certificates(ctx), envelope=envelope, now=now,
         )
 
-    async def _dispatch(self, ctx: ConfigContext, msg: PkiMessage, plaintext: bytes, now: dt.datetime) -> Outcome:
+    async def _dispatch(self, ctx: ConfigContext, msg: PkiMessage, plaintext: bytes, now: dt.datetime,
+                        previous: TransactionRecord | None) -> Outcome:
         assert msg.message_type is not None and msg.signer_certificate is not None
         if not isinstance(msg.signer_certificate.public_key(), rsa.RSAPublicKey):
             # A response is encrypted to the signer certificate with RSA key transport.
             raise ScepFailure(FailInfo.BAD_ALG, "the pkiMessage must be signed with an RSA certificate")
         if msg.message_type in ENROLL_TYPES:
-            return await self._enroll(ctx, msg, plaintext, now)
+            return await self._enroll(ctx, msg, plaintext, now, previous)
         if msg.message_type is MessageType.CERT_POLL:
-            return await self._poll(ctx, msg, plaintext)
+            return await self._poll(ctx, msg, plaintext, previous)
         if msg.message_type is MessageType.GET_CERT:
             return await self._get_cert(ctx, plaintext)
         if msg.message_type is MessageType.GET_CRL:
@@ -272,11 +319,12 @@ class ScepService:
         raise ScepFailure(FailInfo.BAD_REQUEST, f"messageType {msg.message_type_text} is not supported")
 
     # --- PKCSReq / RenewalReq --------------------------------------------------------
-    async def _enroll(self, ctx: ConfigContext, msg: PkiMessage, der: bytes, now: dt.datetime) -> Outcome:
+    async def _enroll(self, ctx: ConfigContext, msg: PkiMessage, der: bytes, now: dt.datetime,
+                      previous: TransactionRecord | None) -> Outcome:
+        """``previous``: what this transactionID led to before (read with the generations)."""
         csr = parse_request_csr(der)
         csr_sha = hashlib.sha256(der).hexdigest()
         assert msg.message_type is not None
-        previous = await self.repo.transaction(ctx.record.id, msg.transaction_id)
         if previous is not None:
             if previous.signer_key_sha256 != msg.signer_key_sha256:
                 raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID belongs to another requester")
@@ -285,7 +333,7 @@ class ScepService:
                 if resent is not None:
                     return resent
             if previous.request_id is not None and previous.serial is None:
-                state = await self.gateway.authority.poll(previous.request_id)
+                state = await self.door.poll(previous.request_id)
                 if isinstance(state, PendingRequest) and state.status in ("pending", "approved"):
                     raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID has a request awaiting approval")
 
@@ -310,12 +358,12 @@ class ScepService:
                 request_id=request_id, serial=serial,
             )
 
-        async def save_with_certificate(tx: Tx, cert: x509.Certificate) -> None:
-            await self.repo.save_transaction_in(tx.connection, transaction(None, serial_hex(cert.serial_number)))
+        async def save_with_certificate(conn: AsyncConnection, cert: x509.Certificate) -> None:
+            await self.repo.save_transaction_in(conn, transaction(None, serial_hex(cert.serial_number)))
 
         try:
-            result = await self.gateway.authority.enroll(
-                ctx.record.id, PROTOCOL, csr, entity=entity, entity_kind="device",
+            result = await self.door.enroll(
+                ctx.record.id, csr, entity=entity, entity_kind="device",
                 event_type="renew" if renewal_of else "issue", actor=f"scep:{msg.transaction_id}",
                 request_id=request_id, entity_attributes=attributes or None,
                 record=ctx.record, within=save_with_certificate,
@@ -361,7 +409,7 @@ class ScepService:
         rec = None
         if signer.serial_number > 0:  # self-made certificates may carry negative serials
             try:
-                rec = await self.gateway.authority.certificate(serial_hex(signer.serial_number))
+                rec = await self.door.certificate(serial_hex(signer.serial_number))
             except NotFound:
                 rec = None
         if rec is None or rec.der != _der(signer):
@@ -378,12 +426,12 @@ class ScepService:
             raise ScepFailure(FailInfo.BAD_REQUEST, f"the certificate being renewed is {rec.status}")
         if not rec.not_before <= now <= rec.not_after:
             raise ScepFailure(FailInfo.BAD_REQUEST, "the certificate being renewed is not within its validity")
-        profile = self.gateway.profiles.get(rec.profile)
+        profile = self.door.profile(rec.profile)
         if (profile is None or profile.subject.mode == "csr") and asn1_name(csr.subject) != asn1_name(signer.subject):
             raise ScepFailure(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
         entity = None
         if rec.entity_id is not None:
-            ent = await self.gateway.store.get_end_entity(rec.entity_id)
+            ent = await self.door.entity(rec.entity_id)
             entity = ent.name if ent is not None else None
         return _Renewal(rec.serial, entity or _entity_name(csr, msg.transaction_id))
 
@@ -395,7 +443,7 @@ class ScepService:
             candidate = transaction_id
         else:
             candidate = "scep-" + hashlib.sha256(transaction_id.encode()).hexdigest()[:40]
-        if ctx.settings.approval != "manual" or await self.gateway.store.get_request(candidate) is None:
+        if ctx.settings.approval != "manual" or await self.door.pending_request(candidate) is None:
             return candidate
         return f"scep-{secrets.token_hex(16)}"
 
@@ -404,7 +452,7 @@ class ScepService:
         request is then served as a new one)."""
         if tx.serial is None:
             return await self._transaction_state(ctx, tx)
-        rec = await self.gateway.authority.certificate(tx.serial)
+        rec = await self.door.certificate(tx.serial)
         if rec.status != "valid" or rec.not_after <= now:
             return None
         cert = x509.load_der_x509_certificate(rec.der)
@@ -414,7 +462,7 @@ class ScepService:
         """Where a transaction stands: its certificate, still pending, or rejected."""
         serial = tx.serial
         if serial is None and tx.request_id is not None:
-            state = await self.gateway.authority.poll(tx.request_id)
+            state = await self.door.poll(tx.request_id)
             if isinstance(state, IssuedCertificate):
                 serial = serial_hex(state.serial)
                 await self.repo.set_transaction_serial(tx.config_id, tx.transaction_id, serial)
@@ -424,14 +472,14 @@ class ScepService:
                 return Outcome.pending()
         if serial is None:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate for this transaction")
-        rec = await self.gateway.authority.certificate(serial)
+        rec = await self.door.certificate(serial)
         cert = x509.load_der_x509_certificate(rec.der)
         return Outcome.success(scms.degenerate_certificates([cert]), cert)
 
     # --- CertPoll / GetCert / GetCRL ----------------------------------------------------
-    async def _poll(self, ctx: ConfigContext, msg: PkiMessage, content: bytes) -> Outcome:
+    async def _poll(self, ctx: ConfigContext, msg: PkiMessage, content: bytes,
+                    tx: TransactionRecord | None) -> Outcome:
         load_issuer_and_subject(content)
-        tx = await self.repo.transaction(ctx.record.id, msg.transaction_id)
         if tx is None:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "no request with this transactionID")
         if tx.signer_key_sha256 != msg.signer_key_sha256:
@@ -441,7 +489,7 @@ class ScepService:
     async def _get_cert(self, ctx: ConfigContext, content: bytes) -> Outcome:
         issuer, serial = load_issuer_and_serial(content)
         try:
-            rec = await self.gateway.authority.certificate(serial_hex(serial))
+            rec = await self.door.certificate(serial_hex(serial))
         except NotFound:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate with this issuer and serial number") from None
         cert = x509.load_der_x509_certificate(rec.der)
@@ -453,8 +501,7 @@ class ScepService:
         issuer, _serial = load_issuer_and_serial(content)
         if asn1_name(ctx.ca_certificate.subject) != issuer:
             raise ScepFailure(FailInfo.BAD_CERT_ID, "this configuration's CA did not issue that certificate")
-        backend = await self.gateway.cas.backend(ctx.record.ca_id)
-        return Outcome.success(scms.degenerate_certificates([], crls=[await backend.crl()]))
+        return Outcome.success(scms.degenerate_certificates([], crls=[await self.door.crl(ctx.record.ca_id)]))
 
 
 @dataclass(frozen=True)
@@ -506,20 +553,24 @@ def parse_request_csr(der: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-_SERVICES: dict[int, tuple[weakref.ref[Gateway], ScepService]] = {}
+SERVICE = web.AppKey("scep_service", ScepService)
+"""The app's :class:`ScepService` (set by :func:`install`; the admin sub-app has its own)."""
 
 
-def service_for(gateway: Gateway) -> ScepService:
-    """The one ScepService of a Gateway (shared by the HTTPS, HTTP and admin apps)."""
-    entry = _SERVICES.get(id(gateway))
-    if entry is not None and entry[0]() is gateway:
-        return entry[1]
-    service = ScepService(gateway)
-    install_service(gateway, service)
+def install(app: web.Application) -> ScepService:
+    """A :class:`ScepService` on ``app``'s SCEP door, under :data:`SERVICE`, whose caches
+    are dropped when the app stops."""
+    service = ScepService(door(app, PROTOCOL))
+    app[SERVICE] = service
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app.cleanup_ctx.append(lifecycle)
     return service
 
 
-def install_service(gateway: Gateway, service: ScepService) -> None:
-    """Use ``service`` for ``gateway`` (tests replaying captures set their own clock)."""
-    key = id(gateway)
-    _SERVICES[key] = (weakref.ref(gateway, lambda _ref: _SERVICES.pop(key, None)), service)
+def service_of(request: web.Request) -> ScepService:
+    """The service of the app (or parent app) serving ``request``."""
+    return request.config_dict[SERVICE]

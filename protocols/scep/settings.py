@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import parse_duration
+from gateway.door import ProtocolConfigRecord
 from gateway.errors import ConfigError
-from gateway.store.records import ProtocolConfigRecord
 
 from .cms import DIGESTS
 from .envelope import ALL_CIPHERS

@@ -16,13 +16,14 @@ from cryptography import x509
 
 from conformance.scep.simulator import CertRep, ScepTestClient, parse_cert_rep
 from gateway.config import Config
+from gateway.door import Door
 from gateway.runtime import Gateway
 from gateway.store.records import CertificateFilter
 from gateway.web.app import create_http_app
 from protocols.scep.challenge import add_challenge_admin, set_static_challenge
 from protocols.scep.ra import issue_ra
 from protocols.scep.repository import ScepRepository
-from protocols.scep.service import ScepService, install_service
+from protocols.scep.service import SERVICE, ScepService
 
 PASSPHRASE = "scep-test-passphrase"
 STATIC = "static-challenge-0123"
@@ -47,6 +48,10 @@ class Env:
     clock: Clock
     client: TestClient
     path: str = "/scep/scep"
+
+    @property
+    def door(self) -> Door:
+        return self.gw.door("scep")
 
     async def ra_certificate(self, config_id: str = "scep") -> x509.Certificate:
         ctx = await self.service.context(config_id)
@@ -92,19 +97,19 @@ async def make_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, ca_ke
 async def add_scep_config(gw: Gateway, repo: ScepRepository, config_id: str = "scep", *,
                           settings: dict[str, Any] | None = None, ca_id: str = "issuing") -> None:
     await gw.authority.create_config(config_id, "scep", ca_id, ["device", "tls-client"], settings=settings or {})
-    await issue_ra(gw, repo, config_id, ca_id)
+    await issue_ra(gw.door("scep"), repo, config_id, ca_id)
     await set_static_challenge(repo, config_id, STATIC)
 
 
 @pytest.fixture
 async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any) -> AsyncIterator[Env]:
     gw = await make_gateway(tmp_path, monkeypatch)
-    repo = ScepRepository(gw.store)
+    repo = ScepRepository(gw.door("scep").tables)
     await add_scep_config(gw, repo, settings={"ndes": True})
     clock = Clock()
-    service = ScepService(gw, clock=clock)
-    install_service(gw, service)
     app: web.Application = create_http_app(gw)
+    service = app[SERVICE]  # the app's own service; its message clock is the test's
+    service.clock = clock
     client = await aiohttp_client(app)
     try:
         yield Env(gw, repo, service, clock, client)

@@ -74,9 +74,9 @@ async def test_apple_pkcsreq_replay_yields_badalg_certrep_addressed_to_the_mac(e
     require_captures(APPLE)
     raw = (APPLE / "PKCSReq.der").read_bytes()
     await env.gw.authority.create_config("apple", "scep", "issuing", ["device"])
-    await import_ra(env.gw, env.repo, "apple", (APPLE / "testca" / "ca.pem").read_bytes(),
+    await import_ra(env.door, env.repo, "apple", (APPLE / "testca" / "ca.pem").read_bytes(),
                     (APPLE / "testca" / "ca.key.unencrypted.pem").read_bytes())
-    env.service.keyring = RaKeyring(env.gw, env.repo)
+    env.service.keyring = RaKeyring(env.door, env.repo)
     env.clock.fixed = dt.datetime(2016, 5, 31, 11, 30, 13, tzinfo=dt.UTC)  # the capture's signingTime
     before = await env.certificate_count("apple")
     rep = await env.post(raw, "/scep/apple")
@@ -103,14 +103,14 @@ async def test_micromdm_reference_certrep_parses_like_ours() -> None:
     assert rep.signer == ra_cert and rep.status is PkiStatus.SUCCESS
     assert rep.transaction_id == "A13090761A30F66664F85D37433D2065E1112BA1"
     assert rep.recipient_nonce == bytes.fromhex("ae7fe8816cc6bedd")
-    from protocols.scep.ber import normalize_envelope
+    from gateway.edge.der import normalize_envelope
 
     env_info = cms.ContentInfo.load(normalize_envelope(rep.envelope))
     assert env_info["content"]["encrypted_content_info"]["content_encryption_algorithm"]["algorithm"].native == "des"
 
 
 def parse_cert_rep_lenient(data: bytes):  # type: ignore[no-untyped-def]
-    from protocols.scep.ber import normalize_octet_strings
+    from gateway.edge.der import normalize_octet_strings
 
     try:
         return parse_cert_rep(data)

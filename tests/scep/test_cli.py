@@ -49,7 +49,16 @@ def test_secrets_are_stored_hashed_and_the_ra_key_encrypted(data_dir: Path) -> N
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.digital_signature and ku.key_encipherment
     assert cert.issuer.rfc4514_string() == "CN=Gateway Dev Issuing CA"
-    assert (data_dir / "profiles" / "scep-ra.toml").exists()
+    # issued under the profile the adapter declares (the core loads it; the data
+    # directory's profiles are the operator's and stay untouched), and audited
+    serial = format(cert.serial_number, "x")
+    with db(data_dir) as conn:
+        (profile,), = conn.execute("select profile from certificates where serial = ?", (serial,)).fetchall()
+        purposes = [json.loads(d)["purpose"] for d, in conn.execute(
+            "select detail from events where type = 'internal_issue' and status = 'success' and serial = ?",
+            (serial,))]
+    assert profile == "scep-ra" and purposes == ["scep-ra"]
+    assert not (data_dir / "profiles" / "scep-ra.toml").exists()
     raw = (data_dir / "gateway.db").read_bytes()
     for secret in (creds["challenge"], creds["admin_password"]):
         assert secret.encode() not in raw

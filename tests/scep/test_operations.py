@@ -52,7 +52,7 @@ async def test_ca_answering_itself_returns_the_single_ca_certificate(env: Env, t
     await env.gw.authority.create_config("selfra", "scep", "rsaroot", ["device"])
     key_pem = ca.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption())
-    await import_ra(env.gw, env.repo, "selfra", ca.certificate.public_bytes(serialization.Encoding.PEM), key_pem)
+    await import_ra(env.door, env.repo, "selfra", ca.certificate.public_bytes(serialization.Encoding.PEM), key_pem)
     async with env.client.get("/scep/selfra?operation=GetCACert") as resp:
         assert resp.content_type == "application/x-x509-ca-cert"
         assert x509.load_der_x509_certificate(await resp.read()) == ca.certificate
@@ -175,6 +175,22 @@ async def test_configuration_created_elsewhere_gets_its_ra_on_first_use(env: Env
         assert resp.status == 200
     (ra,) = await env.repo.ra_certificates("plain")
     assert ra.role == "current"
+
+
+async def test_a_cached_ra_is_renewed_when_it_falls_due_without_any_write(env: Env) -> None:
+    """The served RA set is cached until something is written, or until its RA falls due
+    by time alone: then the next request renews it (on the core's clock)."""
+    import datetime as dt
+
+    from gateway.clock import FakeClock
+
+    old = await env.ra_certificate()  # cached now
+    env.gw.clock = FakeClock(old.not_valid_after_utc - dt.timedelta(days=30))  # the last fifth of its life
+    async with env.client.get(f"{env.path}?operation=GetCACert") as resp:
+        certs = scms.certificates_of_degenerate(await resp.read())
+    ras = [c for c in certs if "SCEP RA" in c.subject.rfc4514_string()]
+    assert len(ras) == 1 and ras[0] != old and ras[0].issuer == old.issuer
+    assert sorted(r.role for r in await env.repo.ra_certificates("scep")) == ["current", "retired"]
 
 
 async def test_ra_is_renewed_before_it_expires_and_the_old_key_still_decrypts(env: Env) -> None:

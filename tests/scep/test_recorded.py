@@ -33,7 +33,7 @@ from protocols.scep.envelope import Recipient, open_envelope
 from protocols.scep.message import parse_pki_message
 from protocols.scep.ra import import_ra
 from protocols.scep.repository import ScepRepository
-from protocols.scep.service import ScepService, install_service
+from protocols.scep.service import SERVICE
 from protocols.scep.types import FailInfo, PkiStatus
 
 from .conftest import Clock, make_gateway
@@ -59,14 +59,15 @@ def request_bytes(exchange: Exchange) -> bytes:
 async def replay_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any,
                      meta: dict[str, Any]) -> tuple[Gateway, TestClient, Clock]:
     gw = await make_gateway(tmp_path, monkeypatch)
-    repo = ScepRepository(gw.store)
+    repo = ScepRepository(gw.door("scep").tables)
     settings = {k: v for k, v in meta["settings"].items() if k in ("approval",)}
     await gw.authority.create_config(meta["config"], "scep", "issuing", ["device", "tls-client"], settings=settings)
-    await import_ra(gw, repo, meta["config"], meta["ra_certificate"].encode(), meta["ra_key"].encode())
+    await import_ra(gw.door("scep"), repo, meta["config"], meta["ra_certificate"].encode(), meta["ra_key"].encode())
     await set_static_challenge(repo, meta["config"], meta["challenge"])
     clock = Clock()
-    install_service(gw, ScepService(gw, clock=clock))
-    return gw, await aiohttp_client(create_http_app(gw)), clock
+    app = create_http_app(gw)
+    app[SERVICE].clock = clock
+    return gw, await aiohttp_client(app), clock
 
 
 async def send(client: TestClient, exchange: Exchange) -> bytes:

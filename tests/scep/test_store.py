@@ -1,15 +1,18 @@
 """The SCEP tables on SQLite and PostgreSQL: migration at head, compare-and-set use of
-one-time challenges, RA roles, secrets and transactions."""
+one-time challenges, RA roles, secrets and transactions, and the generation that tells
+workers their caches are stale."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from gateway.door import ProtocolTables
 from gateway.errors import Conflict
 from gateway.store import Store
 from protocols.scep import schema
@@ -24,6 +27,11 @@ from protocols.scep.repository import (
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
+def tables(store: Store) -> ProtocolTables:
+    """The door's handle on the adapter's tables, over a bare Store (no gateway here)."""
+    return ProtocolTables(SimpleNamespace(store=store, config=SimpleNamespace(store_has_replicas=True)))  # type: ignore[arg-type]
+
+
 async def test_migration_creates_exactly_the_schema(store: Store) -> None:
     tables = set(schema.metadata.tables)
 
@@ -36,7 +44,7 @@ async def test_migration_creates_exactly_the_schema(store: Store) -> None:
 
     async with store._engine.connect() as conn:
         heads, diffs = await conn.run_sync(inspect)
-    assert "scep_0001" in heads
+    assert "scep_0002" in heads
     assert diffs == []
 
 
@@ -48,7 +56,7 @@ def challenge(sha: str, **kw: object) -> ChallengeRecord:
 
 
 async def test_challenge_is_used_exactly_once_under_concurrency(store: Store) -> None:
-    repo = ScepRepository(store)
+    repo = ScepRepository(tables(store))
     await repo.add_challenge(challenge("a" * 64, attributes={"udid": "x"}), limit=10, now=NOW)
     results = await asyncio.gather(*[
         repo.use_challenge("scep", "a" * 64, now=NOW, used_by=f"tx{i}") for i in range(8)
@@ -67,7 +75,7 @@ async def test_challenge_is_used_exactly_once_under_concurrency(store: Store) ->
 
 
 async def test_outstanding_challenge_limit_and_purge(store: Store) -> None:
-    repo = ScepRepository(store)
+    repo = ScepRepository(tables(store))
     await repo.add_challenge(challenge("1" * 64), limit=2, now=NOW)
     await repo.add_challenge(challenge("2" * 64), limit=2, now=NOW)
     with pytest.raises(Conflict):
@@ -85,7 +93,7 @@ def ra(rid: str, role: str, created: dt.datetime) -> RaRecord:
 
 
 async def test_ra_roles(store: Store) -> None:
-    repo = ScepRepository(store)
+    repo = ScepRepository(tables(store))
     await repo.add_ra(ra("r1", "current", NOW))
     await repo.add_ra(ra("r2", "current", NOW + dt.timedelta(seconds=1)))
     assert {(r.id, r.role) for r in await repo.ra_certificates("scep")} == {("r1", "retired"), ("r2", "current")}
@@ -99,7 +107,7 @@ async def test_ra_roles(store: Store) -> None:
 
 
 async def test_secrets_and_transactions(store: Store) -> None:
-    repo = ScepRepository(store)
+    repo = ScepRepository(tables(store))
     await repo.set_secret(SecretRecord("scep", "static_challenge", "static", "h1", NOW))
     await repo.set_secret(SecretRecord("scep", "static_challenge", "static", "h2", NOW))
     assert [s.secret_hash for s in await repo.secrets("scep", "static_challenge")] == ["h2"]
@@ -113,3 +121,24 @@ async def test_secrets_and_transactions(store: Store) -> None:
     await repo.save_transaction(TransactionRecord("scep", "T" * 200, "17", "s" * 64, "d" * 64, created_at=NOW))
     replaced = await repo.transaction("scep", "T" * 200)
     assert replaced is not None and replaced.message_type == "17" and replaced.serial is None
+
+
+async def test_cached_writes_bump_the_generation_seen_by_another_worker(store_factory) -> None:  # type: ignore[no-untyped-def]
+    ours = ScepRepository(tables(await store_factory()))
+    theirs = ScepRepository(tables(await store_factory()))  # another process on the same store
+    start = await ours.generation()
+    await theirs.set_secret(SecretRecord("scep", "static_challenge", "static", "h1", NOW))
+    assert await ours.generation() == start + 1
+    assert [s.secret_hash for s in await ours.cached_secrets("scep", "static_challenge")] == ["h1"]
+    await theirs.set_secret(SecretRecord("scep", "static_challenge", "static", "h2", NOW))
+    # the cache answers until this worker reads the generation again (once per request)
+    assert [s.secret_hash for s in await ours.cached_secrets("scep", "static_challenge")] == ["h1"]
+    assert await ours.generation() == start + 2
+    assert [s.secret_hash for s in await ours.cached_secrets("scep", "static_challenge")] == ["h2"]
+    await theirs.add_ra(ra("r1", "current", NOW))
+    await theirs.promote_next_ra("scep")  # nothing to promote: no write, no bump
+    assert await ours.generation() == start + 3
+    # what workers do not cache leaves it alone
+    await theirs.add_challenge(challenge("c" * 64), limit=10, now=NOW)
+    await theirs.save_transaction(TransactionRecord("scep", "T", "19", "s" * 64, "c" * 64, created_at=NOW))
+    assert await ours.generation() == start + 3

@@ -1,5 +1,6 @@
-"""An enrollment's database work: per-configuration data comes from a short-lived cache,
-and the certificate, its audit event and its transactionID commit together."""
+"""An enrollment's database work: per-configuration data comes from a cache checked
+against the store's generations (in the same read as the transactionID), and the
+certificate, its audit event and its transactionID commit together."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from .test_challenges import enroll_with
 
 async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
     assert (await enroll_with(env, STATIC, cn="warm-up")).status is PkiStatus.SUCCESS
+    device = await env.device()  # the test's own look at the RA certificate, not counted
+    body = device.pkcs_req(make_csr(device.key, "counted", challenge=STATIC))[0]
     seen: collections.Counter[str] = collections.Counter()
     engines = {env.gw.store.engine.sync_engine, env.gw.store.write_engine.sync_engine}
 
@@ -31,8 +34,6 @@ async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
     for engine in engines:
         event.listen(engine, "begin", on_begin)
         event.listen(engine, "commit", on_commit)
-    device = await env.device()
-    body = device.pkcs_req(make_csr(device.key, "counted", challenge=STATIC))[0]
     try:
         rep = await env.post(body)
     finally:
@@ -42,8 +43,8 @@ async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
     assert rep.status is PkiStatus.SUCCESS
     # the new device's end entity; then certificate + event + transactionID
     assert seen["commit"] == 2, seen
-    # transactionID, one-time challenge and end entity lookups; config, RA set and
-    # static secrets come from the cache
+    # generations with the transactionID, one-time challenge and end entity lookups;
+    # config, RA set and static secrets come from the cache
     assert seen["read"] <= 3, seen
     serial = format(device.issued(rep)[0].serial_number, "x")
     events = await env.gw.store.list_events(EventFilter(serial=serial))
