@@ -1,4 +1,5 @@
-"""Edge plumbing shared by every protocol: CMS (:mod:`.cms`) and DER (:mod:`.der`).
+"""Edge plumbing shared by every protocol: CMS (:mod:`.cms`), DER (:mod:`.der`) and
+HTTP Basic credentials (:mod:`.basic`).
 
 Usable from the core and from ``protocols/``: these modules import only
 ``gateway.errors``, ``gateway.keys`` and third-party libraries (no store, no door).

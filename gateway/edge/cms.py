@@ -2,7 +2,7 @@
 EnvelopedData and AuthEnvelopedData both ways, and the degenerate certificates-only form.
 
 One module for SCEP (pkiMessages, CertReps, GetCACert), EST (server-generated keys,
-certs-only responses) and next MS-WSTEP and CMC. The structures are asn1crypto schemas
+certs-only answers) and next MS-WSTEP and CMC. The structures are asn1crypto schemas
 and every primitive is ``cryptography``'s. ``cryptography``'s own PKCS#7 helpers are used
 where they fit (the certificates-only SignedData without CRLs) and not elsewhere, because
 the edges need what they do not offer:
@@ -647,15 +647,17 @@ def _content_key(
 ) -> tuple[bytes, Recipient, cms.KeyEncryptionAlgorithm]:
     """Unwrap the content-encryption key with the key the envelope is addressed to: RSA
     recipients read KeyTransRecipientInfos, EC recipients KeyAgreeRecipientInfos."""
-    kinds = set()
-    if any(isinstance(r.key, rsa.RSAPrivateKey) for r in recipients):
-        kinds.add("ktri")
-    if any(isinstance(r.key, ec.EllipticCurvePrivateKey) for r in recipients):
-        kinds.add("kari")
-    usable = [info for info in infos if info.name in kinds]
+    kinds = {"ktri": "RSA key transport", "kari": "ECDH key agreement"}
+    wanted = {
+        kind for kind, key_type in (("ktri", rsa.RSAPrivateKey), ("kari", ec.EllipticCurvePrivateKey))
+        if any(isinstance(r.key, key_type) for r in recipients)
+    }
+    if not wanted:
+        raise _cannot_open(what)
+    usable = [info for info in infos if info.name in wanted]
     if not usable:
-        kind_text = " or ".join(sorted({"ktri": "RSA key transport", "kari": "ECDH key agreement"}[k] for k in kinds))
-        raise UnsupportedAlgorithm(f"only {kind_text or 'known'} recipients are supported")
+        names = " or ".join(kinds[k] for k in sorted(wanted, reverse=True))
+        raise UnsupportedAlgorithm(f"only {names} recipients are supported")
     for info in usable:
         found = (_ktri_key if info.name == "ktri" else _kari_key)(info.chosen, recipients, what)
         if found is not None:
