@@ -84,7 +84,8 @@ class Gateway:
             CRLPolicy(settings.crl_validity, settings.crl_overlap), clock,
         )
         ocsp = OCSPResponder(
-            store, cas, config.duration("ocsp_response_validity"), config.duration("ocsp_signer_validity")
+            store, cas, config.duration("ocsp_response_validity"), config.duration("ocsp_signer_validity"),
+            clock,
         )
         return cls(config, store, profiles, cas, authority, ocsp, clock)
 

@@ -19,7 +19,8 @@ from ..ca.backend import CABackend
 from ..ca.registry import CARegistry
 from ..errors import BadRequest, GatewayError
 from ..store import Store
-from ..store.records import serial_hex, utcnow
+from ..clock import Clock, system_clock
+from ..store.records import serial_hex
 from .ocsp import (
     ResponderIdentity,
     SingleStatus,
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 class OCSPResponder:
     def __init__(
         self, store: Store, cas: CARegistry, response_validity: dt.timedelta,
-        signer_validity: dt.timedelta,
+        signer_validity: dt.timedelta, clock: Clock = system_clock,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._cas = cas
         self._response_validity = response_validity
@@ -46,7 +48,7 @@ class OCSPResponder:
 
     async def signer(self, ca: CABackend) -> ResponderIdentity:
         cached = self._signers.get(ca.id)
-        if cached is None or cached[0].not_valid_after_utc - utcnow() < self._signer_validity / 4:
+        if cached is None or cached[0].not_valid_after_utc - self._clock() < self._signer_validity / 4:
             async with self._lock:
                 cached = await ca.ocsp_signer(self._signer_validity)
                 self._signers[ca.id] = cached
@@ -69,7 +71,7 @@ class OCSPResponder:
             issuer = (await ca.chain())[0]
         except GatewayError:
             return error_response("unauthorized")
-        now = utcnow()
+        now = self._clock().replace(microsecond=0)
         statuses = []
         for cert_id in request.cert_ids:
             statuses.append(await self._status(ca.id, issuer, cert_id, now))
