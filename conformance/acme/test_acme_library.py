@@ -91,7 +91,7 @@ class Env:
         return done, x509.load_pem_x509_certificates(done.fullchain_pem.encode())[0], key
 
     async def stored(self) -> dict[str, int]:
-        counts = await AcmeStore(self.gw.store).counts()
+        counts = await AcmeStore(self.gw.door("acme").tables).counts()
         counts.pop("used_nonces")
         counts["certificates"] = await self.gw.store.count_certificates()
         counts["revoked"] = await self.gw.store.count_certificates(CertificateFilter(status="revoked"))
@@ -337,7 +337,7 @@ async def test_eab_wrong_mac_and_used_key_change_nothing(env: Env) -> None:
     from protocols.acme.keyring import Keyring
 
     cid = await new_config(env.gw, eab_required=True)
-    key = await eab.create_key(AcmeStore(env.gw.store), Keyring(env.gw.config.ca_passphrase()), cid)
+    key = await eab.create_key(AcmeStore(env.gw.door("acme").tables), Keyring(env.gw.door("acme").sealing_passphrase()), cid)
     first = await call(env.client, None, cid)
     binding = messages.ExternalAccountBinding.from_data(first.net.key.public_key(), key.record.kid, key.hmac_key,
                                                        first.directory)
@@ -358,5 +358,5 @@ async def test_eab_wrong_mac_and_used_key_change_nothing(env: Env) -> None:
         await call(env.register, second, external_account_binding=reused)
     assert problem_type(used.value) == "unauthorized" and "already bound" in used.value.detail
     assert await env.stored() == before
-    bound = await AcmeStore(env.gw.store).get_eab(cid, key.record.kid)
+    bound = await AcmeStore(env.gw.door("acme").tables).get_eab(cid, key.record.kid)
     assert bound is not None and bound.account_id is not None

@@ -111,7 +111,9 @@ async def test_certbot_http01_ari_renewal_and_revocation(tmp_path: Path) -> None
         # ... until the operator opens the window (say, for a mass re-issuance)
         settings = {**(await gw.store.get_protocol_config(cid)).settings, "renewal_window": [0.0, 0.00001]}
         await gw.store.update_protocol_config(cid, settings=settings)
-        await asyncio.sleep(1.1)  # the front end caches configurations for a second; certbot's ARI retry-after
+        # The gateway sees the change on the next request (configuration generation); certbot
+        # itself skips ARI until the Retry-After it stored (1 s, ari_retry_after) has passed.
+        await asyncio.sleep(1.1)
         await certbot.run("renew", "--no-random-sleep-on-renew")
         second = certbot.cert("www.example.test")
         assert second.serial_number != first.serial_number
@@ -130,12 +132,12 @@ async def test_certbot_with_eab_and_preferred_profile(tmp_path: Path) -> None:
         certbot.use(cid)
         refused = await certbot.certonly("eab.example.test", check=False)
         assert refused.returncode != 0 and "external account binding" in (refused.stdout + refused.stderr).lower()
-        key = await eab.create_key(AcmeStore(gw.store), Keyring(gw.config.ca_passphrase()), cid)
+        key = await eab.create_key(AcmeStore(gw.door("acme").tables), Keyring(gw.door("acme").sealing_passphrase()), cid)
         await certbot.certonly("eab.example.test", extra=(
             "--eab-kid", key.record.kid, "--eab-hmac-key", key.hmac_key, "--preferred-profile", "tls-client"))
         cert = certbot.cert("eab.example.test")
         assert _eku(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-        bound = await AcmeStore(gw.store).get_eab(cid, key.record.kid)
+        bound = await AcmeStore(gw.door("acme").tables).get_eab(cid, key.record.kid)
         assert bound is not None and bound.account_id is not None
         rec = await gw.authority.certificate(format(cert.serial_number, "x"))
         entity = await gw.store.get_end_entity(rec.entity_id)

@@ -165,10 +165,10 @@ async def test_lego_with_eab(tmp_path: Path, challtestsrv: Challtestsrv) -> None
         http = ("--http", "--http.port", f"127.0.0.1:{port}")
         refused = await lego.run("--domains", "e.example.test", *http, "run", check=False)
         assert refused.returncode != 0 and "requires External Account Binding" in refused.stdout
-        key = await eab.create_key(AcmeStore(gw.store), Keyring(gw.config.ca_passphrase()), cid,
+        key = await eab.create_key(AcmeStore(gw.door("acme").tables), Keyring(gw.door("acme").sealing_passphrase()), cid,
                                    identifiers=["*.example.test"])
         await lego.run("--domains", "e.example.test", "--eab", "--kid", key.record.kid, "--hmac", key.hmac_key,
                        *http, "run")
         lego.cert("e.example.test").verify_directly_issued_by(await _issuing(gw))
-        bound = await AcmeStore(gw.store).get_eab(cid, key.record.kid)
+        bound = await AcmeStore(gw.door("acme").tables).get_eab(cid, key.record.kid)
         assert bound is not None and bound.account_id is not None

@@ -1,46 +1,52 @@
-"""The ACME protocol adapter: routes, dev bootstrap, ``gateway info`` entries, CLI and admin hooks."""
+"""The ACME protocol adapter: routes, dev bootstrap, ``gateway info`` entries, CLI and admin hooks.
+
+Everything it hands the package is the ACME door (:class:`gateway.door.Door`):
+the sub-app and the admin routes find it on the application they are mounted on,
+the dev bootstrap receives it.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from aiohttp import web
 
+from gateway.door import Door
+from gateway.door import door as door_of
+
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.runtime import Gateway
-    from gateway.store.records import ProtocolConfigRecord
+    from gateway.door import ProtocolConfigRecord
 
+PROTOCOL = "acme"
 DEV_CONFIG = "acme"
 DEV_EAB_CONFIG = "acme-eab"
 DEV_PROFILES = ["tls-server", "tls-client"]
 
 
 class AcmeAdapter:
-    name = "acme"
+    name = PROTOCOL
+    profiles: Mapping[str, str] = {}  # ACME issues no certificates of its own
 
     def mount(self, app: web.Application, *, secure: bool) -> None:
         """ACME is served on the HTTPS listener only (RFC 8555 section 6.1)."""
         if not secure:
             return
-        from gateway.web.keys import GATEWAY
-
         from .wfe import create_app
 
-        app.add_subapp("/acme/", create_app(app[GATEWAY]))
+        app.add_subapp("/acme/", create_app(door_of(app, PROTOCOL)))
 
-    async def bootstrap(self, gateway: "Gateway", ca_id: str) -> dict[str, Any]:
+    async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """Two dev directories: ``acme`` (EAB optional) and ``acme-eab`` (EAB required, one dev key)."""
         from . import eab
         from .keyring import Keyring
         from .store import AcmeStore
 
-        authority = gateway.authority
-        await authority.create_config(DEV_CONFIG, "acme", ca_id, DEV_PROFILES, settings={"eab_required": False})
-        await authority.create_config(DEV_EAB_CONFIG, "acme", ca_id, DEV_PROFILES, settings={"eab_required": True})
+        await door.create_configuration(DEV_CONFIG, ca_id, DEV_PROFILES, settings={"eab_required": False})
+        await door.create_configuration(DEV_EAB_CONFIG, ca_id, DEV_PROFILES, settings={"eab_required": True})
         created = await eab.create_key(
-            AcmeStore(gateway.store), Keyring(gateway.config.ca_passphrase()), DEV_EAB_CONFIG,
+            AcmeStore(door.tables, door.clock), Keyring(door.sealing_passphrase()), DEV_EAB_CONFIG,
             label="dev key (gateway init)", created_by="init",
         )
         return {
@@ -67,9 +73,6 @@ class AcmeAdapter:
         add_cli(subparsers, common)
 
     def mount_admin(self, admin: web.Application) -> None:
-        from gateway.web.keys import GATEWAY
-
         from . import admin as acme_admin
-        from .keyring import Keyring
 
-        acme_admin.mount(admin, Keyring.for_passphrase(admin[GATEWAY].config.ca_passphrase()))
+        acme_admin.mount(admin, door_of(admin, PROTOCOL))

@@ -2,7 +2,8 @@
 
 Routes live under ``/admin/acme/<config-id>/...`` and are authenticated by the
 admin sub-app's middleware; they are added to its OpenAPI document too, so the
-document keeps listing every route the router serves.
+document keeps listing every route the router serves. Handlers reach the core
+through the ACME door only.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, page, read_json
 from gateway.admin.openapi import operation, ref
 from gateway.admin.spec import PAGE, Reply, Route
+from gateway.door import Door, door
 from gateway.errors import BadRequest, NotFound
-from gateway.web.keys import GATEWAY
 
 from . import eab
 from .keyring import Keyring
@@ -25,18 +26,23 @@ from .records import Account
 from .store import AcmeStore
 
 KEYRING = web.AppKey("acme_admin_keyring", Keyring)
+PROTOCOL = "acme"
+
+
+def _door(request: web.Request) -> Door:
+    return door(request, PROTOCOL)
 
 
 async def _acme_config(request: web.Request) -> str:
     config_id = request.match_info["config"]
-    rec = await request.app[GATEWAY].store.get_protocol_config(config_id)
-    if rec is None or rec.protocol != "acme":
+    if await _door(request).find_configuration(config_id) is None:
         raise NotFound(f"no ACME configuration {config_id!r}")
     return config_id
 
 
 def _store(request: web.Request) -> AcmeStore:
-    return AcmeStore(request.app[GATEWAY].store)
+    d = _door(request)
+    return AcmeStore(d.tables, d.clock)
 
 
 def _keyring(request: web.Request) -> Keyring:
@@ -59,7 +65,7 @@ async def create_eab_key(request: web.Request) -> web.Response:
         )
     except ValueError as exc:
         raise BadRequest(f"identifiers: {exc}") from None
-    await request.app[GATEWAY].authority.events.record(
+    await _door(request).record_event(
         "acme_eab_create", "success", protocol_config=config_id, kid=created.record.kid, actor=actor(request)
     )
     return web.json_response(created.view(), status=201)
@@ -80,7 +86,7 @@ async def revoke_eab_key(request: web.Request) -> web.Response:
     key = await _store(request).revoke_eab(config_id, kid)
     if key is None:
         raise NotFound(f"no EAB key {kid!r} in configuration {config_id!r}")
-    await request.app[GATEWAY].authority.events.record(
+    await _door(request).record_event(
         "acme_eab_revoke", "success", protocol_config=config_id, kid=kid, account=key.account_id,
         actor=actor(request),
     )
@@ -101,6 +107,9 @@ async def list_accounts(request: web.Request) -> web.Response:
     limit, offset = q.page()
     q.done()
     accounts = await _store(request).list_accounts(config_id, limit + 1, offset)
+    for account in accounts[:limit]:  # the end entity's state is the core's: ask the door
+        entity = await _door(request).entity(account.entity_id)
+        account.entity_status = entity.status if entity is not None else "active"
     return web.json_response(
         page([account_admin_view(a) for a in accounts[:limit]], limit, offset, more=len(accounts) > limit)
     )
@@ -168,8 +177,9 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def mount(admin: web.Application, keyring: Keyring) -> None:
-    admin[KEYRING] = keyring
+def mount(admin: web.Application, acme_door: Door) -> None:
+    """Add the routes to the admin sub-app; the EAB keyring is built here, once per app."""
+    admin[KEYRING] = Keyring(acme_door.sealing_passphrase())
     for route in ROUTES:
         admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
     doc = admin.get(OPENAPI)

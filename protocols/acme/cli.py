@@ -2,7 +2,8 @@
 
 ``gateway acme eab create --config acme [--identifiers example.com,*.example.com] [--label L]``
 prints the key id and the HMAC key once (the store keeps it sealed, see
-:mod:`.keyring`); ``list`` and ``revoke`` manage existing keys.
+:mod:`.keyring`); ``list`` and ``revoke`` manage existing keys. Each command opens
+the ACME door on the data directory and reaches the core through it only.
 """
 
 from __future__ import annotations
@@ -11,49 +12,54 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
-from gateway.errors import BadRequest, ConfigError, NotFound
+from gateway.errors import BadRequest, NotFound
+
+if TYPE_CHECKING:  # the commands import what they run lazily: ``gateway --help`` stays quick
+    from gateway.door import Door
+
+    from .store import AcmeStore
+
+PROTOCOL = "acme"
 
 
-async def _with_gateway(args: argparse.Namespace, fn: Callable[[Any], Awaitable[int]]) -> int:
-    from gateway import bootstrap
+async def _with_door(args: argparse.Namespace, fn: Callable[[Door], Awaitable[int]]) -> int:
     from gateway.config import load_config
-    from gateway.runtime import Gateway
+    from gateway.door import open_door
 
-    if not bootstrap.is_initialized(Path(args.data_dir)):
-        raise ConfigError(f"{args.data_dir} is not initialized; run 'gateway init' first")
-    gw = await Gateway.open(load_config(Path(args.data_dir)))
-    try:
-        return await fn(gw)
-    finally:
-        await gw.close()
+    async with open_door(load_config(Path(args.data_dir)), PROTOCOL) as door:
+        return await fn(door)
 
 
-async def _require_acme_config(gw: Any, config_id: str) -> None:
-    rec = await gw.store.get_protocol_config(config_id)
-    if rec is None or rec.protocol != "acme":
+async def _require_acme_config(door: Door, config_id: str) -> None:
+    if await door.find_configuration(config_id) is None:
         raise NotFound(f"no ACME configuration {config_id!r}")
+
+
+def _store(door: Door) -> AcmeStore:
+    from .store import AcmeStore
+
+    return AcmeStore(door.tables, door.clock)
 
 
 async def cmd_eab_create(args: argparse.Namespace) -> int:
     from . import eab
     from .keyring import Keyring
-    from .store import AcmeStore
 
     identifiers = [x.strip() for x in (args.identifiers or "").split(",") if x.strip()] or None
 
-    async def run(gw: Any) -> int:
-        await _require_acme_config(gw, args.config)
+    async def run(door: Door) -> int:
+        await _require_acme_config(door, args.config)
         try:
             created = await eab.create_key(
-                AcmeStore(gw.store), Keyring(gw.config.ca_passphrase()), args.config,
+                _store(door), Keyring(door.sealing_passphrase()), args.config,
                 identifiers=identifiers, label=args.label or "", created_by="cli",
             )
         except ValueError as exc:
             raise BadRequest(f"--identifiers: {exc}") from None
-        await gw.authority.events.record("acme_eab_create", "success", protocol_config=args.config,
-                                         kid=created.record.kid, actor="cli")
+        await door.record_event("acme_eab_create", "success", protocol_config=args.config,
+                                kid=created.record.kid, actor="cli")
         if args.json:
             print(json.dumps(created.view(), indent=2))
         else:
@@ -64,15 +70,13 @@ async def cmd_eab_create(args: argparse.Namespace) -> int:
             print("The HMAC key is shown only now; store it with the ACME client.", file=sys.stderr)
         return 0
 
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_eab_list(args: argparse.Namespace) -> int:
-    from .store import AcmeStore
-
-    async def run(gw: Any) -> int:
-        await _require_acme_config(gw, args.config)
-        keys = await AcmeStore(gw.store).list_eab(args.config, 1000, 0)
+    async def run(door: Door) -> int:
+        await _require_acme_config(door, args.config)
+        keys = await _store(door).list_eab(args.config, 1000, 0)
         if args.json:
             print(json.dumps([k.view() for k in keys], indent=2))
         else:
@@ -81,23 +85,21 @@ async def cmd_eab_list(args: argparse.Namespace) -> int:
                 print(f"{k.kid}  {state}  {k.label}  {','.join(k.identifiers or [])}")
         return 0
 
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 async def cmd_eab_revoke(args: argparse.Namespace) -> int:
-    from .store import AcmeStore
-
-    async def run(gw: Any) -> int:
-        await _require_acme_config(gw, args.config)
-        key = await AcmeStore(gw.store).revoke_eab(args.config, args.kid)
+    async def run(door: Door) -> int:
+        await _require_acme_config(door, args.config)
+        key = await _store(door).revoke_eab(args.config, args.kid)
         if key is None:
             raise NotFound(f"no EAB key {args.kid!r} in configuration {args.config!r}")
-        await gw.authority.events.record("acme_eab_revoke", "success", protocol_config=args.config,
-                                         kid=args.kid, account=key.account_id, actor="cli")
+        await door.record_event("acme_eab_revoke", "success", protocol_config=args.config,
+                                kid=args.kid, account=key.account_id, actor="cli")
         print(f"revoked {args.kid}" + (f" (account {key.account_id} deactivated)" if key.account_id else ""))
         return 0
 
-    return await _with_gateway(args, run)
+    return await _with_door(args, run)
 
 
 def add_cli(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser) -> None:

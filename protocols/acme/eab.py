@@ -19,7 +19,7 @@ from . import jws, problems
 from .identifiers import validate_entries
 from .keyring import Keyring, SealError
 from .nonces import b64url
-from .records import EabKey, now_utc
+from .records import EabKey
 from .store import AcmeStore
 
 
@@ -57,7 +57,7 @@ async def create_key(
     secret = _cli_safe_secret()
     record = EabKey(
         kid=kid, config_id=config_id, hmac_key_encrypted=keyring.seal(secret, _context(config_id, kid)),
-        label=label, created_by=created_by, identifiers=allowed, created_at=now_utc(),
+        label=label, created_by=created_by, identifiers=allowed, created_at=store.clock(),
     )
     await store.insert_eab(record)
     return NewEabKey(record, b64url(secret))

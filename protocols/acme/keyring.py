@@ -38,16 +38,8 @@ def _hkdf(master: bytes, info: bytes) -> bytes:
 
 
 class Keyring:
-    """Derived keys; build with :meth:`for_passphrase` to stretch each passphrase only once."""
-
-    _cache: dict[bytes, "Keyring"] = {}
-
-    @classmethod
-    def for_passphrase(cls, passphrase: bytes) -> "Keyring":
-        found = cls._cache.get(hashlib.sha256(passphrase).digest())
-        if found is None:
-            found = cls._cache[hashlib.sha256(passphrase).digest()] = cls(passphrase)
-        return found
+    """Derived keys. Building one stretches the passphrase (tens of milliseconds): the
+    ACME runtime and the admin routes each build theirs once, at start."""
 
     def __init__(self, passphrase: bytes) -> None:
         master = hashlib.scrypt(passphrase, salt=_SALT, n=2**14, r=8, p=1, dklen=32)

@@ -33,7 +33,7 @@ class Account:
     eab_kid: str | None = None
     allowed_identifiers: list[str] | None = None
     created_at: dt.datetime = field(default_factory=now_utc)
-    entity_status: str = "active"  # the core end entity's status (read-only here)
+    entity_status: str = "active"  # the core end entity's status, asked of the door per request
 
     @property
     def usable(self) -> bool:

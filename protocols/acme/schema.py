@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from gateway.store.schema import NAMING_CONVENTION, JSONDoc, UTCDateTime
+from gateway.columns import NAMING_CONVENTION, JSONDoc, UTCDateTime
 
 ID = 64
 metadata = MetaData(naming_convention=NAMING_CONVENTION)

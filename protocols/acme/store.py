@@ -7,9 +7,10 @@ for requests that write anyway, the nonce is recorded inside that write
 a new order's rate-limit counters, authorizations, order and ARI replacement row
 are written in one. State changes are compare-and-set (``UPDATE ... WHERE status
 = expected``), so two replicas racing on the same order or challenge cannot both
-win. Rows of the core (end entities) are written through the core's own
-:class:`gateway.store.store.Tx` on the same connection, so an account and its end
-entity appear together or not at all.
+win. Only ACME's own tables are touched here (through the door's
+:class:`~gateway.door.ProtocolTables`); where a row of the core must commit with
+ours (an account's end entity, an order's certificate) the core writes it through
+the door on the same connection, so both appear together or not at all.
 """
 
 from __future__ import annotations
@@ -17,29 +18,30 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
+from gateway.clock import Clock, system_clock
+from gateway.door import ProtocolTables
 from gateway.errors import Conflict, ErrorKind, GatewayError
-from gateway.store import Store
-from gateway.store import schema as core
-from gateway.store.records import EndEntityRecord
-from gateway.store.store import StoreError, Tx
 
 from . import nonces, problems
 from . import schema as t
 from .identifiers import Identifier
-from .records import Account, Authorization, Challenge, EabKey, Order, now_utc
+from .records import Account, Authorization, Challenge, EabKey, Order
 from .settings import RateLimit
 
 log = logging.getLogger("gateway.acme")
+
+InAccountTransaction = Callable[[AsyncConnection], Awaitable[object]]
+"""Core state that commits with a new account (its end entity, registered through the door)."""
 
 
 class NonceReused(GatewayError, nonces.NonceReused):
@@ -65,20 +67,6 @@ class PendingNonce:
         self.used = False
 
 
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except IntegrityError as exc:
-        raise Conflict(f"{what} already exists") from exc
-    except (OperationalError, InterfaceError, OSError) as exc:
-        log.warning("ACME store unavailable during %s: %s", what, type(exc).__name__)
-        raise StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE) from exc
-    except SQLAlchemyError as exc:
-        log.warning("ACME store error during %s: %s", what, type(exc).__name__)
-        raise StoreError("database error") from exc
-
-
 # --- row <-> record -------------------------------------------------------------------
 def _idents(values: list[dict[str, str]]) -> list[Identifier]:
     return [Identifier(v["type"], v["value"]) for v in values]
@@ -90,7 +78,6 @@ def _account(row: Row[Any]) -> Account:
         id=m["id"], config_id=m["config_id"], thumbprint=m["thumbprint"], jwk=m["jwk"],
         entity_id=m["entity_id"], status=m["status"], contact=list(m["contact"]), tos_agreed=m["tos_agreed"],
         eab_kid=m["eab_kid"], allowed_identifiers=m["allowed_identifiers"], created_at=m["created_at"],
-        entity_status=m.get("entity_status") or "active",
     )
 
 
@@ -151,18 +138,10 @@ def _eab(row: Row[Any]) -> EabKey:
     )
 
 
-def _account_select() -> Any:
-    e = core.end_entities
-    return (
-        select(t.accounts, e.c.status.label("entity_status"))
-        .select_from(t.accounts.outerjoin(e, e.c.id == t.accounts.c.entity_id))
-    )
-
-
 # Statements every request runs, built once: a prebuilt statement keeps its SQLAlchemy
 # cache key, so executing it skips construction and key generation (values are bound).
-_ACCOUNT_BY_ID = _account_select().where(t.accounts.c.id == bindparam("account_id"),
-                                         t.accounts.c.config_id == bindparam("config_id"))
+_ACCOUNT_BY_ID = select(t.accounts).where(t.accounts.c.id == bindparam("account_id"),
+                                          t.accounts.c.config_id == bindparam("config_id"))
 _ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"),
                                       t.orders.c.config_id == bindparam("config_id"))
 _AUTHZ_BY_ID = select(t.authorizations).where(t.authorizations.c.id == bindparam("authz_id"),
@@ -171,22 +150,24 @@ _AUTHZS_BY_IDS = select(t.authorizations).where(t.authorizations.c.id.in_(bindpa
 
 
 class AcmeStore:
-    """The ACME tables. Takes the gateway's :class:`Store` and shares its engine and pool."""
+    """The ACME tables, on the connections the door's :class:`ProtocolTables` hands out.
 
-    def __init__(self, store: Store) -> None:
-        # The core store exposes transactions as Tx objects over its own engine;
-        # ACME runs its own statements on that same engine (and pool).
-        self._engine = store.engine
-        self._write_engine = store.write_engine
-        self.dialect = store.dialect
+    ``clock`` stamps the rows written here (``updated_at``); it is the gateway's
+    injected clock, so tests move time instead of sleeping.
+    """
+
+    def __init__(self, tables: ProtocolTables, clock: Clock = system_clock) -> None:
+        self._tables = tables
+        self.clock = clock
+        self.dialect = tables.dialect
 
     @contextlib.asynccontextmanager
     async def _write(self, what: str, nonce: PendingNonce | None = None) -> AsyncIterator[AsyncConnection]:
         """A write transaction; records ``nonce`` first when it is still pending
         (:class:`NonceReused`, and nothing written, if another request used it)."""
         recorded = False
-        with _translated(what):
-            async with self._write_engine.begin() as conn:
+        async with self._tables.transaction() as conn:
+            with self._tables.translated(what):
                 if nonce is not None and not nonce.used:
                     await self._use_nonce(conn, nonce.value, nonce.expires)
                     recorded = True
@@ -197,8 +178,8 @@ class AcmeStore:
 
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
-        with _translated(what):
-            async with self._engine.connect() as conn:
+        async with self._tables.read() as conn:
+            with self._tables.translated(what):
                 yield conn
 
     # --- nonces and authentication ----------------------------------------------------
@@ -217,6 +198,15 @@ class AcmeStore:
         """Record a pending nonce that no write of its request has recorded yet."""
         async with self._write("nonce", nonce):
             pass
+
+    async def use_pending_nonce_on(self, conn: AsyncConnection, nonce: PendingNonce) -> bool:
+        """Record a pending nonce on the caller's transaction (:class:`NonceReused` if it
+        was used meanwhile). True when it wrote: the caller sets ``nonce.used`` once that
+        transaction has committed, not before (a rollback leaves the nonce pending)."""
+        if nonce.used:
+            return False
+        await self._use_nonce(conn, nonce.value, nonce.expires)
+        return True
 
     async def use_nonce_and_load_account(
         self, nonce: str, expires: dt.datetime, config_id: str, account_id: str
@@ -258,7 +248,7 @@ class AcmeStore:
     async def account_by_thumbprint(self, config_id: str, thumbprint: str) -> Account | None:
         c = t.accounts.c
         async with self._read("account") as conn:
-            row = (await conn.execute(_account_select().where(c.config_id == config_id,
+            row = (await conn.execute(select(t.accounts).where(c.config_id == config_id,
                                                                c.thumbprint == thumbprint))).first()
         return _account(row) if row is not None else None
 
@@ -268,17 +258,19 @@ class AcmeStore:
         return _account(row) if row is not None else None
 
     async def create_account(
-        self, account: Account, entity: EndEntityRecord, *, limit: RateLimit | None, now: dt.datetime,
+        self, account: Account, *, register_entity: InAccountTransaction, limit: RateLimit | None,
+        now: dt.datetime,
     ) -> None:
         """Account, its end entity and (if any) its EAB key's binding, all or nothing.
 
-        Conflict if the EAB key was bound meanwhile, or an account with this key
-        appeared meanwhile.
+        ``register_entity`` writes the end entity (through the door) on this
+        transaction's connection. Conflict if the EAB key was bound meanwhile, or an
+        account with this key appeared meanwhile.
         """
         async with self._write("account") as conn:
             if limit is not None:
                 await self._count(conn, f"{account.config_id}|accounts", limit, now, "new accounts")
-            await Tx(conn).insert_end_entity(entity)
+            await register_entity(conn)
             await conn.execute(t.accounts.insert(), _account_values(account))
             if account.eab_kid is not None:
                 k = t.eab_keys.c
@@ -307,7 +299,7 @@ class AcmeStore:
 
     async def list_accounts(self, config_id: str, limit: int, offset: int) -> list[Account]:
         c = t.accounts.c
-        stmt = _account_select().where(c.config_id == config_id).order_by(c.created_at, c.id).limit(limit).offset(offset)
+        stmt = select(t.accounts).where(c.config_id == config_id).order_by(c.created_at, c.id).limit(limit).offset(offset)
         async with self._read("accounts") as conn:
             return [_account(r) for r in (await conn.execute(stmt)).all()]
 
@@ -379,22 +371,21 @@ class AcmeStore:
                            **fields: Any) -> bool:
         """Compare-and-set on status; False when the order was no longer in ``expect``."""
         c = t.orders.c
-        fields.setdefault("updated_at", now_utc())
+        fields.setdefault("updated_at", self.clock())
         async with self._write("order", nonce) as conn:
             result = await conn.execute(
                 update(t.orders).where(c.id == order_id, c.status.in_(expect)).values(**fields)
             )
         return result.rowcount == 1
 
-    @staticmethod
-    async def order_issued(conn: AsyncConnection, order_id: str, serial: str,
+    async def order_issued(self, conn: AsyncConnection, order_id: str, serial: str,
                            expect: tuple[str, ...] = ("processing",)) -> bool:
         """``expect`` -> valid on the caller's connection (the certificate's own transaction);
         False if the order was no longer in ``expect`` (another finalize got there first)."""
         c = t.orders.c
         result = await conn.execute(
             update(t.orders).where(c.id == order_id, c.status.in_(expect))
-            .values(status="valid", serial=serial, updated_at=now_utc())
+            .values(status="valid", serial=serial, updated_at=self.clock())
         )
         return result.rowcount == 1
 

@@ -49,7 +49,7 @@ async def test_replayed_certbot_new_account_is_accepted_once(gateway: Pair, aioh
     await gw.authority.create_config(config_id, "acme", "issuing", ["tls-server"], settings={
         "external_url": origin, "nonce_lifetime": "P100Y",
     })
-    acme = create_app(gw)
+    acme = create_app(gw.door("acme"))
     app = web.Application()
     app.add_subapp("/acme/", acme)
     client = await aiohttp_client(app)

@@ -1,34 +1,74 @@
-"""The ACME tables on SQLite and PostgreSQL: atomic writes, compare-and-set, single-use nonces."""
+"""The ACME tables on SQLite and PostgreSQL: atomic writes, compare-and-set, single-use nonces.
+
+The store is reached as the adapter reaches it, through the ACME door of a gateway
+opened on each test's database (its own tables, and end entities registered by the
+door on the account's transaction).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.config import PASSPHRASE_ENV, load_config
+from gateway.door import Door, utcnow
 from gateway.errors import Conflict
 from gateway.store import Store
-from gateway.store.records import EndEntityRecord, utcnow
 from protocols.acme import schema
 from protocols.acme.identifiers import Identifier
 from protocols.acme.problems import Problem
 from protocols.acme.records import Account, Authorization, Challenge, EabKey, Order
 from protocols.acme.settings import RateLimit
-from protocols.acme.store import AcmeStore, NonceReused
+from protocols.acme.store import AcmeStore, InAccountTransaction, NonceReused
 
 NOW = utcnow()
 
+DoorFactory = Callable[[], Awaitable[Door]]
 
-def account(config: str = "acme", eab_kid: str | None = None) -> tuple[Account, EndEntityRecord]:
+
+@pytest.fixture
+async def doors(store_factory, tmp_path: Path,  # type: ignore[no-untyped-def]
+                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DoorFactory]:
+    """ACME doors of gateways opened on one fresh database (one gateway per call: replicas)."""
+    from gateway.runtime import Gateway
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "acme store tests")
+
+    async def open_door() -> Door:
+        gw = await Gateway.open(load_config(tmp_path / "data"), store=await store_factory())
+        return gw.door("acme")
+
+    yield open_door
+
+
+@pytest.fixture
+async def door(doors: DoorFactory) -> Door:
+    return await doors()
+
+
+def tables(door: Door) -> AcmeStore:
+    return AcmeStore(door.tables, door.clock)
+
+
+def account(door: Door, config: str = "acme", eab_kid: str | None = None) -> tuple[Account, InAccountTransaction]:
+    """An account and the registration of its end entity (what newAccount passes the store)."""
     aid = uuid.uuid4().hex
     acct = Account(id=aid, config_id=config, thumbprint=uuid.uuid4().hex, jwk={"kty": "EC"},
                    entity_id=uuid.uuid4().hex, eab_kid=eab_kid, created_at=NOW)
-    entity = EndEntityRecord(id=acct.entity_id, name=f"acme:{aid}", kind="account", protocol_config=config)
-    return acct, entity
+
+    async def register(conn: AsyncConnection) -> None:
+        await door.register_entity(conn, f"acme:{aid}", entity_id=acct.entity_id, kind="account",
+                                   config_id=config)
+
+    return acct, register
 
 
 def authz(acct: Account, name: str = "a.example.com", expires: dt.datetime | None = None,
@@ -62,39 +102,43 @@ async def test_migration_matches_schema(store: Store) -> None:
         assert await conn.run_sync(inspect) == []
 
 
-async def test_account_and_end_entity_are_written_together(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_account_and_end_entity_are_written_together(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     loaded = await acme.account_by_thumbprint("acme", acct.thumbprint)
-    assert loaded is not None and loaded.id == acct.id and loaded.entity_status == "active"
-    assert (await store.get_end_entity(acct.entity_id)).name == f"acme:{acct.id}"  # type: ignore[union-attr]
-    await store.update_end_entity(acct.entity_id, status="inactive")
-    assert (await acme.get_account("acme", acct.id)).entity_status == "inactive"  # type: ignore[union-attr]
+    assert loaded is not None and loaded.id == acct.id
+    registered = await door.entity(loaded.entity_id)
+    assert registered is not None and registered.name == f"acme:{acct.id}" and registered.status == "active"
+    # the entity's state is the core's, read through the door (the front end refuses inactive ones)
+    await door.set_entity_status(acct.entity_id, "inactive", actor="test")
+    reloaded = await acme.get_account("acme", acct.id)
+    assert reloaded is not None and (await door.entity(reloaded.entity_id)).status == "inactive"  # type: ignore[union-attr]
     assert await acme.get_account("other-config", acct.id) is None
 
 
-async def test_a_used_eab_key_rolls_the_whole_account_back(store: Store) -> None:
-    acme = AcmeStore(store)
+async def test_a_used_eab_key_rolls_the_whole_account_back(door: Door) -> None:
+    acme = tables(door)
     await acme.insert_eab(EabKey(kid="kid-1", config_id="acme", hmac_key_encrypted="v1.x", created_at=NOW))
-    first, e1 = account(eab_kid="kid-1")
-    await acme.create_account(first, e1, limit=None, now=NOW)
-    second, e2 = account(eab_kid="kid-1")
+    first, e1 = account(door, eab_kid="kid-1")
+    await acme.create_account(first, register_entity=e1, limit=None, now=NOW)
+    second, e2 = account(door, eab_kid="kid-1")
     with pytest.raises(Conflict):
-        await acme.create_account(second, e2, limit=None, now=NOW)
+        await acme.create_account(second, register_entity=e2, limit=None, now=NOW)
     assert await acme.get_account("acme", second.id) is None
-    assert await store.get_end_entity(e2.id) is None
+    assert await door.entity(second.entity_id) is None
     key = await acme.get_eab("acme", "kid-1")
     assert key is not None and key.account_id == first.id
 
 
-async def test_nonces_are_single_use_across_replicas(store_factory) -> None:  # type: ignore[no-untyped-def]
-    a, b = AcmeStore(await store_factory()), AcmeStore(await store_factory())
+async def test_nonces_are_single_use_across_replicas(doors: DoorFactory) -> None:
+    door_a = await doors()
+    a, b = tables(door_a), tables(await doors())
     await a.use_nonce("n1", NOW + dt.timedelta(hours=1))
     with pytest.raises(NonceReused):
         await b.use_nonce("n1", NOW + dt.timedelta(hours=1))
-    acct, entity = account()
-    await a.create_account(acct, entity, limit=None, now=NOW)
+    acct, entity = account(door_a)
+    await a.create_account(acct, register_entity=entity, limit=None, now=NOW)
     with pytest.raises(NonceReused):
         await b.use_nonce_and_load_account("n1", NOW, "acme", acct.id)
     loaded = await b.use_nonce_and_load_account("n2", NOW + dt.timedelta(hours=1), "acme", acct.id)
@@ -102,30 +146,30 @@ async def test_nonces_are_single_use_across_replicas(store_factory) -> None:  # 
     assert await a.use_nonce_and_load_account("n3", NOW + dt.timedelta(hours=1), "acme", "nobody") is None
 
 
-async def test_rate_limits_count_in_windows_and_refusals_do_not_count(store: Store) -> None:
-    acme = AcmeStore(store)
+async def test_rate_limits_count_in_windows_and_refusals_do_not_count(door: Door) -> None:
+    acme = tables(door)
     limit = RateLimit(2, dt.timedelta(hours=1))
     made = []
     for _ in range(2):
-        acct, entity = account()
-        await acme.create_account(acct, entity, limit=limit, now=NOW)
+        acct, entity = account(door)
+        await acme.create_account(acct, register_entity=entity, limit=limit, now=NOW)
         made.append(acct)
-    acct, entity = account()
+    acct, entity = account(door)
     with pytest.raises(Problem) as info:
-        await acme.create_account(acct, entity, limit=limit, now=NOW)
+        await acme.create_account(acct, register_entity=entity, limit=limit, now=NOW)
     assert info.value.type == "rateLimited" and info.value.status == 429
     retry = int(info.value.headers["Retry-After"])
     assert 0 < retry <= 3601
-    assert await acme.get_account("acme", acct.id) is None and await store.get_end_entity(entity.id) is None
+    assert await acme.get_account("acme", acct.id) is None and await door.entity(acct.entity_id) is None
     # the next window starts from zero
     later = NOW + dt.timedelta(hours=1, seconds=1)
-    await acme.create_account(acct, entity, limit=limit, now=later)
+    await acme.create_account(acct, register_entity=entity, limit=limit, now=later)
 
 
-async def test_replacing_a_certificate_is_claimed_once(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_replacing_a_certificate_is_claimed_once(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     a = authz(acct)
     first = order(acct, [a], replaces="cid")
     await acme.create_order(first, [a], limits=[], replaces_serial="abc", now=NOW)
@@ -140,10 +184,10 @@ async def test_replacing_a_certificate_is_claimed_once(store: Store) -> None:
     assert await acme.get_order("acme", second.id) is not None
 
 
-async def test_order_transitions_are_compare_and_set(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_order_transitions_are_compare_and_set(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     a = authz(acct, status="valid")
     o = order(acct, [a], status="ready")
     await acme.create_order(o, [a], limits=[], replaces_serial=None, now=NOW)
@@ -153,10 +197,10 @@ async def test_order_transitions_are_compare_and_set(store: Store) -> None:
     assert pair is not None and pair[0].status == "processing" and [x.id for x in pair[1]] == [a.id]
 
 
-async def test_one_validation_attempt_at_a_time(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_one_validation_attempt_at_a_time(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     a = authz(acct)
     await acme.create_authz(a)
     started = Challenge("http-01", "tok", "processing", started=NOW)
@@ -176,10 +220,10 @@ async def test_one_validation_attempt_at_a_time(store: Store) -> None:
     assert final is not None and final.status == "valid" and final.challenge("dns-01").status == "valid"  # type: ignore[union-attr]
 
 
-async def test_orders_list_hides_invalid_and_expired(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_orders_list_hides_invalid_and_expired(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     a = authz(acct)
     live = order(acct, [a])
     dead = order(acct, [a], status="invalid")
@@ -190,8 +234,8 @@ async def test_orders_list_hides_invalid_and_expired(store: Store) -> None:
     assert set(await acme.list_orders(acct.id, NOW, 10, 0)) == {live.id, done.id}
 
 
-async def test_sweep_removes_only_what_expired(store: Store) -> None:
-    acme = AcmeStore(store)
+async def test_sweep_removes_only_what_expired(door: Door) -> None:
+    acme = tables(door)
     await acme.use_nonce("old", NOW - dt.timedelta(seconds=1))
     await acme.use_nonce("new", NOW + dt.timedelta(hours=1))
     assert await acme.sweep(NOW) == 1
@@ -200,10 +244,10 @@ async def test_sweep_removes_only_what_expired(store: Store) -> None:
     await acme.use_nonce("old", NOW + dt.timedelta(hours=1))
 
 
-async def test_authorization_queries(store: Store) -> None:
-    acme = AcmeStore(store)
-    acct, entity = account()
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+async def test_authorization_queries(door: Door) -> None:
+    acme = tables(door)
+    acct, entity = account(door)
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     valid = authz(acct, "v.example.com", status="valid", expires=NOW + dt.timedelta(days=30))
     pending = authz(acct, "v.example.com")
     old = authz(acct, "v.example.com", status="valid", expires=NOW - dt.timedelta(seconds=1))
@@ -222,16 +266,16 @@ async def test_authorization_queries(store: Store) -> None:
     assert counts["accounts"] == 1 and counts["authorizations"] == 4
 
 
-async def test_eab_keys_and_accounts_listing(store: Store) -> None:
-    acme = AcmeStore(store)
+async def test_eab_keys_and_accounts_listing(door: Door) -> None:
+    acme = tables(door)
     for n in range(3):
         await acme.insert_eab(EabKey(kid=f"kid-{n}", config_id="acme", hmac_key_encrypted="v1.x",
                                      identifiers=["*.example.com"] if n else None,
                                      created_at=NOW + dt.timedelta(seconds=n)))
     await acme.insert_eab(EabKey(kid="kid-elsewhere", config_id="other", hmac_key_encrypted="v1.x", created_at=NOW))
     assert [k.kid for k in await acme.list_eab("acme", 2, 1)] == ["kid-1", "kid-2"]
-    acct, entity = account(eab_kid="kid-1")
-    await acme.create_account(acct, entity, limit=None, now=NOW)
+    acct, entity = account(door, eab_kid="kid-1")
+    await acme.create_account(acct, register_entity=entity, limit=None, now=NOW)
     revoked = await acme.revoke_eab("acme", "kid-1")
     assert revoked is not None and revoked.account_id == acct.id
     assert (await acme.get_account("acme", acct.id)).status == "deactivated"  # type: ignore[union-attr]

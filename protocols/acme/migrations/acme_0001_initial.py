@@ -20,7 +20,7 @@ branch_labels: tuple[str, ...] | None = ("acme",)
 depends_on: str | None = None
 
 
-def _json() -> sa.types.TypeEngine:
+def _json() -> sa.JSON:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 

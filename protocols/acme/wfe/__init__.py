@@ -16,8 +16,8 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.door import Door
 from gateway.errors import ErrorKind, GatewayError
-from gateway.runtime import Gateway
 
 from .. import problems
 from ..problems import Problem
@@ -75,7 +75,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
     rt = runtime(request)
     name = request.match_info.route.name or ""
     if request.method == "POST" or name == "acme-new-nonce":
-        response.headers["Replay-Nonce"] = rt.nonces.mint()
+        response.headers["Replay-Nonce"] = rt.mint_nonce()
     response.headers["Cache-Control"] = "public, max-age=0, no-cache" if name == "acme-directory" else "no-store"
     index = _directory_url(request, rt)
     if index and name != "acme-directory":
@@ -87,17 +87,19 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def create_app(gateway: Gateway) -> web.Application:
-    app = web.Application(middlewares=[acme_middleware], client_max_size=gateway.config.server.max_body_bytes)
-    app[RUNTIME] = AcmeRuntime(gateway)
+def create_app(door: Door) -> web.Application:
+    """The ACME sub-app on ``door`` (the ACME protocol's door into the core); its
+    runtime lives under :data:`RUNTIME` and runs while the application does."""
+    app = web.Application(middlewares=[acme_middleware], client_max_size=door.config.server.max_body_bytes)
+    app[RUNTIME] = AcmeRuntime(door)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         rt = app[RUNTIME]
-        janitor = asyncio.get_running_loop().create_task(rt.janitor(), name="acme-janitor")
-        yield
-        janitor.cancel()
-        await asyncio.gather(janitor, return_exceptions=True)
-        await rt.close()
+        rt.start()
+        try:
+            yield
+        finally:
+            await rt.close()
 
     app.cleanup_ctx.append(lifecycle)
     r = app.router

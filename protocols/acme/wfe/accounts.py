@@ -1,8 +1,9 @@
 """Accounts (RFC 8555 sections 7.3, 7.3.2-7.3.6): newAccount, update, deactivation, orders, keyChange.
 
 An ACME account is an end entity of the gateway (kind ``account``, named
-``acme:<account id>``), created in the same transaction as the account row, so
-operators see and deactivate ACME accounts like any other end entity.
+``acme:<account id>``), registered through the door in the same transaction as
+the account row, so operators see and deactivate ACME accounts like any other
+end entity.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import Conflict
-from gateway.store.records import EndEntityRecord
 
 from .. import eab, jws, problems
-from ..records import Account, now_utc
+from ..records import Account
 from .context import Signed, acme_json, read_signed, runtime
 from .views import account_view
 
@@ -79,7 +80,7 @@ async def new_account(request: web.Request) -> web.Response:
         )
     elif acme.settings.eab_required:
         raise problems.external_account_required("this directory requires an external account binding")
-    now = now_utc()
+    now = rt.now()
     account_id = secrets.token_urlsafe(16)
     account = Account(
         id=account_id, config_id=acme.id, thumbprint=thumb, jwk=jws.public_jwk(signed.key),
@@ -87,22 +88,24 @@ async def new_account(request: web.Request) -> web.Response:
         eab_kid=eab_key.kid if eab_key else None,
         allowed_identifiers=eab_key.identifiers if eab_key else None, created_at=now,
     )
-    entity = EndEntityRecord(
-        id=account.entity_id, name=entity_name(account_id), kind="account", protocol_config=acme.id,
-        attributes={"acme_account": urls.account(account_id), "contact": contacts,
-                    **({"eab_kid": eab_key.kid} if eab_key else {})},
-        created_at=now, updated_at=now,
-    )
+    attributes = {"acme_account": urls.account(account_id), "contact": contacts,
+                  **({"eab_kid": eab_key.kid} if eab_key else {})}
+
+    async def register_entity(conn: AsyncConnection) -> None:
+        await rt.door.register_entity(conn, entity_name(account_id), entity_id=account.entity_id,
+                                      kind="account", config_id=acme.id, attributes=attributes)
+
     try:
         await rt.store.create_account(
-            account, entity, limit=acme.settings.rate_limits.get("accounts_per_config"), now=now
+            account, register_entity=register_entity,
+            limit=acme.settings.rate_limits.get("accounts_per_config"), now=now,
         )
     except Conflict:
         again = await rt.store.account_by_thumbprint(acme.id, thumb)
         if again is not None:  # the same key registered concurrently
             return acme_json(account_view(again, urls), 200, location=urls.account(again.id))
         raise problems.unauthorized("this external account key is already bound to an account") from None
-    await rt.authority.events.record(
+    await rt.door.record_event(
         "acme_account", "success", entity_id=account.entity_id, protocol_config=acme.id,
         account=account_id, eab_kid=account.eab_kid, actor=entity_name(account_id),
     )
@@ -142,8 +145,8 @@ async def account(request: web.Request) -> web.Response:
         for name, value in changes.items():
             setattr(acct, name, value)
     if status == "deactivated":
-        await rt.authority.set_entity_status(acct.entity_id, "inactive", actor=entity_name(acct.id))
-        await rt.authority.events.record(
+        await rt.door.set_entity_status(acct.entity_id, "inactive", actor=entity_name(acct.id))
+        await rt.door.record_event(
             "acme_account_deactivate", "success", entity_id=acct.entity_id, protocol_config=signed.acme.id,
             account=acct.id, actor=entity_name(acct.id),
         )
@@ -163,7 +166,7 @@ async def orders(request: web.Request) -> web.Response:
         raise problems.malformed("page must be a number") from None
     if page < 0:
         raise problems.malformed("page must not be negative")
-    ids = await rt.store.list_orders(acct.id, now_utc(), size + 1, page * size)
+    ids = await rt.store.list_orders(acct.id, rt.now(), size + 1, page * size)
     links = []
     if len(ids) > size:
         links.append((f"{signed.urls.orders(acct.id)}?page={page + 1}", "next"))
@@ -202,7 +205,7 @@ async def key_change(request: web.Request) -> web.Response:
         raise problems.conflict("the new key already belongs to an account") from None
     if not changed:
         raise problems.conflict("the account key changed meanwhile; retry")
-    await rt.authority.events.record(
+    await rt.door.record_event(
         "acme_key_change", "success", entity_id=acct.entity_id, protocol_config=signed.acme.id,
         account=acct.id, actor=entity_name(acct.id),
     )

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .. import problems, validation
 from ..identifiers import IP, Identifier, IdentifierPolicy, check_identifiers
-from ..records import Account, Authorization, Challenge, now_utc
+from ..records import Account, Authorization, Challenge
 from .context import Signed, acme_json, nonce_settled, read_signed, runtime
 from .runtime import AcmeConfig, AcmeRuntime
 from .views import authz_view, challenge_view
@@ -74,7 +74,7 @@ async def authorization(request: web.Request) -> web.Response:
     signed = await read_signed(request)
     rt = runtime(request)
     authz = await owned_authz(rt, signed, request.match_info["authz"])
-    now = now_utc()
+    now = rt.now()
     if not signed.jws.post_as_get:
         payload = signed.payload()
         if payload.get("status") != "deactivated" or len(payload) != 1:
@@ -84,7 +84,7 @@ async def authorization(request: web.Request) -> web.Response:
         if not await rt.store.deactivate_authz(authz.id):
             raise problems.malformed("the authorization changed meanwhile and cannot be deactivated")
         authz.status = "deactivated"
-        await rt.authority.events.record(
+        await rt.door.record_event(
             "acme_authz_deactivate", "success", entity_id=signed.require_account().entity_id,
             protocol_config=signed.acme.id, authorization=authz.id, identifier=authz.identifier.value,
         )
@@ -112,7 +112,7 @@ async def _challenge(request: web.Request, signed: Signed) -> web.Response:
     payload = signed.payload()
     if payload:
         raise problems.malformed("answer a challenge with an empty JSON object {}")
-    now = now_utc()
+    now = rt.now()
     status = authz.effective_status(now)
     stale_before = now - dt.timedelta(seconds=4 * signed.settings.validation_timeout + 30)
     running = authz.challenge(authz.attempt) if authz.attempt else None
@@ -158,7 +158,7 @@ async def _validate(rt: AcmeRuntime, acme: AcmeConfig, account: Account, authz: 
 
 async def finish(rt: AcmeRuntime, acme: AcmeConfig, account: Account, authz: Authorization,
                  ch: Challenge, problem: problems.Problem | None) -> Authorization:
-    now = now_utc()
+    now = rt.now()
     if problem is None:
         done = dataclasses.replace(ch, status="valid", validated=now, error=None)
         status, expires = "valid", now + acme.settings.valid_authz_lifetime
@@ -167,7 +167,7 @@ async def finish(rt: AcmeRuntime, acme: AcmeConfig, account: Account, authz: Aut
         status, expires = "invalid", authz.expires
     recorded = await rt.store.finish_attempt(authz, status, done, expires)
     if recorded and problem is not None:
-        await rt.authority.events.record(
+        await rt.door.record_event(
             "acme_challenge", "failure", entity_id=account.entity_id, protocol_config=acme.id,
             authorization=authz.id, identifier=authz.identifier.value, challenge=ch.type,
             error=problem.type, detail=problem.detail,
@@ -187,7 +187,7 @@ async def new_authz(request: web.Request) -> web.Response:
     if ident.wildcard:
         raise problems.rejected_identifier("wildcard names cannot be pre-authorized (order them instead)")
     check_identifiers([ident], *account_policies(signed.acme, account))
-    now = now_utc()
+    now = rt.now()
     for existing in await rt.store.reusable_authzs(signed.acme.id, account.id, [ident], now, include_pending=True):
         if existing.identifier == ident and not existing.wildcard:
             return acme_json(authz_view(existing, signed.urls, now), 200, location=signed.urls.authz(existing.id))

@@ -3,8 +3,9 @@
 Steps, in order (step-ca's shape, Boulder's checks): configuration, content type,
 JWS structure and algorithm, ``url`` header equal to the request URL, nonce
 authentic and unexpired, then the key: an embedded ``jwk`` where allowed, or the
-``kid`` account (loaded in the same transaction that consumes the nonce), then the
-signature. Handlers receive a :class:`Signed` only after all of it passed.
+``kid`` account (loaded in the same transaction that consumes the nonce) and its end
+entity's state (the core's, asked of the door), then the signature. Handlers
+receive a :class:`Signed` only after all of it passed.
 
 Handlers that write anyway (newOrder, challenge, finalize) ask for the nonce to be
 *deferred*: the account is read without a transaction of its own and the nonce is
@@ -20,17 +21,18 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Sequence, cast
+from typing import Any, Sequence
 
 import josepy
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .. import jws, problems
-from ..records import Account
 from gateway.errors import GatewayError
 
+from .. import jws, problems
 from ..nonces import MemoryNonces, NonceReused
+from ..records import Account
+from ..settings import AcmeSettings
 from ..store import PendingNonce
 from .runtime import AcmeConfig, AcmeRuntime
 
@@ -142,7 +144,7 @@ class Signed:
     nonce: PendingNonce | None = None  # set when the handler records the nonce (deferred)
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self) -> AcmeSettings:
         return self.acme.settings
 
     def payload(self) -> dict[str, Any]:
@@ -177,7 +179,7 @@ async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = Tr
         raise problems.unauthorized("the JWS 'url' header does not match the request URL")
     if parsed.nonce is None:
         raise problems.bad_nonce("the JWS has no nonce")
-    expires = rt.nonces.check(parsed.nonce, acme.settings.nonce_lifetime)
+    expires = rt.check_nonce(parsed.nonce, acme.settings.nonce_lifetime)
     if expires is None:
         raise problems.bad_nonce("the nonce is invalid or expired")
     if parsed.jwk is not None:
@@ -211,7 +213,9 @@ async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = Tr
     if account is None:
         raise problems.account_does_not_exist("no account with this 'kid'")
     try:
-        key = _account_key(account)
+        entity = await rt.door.entity(account.entity_id)
+        account.entity_status = entity.status if entity is not None else "active"
+        key = rt.account_key(account)
         jws.verify(parsed, key)
         if account.status != "valid":
             raise problems.unauthorized(f"the account is {account.status}")
@@ -263,20 +267,6 @@ async def _use_nonce(rt: AcmeRuntime, nonce: str, expires: dt.datetime) -> None:
             await rt.store.use_nonce(nonce, expires)
     except NonceReused:
         raise problems.bad_nonce("the nonce has already been used") from None
-
-
-_KEYS: dict[str, josepy.JWK] = {}
-
-
-def _account_key(account: Account) -> josepy.JWK:
-    """Parsed account keys, memoised by thumbprint (stored keys were checked at registration)."""
-    key = _KEYS.get(account.thumbprint)
-    if key is None:
-        key = cast(josepy.JWK, josepy.JWK.from_json(account.jwk))
-        if len(_KEYS) > 10_000:
-            _KEYS.clear()
-        _KEYS[account.thumbprint] = key
-    return key
 
 
 def acme_json(data: Any, status: int = 200, *, location: str | None = None,

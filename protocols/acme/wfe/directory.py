@@ -7,9 +7,7 @@ import datetime as dt
 from aiohttp import web
 from cryptography import x509
 
-
 from .. import ari, problems
-from ..records import now_utc
 from .context import acme_config, acme_json, runtime, urls_for
 
 
@@ -17,7 +15,7 @@ async def directory(request: web.Request) -> web.Response:
     acme = await acme_config(request)
     urls = urls_for(request, acme)
     s = acme.settings
-    profiles = runtime(request).gateway.profiles
+    profiles = runtime(request).door.profiles
     meta: dict[str, object] = {
         "externalAccountRequired": s.eab_required,
         "profiles": {
@@ -56,7 +54,7 @@ async def renewal_info(request: web.Request) -> web.Response:
     acme = await acme_config(request)
     rt = runtime(request)
     cert_id = ari.CertID.parse(request.match_info["certid"])
-    rec = await rt.gateway.store.get_certificate(cert_id.serial_hex)
+    rec = await rt.door.find_certificate(cert_id.serial_hex)
     if rec is None or rec.ca_id != acme.record.ca_id:
         raise problems.not_found("no certificate with this identifier")
     chain = await rt.chain(rec.ca_id)
@@ -68,7 +66,7 @@ async def renewal_info(request: web.Request) -> web.Response:
         raise problems.not_found("no certificate with this identifier (authority key identifier differs)")
     window = ari.suggested_window(
         rec.not_before, rec.not_after, acme.settings.renewal_window,
-        revoked=rec.status in ("revoked", "hold"), now=now_utc(),
+        revoked=rec.status in ("revoked", "hold"), now=rt.now(),
     )
     retry = int(acme.settings.ari_retry_after / dt.timedelta(seconds=1))
     return acme_json({"suggestedWindow": window.to_json()}, headers={"Retry-After": str(retry)})

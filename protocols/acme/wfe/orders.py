@@ -6,14 +6,15 @@ configuration's and the account's EAB restriction), profile, validity, ARI
 the policy again, then claims the order (``ready`` -> ``processing``,
 compare-and-set) and asks the core to enroll. A CSR the core refuses puts the
 order back to ``ready``; a request held for manual approval leaves it
-``processing`` until the operator decides.
+``processing`` until the operator decides. With nonces in the store, finalize's
+nonce is recorded in the issuance transaction itself: a replay that loses the
+race cannot leave the winner answering ``badNonce`` for a certificate it got.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import functools
 import ipaddress
 import logging
 import secrets
@@ -22,18 +23,19 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.ca.backend import IssuedCertificate, IssueOverrides, PendingRequest
 from gateway.ca.builder import check_proof_of_possession, load_csr
+from gateway.door import IssuedCertificate, IssueOverrides, PendingRequest
 from gateway.errors import Conflict, ErrorKind, GatewayError
 from gateway.keys import check_key_strength
 from gateway.profiles.model import add_period
-from gateway.store.store import Tx
 
 from .. import ari, problems
 from ..identifiers import DNS, IP, Identifier, check_identifiers, parse_identifiers
 from ..nonces import b64url_decode
-from ..records import Authorization, Order, now_utc
+from ..records import Authorization, Order
+from ..store import NonceReused
 from .accounts import entity_name
 from .authorizations import account_policies, new_authorization
 from .context import Signed, acme_json, nonce_settled, parse_rfc3339, read_signed, runtime
@@ -59,7 +61,7 @@ async def _new_order(request: web.Request, signed: Signed) -> web.Response:
     identifiers = parse_identifiers(payload.get("identifiers"), acme.settings.max_identifiers)
     check_identifiers(identifiers, *account_policies(acme, account))
     profile = _profile(signed, payload.get("profile"))
-    now = now_utc()
+    now = rt.now()
     not_before, not_after = _validity(rt, profile, payload, now)
     replaces, replaces_serial = await _replaces(rt, signed, payload.get("replaces"), identifiers)
 
@@ -118,7 +120,7 @@ def _validity(rt: AcmeRuntime, profile: str, payload: dict[str, object],
               now: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
     nb = parse_rfc3339(payload["notBefore"], "notBefore") if payload.get("notBefore") is not None else None
     na = parse_rfc3339(payload["notAfter"], "notAfter") if payload.get("notAfter") is not None else None
-    spec = rt.gateway.profiles.get(profile)
+    spec = rt.door.profile(profile)
     if nb is not None and nb < now - dt.timedelta(days=1):
         raise problems.malformed("notBefore may lie at most one day in the past")
     if na is not None:
@@ -137,7 +139,7 @@ async def _replaces(rt: AcmeRuntime, signed: Signed, value: object,
     if not isinstance(value, str):
         raise problems.malformed("replaces must be a certificate identifier string")
     cert_id = ari.CertID.parse(value)
-    rec = await rt.gateway.store.get_certificate(cert_id.serial_hex)
+    rec = await rt.door.find_certificate(cert_id.serial_hex)
     account = signed.require_account()
     if rec is None or rec.ca_id != signed.acme.record.ca_id:
         raise problems.malformed("replaces names no certificate issued here")
@@ -180,7 +182,7 @@ async def refresh(rt: AcmeRuntime, signed: Signed, order: Order, authzs: list[Au
     pending or ready to processing in one write. Writes here carry the request's
     deferred nonce, if any.
     """
-    now = now_utc()
+    now = rt.now()
     nonce = signed.nonce
     if order.status == "pending" and order.expires > now:
         states = [a.effective_status(now) for a in authzs]
@@ -196,7 +198,7 @@ async def refresh(rt: AcmeRuntime, signed: Signed, order: Order, authzs: list[Au
                 order.status = "ready"
     elif order.status == "processing" and order.request_id is not None:
         try:
-            state = await rt.authority.poll(order.request_id)
+            state = await rt.door.poll(order.request_id)
         except GatewayError as exc:
             log.warning("ACME order %s: cannot poll request %s: %s", order.id, order.request_id, exc.detail)
             return order
@@ -234,7 +236,7 @@ async def order(request: web.Request) -> web.Response:
     rt = runtime(request)
     current, _ = await load_order(rt, signed, request.match_info["order"])
     headers = {"Retry-After": "3"} if current.status == "processing" else None
-    return acme_json(order_view(current, signed.urls, now_utc()), headers=headers)
+    return acme_json(order_view(current, signed.urls, rt.now()), headers=headers)
 
 
 # --- finalize ---------------------------------------------------------------------------
@@ -300,7 +302,7 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
     rt = runtime(request)
     account = signed.require_account()
     current, _ = await load_order(rt, signed, request.match_info["order"], promote=False)
-    now = now_utc()
+    now = rt.now()
     status = current.effective_status(now)
     if status != "ready":
         raise problems.order_not_ready(f"the order is {status}, not ready")
@@ -318,7 +320,7 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
         key = check_key_strength(csr.public_key())
     except GatewayError as exc:
         raise problems.bad_csr(exc.detail) from None
-    profile = rt.gateway.profiles.get(current.profile)
+    profile = rt.door.profile(current.profile)
     if profile is not None and key.name not in profile.key_policy.allowed:
         raise problems.bad_csr(f"key {key.name} is not allowed by profile {current.profile}")
     spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -348,20 +350,30 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
         not_before=current.not_before, not_after=current.not_after,
     )
 
-    async def mark_valid(tx: Tx, cert: x509.Certificate) -> None:
-        if not await rt.store.order_issued(tx.connection, current.id, format(cert.serial_number, "x"),
+    pending_nonce = signed.nonce
+    nonce_written = False
+
+    async def mark_valid(conn: AsyncConnection, cert: x509.Certificate) -> None:
+        """On the certificate's transaction: this request's nonce (store nonces), then
+        the order's ready -> valid; either failing rolls the certificate back."""
+        nonlocal nonce_written
+        if pending_nonce is not None:
+            nonce_written = await rt.store.use_pending_nonce_on(conn, pending_nonce)
+        if not await rt.store.order_issued(conn, current.id, format(cert.serial_number, "x"),
                                            expect=("pending", "ready")):
             raise _FinalizedElsewhere("the order changed while its certificate was being issued")
 
     try:
-        result = await rt.authority.enroll(
-            signed.acme.id, "acme", csr, entity=entity_name(account.id), entity_kind="account",
+        result = await rt.door.enroll(
+            signed.acme.id, csr, entity=entity_name(account.id), entity_kind="account",
             profile=current.profile, overrides=overrides,
             event_type="renew" if current.replaces else "issue", actor=entity_name(account.id),
             request_id=f"acme-{current.id}", within=mark_valid, record=signed.acme.record,
         )
     except _FinalizedElsewhere:
         raise problems.order_not_ready("the order is being finalized already") from None
+    except NonceReused:  # a replay used the nonce first: nothing was issued
+        raise problems.bad_nonce("the nonce has already been used") from None
     except GatewayError as exc:
         if exc.kind in (ErrorKind.BAD_CSR, ErrorKind.BAD_KEY, ErrorKind.BAD_SIGNATURE, ErrorKind.POLICY,
                         ErrorKind.BAD_REQUEST):
@@ -376,6 +388,8 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
         await rt.store.update_order(current.id, claimed, status="processing", request_id=result.request_id)
         current.status, current.request_id = "processing", result.request_id
         return acme_json(order_view(current, signed.urls, now), headers={"Retry-After": "60"})
+    if nonce_written and pending_nonce is not None:
+        pending_nonce.used = True  # committed with the certificate
     current.status, current.serial = "valid", format(result.serial, "x")  # committed with the certificate
     return acme_json(order_view(current, signed.urls, now))
 
@@ -388,12 +402,6 @@ def _pem_of_der(der: bytes) -> bytes:
     return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
-@functools.lru_cache(maxsize=32)
-def _chain_pem(chain: tuple[x509.Certificate, ...]) -> bytes:
-    """CA chains change only at rollover: encode each once."""
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-
-
 async def certificate(request: web.Request) -> web.Response:
     """The leaf and its chain. Chain 0: up to (not including) the root; chain 1 adds the root."""
     signed = await read_signed(request)
@@ -402,7 +410,7 @@ async def certificate(request: web.Request) -> web.Response:
     account = signed.require_account()
     serial = request.match_info["serial"]
     alternate = int(request.match_info.get("alt", "0") or 0)
-    rec = await rt.gateway.store.get_certificate(serial) if all(c in "0123456789abcdef" for c in serial) else None
+    rec = await rt.door.find_certificate(serial) if all(c in "0123456789abcdef" for c in serial) else None
     if rec is None or rec.protocol_config != signed.acme.id:
         raise problems.not_found("no such certificate")
     if rec.entity_id != account.entity_id:
@@ -413,6 +421,6 @@ async def certificate(request: web.Request) -> web.Response:
         raise problems.not_found("no such alternate chain")
     links = [(signed.urls.certificate(rec.serial, n), "alternate") for n in range(len(chains)) if n != alternate]
     headers = {"Link": ", ".join(f'<{u}>;rel="{r}"' for u, r in links)} if links else {}
-    body = _pem_of_der(rec.der) + _chain_pem(chains[alternate])
+    body = _pem_of_der(rec.der) + rt.chain_pem(rec.ca_id, chains[alternate])
     return web.Response(body=body, headers={"Content-Type": PEM_CHAIN, **headers})
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from gateway.ca.backend import RevocationReason
+from gateway.door import RevocationReason
 from gateway.errors import ErrorKind, GatewayError
 
 from .. import problems
 from ..nonces import b64url_decode
-from ..records import now_utc
 from .accounts import entity_name
 from .context import read_signed, runtime
 from .orders import csr_identifiers_of_certificate
@@ -22,8 +22,8 @@ from .orders import csr_identifiers_of_certificate
 ALLOWED_REASONS = {0, 1, 3, 4, 5}
 
 
-def _spki(key: object) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 async def revoke_cert(request: web.Request) -> web.Response:
@@ -43,7 +43,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
         raise problems.bad_revocation_reason(
             f"reason {reason!r} is not allowed (use one of {sorted(ALLOWED_REASONS)})"
         )
-    rec = await rt.gateway.store.get_certificate(format(cert.serial_number, "x"))
+    rec = await rt.door.find_certificate(format(cert.serial_number, "x"))
     if rec is None or rec.der != der or rec.protocol_config != signed.acme.id:
         raise problems.not_found("no such certificate was issued by this directory")
     account = signed.account
@@ -54,14 +54,14 @@ async def revoke_cert(request: web.Request) -> web.Response:
     else:
         actor = entity_name(account.id)
         if rec.entity_id != account.entity_id:
-            held = await rt.store.valid_identifiers(signed.acme.id, account.id, now_utc())
+            held = await rt.store.valid_identifiers(signed.acme.id, account.id, rt.now())
             names, _ = csr_identifiers_of_certificate(cert)
             if not names or not names <= held:
                 raise problems.unauthorized("this account may not revoke this certificate")
     if rec.status == "revoked":
         raise problems.already_revoked("the certificate is already revoked")
     try:
-        await rt.authority.revoke(rec.serial, RevocationReason(reason), actor=actor, protocol_config=signed.acme.id)
+        await rt.door.revoke(rec.serial, RevocationReason(reason), actor=actor, config_id=signed.acme.id)
     except GatewayError as exc:
         if exc.kind is ErrorKind.CONFLICT:
             raise problems.already_revoked(exc.detail) from None
