@@ -42,9 +42,12 @@ from .credentials import (
     IssuedCredential,
     LockedOut,
     LockoutPolicy,
+    check_username,
 )
 from .errors import NotFound
 from .profiles.model import Profile
+from .store.queries import CONFIG as CONFIG_GENERATION
+from .store.queries import EntityQueries, GenerationQueries
 from .store.records import (
     CertificateRecord,
     EndEntityRecord,
@@ -64,7 +67,7 @@ __all__ = [
     "PendingRequest", "RevocationReason", "serial_hex", "serial_int", "utcnow", "Clock",
     # enrollment credentials (door.credentials)
     "Credentials", "CredentialInfo", "IssuedCredential", "LockedOut", "LockoutPolicy", "DEFAULT_LOCKOUT",
-    "NO_LOCKOUT",
+    "NO_LOCKOUT", "check_username",
 ]
 
 if TYPE_CHECKING:
@@ -103,15 +106,15 @@ class ProtocolTables:
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read connection (no transaction is held open beyond the block)."""
-        async with self._store.read() as tx:
-            yield tx.connection
+        async with self._store.read() as q:
+            yield q.connection
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: commits when the block ends, rolls back if it raises.
         Database errors surface as :class:`gateway.errors.GatewayError` kinds."""
-        async with self._store.transaction() as tx:
-            yield tx.connection
+        async with self._store.transaction() as q:
+            yield q.connection
 
     def translated(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Map driver errors raised inside the block to gateway errors (for adapters that
@@ -161,11 +164,13 @@ class Door:
 
     async def find_configuration(self, config_id: str) -> ProtocolConfigRecord | None:
         """This protocol's configuration, enabled or not (for admin commands)."""
-        rec = await self._gw.store.get_protocol_config(config_id)
+        async with self._gw.store.read() as q:
+            rec = await q.configs.get(config_id)
         return rec if rec is not None and rec.protocol == self.protocol else None
 
     async def configurations(self, *, enabled_only: bool = False) -> list[ProtocolConfigRecord]:
-        recs = await self._gw.store.list_protocol_configs(self.protocol)
+        async with self._gw.store.read() as q:
+            recs = await q.configs.list(self.protocol)
         return [r for r in recs if r.enabled] if enabled_only else recs
 
     async def create_configuration(
@@ -184,15 +189,17 @@ class Door:
     ) -> None:
         """Replace the settings and/or credentials documents; bumps the configuration
         generation so every worker and replica sees the change on its next request."""
-        if await self.find_configuration(config_id) is None:
-            raise NotFound(f"no {self.protocol} protocol configuration {config_id!r}")
         fields: dict[str, Any] = {}
         if settings is not None:
             fields["settings"] = settings
         if credentials is not None:
             fields["credentials"] = credentials
-        if fields:
-            await self._gw.store.update_protocol_config(config_id, **fields)
+        async with self._gw.store.transaction() as q:
+            rec = await q.configs.get(config_id)
+            if rec is None or rec.protocol != self.protocol:
+                raise NotFound(f"no {self.protocol} protocol configuration {config_id!r}")
+            if fields:
+                await q.configs.update(config_id, **fields)
 
     async def configuration_generation(self) -> int:
         """A number that changes whenever any protocol configuration changes, in any
@@ -203,9 +210,7 @@ class Door:
         """:meth:`configuration_generation` read on ``conn``, a connection of :attr:`tables`:
         an adapter that reads its own tables at the start of every request checks its
         caches in that same round trip (SCEP's PKIOperation)."""
-        from .store.store import Tx
-
-        return await Tx(conn).generation("config")
+        return await GenerationQueries(conn).get(CONFIG_GENERATION)
 
     # --- profiles ----------------------------------------------------------------------
     @property
@@ -254,7 +259,8 @@ class Door:
         )
 
     async def pending_request(self, request_id: str) -> RequestRecord | None:
-        return await self._gw.store.get_request(request_id)
+        async with self._gw.store.read() as q:
+            return await q.requests.get(request_id)
 
     async def poll(self, request_id: str) -> Enrollment:
         return await self._gw.authority.poll(request_id)
@@ -284,7 +290,8 @@ class Door:
             raise
 
     async def certificate_by_fingerprint(self, sha256_hex: str) -> CertificateRecord | None:
-        return await self._gw.store.get_certificate_by_fingerprint(sha256_hex)
+        async with self._gw.store.read() as q:
+            return await q.certificates.by_fingerprint(sha256_hex)
 
     async def revoke(
         self, serial: str, reason: RevocationReason, *, actor: str,
@@ -319,7 +326,8 @@ class Door:
 
     # --- end entities and events ------------------------------------------------------------
     async def entity(self, entity_id: str) -> EndEntityRecord | None:
-        return await self._gw.store.get_end_entity(entity_id)
+        async with self._gw.store.read() as q:
+            return await q.entities.get(entity_id)
 
     async def register_entity(
         self, conn: AsyncConnection, name: str, *, entity_id: str, kind: str = "device",
@@ -329,11 +337,9 @@ class Door:
         (:meth:`ProtocolTables.transaction`): the protocol's row that stands for it (an ACME
         account) and the entity commit together or not at all. Conflict if ``name`` is
         taken in the configuration."""
-        from .store.store import Tx
-
         rec = EndEntityRecord(id=entity_id, name=name, kind=kind, protocol_config=config_id,
                               attributes=attributes or {})
-        await Tx(conn).insert_end_entity(rec)
+        await EntityQueries(conn).insert(rec)
         return rec
 
     async def set_entity_status(self, entity_id: str, status: str, *, actor: str) -> EndEntityRecord:

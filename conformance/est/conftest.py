@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.est.conftest import (  # noqa: F401 - fixtures re-exported for this directory
+    clock,
     data_dir,
     est,
     initialized_data_dir,

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from tests.est.helpers import ClientCredential, EstServer, pem
+from tests.est.helpers import ClientCredential, EstServer, core, pem
 
 
 @dataclass
@@ -33,7 +33,7 @@ async def sh(command: str, cwd: Path, env: dict[str, str] | None = None, timeout
 
 async def label_meta(est: EstServer, label: str, users: dict[str, str]) -> dict[str, Any]:
     """What a replay needs to recreate the label as it was during the recording."""
-    rec = await est.gw.store.get_protocol_config(label)
+    rec = await core(est.gw).config(label)
     chain = await (await est.gw.cas.local(rec.ca_id)).chain()
     return {
         "label": label,

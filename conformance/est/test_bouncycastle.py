@@ -19,7 +19,7 @@ from cryptography import x509
 
 from conformance.harness import in_ci, require_client
 from gateway.ca.backend import RevocationReason
-from tests.est.helpers import EstServer, device_certificate, manufacturer_ca, trust_at_listener
+from tests.est.helpers import EstServer, core, device_certificate, manufacturer_ca, trust_at_listener
 
 from .recorder import Recorder
 from .support import credential_meta, label_meta
@@ -153,7 +153,7 @@ async def test_pending_request_is_retried_after_retry_after(est: EstServer, bc_c
 
     async def approve_when_held() -> None:
         for _ in range(600):
-            pending = await est.gw.store.list_requests(status="pending")
+            pending = await core(est.gw).requests(status="pending")
             if pending:
                 await est.gw.authority.approve(pending[0].id, "operator")
                 return

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conformance.harness import require_client
 from gateway.ca.backend import RevocationReason
-from tests.est.helpers import ClientCredential, EstServer, device_certificate, manufacturer_ca, trust_at_listener
+from tests.est.helpers import ClientCredential, EstServer, core, device_certificate, manufacturer_ca, trust_at_listener
 
 from .recorder import Recorder
 from .support import credential_meta, label_meta, sh
@@ -162,7 +162,7 @@ async def test_pending_approval_202_then_the_certificate(est: EstServer, recorde
     meta = await label_meta(est, "held", {"tech": "s3cret"})
     with recorder.scenario("simpleenroll-pending", **meta, operator_approves_before_step=1):
         first = await sh(command, tmp_path, env(est, "held"))
-        [pending] = await est.gw.store.list_requests(status="pending")
+        [pending] = await core(est.gw).requests(status="pending")
         await est.gw.authority.approve(pending.id, "operator")
         second = await sh(command, tmp_path, env(est, "held"))
     assert first.stdout.startswith("HTTP/1.1 202") and "Retry-After: 1" in first.stdout

@@ -39,6 +39,7 @@ from conformance.harness import (
     running_gateway,
     save_exchange,
 )
+from gateway.clock import Clock
 from protocols.scep.service import ScepService
 
 FIXTURE_DIR = FIXTURES / "scep"
@@ -68,6 +69,10 @@ class Served:
 
     def __post_init__(self) -> None:
         self.scep = ScepService(self.gw.door("scep"))
+
+    @property
+    def core(self) -> CoreTables:
+        return CoreTables(self.gw)
 
     @property
     def dev(self) -> dict[str, Any]:
@@ -114,6 +119,50 @@ class Served:
             "recorded_at": dt.datetime.now(dt.UTC).isoformat(),
             **extra,
         }
+
+
+class CoreTables:
+    """What SCEP tests read and set up in the core's tables, in one read or transaction
+    of the store's query objects each (the adapter itself goes through its door)."""
+
+    def __init__(self, gw: Any) -> None:
+        self._store = gw.store
+
+    async def update_protocol_config(self, config_id: str, **fields: Any) -> None:
+        async with self._store.transaction() as q:
+            await q.configs.update(config_id, **fields)
+
+    async def list_events(self, flt: Any = None, limit: int = 100) -> list[Any]:
+        async with self._store.read() as q:
+            return list(await q.events.list(flt, limit=limit))
+
+    async def get_end_entity(self, entity_id: str) -> Any:
+        async with self._store.read() as q:
+            return await q.entities.get(entity_id)
+
+    async def list_end_entities(self, **flt: Any) -> list[Any]:
+        async with self._store.read() as q:
+            return list(await q.entities.list(**flt))
+
+    async def list_certificates(self, flt: Any = None, limit: int = 100) -> list[Any]:
+        async with self._store.read() as q:
+            return list(await q.certificates.list(flt, limit=limit))
+
+    async def insert_certificate(self, rec: Any) -> None:
+        async with self._store.transaction() as q:
+            await q.certificates.insert(rec)
+
+    async def get_request(self, request_id: str) -> Any:
+        async with self._store.read() as q:
+            return await q.requests.get(request_id)
+
+    async def list_requests(self, **flt: Any) -> list[Any]:
+        async with self._store.read() as q:
+            return list(await q.requests.list(**flt))
+
+    async def insert_api_key(self, rec: Any) -> None:
+        async with self._store.transaction() as q:
+            await q.api_keys.insert(rec)
 
 
 @dataclass
@@ -178,10 +227,32 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+async def _running_on_clock(data_dir: Path, clock: Clock) -> AsyncIterator[tuple[Any, GatewayInfo]]:
+    """:func:`conformance.harness.running_gateway` with the gateway's clock injected
+    (credential lockouts, RA lifetimes), so a test moves time instead of sleeping."""
+    from gateway.config import load_config
+    from gateway.info import gather_info
+    from gateway.runtime import Gateway
+    from gateway.web.server import start_listeners
+
+    cfg = load_config(data_dir).with_overrides("127.0.0.1", free_port(), free_port())
+    gw = await Gateway.open(cfg, clock=clock)
+    listeners = await start_listeners(gw)
+    try:
+        yield gw, GatewayInfo(await gather_info(cfg), data_dir)
+    finally:
+        await listeners.stop()
+        await gw.close()
+
+
+@contextlib.asynccontextmanager
+async def served(tmp_path: Path, *, clock: Clock | None = None) -> AsyncIterator[Served]:
+    """The gateway on a copy of the session's template; ``clock``: the gateway's own
+    (:class:`gateway.clock.FakeClock` in tests that move time), else the system's."""
     data_dir = tmp_path / "data"
     shutil.copytree(await _template(), data_dir)
-    async with running_gateway(data_dir) as (gw, info):
+    running = running_gateway(data_dir) if clock is None else _running_on_clock(data_dir, clock)
+    async with running as (gw, info):
         recorder = Recorder(info.http)
         await recorder.start()
         try:

@@ -65,7 +65,7 @@ async def test_scepclient_enrolls_with_the_static_challenge_and_renews(gateway: 
     assert code == 0, out
     renewed = x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
     assert renewed.serial_number != first.serial_number and renewed.subject == first.subject
-    events = await gateway.gw.store.list_events(EventFilter(type="renew", protocol_config="scep"))
+    events = await gateway.core.list_events(EventFilter(type="renew", protocol_config="scep"))
     assert events and events[0].status == "success" and events[0].serial == format(renewed.serial_number, "x")
 
     ops = gateway.recorder.pki_operations()
@@ -127,7 +127,7 @@ async def test_scepclient_with_challenges_from_the_admin_api_and_the_webhook(gat
             challenge = (await resp.text()).strip()
     code, out = await scepclient(gateway, tmp_path / "hook", "-challenge", challenge, "-cn", "UDID-1")
     assert code == 0, out
-    entity = [e for e in await gateway.gw.store.list_end_entities(protocol_config="scep") if e.name == "UDID-1"]
+    entity = [e for e in await gateway.core.list_end_entities(protocol_config="scep") if e.name == "UDID-1"]
     assert entity and entity[0].attributes.get("udid") == "UDID-1"
 
 

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from gateway.door import Door
 from gateway.door import door as door_of
-from gateway.secrets import hash_secret, new_token
 
 from . import cli
 from .policy import DEFAULT_LABEL
@@ -48,13 +47,14 @@ class EstAdapter:
             app.add_subapp(PREFIX, create_app(door_of(app, PROTOCOL)))
 
     async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
-        password = new_token(18)
+        """The dev label ``est`` and its Basic user, whose generated password is returned
+        (for ``gateway info``) and otherwise stored only hashed, as an enrollment credential."""
         await door.create_configuration(
             DEFAULT_LABEL, ca_id, list(DEV_PROFILES), default_profile=DEV_PROFILES[0],
             settings={"auth": "either", "pop_linking": "optional", "csrattrs": DEV_CSRATTRS, "default": True},
-            credentials={"basic": [{"username": DEV_USERNAME, "password": hash_secret(password)}]},
         )
-        return {DEFAULT_LABEL: {"username": DEV_USERNAME, "password": password}}
+        issued = await door.credentials.create_user(DEFAULT_LABEL, DEV_USERNAME, actor="bootstrap")
+        return {DEFAULT_LABEL: {"username": DEV_USERNAME, "password": issued.secret}}
 
     def describe(self, config: "Config", records: "list[ProtocolConfigRecord]",
                  dev_credentials: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,7 +75,8 @@ class EstAdapter:
 
     def mount_admin(self, admin: web.Application) -> None:
         """Nothing extra: EST settings are plain JSON on the core's protocol-config routes
-        (``PATCH /admin/protocol-configs/<label>``); passwords are set with ``gateway est user``."""
+        (``PATCH /admin/protocol-configs/<label>``); users and passwords are managed with
+        ``gateway est user``."""
 
 
 ADAPTER = EstAdapter()

@@ -11,32 +11,34 @@ decides whether *this label* accepts it:
   (a manufacturer's IDevID CA, say) counts while it is within its validity;
 * any other certificate is ignored for this label.
 
-Passwords are checked with scrypt off the event loop; an unknown user costs the
-same as a wrong password.
+Basic users are the label's enrollment credentials (``door.credentials``, scoped to
+the label): checked with scrypt off the event loop, an unknown user costing the same
+as a wrong password, and locked out for a while after repeated wrong passwords (the
+count is kept in the store, so every worker and replica sees it). A locked user is
+answered like a wrong password: ``401`` with the label's Basic challenge.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import datetime as dt
 import enum
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from gateway.door import CertificateRecord, Door
+from gateway.door import DEFAULT_LOCKOUT, CertificateRecord, Door, LockoutPolicy
 from gateway.errors import Forbidden, Unauthorized
-from gateway.secrets import hash_secret, verify_secret
 from gateway.web.tls import peer_certificate
 
 from .policy import LabelPolicy
+
+
+LOCKOUT: LockoutPolicy = DEFAULT_LOCKOUT
+"""5 consecutive wrong passwords lock a user out for 15 minutes (DIVERGENCES.md)."""
 
 
 class CertificateStanding(enum.Enum):
@@ -91,11 +93,6 @@ class Client:
         return "+".join(m for m, on in (("certificate", self.certificate), ("basic", self.username)) if on)
 
 
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    return hash_secret("no such user")
-
-
 def _within_validity(cert: x509.Certificate, now: dt.datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
@@ -130,32 +127,16 @@ async def presented_certificate(request: web.Request, door: Door, policy: LabelP
     return PresentedCertificate(cert, fingerprint, CertificateStanding.FOREIGN, None)
 
 
-def _basic_credentials(header: str) -> tuple[str, str]:
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not value.strip():
-        raise Unauthorized("the Authorization header must use the Basic scheme")
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise Unauthorized("malformed Basic credentials") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    username, sep, password = text.partition(":")
-    if not sep:
-        raise Unauthorized("malformed Basic credentials")
-    return username, password
+async def check_password(door: Door, policy: LabelPolicy, header: str) -> str:
+    """The user name when the Basic credentials are right for this label, else Unauthorized.
 
-
-async def check_password(policy: LabelPolicy, header: str) -> str:
-    """The user name when the Basic credentials are right for this label, else Unauthorized."""
-    username, password = _basic_credentials(header)
-    stored = next((u.password_hash for u in policy.users if u.username == username), None)
-    ok = await asyncio.to_thread(verify_secret, password, stored or _dummy_hash())
-    if stored is None or not ok:
+    ISO-8859-1 credentials are still accepted (``latin1_fallback``): EST clients written
+    before RFC 7617 send them, and this edge always read them.
+    """
+    user = await door.credentials.verify_basic(policy.label, header, lockout=LOCKOUT, latin1_fallback=True)
+    if user.username is None:  # verify_basic only matches user credentials, which have a name
         raise Unauthorized("wrong user name or password")
-    return username
+    return user.username
 
 
 def refuse_bad_certificate(presented: PresentedCertificate | None) -> None:
@@ -168,7 +149,8 @@ def refuse_bad_certificate(presented: PresentedCertificate | None) -> None:
         raise Forbidden("the TLS client certificate has expired")
 
 
-async def authenticate(request: web.Request, policy: LabelPolicy, presented: PresentedCertificate | None) -> Client:
+async def authenticate(request: web.Request, door: Door, policy: LabelPolicy,
+                       presented: PresentedCertificate | None) -> Client:
     """Apply the label's ``auth`` rule to the request's certificate and Basic credentials."""
     refuse_bad_certificate(presented)
     accepted = presented is not None and policy.accepts_certificates and (
@@ -177,7 +159,7 @@ async def authenticate(request: web.Request, policy: LabelPolicy, presented: Pre
     )
     cert = presented if accepted else None
     header = request.headers.get("Authorization")
-    username = await check_password(policy, header) if header is not None and policy.accepts_basic else None
+    username = await check_password(door, policy, header) if header is not None and policy.accepts_basic else None
 
     if policy.auth in ("certificate", "both") and cert is None:
         if presented is None:

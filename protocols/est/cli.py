@@ -5,27 +5,33 @@ Examples::
     gateway est create factory --profile device --auth certificate \\
         --trust-anchor manufacturer-ca.pem --pop-linking required
     gateway est user add factory provisioner        # prints a generated password once
+    gateway est user list factory                   # who is disabled or locked out
+    gateway est user unlock factory provisioner     # end a lockout now
     gateway est set est --approval manual --retry-after 300
     gateway est list
+
+Users are the label's enrollment credentials (``door.credentials``): stored as scrypt
+hashes in the store, never in the label's configuration, and audited there.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from gateway.config import load_config
-from gateway.door import Door, ProtocolConfigRecord, default_issuing_ca, open_door
+from gateway.door import CredentialInfo, Door, ProtocolConfigRecord, default_issuing_ca, open_door
 from gateway.errors import BadRequest, NotFound
-from gateway.secrets import hash_secret, new_token
 
 from .policy import AUTH_MODES, POP_LINKING, load_anchors, policy_for, validate_settings
 
 PROTOCOL = "est"
+ACTOR = "cli"
 
 
 async def _with_door(args: argparse.Namespace, fn: Callable[[Door], Awaitable[int]]) -> int:
@@ -117,7 +123,7 @@ async def cmd_create(args: argparse.Namespace) -> int:
         if settings.get("default"):
             await _clear_default(door, args.label)
         await door.create_configuration(args.label, args.ca, profiles, default_profile=args.default_profile,
-                                        settings=settings, credentials={"basic": []})
+                                        settings=settings, credentials={})
         print(f"created EST label {args.label}: {door.config.https_url}/.well-known/est/{args.label}/")
         return 0
     return await _with_door(args, run)
@@ -140,21 +146,23 @@ async def cmd_set(args: argparse.Namespace) -> int:
     return await _with_door(args, run)
 
 
+async def _user(door: Door, label: str, username: str) -> CredentialInfo:
+    found = await door.credentials.find_user(label, username)
+    if found is None:
+        raise NotFound(f"label {label} has no user {username!r}")
+    return found
+
+
 async def cmd_user_add(args: argparse.Namespace) -> int:
     async def run(door: Door) -> int:
         rec = await _label(door, args.label)
-        if ":" in args.username or not args.username:
-            raise BadRequest("a Basic user name must be non-empty and must not contain ':'")
-        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else new_token(18)
-        if not password:
-            raise BadRequest("empty password")
-        users = [u for u in rec.credentials.get("basic", []) if u.get("username") != args.username]
-        users.append({"username": args.username, "password": hash_secret(password)})
-        await door.update_configuration(rec.id, credentials={**rec.credentials, "basic": users})
-        await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                               actor="cli", fields=["credentials"], user=args.username)
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        issued = await door.credentials.create_user(rec.id, args.username, password, actor=ACTOR, replace=True)
+        if issued.credential.disabled:
+            print(f"user {args.username!r} is disabled; 'gateway est user enable {rec.id} {args.username}' "
+                  "lets it in again", file=sys.stderr)
         if not args.password_stdin:
-            print(password)  # shown once; only its hash is stored
+            print(issued.secret)  # shown once; only its hash is stored
         return 0
     return await _with_door(args, run)
 
@@ -162,13 +170,44 @@ async def cmd_user_add(args: argparse.Namespace) -> int:
 async def cmd_user_remove(args: argparse.Namespace) -> int:
     async def run(door: Door) -> int:
         rec = await _label(door, args.label)
-        users = rec.credentials.get("basic", [])
-        kept = [u for u in users if u.get("username") != args.username]
-        if len(kept) == len(users):
-            raise NotFound(f"label {rec.id} has no user {args.username!r}")
-        await door.update_configuration(rec.id, credentials={**rec.credentials, "basic": kept})
-        await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                               actor="cli", fields=["credentials"], user=args.username)
+        user = await _user(door, rec.id, args.username)
+        await door.credentials.delete(rec.id, user.id, actor=ACTOR)
+        return 0
+    return await _with_door(args, run)
+
+
+async def cmd_user_change(args: argparse.Namespace) -> int:
+    """``disable`` / ``enable`` / ``unlock`` one user."""
+    async def run(door: Door) -> int:
+        rec = await _label(door, args.label)
+        user = await _user(door, rec.id, args.username)
+        verb = {"disable": door.credentials.disable, "enable": door.credentials.enable,
+                "unlock": door.credentials.unlock}[args.est_user_command]
+        await verb(rec.id, user.id, actor=ACTOR)
+        return 0
+    return await _with_door(args, run)
+
+
+def _user_row(user: CredentialInfo, door: Door) -> dict[str, Any]:
+    def stamp(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "username": user.username, "disabled": user.disabled, "locked": user.locked(door.clock()),
+        "locked_until": stamp(user.locked_until), "failures": user.failures,
+        "created_at": stamp(user.created_at), "last_used_at": stamp(user.last_used_at),
+    }
+
+
+async def cmd_user_list(args: argparse.Namespace) -> int:
+    async def run(door: Door) -> int:
+        rec = await _label(door, args.label)
+        rows = [_user_row(u, door) for u in await door.credentials.list(rec.id, kind="user")]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
         return 0
     return await _with_door(args, run)
 
@@ -182,7 +221,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 "label": rec.id, "enabled": rec.enabled, "ca": rec.ca_id, "profile": rec.default_profile,
                 "auth": policy.auth, "pop_linking": policy.pop_linking,
                 "approval": "manual" if policy.manual_approval else "auto",
-                "users": [u.username for u in policy.users],
+                "users": [u.username for u in await door.credentials.list(rec.id, kind="user")],
                 "trust_anchors": [a.subject.rfc4514_string() for a in policy.trust_anchors],
                 "csrattrs": policy.csrattrs is not None, "default": bool(rec.settings.get("default")),
                 "url": f"{door.config.https_url}/.well-known/est/{rec.id}/",
@@ -240,7 +279,18 @@ def add_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     s.add_argument("--password-stdin", dest="password_stdin", action="store_true",
                    help="read the password from stdin instead of generating one")
     s.set_defaults(fn=cmd_user_add)
-    s = user.add_parser("remove", parents=[common])
+    s = user.add_parser("remove", parents=[common], help="delete a user")
     s.add_argument("label")
     s.add_argument("username")
     s.set_defaults(fn=cmd_user_remove)
+    for verb, text in (("disable", "refuse a user from now on (kept; 'enable' lets it in again)"),
+                       ("enable", "let a disabled user in again"),
+                       ("unlock", "end a lockout after repeated wrong passwords now")):
+        s = user.add_parser(verb, parents=[common], help=text)
+        s.add_argument("label")
+        s.add_argument("username")
+        s.set_defaults(fn=cmd_user_change)
+    s = user.add_parser("list", parents=[common], help="a label's users: disabled, locked out, last used")
+    s.add_argument("label")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_user_list)

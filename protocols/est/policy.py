@@ -3,7 +3,7 @@
 A label (``/.well-known/est/<label>/``) is an EST protocol configuration: its CA
 and default profile come from the core record, everything EST-specific from the
 record's ``settings`` (plain JSON, editable with ``gateway est`` or the admin
-API's ``PATCH /admin/protocol-configs/<id>``) and ``credentials`` (only hashes):
+API's ``PATCH /admin/protocol-configs/<id>``):
 
 ====================================  =====================================================
 ``auth``                              ``basic`` | ``certificate`` | ``either`` | ``both``
@@ -20,12 +20,16 @@ API's ``PATCH /admin/protocol-configs/<id>``) and ``credentials`` (only hashes):
 ``approval``                          core setting: ``manual`` holds requests (202)
 ====================================  =====================================================
 
-``credentials["basic"]`` lists ``{"username", "password"}`` with the password
-hashed by :func:`gateway.secrets.hash_secret`.
+Basic users are not part of the configuration: they are the label's enrollment
+credentials (``door.credentials``, managed with ``gateway est user``), checked with
+a lockout after repeated failures. The record's ``credentials`` document is not
+read; users it held before (``credentials["basic"]``) were moved by the migration
+``est_0002``, and any still found there are reported in the log, not accepted.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,8 @@ from gateway.keys import parse_algorithm
 from gateway.door import ProtocolConfigRecord
 
 from .csrattrs import build_csrattrs
+
+log = logging.getLogger("gateway.est")
 
 AUTH_MODES = ("basic", "certificate", "either", "both")
 POP_LINKING = ("off", "optional", "required")
@@ -54,12 +60,6 @@ class LabelMisconfigured(GatewayError):
 
 
 @dataclass(frozen=True)
-class BasicUser:
-    username: str
-    password_hash: str
-
-
-@dataclass(frozen=True)
 class LabelPolicy:
     label: str
     ca_id: str
@@ -74,7 +74,6 @@ class LabelPolicy:
     serverkeygen_algorithm: str
     retry_after: int
     manual_approval: bool
-    users: tuple[BasicUser, ...]
 
     @property
     def accepts_basic(self) -> bool:
@@ -121,19 +120,6 @@ def load_anchors(pems: Any) -> tuple[x509.Certificate, ...]:
     return tuple(found)
 
 
-def _users(credentials: dict[str, Any]) -> tuple[BasicUser, ...]:
-    entries = credentials.get("basic", [])
-    if not isinstance(entries, list):
-        raise BadRequest("credentials.basic must be a list")
-    users = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("username"), str) \
-                or not isinstance(entry.get("password"), str) or not entry["password"].startswith("scrypt$"):
-            raise BadRequest("credentials.basic entries need a username and a scrypt password hash")
-        users.append(BasicUser(entry["username"], entry["password"]))
-    return tuple(users)
-
-
 def validate_settings(settings: dict[str, Any]) -> None:
     """Refuse settings a label could not run with (used before storing them)."""
     unknown = set(settings) - SETTINGS
@@ -168,13 +154,15 @@ def policy_for(record: ProtocolConfigRecord) -> LabelPolicy:
     """The label's policy; a record that cannot be read is the operator's problem (503)."""
     try:
         parsed = _parse(record.settings or {})
-        users = _users(record.credentials or {})
     except GatewayError as exc:
         raise LabelMisconfigured(f"EST label {record.id!r} is misconfigured: {exc.detail}") from None
     parsed.pop("default")
+    if (record.credentials or {}).get("basic"):
+        log.warning("EST label %s still lists Basic users in its configuration (credentials.basic); they are "
+                    "not accepted: add them with 'gateway est user add %s <name>'", record.id, record.id)
     return LabelPolicy(
         label=record.id, ca_id=record.ca_id, profile=record.default_profile,
-        manual_approval=(record.settings or {}).get("approval") == "manual", users=users, **parsed,
+        manual_approval=(record.settings or {}).get("approval") == "manual", **parsed,
     )
 
 

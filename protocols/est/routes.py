@@ -153,7 +153,7 @@ async def fullcmc(request: web.Request) -> web.StreamResponse:
 
 async def _check_password(ctx: Context, header: str) -> str:
     try:
-        return await check_password(ctx.policy, header)
+        return await check_password(ctx.door, ctx.policy, header)
     except Unauthorized as exc:
         await ctx.door.record_event(
             "auth", "failure", protocol_config=ctx.policy.label, error=exc.kind.value, detail=exc.detail,
@@ -164,7 +164,7 @@ async def _check_password(ctx: Context, header: str) -> str:
 async def _authenticate(ctx: Context, request: web.Request, presented: PresentedCertificate | None) -> Client:
     """The label's auth rule; wrong credentials (not missing ones) are audited."""
     try:
-        return await authenticate(request, ctx.policy, presented)
+        return await authenticate(request, ctx.door, ctx.policy, presented)
     except Unauthorized as exc:
         if request.headers.get("Authorization") is not None:
             await ctx.door.record_event(

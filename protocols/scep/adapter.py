@@ -10,7 +10,8 @@ from aiohttp import web
 from gateway.door import Door
 
 from . import admin, cli, http
-from .challenge import add_challenge_admin, set_static_challenge
+from .admins import set_challenge_admin
+from .challenge import set_static_challenge
 from .ra import RA_PROFILE, RA_PROFILE_TOML, issue_ra
 from .repository import ScepRepository
 from .service import PROTOCOL, install
@@ -40,14 +41,15 @@ class ScepAdapter:
 
     async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """The dev configuration ``scep``: RA from ``ca_id``, a static challenge, served
-        on the NDES paths, and a challenge admin for mscep_admin and the webhook."""
+        on the NDES paths, and a challenge admin for mscep_admin and the webhook (an
+        enrollment credential of the door)."""
         repo = ScepRepository(door.tables)
         await door.create_configuration(DEV_CONFIG, ca_id, DEV_PROFILES, settings={"ndes": True})
         await issue_ra(door, repo, DEV_CONFIG, ca_id)
         challenge = await set_static_challenge(repo, DEV_CONFIG)
-        password = await add_challenge_admin(repo, DEV_CONFIG, DEV_ADMIN)
+        admin = await set_challenge_admin(door.credentials, DEV_CONFIG, DEV_ADMIN, actor="bootstrap")
         # the user name is fixed (DEV_ADMIN): only secrets go to the dev-credentials file
-        return {DEV_CONFIG: {"challenge": challenge, "admin_password": password}}
+        return {DEV_CONFIG: {"challenge": challenge, "admin_password": admin.secret}}
 
     def describe(
         self, config: Config, records: list[ProtocolConfigRecord], dev_credentials: dict[str, Any]

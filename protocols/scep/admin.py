@@ -1,5 +1,6 @@
 """Admin API for SCEP under ``/admin/scep/...``: one-time challenges, the static challenge,
-challenge-admin credentials (mscep_admin page and webhook) and the RA certificates.
+challenge-admin credentials (mscep_admin page and webhook: enrollment credentials of the
+door, :mod:`.admins`) and the RA certificates.
 
 Routes are declared as :class:`gateway.admin.spec.Route` entries like the core's, and
 added to the admin OpenAPI document, so they are authenticated by the admin app's
@@ -25,13 +26,8 @@ from gateway.admin.spec import Reply, Route
 from gateway.door import ProtocolConfigRecord
 from gateway.errors import BadRequest, NotFound
 
-from .challenge import (
-    CHALLENGE_ADMIN,
-    STATIC,
-    add_challenge_admin,
-    issue_dynamic_challenge,
-    set_static_challenge,
-)
+from .admins import remove_challenge_admin, set_challenge_admin
+from .challenge import STATIC, issue_dynamic_challenge, set_static_challenge
 from .ra import issue_ra
 from .service import ScepService, install, service_of
 from .settings import ScepSettings
@@ -123,12 +119,13 @@ async def put_challenge_admin(request: web.Request) -> web.Response:
     f = Fields(await read_json(request, optional=True))
     password = f.text("password")
     f.done()
-    username = request.match_info["username"]
-    value = await add_challenge_admin(svc.repo, rec.id, username, password)
+    issued = await set_challenge_admin(svc.door.credentials, rec.id, request.match_info["username"], password,
+                                       actor=actor(request))
+    username = issued.credential.username
     await svc.door.record_event(
         "scep_challenge_admin", "success", protocol_config=rec.id, actor=actor(request), username=username,
     )
-    return web.json_response({"username": username, "password": value}, headers={"Cache-Control": "no-store"})
+    return web.json_response({"username": username, "password": issued.secret}, headers={"Cache-Control": "no-store"})
 
 
 async def delete_challenge_admin(request: web.Request) -> web.Response:
@@ -136,7 +133,7 @@ async def delete_challenge_admin(request: web.Request) -> web.Response:
     QueryArgs(request).done()
     rec = await _config(request, svc)
     username = request.match_info["username"]
-    if not await svc.repo.delete_secret(rec.id, CHALLENGE_ADMIN, username):
+    if not await remove_challenge_admin(svc.door.credentials, rec.id, username, actor=actor(request)):
         raise NotFound(f"no challenge admin {username!r} in configuration {rec.id!r}")
     await svc.door.record_event(
         "scep_challenge_admin_delete", "success", protocol_config=rec.id, actor=actor(request), username=username,

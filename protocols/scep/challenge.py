@@ -9,16 +9,16 @@ built-in ones without touching the protocol code. Built in:
 - ``static``: the configuration's static challenge (scrypt hashes in ``scep_secrets``);
 - ``dynamic``: one-time challenges (single use, time-limited, optionally bound to an
   expected subject) issued by the NDES ``mscep_admin`` page, the admin API, the CLI
-  and the Jamf webhook; stored as SHA-256 of the value.
+  and the Jamf webhook; stored as SHA-256 of the value. They are tokens, not
+  credentials: they stay SCEP's own. Who may obtain them (challenge admins) is in
+  :mod:`.admins`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +36,8 @@ from .repository import ChallengeRecord, ScepRepository, SecretRecord
 from .types import FailInfo, ScepFailure
 
 STATIC = "static_challenge"
-CHALLENGE_ADMIN = "challenge_admin"
+"""The ``scep_secrets`` kind of the static challenge (challenge admins are enrollment
+credentials: :mod:`.admins`)."""
 
 
 def challenge_password(csr: x509.CertificateSigningRequest) -> str | None:
@@ -223,36 +224,13 @@ async def issue_dynamic_challenge(
 
 
 async def set_static_challenge(repo: ScepRepository, config_id: str, challenge: str | None = None) -> str:
-    """Set (or generate) the configuration's static challenge; returns the plaintext once."""
+    """Set (or generate) the configuration's static challenge; returns the plaintext once.
+
+    It stays in ``scep_secrets`` rather than among the enrollment credentials: every
+    device sends it unauthenticated, and the credentials' shared-secret lockout would let
+    wrong guesses lock out every device that knows it (reasons in :mod:`.admins`)."""
     value = challenge if challenge is not None else secrets.token_urlsafe(18)
     if len(value) < 8:
         raise BadRequest("a static challenge needs at least 8 characters")
     await repo.set_secret(SecretRecord(config_id, STATIC, "static", await asyncio.to_thread(hash_secret, value)))
     return value
-
-
-async def add_challenge_admin(repo: ScepRepository, config_id: str, username: str,
-                              password: str | None = None) -> str:
-    """Credentials allowed to obtain one-time challenges (mscep_admin page, webhook)."""
-    if not username or ":" in username or len(username) > 255:
-        raise BadRequest("a user name is 1-255 characters without ':'")
-    value = password if password is not None else secrets.token_urlsafe(18)
-    if len(value) < 8:
-        raise BadRequest("a password needs at least 8 characters")
-    await repo.set_secret(SecretRecord(config_id, CHALLENGE_ADMIN, username, await asyncio.to_thread(hash_secret, value)))
-    return value
-
-
-async def check_challenge_admin(repo: ScepRepository, config_id: str, username: str, password: str) -> bool:
-    """Constant-time-ish check of HTTP Basic credentials (always runs one scrypt)."""
-    records = {r.name: r for r in await repo.secrets(config_id, CHALLENGE_ADMIN)}
-    rec = records.get(username)
-    stored = rec.secret_hash if rec is not None else _dummy_hash()
-    ok = await asyncio.to_thread(verify_secret, password, stored)
-    return ok and rec is not None and hmac.compare_digest(rec.name, username)
-
-
-@functools.lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    """Checked for unknown user names, so they cost the same scrypt as known ones."""
-    return hash_secret(secrets.token_urlsafe(16))

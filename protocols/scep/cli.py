@@ -21,12 +21,8 @@ from gateway.config import load_config, parse_duration
 from gateway.door import Door, default_issuing_ca, open_door
 from gateway.errors import ConfigError
 
-from .challenge import (
-    CHALLENGE_ADMIN,
-    add_challenge_admin,
-    issue_dynamic_challenge,
-    set_static_challenge,
-)
+from .admins import remove_challenge_admin, set_challenge_admin
+from .challenge import issue_dynamic_challenge, set_static_challenge
 from .ra import import_ra, issue_ra
 from .repository import ScepRepository
 from .service import PROTOCOL
@@ -75,8 +71,9 @@ async def cmd_admin(args: argparse.Namespace) -> int:
     async def run(door: Door, repo: ScepRepository) -> int:
         rec = await door.configuration(args.config)
         if args.admin_command == "add":
-            print(await add_challenge_admin(repo, rec.id, args.username, args.password))
-        elif not await repo.delete_secret(rec.id, CHALLENGE_ADMIN, args.username):
+            issued = await set_challenge_admin(door.credentials, rec.id, args.username, args.password, actor=ACTOR)
+            print(issued.secret)
+        elif not await remove_challenge_admin(door.credentials, rec.id, args.username, actor=ACTOR):
             raise ConfigError(f"no challenge admin {args.username!r} in {rec.id!r}")
         await door.record_event(f"scep_challenge_admin_{args.admin_command}", "success",
                                 protocol_config=rec.id, actor=ACTOR, username=args.username)
@@ -152,7 +149,7 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
 
     admin = sub.add_parser("admin", help="credentials for mscep_admin and the Jamf webhook")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
-    s = admin_sub.add_parser("add", parents=[common, config], help="create or reset; prints the password")
+    s = admin_sub.add_parser("add", parents=[common, config], help="create or reset (ends a lockout); prints the password")
     s.add_argument("username")
     s.add_argument("--password", help="default: generate one")
     s.set_defaults(fn=cmd_admin)

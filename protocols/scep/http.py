@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
+from gateway.door import LockedOut
 from gateway.errors import (
     HTTP_STATUS,
     BadRequest,
@@ -39,7 +40,8 @@ from gateway.errors import (
     Unauthorized,
 )
 
-from .challenge import check_challenge_admin, issue_dynamic_challenge
+from .admins import authenticate_admin
+from .challenge import issue_dynamic_challenge
 from .service import ScepService, service_of
 from .settings import WEBHOOK_FIELDS, ScepSettings
 from .types import CONTENT_TYPE_PKI_MESSAGE, MalformedMessage
@@ -187,7 +189,12 @@ async def operation(request: web.Request) -> web.StreamResponse:
 # --- challenge issuance over HTTP: NDES mscep_admin and the Jamf webhook -----------------
 
 
+ADMIN_REFUSED = "valid challenge-admin credentials are required (HTTP Basic)"
+
+
 async def _authenticated_admin(request: web.Request, svc: ScepService, config_id: str) -> tuple[str, ScepSettings]:
+    """The challenge admin of the request's Basic credentials (see :mod:`.admins`).
+    Every refusal, a lockout included, is the same 401 with the same challenge."""
     rec = await svc.door.configuration(config_id)
     settings = ScepSettings.of(rec)
     if not request.secure and not settings.admin_over_http:
@@ -195,27 +202,15 @@ async def _authenticated_admin(request: web.Request, svc: ScepService, config_id
             text="challenge passwords are only handed out over HTTPS (settings.admin_over_http)\n",
             content_type="text/plain",
         )
-    auth = basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
-    if auth is None or not await check_challenge_admin(svc.repo, config_id, *auth):
-        await svc.door.record_event(
-            "scep_challenge", "failure", protocol_config=config_id, detail="authentication failed",
-            source=request.path,
-        )
-        raise Unauthorized("valid challenge-admin credentials are required (HTTP Basic)")
-    return auth[0], settings
-
-
-def basic_credentials(header: str) -> tuple[str, str] | None:
-    """(user, password) from ``Authorization: Basic ...`` (UTF-8, as RFC 7617 allows)."""
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not value.strip():
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
+        admin = await authenticate_admin(svc.door.credentials, config_id, request.headers.get(hdrs.AUTHORIZATION))
+    except Unauthorized as exc:
+        await svc.door.record_event(
+            "scep_challenge", "failure", protocol_config=config_id,
+            detail="locked out" if isinstance(exc, LockedOut) else "authentication failed", source=request.path,
+        )
+        raise Unauthorized(ADMIN_REFUSED) from None
+    return admin.username or "", settings
 
 
 def ndes_page(body_lines: list[str]) -> bytes:

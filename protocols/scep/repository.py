@@ -56,7 +56,7 @@ class RaRecord:
 @dataclass(frozen=True)
 class SecretRecord:
     config_id: str
-    kind: str  # "static_challenge" | "challenge_admin"
+    kind: str  # "static_challenge" (challenge admins are enrollment credentials: admins.py)
     name: str
     secret_hash: str
     created_at: dt.datetime = field(default_factory=utcnow)

@@ -3,7 +3,8 @@
 - ``scep_ra_certificates``: RA identities per configuration (key encrypted at rest like
   CA keys); ``role`` is ``current`` (signs and decrypts), ``next`` (published by
   GetNextCACert during a rollover) or ``retired`` (still decrypts until it expires).
-- ``scep_secrets``: hashed static challenges and challenge-admin credentials.
+- ``scep_secrets``: hashed static challenges. (Challenge admins were here too; they are
+  enrollment credentials of the core now, moved by ``migrations/scep_0003``.)
 - ``scep_challenges``: one-time dynamic challenges, by SHA-256 of the value.
 - ``scep_transactions``: transactionID -> the core request held for approval, or the
   certificate issued, so CertPoll and resent PKCSReqs find it.

@@ -21,7 +21,7 @@ from asn1crypto import cms
 
 from conformance.harness import SHARED_CAPTURES, in_ci
 
-from .helpers import EstServer, basic, http_post, raw_exchange
+from .helpers import EstServer, basic, core, http_post, raw_exchange
 
 CAPTURES = SHARED_CAPTURES / "est" / "rfc7030"
 
@@ -70,7 +70,7 @@ async def test_simpleenroll_response_has_the_shape_of_rfc7030_a3(est: EstServer)
 
 
 async def test_csrattrs_a2_served_byte_for_byte(est: EstServer) -> None:
-    await est.label("a2", users={"u": "p"}, csrattrs={"oids": ["macAddress", "challengePassword", "secp384r1", "sha384"]})
+    await est.label("a2", users={"user": "p"}, csrattrs={"oids": ["macAddress", "challengePassword", "secp384r1", "sha384"]})
     reply = await est.get("csrattrs", label="a2")
     assert reply.status == 200 and base64.b64decode(reply.body) == capture("A2-csrattrs-response.der")
 
@@ -79,7 +79,7 @@ def _a3_request(label: str, body: bytes):  # type: ignore[no-untyped-def]
     def build(_unique: bytes | None) -> bytes:
         return http_post(f"/.well-known/est/{label}/simpleenroll", body, {
             "Content-Type": "application/pkcs10", "Content-Transfer-Encoding": "base64",
-            "Authorization": basic("u", "p"),
+            "Authorization": basic("user", "p"),
         })
     return build
 
@@ -92,7 +92,7 @@ def _a3_request(label: str, body: bytes):  # type: ignore[no-untyped-def]
 ])
 async def test_a3_simpleenroll_request_is_refused_and_nothing_issued(est: EstServer, pop_linking: str, tls12: bool,
                                                                       expected: int, reason: str) -> None:
-    await est.label("a3", users={"u": "p"}, pop_linking=pop_linking)
+    await est.label("a3", users={"user": "p"}, pop_linking=pop_linking)
     for body in (capture("A3-simpleenroll-request.b64"),
                  base64.b64encode(capture("A3-simpleenroll-request.p10.der"))):
         status, headers, text, _ = await raw_exchange(est, _a3_request("a3", body), tls12=tls12)
@@ -102,4 +102,4 @@ async def test_a3_simpleenroll_request_is_refused_and_nothing_issued(est: EstSer
         else:
             assert headers["www-authenticate"] == 'Basic realm="EST a3"'
     assert await est.issued("a3") == 0
-    assert await est.gw.store.list_end_entities(protocol_config="a3") == []
+    assert await core(est.gw).entities(protocol_config="a3") == []

@@ -21,6 +21,7 @@ from protocols.est import wire
 from .helpers import (
     EstServer,
     b64,
+    core,
     csrattrs_items,
     device_certificate,
     make_csr,
@@ -51,8 +52,8 @@ async def test_cacerts_returns_the_chain_base64_without_authentication(est: EstS
 async def test_unknown_and_disabled_labels(est: EstServer) -> None:
     assert (await est.get("cacerts", label="nope")).status == 404
     assert (await est.get("cacerts", label="Bad Label")).status == 404
-    await est.label("off", users={"u": "p"})
-    await est.gw.store.update_protocol_config("off", enabled=False)
+    await est.label("off", users={"user": "p"})
+    await core(est.gw).update_config("off", enabled=False)
     reply = await est.get("cacerts", label="off")
     assert reply.status == 403 and "disabled" in reply.text
     assert (await est.get("nosuchop")).status == 404
@@ -81,9 +82,9 @@ async def test_simpleenroll_with_basic_auth_issues_what_the_csr_asks(est: EstSer
     cert.verify_directly_issued_by((await est.gw.cas.local("issuing")).certificate)
     record = await est.gw.authority.certificate(format(cert.serial_number, "x"))
     assert record.protocol_config == "est" and record.profile == "device"
-    entity = await est.gw.store.get_end_entity(record.entity_id)
+    entity = await core(est.gw).entity(record.entity_id)
     assert entity.name == "device-7" and entity.protocol_config == "est"
-    [event] = await est.gw.store.list_events(EventFilter(type="issue", protocol_config="est"))
+    [event] = await core(est.gw).events(EventFilter(type="issue", protocol_config="est"))
     assert event.status == "success" and event.detail["actor"] == "est-user:est"
 
 
@@ -165,16 +166,16 @@ async def test_wrong_media_type_is_415(est: EstServer) -> None:
 
 
 async def test_profile_policy_refusal_is_403_and_issues_nothing(est: EstServer) -> None:
-    await est.label("servers", users={"u": "p"}, profiles=["tls-server"])
+    await est.label("servers", users={"user": "p"}, profiles=["tls-server"])
     csr, _ = make_csr("not a host name")
-    reply = await est.post("simpleenroll", b64(csr), label="servers", auth=("u", "p"))
+    reply = await est.post("simpleenroll", b64(csr), label="servers", auth=("user", "p"))
     assert reply.status == 403 and await est.issued("servers") == 0
 
 
 async def test_deactivated_entity_gets_nothing(est: EstServer) -> None:
     csr, _ = make_csr("retired-device")
     assert (await est.post("simpleenroll", b64(csr), auth=await est.dev_auth())).status == 200
-    entity = await est.gw.store.find_end_entity("retired-device", "est")
+    entity = await core(est.gw).find_entity("retired-device", "est")
     await est.gw.authority.set_entity_status(entity.id, "inactive", actor="test")
     again, _ = make_csr("retired-device")
     reply = await est.post("simpleenroll", b64(again), auth=await est.dev_auth())
@@ -184,14 +185,14 @@ async def test_deactivated_entity_gets_nothing(est: EstServer) -> None:
 # --- simpleenroll with TLS client certificates ------------------------------------------------
 
 async def test_certificate_label_takes_gateway_certificates_not_passwords(est: EstServer) -> None:
-    await est.label("certs", users={"u": "p"}, auth="certificate")
+    await est.label("certs", users={"user": "p"}, auth="certificate")
     cred = await est.client_cert("bootstrap-1")
     csr, _ = make_csr("device-9")
     ok = await est.post("simpleenroll", b64(csr), label="certs", cert=cred)
     assert ok.status == 200 and ok.certificates[0].subject.rfc4514_string() == "CN=device-9"
     [event] = await est.events(type="issue", protocol_config="certs")
     assert event.detail["actor"] == "est-cert:CN=bootstrap-1"
-    for kwargs in ({"auth": ("u", "p")}, {}):
+    for kwargs in ({"auth": ("user", "p")}, {}):
         reply = await est.post("simpleenroll", b64(make_csr("device-10")[0]), label="certs", **kwargs)
         assert reply.status == 403 and "client certificate" in reply.text
         assert "WWW-Authenticate" not in reply.headers
@@ -199,14 +200,14 @@ async def test_certificate_label_takes_gateway_certificates_not_passwords(est: E
 
 
 async def test_both_requires_certificate_and_password(est: EstServer) -> None:
-    await est.label("strict", users={"u": "p"}, auth="both")
+    await est.label("strict", users={"user": "p"}, auth="both")
     cred = await est.client_cert("strict-client")
     csr, _ = make_csr("strict-device")
     assert (await est.post("simpleenroll", b64(csr), label="strict", cert=cred)).status == 401
-    assert (await est.post("simpleenroll", b64(csr), label="strict", auth=("u", "p"))).status == 403
-    assert (await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("u", "x"))).status == 401
+    assert (await est.post("simpleenroll", b64(csr), label="strict", auth=("user", "p"))).status == 403
+    assert (await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("user", "x"))).status == 401
     assert await est.issued("strict") == 0
-    ok = await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("u", "p"))
+    ok = await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("user", "p"))
     assert ok.status == 200
 
 
@@ -277,12 +278,12 @@ async def test_csrattrs_of_the_dev_label(est: EstServer) -> None:
 
 
 async def test_csrattrs_absent_is_204_and_can_require_authentication(est: EstServer) -> None:
-    await est.label("plain", users={"u": "p"})
+    await est.label("plain", users={"user": "p"})
     reply = await est.get("csrattrs", label="plain")
     assert reply.status == 204 and reply.body == b""
-    await est.label("private", users={"u": "p"}, csrattrs={"oids": ["challengePassword"]}, csrattrs_auth=True)
+    await est.label("private", users={"user": "p"}, csrattrs={"oids": ["challengePassword"]}, csrattrs_auth=True)
     assert (await est.get("csrattrs", label="private")).status == 401
-    reply = await est.get("csrattrs", label="private", auth=("u", "p"))
+    reply = await est.get("csrattrs", label="private", auth=("user", "p"))
     assert reply.status == 200 and base64.b64decode(reply.body) == bytes.fromhex("300b06092a864886f70d010907")
 
 
@@ -295,15 +296,15 @@ async def test_the_default_label_serves_without_a_label_segment(est: EstServer) 
     csr, _ = make_csr("no-label")
     assert (await est.post("simpleenroll", b64(csr), label=None, auth=await est.dev_auth())).status == 200
     await est.label("fleet", users={"fleet": "secret"}, default=True)
-    dev = await est.gw.store.get_protocol_config("est")
-    await est.gw.store.update_protocol_config("est", settings={k: v for k, v in dev.settings.items() if k != "default"})
+    dev = await core(est.gw).config("est")
+    await core(est.gw).update_config("est", settings={k: v for k, v in dev.settings.items() if k != "default"})
     reply = await est.post("simpleenroll", b64(make_csr("fleet-1")[0]), label=None, auth=("fleet", "secret"))
     assert reply.status == 200 and await est.issued("fleet") == 1
 
 
 async def test_misconfigured_label_is_503_for_the_operator(est: EstServer) -> None:
-    await est.label("broken", users={"u": "p"})
-    await est.gw.store.update_protocol_config("broken", settings={"auth": "telepathy"})
+    await est.label("broken", users={"user": "p"})
+    await core(est.gw).update_config("broken", settings={"auth": "telepathy"})
     reply = await est.get("cacerts", label="broken")
     assert reply.status == 503 and "misconfigured" in reply.text
 

@@ -32,11 +32,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from conformance.harness import FIXTURES, Exchange, load_exchanges, running_gateway
 from gateway.ca.backend import RevocationReason
-from gateway.secrets import hash_secret
 from protocols.est import csr as est_csr
 from protocols.est import wire
 
-from .helpers import ClientCredential, EstServer, csrattrs_items, make_csr, trust_at_listener
+from .helpers import ClientCredential, EstServer, core, csrattrs_items, make_csr, set_users, trust_at_listener
 
 EXCHANGES = load_exchanges(FIXTURES / "est")
 SCENARIOS: dict[str, list[Exchange]] = {
@@ -112,13 +111,12 @@ class Replay:
 
 async def _setup(server: EstServer, meta: dict[str, Any], tmp: Path) -> ClientCredential | None:
     gw, label = server.gw, meta["label"]
-    users = {"basic": [{"username": u, "password": hash_secret(p)} for u, p in meta["users"].items()]}
-    if await gw.store.get_protocol_config(label) is None:
+    if await core(gw).config(label) is None:
         await gw.authority.create_config(label, "est", "issuing", meta["label_profiles"], None,
-                                         settings=meta["label_settings"], credentials=users)
+                                         settings=meta["label_settings"])
     else:
-        await gw.store.update_protocol_config(label, settings={**meta["label_settings"], "default": True},
-                                              credentials=users)
+        await core(gw).update_config(label, settings={**meta["label_settings"], "default": True})
+    await set_users(gw, label, meta["users"])
     spec = meta.get("client_certificate")
     if spec is None:
         return None
@@ -188,6 +186,6 @@ async def test_recorded_scenario(scenario: str, data_dir: Path, tmp_path: Path) 
         cred = await _setup(server, meta, tmp_path)
         for exchange in steps:
             if exchange.response_status == 200 and meta["label_settings"].get("approval") == "manual":
-                for held in await gw.store.list_requests(status="pending"):
+                for held in await core(gw).requests(status="pending"):
                     await gw.authority.approve(held.id, "operator")  # as the operator did in the recording
             _same_answer(exchange, *await _send(server, exchange, cred))

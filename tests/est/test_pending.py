@@ -10,7 +10,7 @@ from gateway.store import Store
 from protocols.est.pending import HeldRequest, PendingRequests, request_key
 from protocols.est.schema import metadata, pending_requests
 
-from .helpers import EstServer, b64, make_csr
+from .helpers import EstServer, b64, core, make_csr
 
 
 async def test_held_request_answers_202_until_approved_then_the_certificate(est: EstServer) -> None:
@@ -18,15 +18,15 @@ async def test_held_request_answers_202_until_approved_then_the_certificate(est:
     csr, key = make_csr("held-1", ["held-1.example"])
     first = await est.post("simpleenroll", b64(csr), label="held", auth=("alice", "pw1"))
     assert first.status == 202 and first.headers["Retry-After"] == "7" and first.body == b""
-    [pending] = await est.gw.store.list_requests(status="pending")
+    [pending] = await core(est.gw).requests(status="pending")
     assert pending.protocol_config == "held"
     # A retry (even of a freshly signed CSR for the same key and names) maps to the same request.
     again, _ = make_csr("held-1", ["held-1.example"], key=key)
     assert (await est.post("simpleenroll", b64(again), label="held", auth=("alice", "pw1"))).status == 202
-    assert len(await est.gw.store.list_requests()) == 1
+    assert len(await core(est.gw).requests()) == 1
     # Another client with the same CSR does not get alice's request.
     assert (await est.post("simpleenroll", b64(csr), label="held", auth=("bob", "pw2"))).status == 202
-    assert len(await est.gw.store.list_requests()) == 2
+    assert len(await core(est.gw).requests()) == 2
     assert await est.issued("held") == 0
 
     issued = await est.gw.authority.approve(pending.id, "operator")
@@ -40,23 +40,23 @@ async def test_held_request_answers_202_until_approved_then_the_certificate(est:
 
 
 async def test_rejected_request_is_403_with_the_reason(est: EstServer) -> None:
-    await est.label("held", users={"u": "p"}, approval="manual")
+    await est.label("held", users={"user": "p"}, approval="manual")
     csr, _ = make_csr("held-2")
-    assert (await est.post("simpleenroll", b64(csr), label="held", auth=("u", "p"))).status == 202
-    [pending] = await est.gw.store.list_requests(status="pending")
+    assert (await est.post("simpleenroll", b64(csr), label="held", auth=("user", "p"))).status == 202
+    [pending] = await core(est.gw).requests(status="pending")
     await est.gw.authority.reject(pending.id, "operator", "unknown device")
-    reply = await est.post("simpleenroll", b64(csr), label="held", auth=("u", "p"))
+    reply = await est.post("simpleenroll", b64(csr), label="held", auth=("user", "p"))
     assert reply.status == 403 and "unknown device" in reply.text
     assert await est.issued("held") == 0
 
 
 async def test_reenroll_can_be_held_too(est: EstServer) -> None:
-    await est.label("held", users={"u": "p"}, approval="manual", retry_after=1)
+    await est.label("held", users={"user": "p"}, approval="manual", retry_after=1)
     cred = await est.client_cert("held-3")
     csr, _ = make_csr("held-3")
     reply = await est.post("simplereenroll", b64(csr), label="held", cert=cred)
     assert reply.status == 202 and reply.headers["Retry-After"] == "1"
-    [pending] = await est.gw.store.list_requests(status="pending")
+    [pending] = await core(est.gw).requests(status="pending")
     await est.gw.authority.approve(pending.id, "operator")
     done = await est.post("simplereenroll", b64(csr), label="held", cert=cred)
     assert done.status == 200 and done.certificates[0].subject == cred.certificate.subject

@@ -23,14 +23,17 @@ def test_defaults() -> None:
     policy = policy_for(record({}))
     assert (policy.auth, policy.pop_linking, policy.retry_after) == ("either", "optional", 60)
     assert policy.accept_issued_certificates and policy.serverkeygen and not policy.manual_approval
-    assert policy.csrattrs is None and policy.users == () and policy.trust_anchors == ()
+    assert policy.csrattrs is None and policy.trust_anchors == ()
     assert policy.serverkeygen_algorithm == "EC-P256" and policy.profile == "device"
 
 
-def test_users_and_approval_are_read() -> None:
+def test_approval_is_read_and_users_are_not_configuration(caplog: pytest.LogCaptureFixture) -> None:
+    """Users are enrollment credentials (door.credentials); JSON users left in a record
+    are not accepted, and the log says so."""
     hashed = hash_secret("pw")
     policy = policy_for(record({"approval": "manual"}, {"basic": [{"username": "u", "password": hashed}]}))
-    assert policy.manual_approval and policy.users[0].username == "u" and policy.users[0].password_hash == hashed
+    assert policy.manual_approval and not hasattr(policy, "users")
+    assert "credentials.basic" in caplog.text and "gateway est user add lbl" in caplog.text
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -62,5 +65,6 @@ def test_a_broken_stored_record_is_the_operators_problem() -> None:
     with pytest.raises(LabelMisconfigured) as info:
         policy_for(record({"auth": "nope"}))
     assert info.value.kind is ErrorKind.UNAVAILABLE and "lbl" in info.value.detail
-    with pytest.raises(LabelMisconfigured, match="scrypt"):
-        policy_for(record({}, {"basic": [{"username": "u", "password": "plaintext"}]}))
+    # The credentials document is not read any more: a plaintext "hash" left in it
+    # (the migration leaves what it cannot move) breaks nothing and lets nobody in.
+    assert policy_for(record({}, {"basic": [{"username": "u", "password": "plaintext"}]})).label == "lbl"

@@ -15,7 +15,7 @@ from gateway.errors import Forbidden
 from protocols.est import auth as est_auth
 from protocols.est.policy import policy_for
 
-from .helpers import EstServer, b64, device_certificate, make_csr, manufacturer_ca, trust_at_listener
+from .helpers import EstServer, b64, core, device_certificate, make_csr, manufacturer_ca, trust_at_listener
 
 
 async def _enrolled(est: EstServer, cn: str, sans: list[str]):  # type: ignore[no-untyped-def]
@@ -105,9 +105,9 @@ def router_profile(prepare: list) -> str:
 
 
 async def test_dns_name_the_profile_added_from_the_cn_need_not_be_repeated(router_profile: str, est: EstServer) -> None:
-    await est.label("web", users={"u": "p"}, profiles=[router_profile])
+    await est.label("web", users={"user": "p"}, profiles=[router_profile])
     csr, key = make_csr("www.shop.example")  # no SAN: the profile copies the CN into a DNS SAN
-    reply = await est.post("simpleenroll", b64(csr), label="web", auth=("u", "p"))
+    reply = await est.post("simpleenroll", b64(csr), label="web", auth=("user", "p"))
     assert reply.status == 200
     cert = reply.certificates[0]
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
@@ -121,14 +121,14 @@ async def test_dns_name_the_profile_added_from_the_cn_need_not_be_repeated(route
 
 
 async def test_both_mode_asks_the_password_on_reenroll_too(est: EstServer) -> None:
-    await est.label("strict", users={"u": "p"}, auth="both", accept_issued_certificates=True)
+    await est.label("strict", users={"user": "p"}, auth="both", accept_issued_certificates=True)
     cred = await est.client_cert("strict-1")
     csr, key = make_csr("strict-2")
-    first = await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("u", "p"))
+    first = await est.post("simpleenroll", b64(csr), label="strict", cert=cred, auth=("user", "p"))
     device = est._files("strict-2", first.certificates[0], key)
     renewal = b64(make_csr("strict-2")[0])
     assert (await est.post("simplereenroll", renewal, label="strict", cert=device)).status == 401
-    assert (await est.post("simplereenroll", renewal, label="strict", cert=device, auth=("u", "p"))).status == 200
+    assert (await est.post("simplereenroll", renewal, label="strict", cert=device, auth=("user", "p"))).status == 200
 
 
 async def test_expired_gateway_certificate_is_refused(est: EstServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +150,7 @@ async def test_expired_gateway_certificate_is_refused(est: EstServer, monkeypatc
     class Request:
         transport = Transport()
 
-    policy = policy_for(await est.gw.store.get_protocol_config("est"))
+    policy = policy_for(await core(est.gw).config("est"))
     door = est.gw.door("est")
     presented = await est_auth.presented_certificate(Request(), door, policy)  # type: ignore[arg-type]
     assert presented is not None and presented.standing is est_auth.CertificateStanding.ISSUED

@@ -85,10 +85,10 @@ async def test_small_rsa_template_key_gets_the_smallest_allowed_size(est: EstSer
 async def test_serverkeygen_refusals(est: EstServer) -> None:
     csr, _ = make_csr("kg-refused")
     assert (await est.post("serverkeygen", b64(csr))).status == 401
-    await est.label("nokeygen", users={"u": "p"}, serverkeygen=False)
-    assert (await est.post("serverkeygen", b64(csr), label="nokeygen", auth=("u", "p"))).status == 501
-    await est.label("held", users={"u": "p"}, approval="manual")
-    reply = await est.post("serverkeygen", b64(csr), label="held", auth=("u", "p"))
+    await est.label("nokeygen", users={"user": "p"}, serverkeygen=False)
+    assert (await est.post("serverkeygen", b64(csr), label="nokeygen", auth=("user", "p"))).status == 501
+    await est.label("held", users={"user": "p"}, approval="manual")
+    reply = await est.post("serverkeygen", b64(csr), label="held", auth=("user", "p"))
     assert reply.status == 403 and "approval" in reply.text
     for label in ("est", "nokeygen", "held"):
         assert await est.issued(label) == 0

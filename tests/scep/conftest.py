@@ -15,12 +15,17 @@ from aiohttp.test_utils import TestClient
 from cryptography import x509
 
 from conformance.scep.simulator import CertRep, ScepTestClient, parse_cert_rep
+from conformance.scep.support import CoreTables
+from gateway.clock import Clock as GatewayClock
+from gateway.clock import system_clock
 from gateway.config import Config
 from gateway.door import Door
 from gateway.runtime import Gateway
+from gateway.store import Store
 from gateway.store.records import CertificateFilter
 from gateway.web.app import create_http_app
-from protocols.scep.challenge import add_challenge_admin, set_static_challenge
+from protocols.scep.admins import set_challenge_admin
+from protocols.scep.challenge import set_static_challenge
 from protocols.scep.ra import issue_ra
 from protocols.scep.repository import ScepRepository
 from protocols.scep.service import SERVICE, ScepService
@@ -53,6 +58,11 @@ class Env:
     def door(self) -> Door:
         return self.gw.door("scep")
 
+    @property
+    def core(self) -> CoreTables:
+        """The core's tables, for what a test checks or sets up there."""
+        return CoreTables(self.gw)
+
     async def ra_certificate(self, config_id: str = "scep") -> x509.Certificate:
         ctx = await self.service.context(config_id)
         return ctx.ra.current.certificate
@@ -76,17 +86,18 @@ class Env:
         await add_scep_config(self.gw, self.repo, "manual", settings={"approval": "manual"})
 
     async def add_challenge_admin(self) -> None:
-        await add_challenge_admin(self.repo, "scep", ADMIN_USER, ADMIN_PASSWORD)
+        await set_challenge_admin(self.door.credentials, "scep", ADMIN_USER, ADMIN_PASSWORD)
 
     async def certificate_count(self, config_id: str = "scep") -> int:
         """Certificates issued to devices of a configuration (its RA certificates aside)."""
-        records = await self.gw.store.list_certificates(CertificateFilter(protocol_config=config_id), limit=500)
+        records = await self.core.list_certificates(CertificateFilter(protocol_config=config_id), limit=500)
         return sum(1 for r in records if r.profile != "scep-ra")
 
 
-async def make_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, ca_key: str = "EC-P256") -> Gateway:
+async def make_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, ca_key: str = "EC-P256",
+                       store: Store | None = None, clock: GatewayClock = system_clock) -> Gateway:
     monkeypatch.setenv("GATEWAY_CA_PASSPHRASE", PASSPHRASE)
-    gw = await Gateway.open(Config(data_dir=tmp_path))
+    gw = await Gateway.open(Config(data_dir=tmp_path), store=store, clock=clock)
     await gw.cas.hierarchy.create_root("root", "Test Root CA", "EC-P384")
     await gw.cas.load()
     await gw.cas.hierarchy.create_intermediate(await gw.cas.local("root"), "issuing", "Test Issuing CA", ca_key)

@@ -32,7 +32,7 @@ def basic(user: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> dict[str, s
 
 async def allow_plain_http(env: Env, **extra: Any) -> None:
     await env.add_challenge_admin()
-    await env.gw.store.update_protocol_config("scep", settings={"ndes": True, "admin_over_http": True, **extra})
+    await env.core.update_protocol_config("scep", settings={"ndes": True, "admin_over_http": True, **extra})
 
 
 async def enroll_with(env: Env, challenge: str, cn: str = "dyn-device") -> Any:
@@ -65,7 +65,7 @@ async def test_mscep_admin_requires_credentials_and_https(env: Env) -> None:
         async with env.client.get("/certsrv/mscep_admin/", headers=headers) as resp:
             assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Basic")
     assert await env.repo.list_challenges("scep", env.clock()) == []
-    failures = await env.gw.store.list_events(EventFilter(type="scep_challenge", status="failure"))
+    failures = await env.core.list_events(EventFilter(type="scep_challenge", status="failure"))
     assert len(failures) == 4
 
 
@@ -103,7 +103,7 @@ async def test_jamf_webhook_answers_with_a_challenge_bound_to_the_udid(env: Env,
     assert wrong.fail_info is FailInfo.BAD_REQUEST
     right = await enroll_with(env, challenge, "5A1E0C4B-1111-2222-3333-444455556666")
     assert right.status is PkiStatus.SUCCESS
-    entities = await env.gw.store.list_end_entities(protocol_config="scep")
+    entities = await env.core.list_end_entities(protocol_config="scep")
     device = next(e for e in entities if e.name == "5A1E0C4B-1111-2222-3333-444455556666")
     assert device.attributes["serialNumber"] == "C02XYZ"
 
@@ -125,7 +125,7 @@ async def test_jamf_webhook_refuses_other_events_and_strangers(env: Env) -> None
 
 @pytest.fixture
 async def admin(env: Env, aiohttp_client: Any) -> tuple[TestClient, dict[str, Any]]:
-    await env.gw.store.insert_api_key(ApiKeyRecord(id="k1", name="ops", key_sha256=api_key_hash(API_KEY)))
+    await env.core.insert_api_key(ApiKeyRecord(id="k1", name="ops", key_sha256=api_key_hash(API_KEY)))
     app = create_admin_app(env.gw)
     ADAPTER.mount_admin(app)
     client = await aiohttp_client(app)

@@ -36,10 +36,14 @@ def test_secrets_are_stored_hashed_and_the_ra_key_encrypted(data_dir: Path) -> N
     creds = json.loads((data_dir / "secrets" / "dev-credentials.json").read_text())["scep"]["scep"]
     with db(data_dir) as conn:
         secrets = conn.execute("select kind, name, secret_hash from scep_secrets").fetchall()
+        users = conn.execute("select protocol, protocol_config, kind, username, secret_hash "
+                             "from enrollment_credentials where protocol = 'scep'").fetchall()
         (cert_pem, key_pem, role), = conn.execute(
             "select certificate_pem, key_pem_encrypted, role from scep_ra_certificates").fetchall()
-    assert {(k, n) for k, n, _ in secrets} == {("static_challenge", "static"), ("challenge_admin", "ndes-admin")}
-    for _, _, stored in secrets:
+    # the static challenge is SCEP's own; the challenge admin is an enrollment credential
+    assert {(k, n) for k, n, _ in secrets} == {("static_challenge", "static")}
+    assert [u[:4] for u in users] == [("scep", "scep", "user", "ndes-admin")]
+    for stored in [s[2] for s in secrets] + [u[4] for u in users]:
         assert stored.startswith("scrypt$") and creds["challenge"] not in stored and creds["admin_password"] not in stored
     assert role == "current" and "ENCRYPTED PRIVATE KEY" in key_pem
     passphrase = (data_dir / "secrets" / "ca-passphrase").read_bytes().strip()
@@ -74,8 +78,18 @@ def test_challenge_commands(data_dir: Path) -> None:
         stored = [r[0] for r in conn.execute("select challenge_sha256 from scep_challenges")]
     assert out["challenge"] not in stored and len(stored) == 2
     assert run_cli("scep", "static-challenge", "--value", "cli-static-123", data_dir=data_dir).stdout.strip() == "cli-static-123"
-    assert len(run_cli("scep", "admin", "add", "jamf", data_dir=data_dir).stdout.strip()) >= 16
+    password = run_cli("scep", "admin", "add", "jamf", data_dir=data_dir).stdout.strip()
+    assert len(password) >= 16
+    with db(data_dir) as conn:
+        (stored,), = conn.execute("select secret_hash from enrollment_credentials "
+                                  "where protocol = 'scep' and protocol_config = 'scep' and username = 'jamf'")
+        assert conn.execute("select count(*) from scep_secrets where kind = 'challenge_admin'").fetchone() == (0,)
+    assert stored.startswith("scrypt$") and password not in stored
     run_cli("scep", "admin", "remove", "jamf", data_dir=data_dir)
+    with db(data_dir) as conn:
+        assert conn.execute("select count(*) from enrollment_credentials where username = 'jamf'").fetchone() == (0,)
+    missing = run_cli("scep", "admin", "remove", "jamf", data_dir=data_dir, check=False)
+    assert missing.returncode == 1 and "no challenge admin 'jamf'" in missing.stderr
     failed = run_cli("scep", "challenge", "--config", "nosuch", data_dir=data_dir, check=False)
     assert failed.returncode == 1 and failed.stderr.startswith("gateway: error:") and "Traceback" not in failed.stderr
 

@@ -89,9 +89,9 @@ async def test_enrollment_registers_the_device_and_audits(env: Env) -> None:
     cert = device.issued(rep)[0]
     rec = await env.gw.authority.certificate(format(cert.serial_number, "x"))
     assert rec.protocol_config == "scep" and rec.profile == "device" and rec.request_id == tid
-    entity = await env.gw.store.get_end_entity(rec.entity_id)
+    entity = await env.core.get_end_entity(rec.entity_id)
     assert entity is not None and entity.name == "printer-7" and entity.kind == "device"
-    events = await env.gw.store.list_events(EventFilter(type="issue", protocol_config="scep"))
+    events = await env.core.list_events(EventFilter(type="issue", protocol_config="scep"))
     assert events[0].status == "success" and events[0].serial == rec.serial
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName) == ["printer-7.example"]
@@ -111,7 +111,7 @@ async def test_renewal_signed_by_the_issued_certificate(env: Env) -> None:
     old_rec = await env.gw.authority.certificate(format(old.serial_number, "x"))
     new_rec = await env.gw.authority.certificate(format(new.serial_number, "x"))
     assert new_rec.entity_id == old_rec.entity_id
-    events = await env.gw.store.list_events(EventFilter(type="renew", protocol_config="scep"))
+    events = await env.core.list_events(EventFilter(type="renew", protocol_config="scep"))
     assert events and events[0].status == "success"
 
 
@@ -154,7 +154,7 @@ async def test_renewal_refused_when_disabled_or_expired(env: Env) -> None:
     expired = await renewal_rep(env, old, device.key)
     assert expired.fail_info is FailInfo.BAD_REQUEST and "validity" in (expired.fail_text or "")
     env.clock.fixed = None
-    await env.gw.store.update_protocol_config("scep", settings={"ndes": True, "renewal": False})
+    await env.core.update_protocol_config("scep", settings={"ndes": True, "renewal": False})
     disabled = await renewal_rep(env, old, device.key)
     assert (disabled.status, disabled.fail_info) == (PkiStatus.FAILURE, FailInfo.BAD_REQUEST)
     async with env.client.get(f"{env.path}?operation=GetCACaps") as resp:

@@ -127,7 +127,7 @@ async def test_envelope_for_another_recipient(env: Env) -> None:
 
 
 async def test_cipher_not_allowed_and_weak_digest(env: Env) -> None:
-    await env.gw.store.update_protocol_config("scep", settings={"content_encryption": ["aes-256-cbc"],
+    await env.core.update_protocol_config("scep", settings={"content_encryption": ["aes-256-cbc"],
                                                                 "digests": ["sha256"]})
     device = await env.device()
     await assert_failure(env, *device.pkcs_req(make_csr(device.key, "d", challenge=STATIC), cipher="des-cbc"),
@@ -179,7 +179,7 @@ async def test_signing_time_too_far_off(env: Env) -> None:
     stale = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     await assert_failure(env, *device.pkcs_req(make_csr(device.key, "d", challenge=STATIC), signing_time=stale),
                          FailInfo.BAD_TIME, "signingTime")
-    await env.gw.store.update_protocol_config("scep", settings={"max_clock_skew": None})
+    await env.core.update_protocol_config("scep", settings={"max_clock_skew": None})
     rep = await env.post(device.pkcs_req(make_csr(device.key, "d", challenge=STATIC), signing_time=stale)[0])
     assert rep.status is PkiStatus.SUCCESS
 
@@ -196,6 +196,6 @@ async def test_failures_are_audited_without_secrets(env: Env) -> None:
 
     device = await env.device()
     await env.post(device.pkcs_req(make_csr(device.key, "d", challenge="secret-guess-123"))[0])
-    events = await env.gw.store.list_events(EventFilter(type="scep_request", status="failure"))
+    events = await env.core.list_events(EventFilter(type="scep_request", status="failure"))
     assert events and events[0].detail["fail_info"] == "BAD_REQUEST"
     assert "secret-guess-123" not in repr([e.detail for e in events])

@@ -21,7 +21,7 @@ async def test_get_ca_caps_lists_what_the_configuration_supports(env: Env) -> No
         assert resp.status == 200 and resp.content_type == "text/plain"
         caps = (await resp.text()).split()
     assert set(caps) == {"POSTPKIOperation", "SHA-1", "SHA-256", "SHA-512", "AES", "DES3", "Renewal", "SCEPStandard"}
-    await env.gw.store.update_protocol_config("scep", settings={
+    await env.core.update_protocol_config("scep", settings={
         "content_encryption": ["des-ede3-cbc"], "digests": ["sha1"], "renewal": False})
     async with env.client.get(f"{env.path}?operation=GetCACaps&message=CA") as resp:
         assert (await resp.text()).split() == ["POSTPKIOperation", "SHA-1", "DES3"]
@@ -63,7 +63,7 @@ async def test_get_next_ca_cert_during_rollover(env: Env) -> None:
         assert resp.status == 404
     await env.gw.cas.hierarchy.create_intermediate(await env.gw.cas.local("root"), "issuing2", "Next Issuing CA", "EC-P256")
     await env.gw.cas.load()
-    await env.gw.store.update_protocol_config("scep", settings={"ndes": True, "next_ca": "issuing2"})
+    await env.core.update_protocol_config("scep", settings={"ndes": True, "next_ca": "issuing2"})
     async with env.client.get(f"{env.path}?operation=GetCACaps") as resp:
         assert "GetNextCACert" in (await resp.text()).split()
     async with env.client.get(f"{env.path}?operation=GetNextCACert") as resp:
@@ -93,7 +93,7 @@ async def test_unknown_operations_and_configurations(env: Env) -> None:
         assert resp.status == 400 and "Frobnicate" in await resp.text()
     async with env.client.get("/scep/nosuch?operation=GetCACaps") as resp:
         assert resp.status == 404
-    await env.gw.store.update_protocol_config("scep", enabled=False)
+    await env.core.update_protocol_config("scep", enabled=False)
     async with env.client.get(f"{env.path}?operation=GetCACaps") as resp:
         assert resp.status == 403
 

@@ -35,7 +35,7 @@ async def poll(env: Env, device: ScepTestClient, tid: str) -> object:
 
 async def test_pending_then_approved_with_certpoll(env: Env) -> None:
     device, _body, tid, _csr = await pending_request(env)
-    held = await env.gw.store.get_request(tid)  # the transactionID names the core request
+    held = await env.core.get_request(tid)  # the transactionID names the core request
     assert held is not None and held.status == "pending" and held.protocol_config == "manual"
     assert (await poll(env, device, tid)).status is PkiStatus.PENDING
     assert await env.certificate_count("manual") == 0
@@ -43,7 +43,7 @@ async def test_pending_then_approved_with_certpoll(env: Env) -> None:
     rep = await poll(env, device, tid)
     assert rep.status is PkiStatus.SUCCESS
     assert device.issued(rep)[0].serial_number == issued.serial
-    events = await env.gw.store.list_events(EventFilter(type="issue", status="pending", protocol_config="manual"))
+    events = await env.core.list_events(EventFilter(type="issue", status="pending", protocol_config="manual"))
     assert events and events[0].request_id == tid
 
 
@@ -52,7 +52,7 @@ async def test_resent_pkcsreq_polls_instead_of_requesting_again(env: Env) -> Non
     device, body, tid, _csr = await pending_request(env)
     again = await env.post(body, MANUAL)  # the one-time semantics are per transaction
     assert again.status is PkiStatus.PENDING
-    assert len(await env.gw.store.list_requests(status="pending")) == 1
+    assert len(await env.core.list_requests(status="pending")) == 1
     await env.gw.authority.approve(tid, "operator")
     rep = await env.post(body, MANUAL)
     assert rep.status is PkiStatus.SUCCESS and device.issued(rep)[0].subject.rfc4514_string() == "CN=held-device"

@@ -39,7 +39,7 @@ async def test_a_deactivated_device_gets_nothing(env: Env) -> None:
     device = await env.device()
     assert (await env.post(device.pkcs_req(make_csr(device.key, "lost-phone", challenge=STATIC))[0])).status \
         is PkiStatus.SUCCESS
-    entity = next(e for e in await env.gw.store.list_end_entities(protocol_config="scep") if e.name == "lost-phone")
+    entity = next(e for e in await env.core.list_end_entities(protocol_config="scep") if e.name == "lost-phone")
     await env.gw.authority.set_entity_status(entity.id, "inactive", "operator")
     again = await env.device()
     rep = await env.post(again.pkcs_req(make_csr(again.key, "lost-phone", challenge=STATIC))[0])
@@ -79,7 +79,7 @@ def recording_verifier(monkeypatch: pytest.MonkeyPatch) -> type[RecordingVerifie
 
 
 async def test_a_registered_verifier_decides_and_hears_the_outcome(env: Env, recording_verifier: Any) -> None:
-    await env.gw.store.update_protocol_config("scep", settings={"challenge_verifiers": ["recording", "static"]})
+    await env.core.update_protocol_config("scep", settings={"challenge_verifiers": ["recording", "static"]})
     device = await env.device()
     rep = await env.post(device.pkcs_req(make_csr(device.key, "mdm-laptop", challenge="opaque-mdm-token"))[0])
     assert rep.status is PkiStatus.SUCCESS
@@ -101,7 +101,7 @@ async def test_a_registered_verifier_decides_and_hears_the_outcome(env: Env, rec
 
 
 async def test_an_unavailable_verifier_is_a_clean_failure(env: Env) -> None:
-    await env.gw.store.update_protocol_config("scep", settings={"challenge_verifiers": ["intune"]})
+    await env.core.update_protocol_config("scep", settings={"challenge_verifiers": ["intune"]})
     device = await env.device()
     rep = await env.post(device.pkcs_req(make_csr(device.key, "d", challenge=STATIC))[0])
     assert rep.fail_info is FailInfo.BAD_REQUEST and "intune" in (rep.fail_text or "")

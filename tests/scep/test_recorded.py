@@ -24,6 +24,7 @@ from yarl import URL
 
 from conformance.harness import FIXTURES, Exchange, load_exchanges
 from conformance.scep.simulator import openssl_decrypt, parse_cert_rep
+from conformance.scep.support import CoreTables
 from gateway.ca.local import certificate_record
 from gateway.runtime import Gateway
 from gateway.web.app import create_http_app
@@ -110,13 +111,13 @@ async def test_recorded_exchange_replays(exchange: Exchange, tmp_path: Path, mon
     if meta.get("renewal"):
         # the certificate being renewed must be one this gateway issued: register it
         first = x509.load_pem_x509_certificate(meta["first_certificate"].encode())
-        await gw.store.insert_certificate(certificate_record(
+        await CoreTables(gw).insert_certificate(certificate_record(
             first, ca_id="issuing", profile="device", entity_id=None, protocol_config=meta["config"],
             request_id=None))
     if meta.get("after_approval"):
         held = parse_cert_rep(await send(client, exchange))
         assert held.status is PkiStatus.PENDING
-        (pending,) = await gw.store.list_requests(status="pending")
+        (pending,) = await CoreTables(gw).list_requests(status="pending")
         await gw.authority.approve(pending.id, "replay-operator")
 
     rep = parse_cert_rep(await send(client, exchange))
@@ -128,7 +129,7 @@ async def test_recorded_exchange_replays(exchange: Exchange, tmp_path: Path, mon
         assert rep.fail_info is FailInfo(meta["fail_info"])
         return
     if rep.status is PkiStatus.PENDING:
-        assert len(await gw.store.list_requests(status="pending")) == 1
+        assert len(await CoreTables(gw).list_requests(status="pending")) == 1
         return
     assert msg.signer_certificate is not None
     client_key = serialization.load_pem_private_key(meta["client_key"].encode(), None)

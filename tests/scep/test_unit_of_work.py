@@ -47,5 +47,5 @@ async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
     # config, RA set and static secrets come from the cache
     assert seen["read"] <= 3, seen
     serial = format(device.issued(rep)[0].serial_number, "x")
-    events = await env.gw.store.list_events(EventFilter(serial=serial))
+    events = await env.core.list_events(EventFilter(serial=serial))
     assert [(e.type, e.status) for e in events] == [("issue", "success")]
