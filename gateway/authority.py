@@ -146,14 +146,17 @@ class Authority:
             id=config_id, protocol=protocol, ca_id=ca_id, profiles=list(profiles),
             default_profile=default, credentials=credentials or {}, settings=settings or {},
         )
-        await self.store.insert_protocol_config(rec)
+        async with self.store.transaction() as q:
+            await q.configs.insert(rec)
         await self.events.record(
             "config_create", "success", protocol_config=config_id, ca_id=ca_id, actor=actor
         )
         return rec
 
     async def config(self, config_id: str, protocol: str | None = None) -> ProtocolConfigRecord:
-        return self.checked_config(await self.store.get_protocol_config(config_id), config_id, protocol)
+        async with self.store.read() as q:
+            rec = await q.configs.get(config_id)
+        return self.checked_config(rec, config_id, protocol)
 
     @staticmethod
     def checked_config(rec: ProtocolConfigRecord | None, config_id: str,
@@ -173,16 +176,19 @@ class Authority:
     ) -> EndEntityRecord:
         """Find or register the end entity; refuse one that is not active."""
         config_id = config.id if config else None
-        rec = await self.store.find_end_entity(name, config_id)
+        async with self.store.read() as q:
+            rec = await q.entities.find(name, config_id)
         if rec is None:
             rec = EndEntityRecord(
                 id=uuid.uuid4().hex, name=name, kind=kind, protocol_config=config_id,
                 attributes=attributes or {},
             )
             try:
-                await self.store.insert_end_entity(rec)
+                async with self.store.transaction() as q:
+                    await q.entities.insert(rec)
             except Conflict:  # registered concurrently by another request
-                found = await self.store.find_end_entity(name, config_id)
+                async with self.store.read() as q:
+                    found = await q.entities.find(name, config_id)
                 if found is None:
                     raise
                 rec = found
@@ -193,18 +199,19 @@ class Authority:
     async def set_entity_status(self, entity_id: str, status: str, actor: str) -> EndEntityRecord:
         if status not in ENTITY_STATES:
             raise BadRequest(f"end entity status must be one of {list(ENTITY_STATES)}")
-        rec = await self.store.get_end_entity(entity_id)
-        if rec is None:
-            raise NotFound(f"no end entity {entity_id}")
-        if rec.status == "decommissioned" and status != "decommissioned":
-            raise Conflict("a decommissioned end entity cannot be reactivated")
-        await self.store.update_end_entity(entity_id, status=status)
+        async with self.store.transaction() as q:
+            rec = await q.entities.get(entity_id)
+            if rec is None:
+                raise NotFound(f"no end entity {entity_id}")
+            if rec.status == "decommissioned" and status != "decommissioned":
+                raise Conflict("a decommissioned end entity cannot be reactivated")
+            await q.entities.update(entity_id, status=status)
+            updated = await q.entities.get(entity_id)
+        assert updated is not None
         await self.events.record(
             f"entity_{status}", "success", entity_id=entity_id,
             protocol_config=rec.protocol_config, actor=actor,
         )
-        updated = await self.store.get_end_entity(entity_id)
-        assert updated is not None
         return updated
 
     # --- enrollment --------------------------------------------------------------
@@ -317,16 +324,16 @@ class Authority:
             protocol_config=request.protocol_config, request_id=request_id or approve_request,
         )
         event_id = 0
-        async with self.store.transaction() as tx:
-            await tx.insert_certificate(rec)
+        async with self.store.transaction() as q:
+            await q.certificates.insert(rec)
             if approve_request is not None:
-                if not await tx.update_request(approve_request, expect=expect, status="issued", serial=rec.serial):
+                if not await q.requests.update(approve_request, expect=expect, status="issued", serial=rec.serial):
                     raise Conflict(f"request {approve_request} is no longer {expect}")
             if event is not None:
                 event.serial, event.created_at = rec.serial, self._now()
-                event_id = await tx.add_event(event)
+                event_id = await q.events.add(event)
             if within is not None:
-                await within(tx.connection, cert)
+                await within(q.connection, cert)
         if event is not None:
             log_committed(event, event_id)
         CERTIFICATES_ISSUED.labels(ca=backend.id).inc()
@@ -348,19 +355,23 @@ class Authority:
         """Hold for operator approval; what the CA would refuse is refused now."""
         await backend.check(request)
         rec = self._request_record(backend, request, request_id, "pending")
-        await self.store.insert_request(rec)
+        async with self.store.transaction() as q:
+            await q.requests.insert(rec)
         return PendingRequest(rec.id, backend.id, "pending")
 
     async def _held_upstream(self, backend: CABackend, request: SignRequest, request_id: str | None,
                              result: PendingUpstream, *, existing: str | None, expect: str) -> PendingRequest:
         """The CA holds it: keep its handle, so a poll can ask again."""
         if existing is not None:
-            if not await self.store.update_request(existing, expect=expect, status="upstream",
-                                                   upstream_handle=result.handle):
+            async with self.store.transaction() as q:
+                moved = await q.requests.update(existing, expect=expect, status="upstream",
+                                                upstream_handle=result.handle)
+            if not moved:
                 raise Conflict(f"request {existing} is no longer {expect}")
             return PendingRequest(existing, backend.id, "pending")
         rec = self._request_record(backend, request, request_id, "upstream", result.handle)
-        await self.store.insert_request(rec)
+        async with self.store.transaction() as q:
+            await q.requests.insert(rec)
         return PendingRequest(rec.id, backend.id, "pending")
 
     def _sign_request(self, rec: RequestRecord) -> SignRequest:
@@ -481,7 +492,8 @@ class Authority:
 
     # --- pending requests ----------------------------------------------------------
     async def _request_backend(self, request_id: str) -> tuple[RequestRecord, CABackend]:
-        rec = await self.store.get_request(request_id)
+        async with self.store.read() as q:
+            rec = await q.requests.get(request_id)
         if rec is None:
             raise NotFound(f"no pending request {request_id}")
         return rec, await self.cas.backend(rec.ca_id)
@@ -506,7 +518,8 @@ class Authority:
                 else:
                     return issued
             elif result.handle != rec.upstream_handle:
-                await self.store.update_request(rec.id, expect="upstream", upstream_handle=result.handle)
+                async with self.store.transaction() as q:
+                    await q.requests.update(rec.id, expect="upstream", upstream_handle=result.handle)
         if rec.status == "issued" and rec.serial is not None:
             cert = await self.certificate(rec.serial)
             return IssuedCertificate(
@@ -519,16 +532,19 @@ class Authority:
     async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
         rec, backend = await self._request_backend(request_id)
         try:
-            if not await self.store.update_request(
-                request_id, expect="pending", status="approved", decided_by=operator, decided_at=self._now()
-            ):
+            async with self.store.transaction() as q:
+                approved = await q.requests.update(
+                    request_id, expect="pending", status="approved", decided_by=operator, decided_at=self._now()
+                )
+            if not approved:
                 raise Conflict(f"request {request_id} is {rec.status}, not pending")
             try:
                 result = await self._issue(backend, self._sign_request(rec), request_id=None,
                                            approve_request=rec.id)
             except Exception:
                 # Signing failed (e.g. the CA expired meanwhile): hand the request back to the queue.
-                await self.store.update_request(request_id, expect="approved", status="pending")
+                async with self.store.transaction() as q:
+                    await q.requests.update(request_id, expect="approved", status="pending")
                 raise
             if not isinstance(result, IssuedCertificate):
                 raise Unavailable(f"request {request_id} is now held by CA {rec.ca_id}; it issues when that CA decides")
@@ -545,14 +561,15 @@ class Authority:
         return result
 
     async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
-        rec = await self.store.get_request(request_id)
-        if rec is None:
-            raise NotFound(f"no pending request {request_id}")
-        if not await self.store.update_request(
-            request_id, expect="pending", status="rejected", decided_by=operator,
-            decided_at=self._now(), reason=reason,
-        ):
-            raise Conflict(f"request {request_id} is {rec.status}, not pending")
+        async with self.store.transaction() as q:
+            rec = await q.requests.get(request_id)
+            if rec is None:
+                raise NotFound(f"no pending request {request_id}")
+            if not await q.requests.update(
+                request_id, expect="pending", status="rejected", decided_by=operator,
+                decided_at=self._now(), reason=reason,
+            ):
+                raise Conflict(f"request {request_id} is {rec.status}, not pending")
         await self.events.record(
             "reject", "success", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
             ca_id=rec.ca_id, request_id=request_id, actor=operator, reason=reason,
@@ -567,7 +584,8 @@ class Authority:
             int(norm, 16)
         except ValueError:
             raise BadRequest(f"{serial!r} is not a hexadecimal serial number") from None
-        rec = await self.store.get_certificate(norm)
+        async with self.store.read() as q:
+            rec = await q.certificates.get(norm)
         if rec is None:
             raise NotFound(f"no certificate with serial {norm}")
         return rec
@@ -593,12 +611,13 @@ class Authority:
         else:
             assert reason is not None
             await backend.revoke(serial_int(rec.serial), reason, invalidity_date)
-        updated = await self.store.update_certificate_status(
-            rec.serial, expect=set(expect), status=status,
-            reason=int(reason) if reason is not None else None,
-            revoked_at=self._now() if status != "valid" else None,
-            invalidity_date=invalidity_date,
-        )
+        async with self.store.transaction() as q:
+            updated = await q.certificates.update_status(
+                rec.serial, expect=set(expect), status=status,
+                reason=int(reason) if reason is not None else None,
+                revoked_at=self._now() if status != "valid" else None,
+                invalidity_date=invalidity_date,
+            )
         if updated is None:
             raise Conflict(f"certificate {rec.serial} changed meanwhile; cannot {verb}")
         if backend.capabilities.crl:
@@ -667,12 +686,14 @@ class Authority:
             raise Unavailable(f"CA {ca_id} does not publish CRLs through this gateway")
         lock = self._crl_locks.setdefault(ca_id, asyncio.Lock())
         async with lock:
-            record = await self.store.get_ca(ca_id)
-            if record is None:
-                raise NotFound(f"unknown CA {ca_id}")
             now = self._now()
-            if not force and not self.crl_due(record, now) and record.crl_der is not None:
-                return record.crl_der
+            async with self.store.read() as q:
+                record = await q.cas.get(ca_id)
+                if record is None:
+                    raise NotFound(f"unknown CA {ca_id}")
+                if not force and not self.crl_due(record, now) and record.crl_der is not None:
+                    return record.crl_der
+                revoked = await q.certificates.revoked(ca_id, include_expired=True)
             entries = [
                 RevokedEntry(
                     serial=serial_int(r.serial),
@@ -680,13 +701,15 @@ class Authority:
                     reason=RevocationReason(r.revocation_reason or 0),
                     invalidity_date=r.invalidity_date,
                 )
-                for r in await self.store.revoked_certificates(ca_id, include_expired=True)
+                for r in revoked
             ]
-            number = await self.store.next_crl_number(ca_id)
+            async with self.store.transaction() as q:
+                number = await q.cas.next_crl_number(ca_id)
             own = (await backend.chain())[0]
             next_update = min(now + self.crl_policy.validity, own.not_valid_after_utc)
             der = await backend.sign_crl(entries, number, now, next_update)
-            await self.store.update_ca(ca_id, crl_der=der, crl_this_update=now, crl_next_update=next_update)
+            async with self.store.transaction() as q:
+                await q.cas.update(ca_id, crl_der=der, crl_this_update=now, crl_next_update=next_update)
             log.info("CRL %d issued for CA %s with %d entries", number, ca_id, len(entries))
             return der
 

@@ -134,9 +134,10 @@ async def initialize(data_dir: Path, *, force: bool = False, store_url: str | No
         await export_ca_files(gw)
 
         api_key = new_token(32)
-        await gw.store.insert_api_key(
-            ApiKeyRecord(id=uuid.uuid4().hex, name="dev-admin", key_sha256=api_key_hash(api_key))
-        )
+        async with gw.store.transaction() as q:
+            await q.api_keys.insert(
+                ApiKeyRecord(id=uuid.uuid4().hex, name="dev-admin", key_sha256=api_key_hash(api_key))
+            )
         creds: dict[str, Any] = {"admin_api_key": api_key}
         creds.update(await bootstrap_protocols(gw, ISSUING_CA))
         _write_secret(data_dir / DEV_CREDENTIALS, json.dumps(creds, indent=2).encode())

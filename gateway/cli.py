@@ -178,7 +178,8 @@ async def cmd_ca_import(args: argparse.Namespace) -> int:
 async def cmd_ca_crl(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
         ca = await gw.cas.backend(args.id)
-        record = await gw.store.get_ca(ca.id)
+        async with gw.store.read() as q:
+            record = await q.cas.get(ca.id)
 
         if not args.force and record is not None and not gw.authority.crl_due(record, gw.clock()):
             print(
@@ -221,10 +222,12 @@ async def cmd_cert_revoke(args: argparse.Namespace) -> int:
 async def cmd_cert_list(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
         flt = CertificateFilter(ca_id=args.ca, status=args.status, profile=args.profile)
+        async with gw.store.read() as q:
+            records = await q.certificates.list(flt, limit=args.limit)
         rows = [
             {"serial": r.serial, "ca": r.ca_id, "status": r.status, "profile": r.profile,
              "subject": r.subject, "not_after": r.not_after.isoformat()}
-            for r in await gw.store.list_certificates(flt, limit=args.limit)
+            for r in records
         ]
         _print_rows(rows, args.json)
         return 0
@@ -239,7 +242,8 @@ async def cmd_apikey_create(args: argparse.Namespace) -> int:
         from .store.records import ApiKeyRecord
 
         key = new_token(32)
-        await gw.store.insert_api_key(ApiKeyRecord(uuid.uuid4().hex, args.name, api_key_hash(key)))
+        async with gw.store.transaction() as q:
+            await q.api_keys.insert(ApiKeyRecord(uuid.uuid4().hex, args.name, api_key_hash(key)))
         print(key)  # shown once; only its hash is stored
         return 0
     return await _with_gateway(args, run)

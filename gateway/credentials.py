@@ -206,16 +206,16 @@ class Credentials:
         if kind is not None:
             where.append(_c.kind == kind)
         stmt = select(*_INFO_COLUMNS).where(*where).order_by(_c.kind.desc(), _c.username, _c.created_at, _c.id)
-        async with self._store.read() as tx:
+        async with self._store.read() as q:
             with self._store.translated("enrollment credentials"):
-                rows = (await tx.connection.execute(stmt)).all()
+                rows = (await q.connection.execute(stmt)).all()
         return tuple(_info(r) for r in rows)
 
     async def get(self, config_id: str, credential_id: str) -> CredentialInfo | None:
         stmt = select(*_INFO_COLUMNS).where(self._scope(config_id), _c.id == credential_id)
-        async with self._store.read() as tx:
+        async with self._store.read() as q:
             with self._store.translated("enrollment credential"):
-                row = (await tx.connection.execute(stmt)).first()
+                row = (await q.connection.execute(stmt)).first()
         return None if row is None else _info(row)
 
     async def find_user(self, config_id: str, username: str) -> CredentialInfo | None:
@@ -224,9 +224,9 @@ class Credentials:
         except BadRequest:
             return None
         stmt = select(*_INFO_COLUMNS).where(self._scope(config_id), _c.kind == USER, _c.username == name)
-        async with self._store.read() as tx:
+        async with self._store.read() as q:
             with self._store.translated("enrollment credential"):
-                row = (await tx.connection.execute(stmt)).first()
+                row = (await q.connection.execute(stmt)).first()
         return None if row is None else _info(row)
 
     # --- creating and changing -------------------------------------------------------------
@@ -245,8 +245,8 @@ class Credentials:
         secret_hash = await asyncio.to_thread(hash_secret, value)
         now = self._clock()
         what = f"user {name!r}"
-        async with self._store.transaction() as tx:
-            conn = tx.connection
+        async with self._store.transaction() as q:
+            conn = q.connection
             with self._store.translated(what):
                 existing = None
                 if replace:
@@ -273,9 +273,9 @@ class Credentials:
         secret_hash = await asyncio.to_thread(hash_secret, value)
         stmt = (update(_t).where(self._scope(config_id), _c.kind == USER, _c.username == name)
                 .values(secret_hash=secret_hash, failures=0, locked_until=None).returning(*_INFO_COLUMNS))
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated(f"user {name!r}"):
-                row = (await tx.connection.execute(stmt)).first()
+                row = (await q.connection.execute(stmt)).first()
         if row is None:
             raise NotFound(f"no user {name!r} in {self.protocol} configuration {config_id!r}")
         await self._audit("credential_password", _info(row), actor)
@@ -292,8 +292,8 @@ class Credentials:
         secret_hash = await asyncio.to_thread(hash_secret, value)
         now = self._clock()
         replaced = 0
-        async with self._store.transaction() as tx:
-            conn = tx.connection
+        async with self._store.transaction() as q:
+            conn = q.connection
             with self._store.translated("shared secret"):
                 if replace:
                     replaced = (await conn.execute(delete(_t).where(
@@ -321,9 +321,9 @@ class Credentials:
             raise BadRequest("a shared secret has no user name")
         _checked_hash(secret_hash)
         now = self._clock()
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated(f"user {name!r}" if name is not None else "shared secret"):
-                row = await self._insert(tx.connection, config_id, kind, name, secret_hash, label, actor, now)
+                row = await self._insert(q.connection, config_id, kind, name, secret_hash, label, actor, now)
         info = _info(row)
         await self._audit("credential_create", info, actor, imported=True)
         return info
@@ -347,9 +347,9 @@ class Credentials:
 
     async def delete(self, config_id: str, credential_id: str, *, actor: str | None = None) -> None:
         stmt = delete(_t).where(self._scope(config_id), _c.id == credential_id).returning(*_INFO_COLUMNS)
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated("enrollment credential"):
-                row = (await tx.connection.execute(stmt)).first()
+                row = (await q.connection.execute(stmt)).first()
         if row is None:
             raise self._missing(config_id, credential_id)
         await self._audit("credential_delete", _info(row), actor)
@@ -366,9 +366,9 @@ class Credentials:
         row = None
         if name is not None:
             stmt = select(_t).where(self._scope(config_id), _c.kind == USER, _c.username == name)
-            async with self._store.read() as tx:
+            async with self._store.read() as q:
                 with self._store.translated("enrollment credential"):
-                    row = (await tx.connection.execute(stmt)).first()
+                    row = (await q.connection.execute(stmt)).first()
         now = self._clock()
         if row is None or row.disabled:
             await self._waste_a_check(password)
@@ -391,9 +391,9 @@ class Credentials:
         Unauthorized otherwise (:class:`LockedOut` when every one is locked)."""
         stmt = (select(_t).where(self._scope(config_id), _c.kind == SHARED_SECRET, _c.disabled.is_(False))
                 .order_by(_c.created_at, _c.id))
-        async with self._store.read() as tx:
+        async with self._store.read() as q:
             with self._store.translated("shared secrets"):
-                rows = (await tx.connection.execute(stmt)).all()
+                rows = (await q.connection.execute(stmt)).all()
         now = self._clock()
         if not rows:
             await self._waste_a_check(secret)
@@ -427,17 +427,17 @@ class Credentials:
     async def _change(self, config_id: str, credential_id: str, **values: Any) -> CredentialInfo:
         stmt = (update(_t).where(self._scope(config_id), _c.id == credential_id).values(**values)
                 .returning(*_INFO_COLUMNS))
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated("enrollment credential"):
-                row = (await tx.connection.execute(stmt)).first()
+                row = (await q.connection.execute(stmt)).first()
         if row is None:
             raise self._missing(config_id, credential_id)
         return _info(row)
 
     async def _row(self, credential_id: str) -> Row[Any] | None:
-        async with self._store.read() as tx:
+        async with self._store.read() as q:
             with self._store.translated("enrollment credential"):
-                row: Row[Any] | None = (await tx.connection.execute(
+                row: Row[Any] | None = (await q.connection.execute(
                     select(_t).where(_c.id == credential_id))).first()
         return row
 
@@ -452,9 +452,9 @@ class Credentials:
                        _unlocked_at(now))
                 .values(failures=0, locked_until=None, last_used_at=now)
                 .returning(*_INFO_COLUMNS))
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated("enrollment credential"):
-                updated = (await tx.connection.execute(stmt)).first()
+                updated = (await q.connection.execute(stmt)).first()
         if updated is not None:
             return _info(updated)
         fresh = await self._row(row.id)
@@ -476,9 +476,9 @@ class Credentials:
                 .where(_c.id.in_(list(ids)), _c.disabled.is_(False), _unlocked_at(now))
                 .values(failures=failures, locked_until=locked_until)
                 .returning(*_INFO_COLUMNS))
-        async with self._store.transaction() as tx:
+        async with self._store.transaction() as q:
             with self._store.translated("enrollment credential"):
-                rows = [_info(r) for r in (await tx.connection.execute(stmt)).all()]
+                rows = [_info(r) for r in (await q.connection.execute(stmt)).all()]
         newly_locked = [info for info in rows if info.locked(now)]  # unlocked before this update
         for info in newly_locked:
             await self._audit("credential_lockout", info, None, status="failure", failures=info.failures,

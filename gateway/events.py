@@ -39,7 +39,8 @@ class EventRecorder:
 
     async def add(self, event: EventRecord) -> int:
         """Store a prepared event in its own transaction, then log it."""
-        event_id = await self._store.add_event(event)
+        async with self._store.transaction() as q:
+            event_id = await q.events.add(event)
         log_committed(event, event_id)
         return event_id
 

@@ -15,8 +15,9 @@ async def gather_info(config: Config) -> dict[str, Any]:
     creds = read_dev_credentials(config)
     store = await Store.open(config.store_url)
     try:
-        cas = await store.list_cas()
-        configs = await store.list_protocol_configs()
+        async with store.read() as q:
+            cas = await q.cas.list()
+            configs = await q.configs.list()
     finally:
         await store.close()
     cas_dir = config.data_dir / "cas"

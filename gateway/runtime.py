@@ -101,7 +101,8 @@ class Gateway:
         await self.store.close()
 
     async def check_api_key(self, key: str) -> ApiKeyRecord | None:
-        rec = await self.store.find_api_key_by_hash(api_key_hash(key))
+        async with self.store.read() as q:
+            rec = await q.api_keys.by_hash(api_key_hash(key))
         return rec if rec is not None and not rec.revoked else None
 
     # --- scheduled work ----------------------------------------------------------

@@ -54,10 +54,11 @@ async def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[G
         await gateway.cas.local("root"), "issuing", "Test Issuing CA", "EC-P256"
     )
     await gateway.cas.load()
-    await gateway.store.insert_api_key(ApiKeyRecord(id="k1", name="ops", key_sha256=api_key_hash(API_KEY)))
-    await gateway.store.insert_api_key(
-        ApiKeyRecord(id="k2", name="former", key_sha256=api_key_hash(OTHER_KEY), revoked=True)
-    )
+    async with gateway.store.transaction() as q:
+        await q.api_keys.insert(ApiKeyRecord(id="k1", name="ops", key_sha256=api_key_hash(API_KEY)))
+        await q.api_keys.insert(
+            ApiKeyRecord(id="k2", name="former", key_sha256=api_key_hash(OTHER_KEY), revoked=True)
+        )
     await gateway.authority.create_config("est1", "est", "issuing", ["tls-server", "device"])
     try:
         yield gateway
@@ -220,7 +221,8 @@ async def test_every_route_refuses_missing_or_wrong_credentials(admin: Admin, ro
 async def test_refused_request_changes_nothing(admin: Admin, gw: Gateway) -> None:
     await admin.call("POST", "/cas", 401, json_body={"kind": "root", "id": "sneaky", "name": "Sneaky"},
                      headers={"X-API-Key": "guess"}, auth=False)
-    assert await gw.store.get_ca("sneaky") is None
+    async with gw.store.read() as q:
+        assert await q.cas.get("sneaky") is None
 
 
 async def test_both_key_headers_are_accepted(admin: Admin) -> None:
@@ -705,7 +707,8 @@ async def test_registered_client_certificate_authenticates(gw: Gateway, tmp_path
     )
     admin_key, admin_cert = await _issue_key_pair(gw, "admin-operator", "device", None)
     stranger_key, stranger_cert = await _issue_key_pair(gw, "stranger", "device", None)
-    await gw.store.insert_api_key(client_certificate_record("operator workstation", admin_cert.certificate))
+    async with gw.store.transaction() as q:
+        await q.api_keys.insert(client_certificate_record("operator workstation", admin_cert.certificate))
 
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(*_write_identity(tmp_path / "server", server_key, server_cert))

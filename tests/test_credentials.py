@@ -64,15 +64,15 @@ def creds(store: Store, clock: FakeClock) -> Credentials:
 
 
 async def events(store: Store, type_: str) -> list[dict[str, Any]]:
-    async with store.read() as tx:
-        rows = (await tx.connection.execute(
+    async with store.read() as q:
+        rows = (await q.connection.execute(
             select(t.events).where(t.events.c.type == type_).order_by(t.events.c.id))).all()
     return [dict(r._mapping) for r in rows]
 
 
 async def stored_row(store: Store, credential_id: str) -> dict[str, Any]:
-    async with store.read() as tx:
-        row = (await tx.connection.execute(
+    async with store.read() as q:
+        row = (await q.connection.execute(
             select(t.enrollment_credentials).where(t.enrollment_credentials.c.id == credential_id))).one()
     return dict(row._mapping)
 
@@ -317,8 +317,8 @@ async def test_a_success_racing_a_lock_does_not_count(creds: Credentials, store:
     info = (await creds.create_user("lab", "tech", PASSWORD)).credential
     await refused(creds.verify("lab", "tech", "wrong password"))  # failures=1: a success must write
     other = credentials(store, clock)
-    async with store.read() as tx:
-        stale = (await tx.connection.execute(
+    async with store.read() as q:
+        stale = (await q.connection.execute(
             select(t.enrollment_credentials).where(t.enrollment_credentials.c.id == info.id))).one()
     for _ in range(4):
         await refused(other.verify("lab", "tech", "wrong password"))

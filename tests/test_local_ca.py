@@ -61,7 +61,8 @@ async def core(store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gatewa
 
 
 async def certificate_count(gw: Gateway) -> int:
-    return await gw.store.count_certificates(CertificateFilter(protocol_config="dev"))
+    async with gw.store.read() as q:
+        return await q.certificates.count(CertificateFilter(protocol_config="dev"))
 
 
 async def enroll(gw: Gateway, csr: x509.CertificateSigningRequest | bytes, **kw: object) -> IssuedCertificate:
@@ -82,13 +83,14 @@ async def test_issue_is_committed_verified_and_audited(core: Gateway, tmp_path: 
     csr, _ = make_csr("web.example.com", ["web.example.com", "192.0.2.7"])
     issued = await enroll(core, csr, profile="tls-server")
     verify_with_openssl(tmp_path, issued)
-    rec = await core.store.get_certificate(serial_hex(issued.serial))
-    assert rec is not None and rec.status == "valid" and rec.profile == "tls-server"
+    async with core.store.read() as q:
+        rec = await q.certificates.get(serial_hex(issued.serial))
+        assert rec is not None and rec.status == "valid" and rec.profile == "tls-server"
+        events = await q.events.list(EventFilter(serial=rec.serial))
+        entity = await q.entities.get(rec.entity_id or "")
     assert rec.der == issued.certificate.public_bytes(serialization.Encoding.DER)
     assert "DNS:web.example.com" in rec.sans and "IP:192.0.2.7" in rec.sans
-    events = await core.store.list_events(EventFilter(serial=rec.serial))
     assert [(e.type, e.status) for e in events] == [("issue", "success")]
-    entity = await core.store.get_end_entity(rec.entity_id or "")
     assert entity is not None and entity.name == "device-1" and entity.status == "active"
 
 
@@ -97,7 +99,8 @@ async def test_subscriber_key_algorithms(core: Gateway, tmp_path: Path, algorith
     csr, _ = make_csr("dev.example.com", ["dev.example.com"], key=make_key(algorithm))
     issued = await enroll(core, csr, profile="device")
     verify_with_openssl(tmp_path, issued)
-    rec = await core.store.get_certificate(serial_hex(issued.serial))
+    async with core.store.read() as q:
+        rec = await q.certificates.get(serial_hex(issued.serial))
     assert rec is not None and rec.key_algorithm == algorithm
 
 
@@ -117,16 +120,19 @@ async def test_ca_key_algorithms(core: Gateway, tmp_path: Path, algorithm: str) 
 async def test_rsa_below_2048_is_refused_for_cas(core: Gateway) -> None:
     with pytest.raises(errors.BadKey):
         await core.cas.hierarchy.create_root("weak", "Weak Root", "RSA-1024")
-    assert await core.store.get_ca("weak") is None
+    async with core.store.read() as q:
+        assert await q.cas.get("weak") is None
 
 
 async def _refused(core: Gateway, exc: type[errors.GatewayError], csr: object, **kw: object) -> None:
     before = await certificate_count(core)
-    failures_before = len(await core.store.list_events(EventFilter(status="failure")))
+    async with core.store.read() as q:
+        failures_before = len(await q.events.list(EventFilter(status="failure")))
     with pytest.raises(exc):
         await core.authority.enroll("dev", "est", csr, entity=kw.pop("entity", "device-1"), **kw)  # type: ignore[arg-type]
     assert await certificate_count(core) == before, "a refused request left a certificate behind"
-    assert len(await core.store.list_events(EventFilter(status="failure"))) == failures_before + 1
+    async with core.store.read() as q:
+        assert len(await q.events.list(EventFilter(status="failure"))) == failures_before + 1
 
 
 async def test_garbage_csr_is_refused(core: Gateway) -> None:
@@ -172,11 +178,13 @@ async def test_unknown_profile_is_refused(core: Gateway) -> None:
 async def test_deactivated_end_entity_gets_nothing(core: Gateway) -> None:
     csr, _ = make_csr()
     issued = await enroll(core, csr, profile="device", entity="laptop-7")
-    rec = await core.store.get_certificate(serial_hex(issued.serial))
+    async with core.store.read() as q:
+        rec = await q.certificates.get(serial_hex(issued.serial))
     assert rec is not None and rec.entity_id
     await core.authority.set_entity_status(rec.entity_id, "inactive", actor="test")
     await _refused(core, errors.Forbidden, make_csr()[0], profile="device", entity="laptop-7")
-    refusals = await core.store.list_events(EventFilter(entity_id=rec.entity_id, status="failure"))
+    async with core.store.read() as q:
+        refusals = await q.events.list(EventFilter(entity_id=rec.entity_id, status="failure"))
     assert [e.type for e in refusals] == ["issue"]
     await core.authority.set_entity_status(rec.entity_id, "active", actor="test")
     await enroll(core, make_csr()[0], profile="device", entity="laptop-7")
@@ -205,7 +213,8 @@ async def test_serial_collision_resigns_and_keeps_the_first_record(
     monkeypatch.setattr(local_module, "new_serial", colliding_serial)
     second = await enroll(core, make_csr("other")[0], profile="device", entity="device-2")
     assert second.serial != first.serial
-    kept = await core.store.get_certificate(serial_hex(first.serial))
+    async with core.store.read() as q:
+        kept = await q.certificates.get(serial_hex(first.serial))
     assert kept is not None and kept.der == first.certificate.public_bytes(serialization.Encoding.DER)
 
 
@@ -213,7 +222,8 @@ async def test_pending_requests_are_approved_or_rejected(core: Gateway) -> None:
     await core.authority.create_config("held", "scep", "issuing", ["device"], settings={"approval": "manual"})
     result = await core.authority.enroll("held", "scep", make_csr()[0], entity="router-1")
     assert isinstance(result, PendingRequest) and result.status == "pending"
-    assert await core.store.count_certificates(CertificateFilter(protocol_config="held")) == 0
+    async with core.store.read() as q:
+        assert await q.certificates.count(CertificateFilter(protocol_config="held")) == 0
     polled = await core.authority.poll(result.request_id)
     assert isinstance(polled, PendingRequest) and polled.status == "pending"
 
@@ -230,14 +240,16 @@ async def test_pending_requests_are_approved_or_rejected(core: Gateway) -> None:
     assert isinstance(polled, PendingRequest) and polled.status == "rejected"
     with pytest.raises(errors.Conflict):
         await core.authority.approve(other.request_id, operator="alice")
-    assert await core.store.count_certificates(CertificateFilter(protocol_config="held")) == 1
+    async with core.store.read() as q:
+        assert await q.certificates.count(CertificateFilter(protocol_config="held")) == 1
 
 
 async def test_policy_errors_surface_at_submission_not_approval(core: Gateway) -> None:
     await core.authority.create_config("held2", "scep", "issuing", ["strict"], settings={"approval": "manual"})
     with pytest.raises(errors.BadKey):
         await core.authority.enroll("held2", "scep", make_csr(key=make_key("EC-P521"))[0], entity="r")
-    assert await core.store.list_requests(status="pending") == []
+    async with core.store.read() as q:
+        assert await q.requests.list(status="pending") == []
 
 
 async def test_revoke_suspend_unsuspend_and_crl(core: Gateway, tmp_path: Path) -> None:
@@ -372,14 +384,18 @@ async def test_protocol_config_ids_are_validated(core: Gateway) -> None:
 async def test_scheduled_crl_refresh_reissues_only_when_due(core: Gateway) -> None:
     ca = await core.cas.local("issuing")
     await core.authority.crl(ca.id)
-    number = (await core.store.get_ca("issuing")).crl_number  # type: ignore[union-attr]
+    async with core.store.read() as q:
+        number = (await q.cas.get("issuing")).crl_number  # type: ignore[union-attr]
     await core.refresh_crls()
-    assert (await core.store.get_ca("issuing")).crl_number == number  # type: ignore[union-attr]
+    async with core.store.read() as q:
+        assert (await q.cas.get("issuing")).crl_number == number  # type: ignore[union-attr]
     # Move the CRL into its overlap period: the next scheduled pass reissues it.
     soon = dt.datetime.now(dt.timezone.utc) + core.config.duration("crl_overlap") / 2
-    await core.store.update_ca("issuing", crl_next_update=soon)
+    async with core.store.transaction() as q:
+        await q.cas.update("issuing", crl_next_update=soon)
     await core.refresh_crls()
-    rec = await core.store.get_ca("issuing")
+    async with core.store.read() as q:
+        rec = await q.cas.get("issuing")
     assert rec is not None and rec.crl_number > number and rec.crl_next_update > soon  # type: ignore[operator]
     crl = x509.load_der_x509_crl(rec.crl_der or b"")
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == rec.crl_number

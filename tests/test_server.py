@@ -109,8 +109,9 @@ async def test_client_certificate_is_requested_verified_and_usable(
     gw, info = served
     url = f"{info.https}/admin/certificates"
     registered = await _client_cert_files(gw, tmp_path, "ops-admin")
-    await gw.store.insert_api_key(client_certificate_record(
-        "ops-admin", x509.load_pem_x509_certificate(registered[0].read_bytes())))
+    async with gw.store.transaction() as q:
+        await q.api_keys.insert(client_certificate_record(
+            "ops-admin", x509.load_pem_x509_certificate(registered[0].read_bytes())))
     unregistered = await _client_cert_files(gw, tmp_path, "someone")
     untrusted = await _client_cert_files(gw, tmp_path, "stranger", ca_id=None)
 
@@ -140,12 +141,14 @@ async def test_request_body_limit(served: tuple[Gateway, GatewayInfo]) -> None:
                                 headers={"Content-Type": "application/json",
                                          "Authorization": f"Bearer {info.api_key}"}) as resp:
             assert resp.status == 413
-        before = await gw.store.count_certificates()
+        async with gw.store.read() as q:
+            before = await q.certificates.count()
         async with session.post(f"{info.http}/ocsp/issuing", data=big,
                                 headers={"Content-Type": "application/ocsp-request"}) as resp:
             assert resp.status == 200 and resp.content_type == "application/ocsp-response"
             assert (await resp.read()) == bytes.fromhex("30030a0101")  # malformedRequest
-        assert await gw.store.count_certificates() == before
+        async with gw.store.read() as q:
+            assert await q.certificates.count() == before
 
 
 async def test_admin_api_refuses_unauthenticated_calls_over_https(served: tuple[Gateway, GatewayInfo]) -> None:

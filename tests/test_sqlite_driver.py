@@ -60,8 +60,8 @@ async def test_a_write_lock_held_elsewhere_does_not_stall_the_loop(tmp_path: Pat
                 await asyncio.sleep(0.01)
 
         async def write() -> None:
-            async with store.transaction() as tx:
-                await tx.connection.execute(text("SELECT 1"))
+            async with store.transaction() as q:
+                await q.connection.execute(text("SELECT 1"))
 
         tick = asyncio.ensure_future(ticker())
         writer = asyncio.ensure_future(write())

@@ -29,7 +29,7 @@ from gateway.store.records import (
     serial_hex,
     serial_int,
 )
-from gateway.store.store import MIGRATIONS_DIR
+from gateway.store.engine import MIGRATIONS_DIR, alembic_config
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -70,10 +70,17 @@ def make_request(request_id: str = "req1", **kw) -> RequestRecord:
     return RequestRecord(**values)
 
 
+async def next_crl_number(store: Store, ca_id: str = "root1") -> int:
+    """One CRL number in a transaction of its own (as each CRL issuance takes it)."""
+    async with store.transaction() as q:
+        return await q.cas.next_crl_number(ca_id)
+
+
 @pytest.fixture
 async def ca_store(store: Store) -> Store:
     """A store holding one root CA ``root1``."""
-    await store.insert_ca(make_ca())
+    async with store.transaction() as q:
+        await q.cas.insert(make_ca())
     return store
 
 
@@ -82,31 +89,36 @@ async def ca_store(store: Store) -> Store:
 
 async def test_open_twice_is_idempotent(store_factory) -> None:
     first = await store_factory()
-    await first.insert_ca(make_ca())
+    async with first.transaction() as q:
+        await q.cas.insert(make_ca())
     second = await store_factory()  # migrations already at head: must be a no-op
-    assert (await second.get_ca("root1")) == make_ca()
+    async with second.read() as q:
+        assert (await q.cas.get("root1")) == make_ca()
     await first.close()
     third = await store_factory()
-    assert [ca.id for ca in await third.list_cas()] == ["root1"]
+    async with third.read() as q:
+        assert [ca.id for ca in await q.cas.list()] == ["root1"]
 
 
 async def test_database_is_at_head_and_matches_schema(store: Store) -> None:
-    from gateway.store.store import _alembic_config
-
     core_tables = set(schema.metadata.tables)
 
     def inspect(connection):
-        heads = set(ScriptDirectory.from_config(_alembic_config(connection)).get_heads())
+        script = ScriptDirectory.from_config(alembic_config(connection))
         context = MigrationContext.configure(
             connection, opts={"compare_type": True,
                               # protocol packages own their tables; compare the core's here
                               "include_name": lambda name, type_, parent: type_ != "table" or name in core_tables},
         )
-        return heads, set(context.get_current_heads()), compare_metadata(context, schema.metadata)
+        # what the recorded heads imply, their dependencies included: a protocol revision
+        # that depends_on a core one stands for both in the version table
+        applied = {r.revision for r in script.iterate_revisions(context.get_current_heads(), "base")}
+        every = {r.revision for r in script.walk_revisions()}
+        return every, applied, compare_metadata(context, schema.metadata)
 
-    async with store._engine.connect() as conn:
-        heads, current, diffs = await conn.run_sync(inspect)
-    assert current == heads
+    async with store.engine.connect() as conn:
+        every, applied, diffs = await conn.run_sync(inspect)
+    assert applied == every
     assert diffs == []
 
 
@@ -114,7 +126,7 @@ async def test_dialect_and_sqlite_pragmas(store: Store) -> None:
     assert store.dialect in ("sqlite", "postgresql")
     if store.dialect != "sqlite":
         return
-    async with store._engine.connect() as conn:
+    async with store.engine.connect() as conn:
         journal = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
         foreign_keys = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
         busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
@@ -145,39 +157,51 @@ async def test_ca_round_trip_and_update(store: Store) -> None:
     root = make_ca(crl_der=b"\x30\x00", crl_this_update=at(1), crl_next_update=at(60 * 24))
     sub = make_ca("sub1", kind="intermediate", parent_id="root1", chain_pem="root pem",
                   ocsp_certificate_pem="ocsp", ocsp_key_pem_encrypted="okey", created_at=at(1))
-    await store.insert_ca(root)
-    await store.insert_ca(sub)
-    assert await store.get_ca("root1") == root
-    assert await store.get_ca("sub1") == sub
-    assert await store.get_ca("nope") is None
-    assert [ca.id for ca in await store.list_cas()] == ["root1", "sub1"]
+    async with store.transaction() as q:
+        await q.cas.insert(root)
+        await q.cas.insert(sub)
+    async with store.read() as q:
+        assert await q.cas.get("root1") == root
+        assert await q.cas.get("sub1") == sub
+        assert await q.cas.get("nope") is None
+        assert [ca.id for ca in await q.cas.list()] == ["root1", "sub1"]
 
     when = dt.datetime(2024, 3, 2, 14, 0, tzinfo=PLUS2)  # any zone in, UTC out
-    await store.update_ca("sub1", state="disabled", crl_der=b"\x01\x02", crl_this_update=when)
-    got = await store.get_ca("sub1")
+    async with store.transaction() as q:
+        await q.cas.update("sub1", state="disabled", crl_der=b"\x01\x02", crl_this_update=when)
+    async with store.read() as q:
+        got = await q.cas.get("sub1")
     assert (got.state, got.crl_der) == ("disabled", b"\x01\x02")
     assert got.crl_this_update == when and got.crl_this_update.tzinfo == UTC
     assert got.crl_this_update.hour == 12
 
     with pytest.raises(NotFound):
-        await store.update_ca("nope", state="disabled")
+        async with store.transaction() as q:
+            await q.cas.update("nope", state="disabled")
     with pytest.raises(NotFound):
-        await store.update_ca("nope")
+        async with store.transaction() as q:
+            await q.cas.update("nope")
     with pytest.raises(StoreError):
-        await store.update_ca("sub1", no_such_field=1)
+        async with store.transaction() as q:
+            await q.cas.update("sub1", no_such_field=1)
 
 
 async def test_ca_foreign_keys_and_duplicates(store: Store) -> None:
-    await store.insert_ca(make_ca())
+    async with store.transaction() as q:
+        await q.cas.insert(make_ca())
     with pytest.raises(Conflict) as err:
-        await store.insert_ca(make_ca())
+        async with store.transaction() as q:
+            await q.cas.insert(make_ca())
     assert "already exists" in err.value.detail
     with pytest.raises(Conflict):
-        await store.insert_ca(make_ca("orphan", parent_id="missing"))
+        async with store.transaction() as q:
+            await q.cas.insert(make_ca("orphan", parent_id="missing"))
     with pytest.raises(Conflict) as err:
-        await store.insert_certificate(make_cert(ca_id="missing"))
+        async with store.transaction() as q:
+            await q.certificates.insert(make_cert(ca_id="missing"))
     assert "CA" in err.value.detail and "INSERT" not in err.value.detail
-    assert await store.count_certificates() == 0
+    async with store.read() as q:
+        assert await q.certificates.count() == 0
 
 
 async def test_certificate_round_trip(ca_store: Store) -> None:
@@ -185,59 +209,77 @@ async def test_certificate_round_trip(ca_store: Store) -> None:
         not_before=dt.datetime(2024, 3, 1, 14, 0, tzinfo=PLUS2), entity_id="ee1", protocol_config="acme1",
         request_id="req9", sans=["DNS:ü.example", "email:a@b.example"],
     )
-    await ca_store.insert_certificate(cert)
-    got = await ca_store.get_certificate(cert.serial)
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+    async with ca_store.read() as q:
+        got = await q.certificates.get(cert.serial)
     assert got == cert
     for value in (got.not_before, got.not_after, got.created_at):
         assert value.tzinfo == UTC
     assert got.not_before == T0
     assert isinstance(got.der, bytes)
-    assert await ca_store.get_certificate_by_fingerprint(cert.fingerprint_sha256.upper()) == cert
-    assert await ca_store.get_certificate("abcdef") is None
+    async with ca_store.read() as q:
+        assert await q.certificates.by_fingerprint(cert.fingerprint_sha256.upper()) == cert
+        assert await q.certificates.get("abcdef") is None
 
 
 async def test_159_bit_serial_round_trips(ca_store: Store) -> None:
     serial = (1 << 158) | secrets.randbits(158)
     assert serial.bit_length() == 159
-    await ca_store.insert_certificate(make_cert(serial))
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(make_cert(serial))
     hex_serial = serial_hex(serial)
     assert len(hex_serial) == 40
-    got = await ca_store.get_certificate(hex_serial)
+    async with ca_store.read() as q:
+        got = await q.certificates.get(hex_serial)
     assert got is not None and serial_int(got.serial) == serial
     # the same number spelled with a leading zero, in upper case, or with colons
-    assert (await ca_store.get_certificate("00" + hex_serial.upper())).serial == hex_serial
+    async with ca_store.read() as q:
+        assert (await q.certificates.get("00" + hex_serial.upper())).serial == hex_serial
     colon = ":".join(hex_serial[i:i + 2] for i in range(0, 40, 2))
-    assert (await ca_store.get_certificate(colon)).serial == hex_serial
+    async with ca_store.read() as q:
+        assert (await q.certificates.get(colon)).serial == hex_serial
 
 
 async def test_naive_datetime_is_refused(ca_store: Store) -> None:
     with pytest.raises(StoreError) as err:
-        await ca_store.insert_certificate(make_cert(not_after=dt.datetime(2030, 1, 1)))
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(make_cert(not_after=dt.datetime(2030, 1, 1)))
     assert "naive" in err.value.detail
-    assert await ca_store.count_certificates() == 0
+    async with ca_store.read() as q:
+        assert await q.certificates.count() == 0
 
 
 async def test_request_round_trip_and_compare_and_set(ca_store: Store) -> None:
     req = make_request(entity_id="ee1", protocol_config="scep1")
-    await ca_store.insert_request(req)
-    await ca_store.insert_request(make_request("req2", created_at=at(5), ca_id="root1"))
-    assert await ca_store.get_request("req1") == req
-    assert await ca_store.get_request("zzz") is None
+    async with ca_store.transaction() as q:
+        await q.requests.insert(req)
+        await q.requests.insert(make_request("req2", created_at=at(5), ca_id="root1"))
+    async with ca_store.read() as q:
+        assert await q.requests.get("req1") == req
+        assert await q.requests.get("zzz") is None
 
-    assert await ca_store.update_request("req1", expect="pending", status="approved", decided_by="alice",
-                                         decided_at=at(10))
+    async with ca_store.transaction() as q:
+        assert await q.requests.update("req1", expect="pending", status="approved", decided_by="alice",
+                                       decided_at=at(10))
     # a second operator deciding the same request loses the race
-    assert not await ca_store.update_request("req1", expect="pending", status="rejected", decided_by="bob")
-    got = await ca_store.get_request("req1")
+    async with ca_store.transaction() as q:
+        assert not await q.requests.update("req1", expect="pending", status="rejected", decided_by="bob")
+    async with ca_store.read() as q:
+        got = await q.requests.get("req1")
     assert (got.status, got.decided_by, got.decided_at) == ("approved", "alice", at(10))
-    assert await ca_store.update_request("req1", expect="approved", status="issued", serial="0A1B")
-    assert (await ca_store.get_request("req1")).serial == "a1b"
+    async with ca_store.transaction() as q:
+        assert await q.requests.update("req1", expect="approved", status="issued", serial="0A1B")
+    async with ca_store.read() as q:
+        assert (await q.requests.get("req1")).serial == "a1b"
     with pytest.raises(NotFound):
-        await ca_store.update_request("zzz", expect="pending", status="approved")
+        async with ca_store.transaction() as q:
+            await q.requests.update("zzz", expect="pending", status="approved")
 
-    assert [r.id for r in await ca_store.list_requests()] == ["req1", "req2"]
-    assert [r.id for r in await ca_store.list_requests(status="pending")] == ["req2"]
-    assert [r.id for r in await ca_store.list_requests(ca_id="other")] == []
+    async with ca_store.read() as q:
+        assert [r.id for r in await q.requests.list()] == ["req1", "req2"]
+        assert [r.id for r in await q.requests.list(status="pending")] == ["req2"]
+        assert [r.id for r in await q.requests.list(ca_id="other")] == []
 
 
 async def test_protocol_config_round_trip(ca_store: Store) -> None:
@@ -247,24 +289,32 @@ async def test_protocol_config_round_trip(ca_store: Store) -> None:
         settings={"require_eab": True, "nested": {"list": [1, 2.5, None, "x"]}}, created_at=T0,
     )
     scep = dataclasses.replace(cfg, id="scep1", protocol="scep", enabled=False, settings={})
-    await ca_store.insert_protocol_config(cfg)
-    await ca_store.insert_protocol_config(scep)
-    assert await ca_store.get_protocol_config("acme-main") == cfg
-    assert await ca_store.get_protocol_config("scep1") == scep
-    assert [c.id for c in await ca_store.list_protocol_configs()] == ["acme-main", "scep1"]
-    assert [c.id for c in await ca_store.list_protocol_configs("scep")] == ["scep1"]
+    async with ca_store.transaction() as q:
+        await q.configs.insert(cfg)
+        await q.configs.insert(scep)
+    async with ca_store.read() as q:
+        assert await q.configs.get("acme-main") == cfg
+        assert await q.configs.get("scep1") == scep
+        assert [c.id for c in await q.configs.list()] == ["acme-main", "scep1"]
+        assert [c.id for c in await q.configs.list("scep")] == ["scep1"]
 
-    await ca_store.update_protocol_config("scep1", enabled=True, settings={"challenge": "hashed"})
-    got = await ca_store.get_protocol_config("scep1")
+    async with ca_store.transaction() as q:
+        await q.configs.update("scep1", enabled=True, settings={"challenge": "hashed"})
+    async with ca_store.read() as q:
+        got = await q.configs.get("scep1")
     assert got.enabled is True and got.settings == {"challenge": "hashed"}
     with pytest.raises(NotFound):
-        await ca_store.update_protocol_config("none", enabled=True)
+        async with ca_store.transaction() as q:
+            await q.configs.update("none", enabled=True)
     with pytest.raises(Conflict):
-        await ca_store.insert_protocol_config(cfg)
+        async with ca_store.transaction() as q:
+            await q.configs.insert(cfg)
 
-    assert await ca_store.delete_protocol_config("scep1") is True
-    assert await ca_store.delete_protocol_config("scep1") is False
-    assert await ca_store.get_protocol_config("scep1") is None
+    async with ca_store.transaction() as q:
+        assert await q.configs.delete("scep1") is True
+        assert await q.configs.delete("scep1") is False
+    async with ca_store.read() as q:
+        assert await q.configs.get("scep1") is None
 
 
 async def test_end_entities(store: Store) -> None:
@@ -274,58 +324,76 @@ async def test_end_entities(store: Store) -> None:
     same_name = EndEntityRecord(id="e3", name="printer-1", kind="device", protocol_config="est1",
                                 created_at=at(2), updated_at=at(2))
     for rec in (device, user, same_name):
-        await store.insert_end_entity(rec)
-    assert await store.get_end_entity("e1") == device
-    assert await store.find_end_entity("printer-1", "scep1") == device
-    assert await store.find_end_entity("printer-1", "est1") == same_name
-    assert await store.find_end_entity("printer-1", None) is None
-    assert await store.find_end_entity("alice", None) == user
-    assert await store.find_end_entity("alice", "scep1") is None
+        async with store.transaction() as q:
+            await q.entities.insert(rec)
+    async with store.read() as q:
+        assert await q.entities.get("e1") == device
+        assert await q.entities.find("printer-1", "scep1") == device
+        assert await q.entities.find("printer-1", "est1") == same_name
+        assert await q.entities.find("printer-1", None) is None
+        assert await q.entities.find("alice", None) == user
+        assert await q.entities.find("alice", "scep1") is None
 
     with pytest.raises(Conflict) as err:
-        await store.insert_end_entity(dataclasses.replace(device, id="e4"))
+        async with store.transaction() as q:
+            await q.entities.insert(dataclasses.replace(device, id="e4"))
     assert "name" in err.value.detail
 
-    await store.update_end_entity("e1", status="inactive")
-    got = await store.get_end_entity("e1")
+    async with store.transaction() as q:
+        await q.entities.update("e1", status="inactive")
+    async with store.read() as q:
+        got = await q.entities.get("e1")
     assert got.status == "inactive" and got.updated_at > T0 and got.updated_at.tzinfo == UTC
-    await store.update_end_entity("e1", attributes={"x": 1}, updated_at=at(30))
-    got = await store.get_end_entity("e1")
+    async with store.transaction() as q:
+        await q.entities.update("e1", attributes={"x": 1}, updated_at=at(30))
+    async with store.read() as q:
+        got = await q.entities.get("e1")
     assert (got.attributes, got.updated_at) == ({"x": 1}, at(30))
     with pytest.raises(NotFound):
-        await store.update_end_entity("nope", status="inactive")
+        async with store.transaction() as q:
+            await q.entities.update("nope", status="inactive")
 
-    assert [e.id for e in await store.list_end_entities()] == ["e2", "e1", "e3"]  # by name
-    assert [e.id for e in await store.list_end_entities(status="active")] == ["e2", "e3"]
-    assert [e.id for e in await store.list_end_entities(protocol_config="scep1")] == ["e1"]
-    assert [e.id for e in await store.list_end_entities(limit=1, offset=1)] == ["e1"]
+    async with store.read() as q:
+        assert [e.id for e in await q.entities.list()] == ["e2", "e1", "e3"]  # by name
+        assert [e.id for e in await q.entities.list(status="active")] == ["e2", "e3"]
+        assert [e.id for e in await q.entities.list(protocol_config="scep1")] == ["e1"]
+        assert [e.id for e in await q.entities.list(limit=1, offset=1)] == ["e1"]
 
 
 async def test_api_keys(store: Store) -> None:
     digest = hashlib.sha256(b"secret-key").hexdigest()
     key = ApiKeyRecord(id="k1", name="ops", key_sha256=digest, created_at=T0)
-    await store.insert_api_key(key)
-    await store.insert_api_key(ApiKeyRecord(id="k2", name="ci", key_sha256="ab" * 32, created_at=at(1),
-                                            revoked=True))
-    assert await store.find_api_key_by_hash(digest.upper()) == key
-    assert await store.find_api_key_by_hash("00" * 32) is None
-    keys = await store.list_api_keys()
+    async with store.transaction() as q:
+        await q.api_keys.insert(key)
+        await q.api_keys.insert(ApiKeyRecord(id="k2", name="ci", key_sha256="ab" * 32, created_at=at(1),
+                                             revoked=True))
+    async with store.read() as q:
+        assert await q.api_keys.by_hash(digest.upper()) == key
+        assert await q.api_keys.by_hash("00" * 32) is None
+        keys = await q.api_keys.list()
     assert [(k.id, k.revoked) for k in keys] == [("k1", False), ("k2", True)]
     with pytest.raises(Conflict):
-        await store.insert_api_key(ApiKeyRecord(id="k3", name="dup", key_sha256=digest))
+        async with store.transaction() as q:
+            await q.api_keys.insert(ApiKeyRecord(id="k3", name="dup", key_sha256=digest))
 
 
 async def test_json_fields_round_trip(ca_store: Store) -> None:
     doc = {"unicode": "Grüße ✓", "nested": {"a": [1, {"b": None}], "t": True, "f": False},
            "float": 1.5, "empty": {}, "list": []}
-    await ca_store.insert_request(make_request(overrides=doc))
-    assert (await ca_store.get_request("req1")).overrides == doc
-    event_id = await ca_store.add_event(EventRecord(type="issue", status="success", detail=doc))
-    [event] = await ca_store.list_events()
+    async with ca_store.transaction() as q:
+        await q.requests.insert(make_request(overrides=doc))
+    async with ca_store.read() as q:
+        assert (await q.requests.get("req1")).overrides == doc
+    async with ca_store.transaction() as q:
+        event_id = await q.events.add(EventRecord(type="issue", status="success", detail=doc))
+    async with ca_store.read() as q:
+        [event] = await q.events.list()
     assert event.id == event_id and event.detail == doc
     cert = make_cert(sans=[])
-    await ca_store.insert_certificate(cert)
-    assert (await ca_store.get_certificate(cert.serial)).sans == []
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+    async with ca_store.read() as q:
+        assert (await q.certificates.get(cert.serial)).sans == []
 
 
 # --- uniqueness -----------------------------------------------------------------------
@@ -333,81 +401,133 @@ async def test_json_fields_round_trip(ca_store: Store) -> None:
 
 async def test_duplicate_serial_raises_serial_collision(ca_store: Store) -> None:
     first = make_cert(subject="CN=first")
-    await ca_store.insert_certificate(first)
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(first)
     clash = make_cert(serial_int(first.serial), subject="CN=second")  # new DER and fingerprint
     with pytest.raises(SerialCollision) as err:
-        await ca_store.insert_certificate(clash)
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(clash)
     assert err.value.kind is ErrorKind.CONFLICT
     assert first.serial in err.value.detail
     assert "INSERT" not in err.value.detail and "certificates" not in err.value.detail
-    assert await ca_store.get_certificate(first.serial) == first
-    assert await ca_store.count_certificates() == 1
+    async with ca_store.read() as q:
+        assert await q.certificates.get(first.serial) == first
+        assert await q.certificates.count() == 1
 
 
 async def test_duplicate_fingerprint_is_conflict_not_serial_collision(ca_store: Store) -> None:
     first = make_cert()
-    await ca_store.insert_certificate(first)
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(first)
     with pytest.raises(Conflict) as err:
-        await ca_store.insert_certificate(make_cert(der=first.der, fingerprint_sha256=first.fingerprint_sha256))
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(make_cert(der=first.der, fingerprint_sha256=first.fingerprint_sha256))
     assert not isinstance(err.value, SerialCollision)
     assert "fingerprint" in err.value.detail
 
 
 async def test_serial_collision_can_be_retried_inside_a_transaction(ca_store: Store) -> None:
     existing = make_cert()
-    await ca_store.insert_certificate(existing)
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(existing)
     retry = make_cert()
-    async with ca_store.transaction() as tx:
-        await tx.add_event(EventRecord(type="issue", status="pending"))
+    async with ca_store.transaction() as q:
+        await q.events.add(EventRecord(type="issue", status="pending"))
         with pytest.raises(SerialCollision):
-            await tx.insert_certificate(make_cert(serial_int(existing.serial)))
-        await tx.insert_certificate(retry)  # new serial, same transaction
-    assert await ca_store.get_certificate(retry.serial) == retry
-    assert len(await ca_store.list_events()) == 1
+            await q.certificates.insert(make_cert(serial_int(existing.serial)))
+        await q.certificates.insert(retry)  # new serial, same transaction
+    async with ca_store.read() as q:
+        assert await q.certificates.get(retry.serial) == retry
+        assert len(await q.events.list()) == 1
 
 
 # --- transactions ---------------------------------------------------------------------
 
 
 async def test_transaction_commits_all_writes(ca_store: Store) -> None:
-    await ca_store.insert_request(make_request())
+    async with ca_store.transaction() as q:
+        await q.requests.insert(make_request())
     cert = make_cert(request_id="req1")
-    async with ca_store.transaction() as tx:
-        await tx.insert_certificate(cert)
-        assert await tx.update_request("req1", expect="pending", status="issued", serial=cert.serial)
-        assert await tx.get_certificate(cert.serial) == cert  # visible inside
-    assert await ca_store.get_certificate(cert.serial) == cert
-    assert (await ca_store.get_request("req1")).status == "issued"
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+        assert await q.requests.update("req1", expect="pending", status="issued", serial=cert.serial)
+        assert await q.certificates.get(cert.serial) == cert  # visible inside
+    async with ca_store.read() as q:
+        assert await q.certificates.get(cert.serial) == cert
+        assert (await q.requests.get("req1")).status == "issued"
 
 
 async def test_crash_mid_issuance_leaves_nothing(ca_store: Store) -> None:
-    await ca_store.insert_request(make_request())
+    async with ca_store.transaction() as q:
+        await q.requests.insert(make_request())
     cert = make_cert()
 
     class Crash(RuntimeError):
         pass
 
     with pytest.raises(Crash):
-        async with ca_store.transaction() as tx:
-            await tx.insert_certificate(cert)
-            await tx.update_request("req1", expect="pending", status="issued", serial=cert.serial)
-            await tx.add_event(EventRecord(type="issue", status="success", serial=cert.serial))
-            await tx.next_crl_number("root1")
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(cert)
+            await q.requests.update("req1", expect="pending", status="issued", serial=cert.serial)
+            await q.events.add(EventRecord(type="issue", status="success", serial=cert.serial))
+            await q.cas.next_crl_number("root1")
             raise Crash("signer died")
-    assert await ca_store.get_certificate(cert.serial) is None
-    assert await ca_store.count_certificates() == 0
-    assert (await ca_store.get_request("req1")).status == "pending"
-    assert await ca_store.list_events() == []
-    assert (await ca_store.get_ca("root1")).crl_number == 0
+    async with ca_store.read() as q:
+        assert await q.certificates.get(cert.serial) is None
+        assert await q.certificates.count() == 0
+        assert (await q.requests.get("req1")).status == "pending"
+        assert await q.events.list() == []
+        assert (await q.cas.get("root1")).crl_number == 0
 
 
 async def test_gateway_error_inside_transaction_rolls_back(ca_store: Store) -> None:
     cert = make_cert()
     with pytest.raises(NotFound):
-        async with ca_store.transaction() as tx:
-            await tx.insert_certificate(cert)
-            await tx.update_ca("missing", state="disabled")
-    assert await ca_store.get_certificate(cert.serial) is None
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(cert)
+            await q.cas.update("missing", state="disabled")
+    async with ca_store.read() as q:
+        assert await q.certificates.get(cert.serial) is None
+
+
+async def test_a_block_is_one_connection_and_the_store_has_no_table_methods(ca_store: Store) -> None:
+    """Every table's queries in a block share its connection (the same unit of work as
+    a protocol's own statements on ``q.connection``); the Store only opens blocks."""
+    async with ca_store.transaction() as q:
+        conn = q.connection
+        assert all(getattr(q, table)._conn is conn for table in (
+            "cas", "certificates", "requests", "configs", "entities", "events", "api_keys", "generations"))
+        assert q.cas is q.cas  # built once per block
+    public = {name for name in dir(Store) if not name.startswith("_")}
+    assert public == {"open", "close", "dialect", "engine", "write_engine", "read", "transaction",
+                      "translated", "config_generation_now"}
+
+
+async def test_configuration_writes_bump_the_generation_in_their_transaction(store_factory) -> None:
+    ours, theirs = await store_factory(), await store_factory()  # two processes on one database
+    async with ours.transaction() as q:
+        await q.cas.insert(make_ca())
+    start = await theirs.config_generation_now()
+    cfg = ProtocolConfigRecord(id="est1", protocol="est", ca_id="root1", profiles=["tls-client"],
+                               default_profile="tls-client", credentials={}, settings={}, created_at=T0)
+    async with ours.transaction() as q:
+        await q.configs.insert(cfg)
+        assert await q.generations.get() == start + 1  # this transaction sees its own bump
+        assert await theirs.config_generation_now() == start  # nobody else does before commit
+    assert await theirs.config_generation_now() == start + 1
+    async with ours.transaction() as q:
+        await q.configs.update("est1", settings={"auth": "basic"})
+    async with ours.transaction() as q:
+        assert await q.configs.delete("est1") is True
+    assert await theirs.config_generation_now() == start + 3
+
+    with pytest.raises(Conflict):
+        async with ours.transaction() as q:
+            await q.configs.insert(dataclasses.replace(cfg, id="scep1", protocol="scep"))
+            await q.configs.insert(dataclasses.replace(cfg, id="scep1", protocol="scep"))
+    assert await theirs.config_generation_now() == start + 3  # rolled back with the write
+    async with ours.read() as q:
+        assert await q.configs.get("scep1") is None
 
 
 # --- certificate status ---------------------------------------------------------------
@@ -415,92 +535,114 @@ async def test_gateway_error_inside_transaction_rolls_back(ca_store: Store) -> N
 
 async def test_status_compare_and_set(ca_store: Store) -> None:
     cert = make_cert()
-    await ca_store.insert_certificate(cert)
-    revoked = await ca_store.update_certificate_status(
-        cert.serial, expect={"valid", "hold"}, status="revoked", reason=1, revoked_at=at(5),
-        invalidity_date=dt.datetime(2024, 3, 1, 13, 0, tzinfo=PLUS2))
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+        revoked = await q.certificates.update_status(
+            cert.serial, expect={"valid", "hold"}, status="revoked", reason=1, revoked_at=at(5),
+            invalidity_date=dt.datetime(2024, 3, 1, 13, 0, tzinfo=PLUS2))
     assert revoked is not None
     assert (revoked.status, revoked.revocation_reason, revoked.revoked_at) == ("revoked", 1, at(5))
     assert revoked.invalidity_date == at(-60) and revoked.invalidity_date.tzinfo == UTC
-    assert revoked == await ca_store.get_certificate(cert.serial)
+    async with ca_store.read() as q:
+        assert revoked == await q.certificates.get(cert.serial)
 
-    again = await ca_store.update_certificate_status(
-        cert.serial, expect={"valid", "hold"}, status="revoked", reason=4, revoked_at=at(9), invalidity_date=None)
+    async with ca_store.transaction() as q:
+        again = await q.certificates.update_status(
+            cert.serial, expect={"valid", "hold"}, status="revoked", reason=4, revoked_at=at(9), invalidity_date=None)
     assert again is None
-    unchanged = await ca_store.get_certificate(cert.serial)
+    async with ca_store.read() as q:
+        unchanged = await q.certificates.get(cert.serial)
     assert (unchanged.revocation_reason, unchanged.revoked_at) == (1, at(5))
 
     with pytest.raises(NotFound):
-        await ca_store.update_certificate_status("dead", expect={"valid"}, status="revoked", reason=0,
-                                                 revoked_at=at(1), invalidity_date=None)
+        async with ca_store.transaction() as q:
+            await q.certificates.update_status("dead", expect={"valid"}, status="revoked", reason=0,
+                                               revoked_at=at(1), invalidity_date=None)
 
 
 async def test_hold_and_release(ca_store: Store) -> None:
     cert = make_cert()
-    await ca_store.insert_certificate(cert)
-    held = await ca_store.update_certificate_status(cert.serial, expect={"valid"}, status="hold", reason=6,
-                                                    revoked_at=at(1), invalidity_date=None)
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+        held = await q.certificates.update_status(cert.serial, expect={"valid"}, status="hold", reason=6,
+                                                  revoked_at=at(1), invalidity_date=None)
     assert held.status == "hold"
-    assert [c.serial for c in await ca_store.revoked_certificates("root1")] == [cert.serial]
-    released = await ca_store.update_certificate_status(cert.serial, expect={"hold"}, status="valid", reason=None,
-                                                        revoked_at=None, invalidity_date=None)
+    async with ca_store.read() as q:
+        assert [c.serial for c in await q.certificates.revoked("root1")] == [cert.serial]
+    async with ca_store.transaction() as q:
+        released = await q.certificates.update_status(cert.serial, expect={"hold"}, status="valid", reason=None,
+                                                      revoked_at=None, invalidity_date=None)
     assert (released.status, released.revocation_reason, released.revoked_at) == ("valid", None, None)
-    assert await ca_store.revoked_certificates("root1") == []
+    async with ca_store.read() as q:
+        assert await q.certificates.revoked("root1") == []
     # releasing a certificate that is not on hold is refused
-    assert await ca_store.update_certificate_status(cert.serial, expect={"hold"}, status="valid", reason=None,
-                                                    revoked_at=None, invalidity_date=None) is None
+    async with ca_store.transaction() as q:
+        assert await q.certificates.update_status(cert.serial, expect={"hold"}, status="valid", reason=None,
+                                                  revoked_at=None, invalidity_date=None) is None
 
 
 async def test_concurrent_revocations_only_one_wins(ca_store: Store) -> None:
     cert = make_cert()
-    await ca_store.insert_certificate(cert)
-    results = await asyncio.gather(*[
-        ca_store.update_certificate_status(cert.serial, expect={"valid"}, status="revoked", reason=i,
-                                           revoked_at=at(i), invalidity_date=None)
-        for i in range(8)
-    ])
+    async with ca_store.transaction() as q:
+        await q.certificates.insert(cert)
+
+    async def revoke(i: int) -> CertificateRecord | None:  # each in its own transaction
+        async with ca_store.transaction() as q:
+            return await q.certificates.update_status(cert.serial, expect={"valid"}, status="revoked", reason=i,
+                                                      revoked_at=at(i), invalidity_date=None)
+
+    results = await asyncio.gather(*[revoke(i) for i in range(8)])
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
-    assert await ca_store.get_certificate(cert.serial) == winners[0]
+    async with ca_store.read() as q:
+        assert await q.certificates.get(cert.serial) == winners[0]
 
 
 async def test_revoked_certificates_for_crl(ca_store: Store) -> None:
-    await ca_store.insert_ca(make_ca("other"))
+    async with ca_store.transaction() as q:
+        await q.cas.insert(make_ca("other"))
     live = make_cert(not_after=dt.datetime(2999, 1, 1, tzinfo=UTC))
     expired = make_cert(not_after=dt.datetime(2000, 1, 1, tzinfo=UTC))
     held = make_cert(not_after=dt.datetime(2999, 1, 1, tzinfo=UTC))
     valid = make_cert()
     foreign = make_cert(ca_id="other")
     for cert in (live, expired, held, valid, foreign):
-        await ca_store.insert_certificate(cert)
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(cert)
     for n, cert in enumerate((live, expired, foreign)):
-        await ca_store.update_certificate_status(cert.serial, expect={"valid"}, status="revoked", reason=1,
-                                                 revoked_at=at(n), invalidity_date=None)
-    await ca_store.update_certificate_status(held.serial, expect={"valid"}, status="hold", reason=6,
-                                             revoked_at=at(10), invalidity_date=None)
-    assert [c.serial for c in await ca_store.revoked_certificates("root1")] == \
-        [live.serial, expired.serial, held.serial]
-    assert [c.serial for c in await ca_store.revoked_certificates("root1", include_expired=False)] == \
-        [live.serial, held.serial]
+        async with ca_store.transaction() as q:
+            await q.certificates.update_status(cert.serial, expect={"valid"}, status="revoked", reason=1,
+                                               revoked_at=at(n), invalidity_date=None)
+    async with ca_store.transaction() as q:
+        await q.certificates.update_status(held.serial, expect={"valid"}, status="hold", reason=6,
+                                           revoked_at=at(10), invalidity_date=None)
+    async with ca_store.read() as q:
+        assert [c.serial for c in await q.certificates.revoked("root1")] == \
+            [live.serial, expired.serial, held.serial]
+        assert [c.serial for c in await q.certificates.revoked("root1", include_expired=False)] == \
+            [live.serial, held.serial]
 
 
 # --- CRL numbers ----------------------------------------------------------------------
 
 
 async def test_concurrent_crl_numbers_are_distinct_and_increasing(ca_store: Store) -> None:
-    numbers = await asyncio.gather(*[ca_store.next_crl_number("root1") for _ in range(20)])
+    numbers = await asyncio.gather(*[next_crl_number(ca_store) for _ in range(20)])
     assert sorted(numbers) == list(range(1, 21))
-    assert await ca_store.next_crl_number("root1") == 21
-    assert (await ca_store.get_ca("root1")).crl_number == 21
+    assert await next_crl_number(ca_store) == 21
+    async with ca_store.read() as q:
+        assert (await q.cas.get("root1")).crl_number == 21
     with pytest.raises(NotFound):
-        await ca_store.next_crl_number("missing")
+        async with ca_store.transaction() as q:
+            await q.cas.next_crl_number("missing")
 
 
 async def test_crl_numbers_from_two_store_instances(store_factory) -> None:
     one = await store_factory()
     two = await store_factory()  # as two gateway processes sharing the database
-    await one.insert_ca(make_ca())
-    numbers = await asyncio.gather(*[(one if i % 2 else two).next_crl_number("root1") for i in range(20)])
+    async with one.transaction() as q:
+        await q.cas.insert(make_ca())
+    numbers = await asyncio.gather(*[next_crl_number(one if i % 2 else two) for i in range(20)])
     assert sorted(numbers) == list(range(1, 21))
 
 
@@ -508,7 +650,8 @@ async def test_crl_numbers_from_two_store_instances(store_factory) -> None:
 
 
 async def test_certificate_filters_and_pagination(ca_store: Store) -> None:
-    await ca_store.insert_ca(make_ca("other"))
+    async with ca_store.transaction() as q:
+        await q.cas.insert(make_ca("other"))
     certs = []
     for i in range(12):
         cert = make_cert(
@@ -520,15 +663,17 @@ async def test_certificate_filters_and_pagination(ca_store: Store) -> None:
             not_after=at(60 * 24 * (i + 1)),
             created_at=at(i),
         )
-        await ca_store.insert_certificate(cert)
+        async with ca_store.transaction() as q:
+            await q.certificates.insert(cert)
         certs.append(cert)
     newest_first = [c.serial for c in reversed(certs)]
 
-    assert [c.serial for c in await ca_store.list_certificates()] == newest_first
-    assert [c.serial for c in await ca_store.list_certificates(limit=5)] == newest_first[:5]
-    assert [c.serial for c in await ca_store.list_certificates(limit=5, offset=10)] == newest_first[10:]
-    assert await ca_store.list_certificates(offset=12) == []
-    assert await ca_store.count_certificates() == 12
+    async with ca_store.read() as q:
+        assert [c.serial for c in await q.certificates.list()] == newest_first
+        assert [c.serial for c in await q.certificates.list(limit=5)] == newest_first[:5]
+        assert [c.serial for c in await q.certificates.list(limit=5, offset=10)] == newest_first[10:]
+        assert await q.certificates.list(offset=12) == []
+        assert await q.certificates.count() == 12
 
     def expect(pred) -> list[str]:
         return [c.serial for c in reversed(certs) if pred(c)]
@@ -549,47 +694,56 @@ async def test_certificate_filters_and_pagination(ca_store: Store) -> None:
     for flt, pred in cases:
         wanted = expect(pred)
         assert wanted, flt  # every case must select something
-        assert [c.serial for c in await ca_store.list_certificates(flt)] == wanted, flt
-        assert await ca_store.count_certificates(flt) == len(wanted), flt
+        async with ca_store.read() as q:
+            assert [c.serial for c in await q.certificates.list(flt)] == wanted, flt
+            assert await q.certificates.count(flt) == len(wanted), flt
 
-    await ca_store.update_certificate_status(certs[0].serial, expect={"valid"}, status="revoked", reason=0,
-                                             revoked_at=at(20), invalidity_date=None)
-    revoked = await ca_store.list_certificates(CertificateFilter(status="revoked"))
+    async with ca_store.transaction() as q:
+        await q.certificates.update_status(certs[0].serial, expect={"valid"}, status="revoked", reason=0,
+                                           revoked_at=at(20), invalidity_date=None)
+    async with ca_store.read() as q:
+        revoked = await q.certificates.list(CertificateFilter(status="revoked"))
+        assert await q.certificates.count(CertificateFilter(status="valid")) == 11
     assert [c.serial for c in revoked] == [certs[0].serial]
-    assert await ca_store.count_certificates(CertificateFilter(status="valid")) == 11
 
 
 async def test_events_newest_first_and_filters(ca_store: Store) -> None:
     ids = []
-    ids.append(await ca_store.add_event(EventRecord(type="issue", status="success", entity_id="e1",
-                                                    serial="0ABC", ca_id="root1", created_at=at(0))))
-    ids.append(await ca_store.add_event(EventRecord(type="revoke", status="failure", entity_id="e2",
-                                                    protocol_config="est1", created_at=at(5))))
+    async with ca_store.transaction() as q:
+        ids.append(await q.events.add(EventRecord(type="issue", status="success", entity_id="e1",
+                                                  serial="0ABC", ca_id="root1", created_at=at(0))))
+        ids.append(await q.events.add(EventRecord(type="revoke", status="failure", entity_id="e2",
+                                                  protocol_config="est1", created_at=at(5))))
     # same timestamp as the next: insertion order decides
-    ids.append(await ca_store.add_event(EventRecord(type="issue", status="pending", request_id="r1",
-                                                    created_at=at(10), detail={"n": 1})))
-    ids.append(await ca_store.add_event(EventRecord(type="approve", status="success", request_id="r1",
-                                                    created_at=at(10), detail={"n": 2}, id=999)))
+    async with ca_store.transaction() as q:
+        ids.append(await q.events.add(EventRecord(type="issue", status="pending", request_id="r1",
+                                                  created_at=at(10), detail={"n": 1})))
+        ids.append(await q.events.add(EventRecord(type="approve", status="success", request_id="r1",
+                                                  created_at=at(10), detail={"n": 2}, id=999)))
     assert ids == sorted(ids) and len(set(ids)) == 4 and 999 not in ids
 
-    events = await ca_store.list_events()
+    async with ca_store.read() as q:
+        events = await q.events.list()
     assert [e.id for e in events] == list(reversed(ids))
     assert all(e.created_at.tzinfo == UTC for e in events)
     assert events[-1].serial == "abc"
-    assert [e.id for e in await ca_store.list_events(limit=2, offset=1)] == [ids[2], ids[1]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(type="issue"))] == [ids[2], ids[0]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(status="success"))] == [ids[3], ids[0]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(entity_id="e2"))] == [ids[1]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(protocol_config="est1"))] == [ids[1]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(serial="abc"))] == [ids[0]]
-    assert [e.id for e in await ca_store.list_events(EventFilter(since=at(5)))] == [ids[3], ids[2], ids[1]]
+    async with ca_store.read() as q:
+        assert [e.id for e in await q.events.list(limit=2, offset=1)] == [ids[2], ids[1]]
+        assert [e.id for e in await q.events.list(EventFilter(type="issue"))] == [ids[2], ids[0]]
+        assert [e.id for e in await q.events.list(EventFilter(status="success"))] == [ids[3], ids[0]]
+        assert [e.id for e in await q.events.list(EventFilter(entity_id="e2"))] == [ids[1]]
+        assert [e.id for e in await q.events.list(EventFilter(protocol_config="est1"))] == [ids[1]]
+        assert [e.id for e in await q.events.list(EventFilter(serial="abc"))] == [ids[0]]
+        assert [e.id for e in await q.events.list(EventFilter(since=at(5)))] == [ids[3], ids[2], ids[1]]
 
 
 async def test_bad_paging_and_serials_are_bad_requests(store: Store) -> None:
     with pytest.raises(BadRequest):
-        await store.list_certificates(limit=-1)
+        async with store.read() as q:
+            await q.certificates.list(limit=-1)
     with pytest.raises(BadRequest):
-        await store.get_certificate("not-hex")
+        async with store.read() as q:
+            await q.certificates.get("not-hex")
 
 
 def test_migrations_run_standalone_with_an_async_url(tmp_path) -> None:
@@ -605,8 +759,10 @@ def test_migrations_run_standalone_with_an_async_url(tmp_path) -> None:
     async def check() -> list[str]:
         store = await Store.open(f"sqlite+aiosqlite:///{db}")  # already at head: no-op
         try:
-            await store.insert_ca(make_ca())
-            return [ca.id for ca in await store.list_cas()]
+            async with store.transaction() as q:
+                await q.cas.insert(make_ca())
+            async with store.read() as q:
+                return [ca.id for ca in await q.cas.list()]
         finally:
             await store.close()
 

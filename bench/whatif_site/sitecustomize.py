@@ -13,9 +13,9 @@ def _sqlite_normal() -> None:
     """PRAGMA synchronous = NORMAL on the SQLite store (WAL stays; no fsync per commit)."""
     from sqlalchemy import event
 
-    from gateway.store import store
+    from gateway.store import engine as store_engine
 
-    original = store._install_sqlite_hooks
+    original = store_engine.install_sqlite_hooks
 
     def install(engine, busy_timeout_ms):  # type: ignore[no-untyped-def]
         original(engine, busy_timeout_ms)
@@ -26,15 +26,15 @@ def _sqlite_normal() -> None:
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
 
-    store._install_sqlite_hooks = install
+    store_engine.install_sqlite_hooks = install
 
 
 def _sqlite_one_connection() -> None:
     """One pooled SQLite connection: statements queue in the pool instead of in
     SQLite's busy handler (which sleeps 1..100 ms between retries)."""
-    from gateway.store import store
+    from gateway.store import engine as store_engine
 
-    original = store.create_async_engine
+    original = store_engine.create_async_engine
 
     def create(url, **kwargs):  # type: ignore[no-untyped-def]
         if "sqlite" in str(url):
@@ -42,7 +42,7 @@ def _sqlite_one_connection() -> None:
             kwargs.setdefault("max_overflow", 0)
         return original(url, **kwargs)
 
-    store.create_async_engine = create
+    store_engine.create_async_engine = create
 
 
 def _secret_cache() -> None:

@@ -93,8 +93,9 @@ class Env:
     async def stored(self) -> dict[str, int]:
         counts = await AcmeStore(self.gw.door("acme").tables).counts()
         counts.pop("used_nonces")
-        counts["certificates"] = await self.gw.store.count_certificates()
-        counts["revoked"] = await self.gw.store.count_certificates(CertificateFilter(status="revoked"))
+        async with self.gw.store.read() as q:
+            counts["certificates"] = await q.certificates.count()
+            counts["revoked"] = await q.certificates.count(CertificateFilter(status="revoked"))
         return counts
 
 
@@ -143,7 +144,8 @@ async def test_key_change_and_account_deactivation(env: Env) -> None:
         await call(client.query_registration, regr)
     assert problem_type(stale.value) == "accountDoesNotExist"  # onlyReturnExisting with the old key
     client.net.key = new_key
-    events = await env.gw.store.list_events(EventFilter(type="acme_key_change"))
+    async with env.gw.store.read() as q:
+        events = await q.events.list(EventFilter(type="acme_key_change"))
     assert len(events) == 1
 
     deactivated = await call(client.deactivate_registration, regr)
@@ -154,7 +156,8 @@ async def test_key_change_and_account_deactivation(env: Env) -> None:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
             ["x.example.test"]))
     assert problem_type(refused.value) == "unauthorized"
-    entity = await env.gw.store.find_end_entity(f"acme:{regr.uri.rsplit('/', 1)[1]}", env.config_id)
+    async with env.gw.store.read() as q:
+        entity = await q.entities.find(f"acme:{regr.uri.rsplit('/', 1)[1]}", env.config_id)
     assert entity.status == "inactive"
     again = await call(env.client, new_key)
     with pytest.raises(messages.Error) as reuse:
@@ -197,7 +200,8 @@ async def test_revocation_by_the_certificate_key_and_twice(env: Env) -> None:
     await call(holder.revoke, cert, 1)
     rec = await env.gw.authority.certificate(format(cert.serial_number, "x"))
     assert rec.status == "revoked" and rec.revocation_reason == 1
-    events = await env.gw.store.list_events(EventFilter(type="revoke", serial=rec.serial))
+    async with env.gw.store.read() as q:
+        events = await q.events.list(EventFilter(type="revoke", serial=rec.serial))
     assert events[0].detail["actor"] == "acme:certificate-key"
     with pytest.raises(messages.Error) as twice:
         await call(client.revoke, cert, 0)
@@ -231,7 +235,8 @@ async def test_ari_renewal_info_and_replaces(env: Env) -> None:
         der, _ = make_csr(["ari.example.test"])
         done = await raw.post(ready.json["finalize"], {"csr": jose.b64.b64encode(der).decode()})
         assert done.json["status"] == "valid"
-    renewals = await env.gw.store.list_events(EventFilter(type="renew", protocol_config=env.config_id))
+    async with env.gw.store.read() as q:
+        renewals = await q.events.list(EventFilter(type="renew", protocol_config=env.config_id))
     assert len(renewals) == 1 and renewals[0].status == "success"
 
 

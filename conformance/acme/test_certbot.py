@@ -83,9 +83,11 @@ async def test_certbot_http01_ari_renewal_and_revocation(tmp_path: Path) -> None
         cid = await new_config(gw, validation_address="127.0.0.1", http01_port=certbot.port, ari_retry_after="PT1S")
         certbot.use(cid)
         routes = {"acme-new-account": "certbot-new-account", "acme-new-order": "certbot-new-order"}
+        async with gw.store.read() as q:
+            settings = (await q.configs.get(cid)).settings
         meta = {
             "client_version": certbot.version(), "config": cid,
-            "settings": (await gw.store.get_protocol_config(cid)).settings,
+            "settings": settings,
             "command": "certbot certonly --standalone --key-type ecdsa -d www.example.test -d api.example.test",
             # the throwaway data directory's CA passphrase: it keys the nonces, so replays can check them
             "ca_passphrase": gw.config.ca_passphrase().decode(),
@@ -109,8 +111,10 @@ async def test_certbot_http01_ari_renewal_and_revocation(tmp_path: Path) -> None
         not_due = await certbot.run("renew", "--no-random-sleep-on-renew")
         assert "not yet due" in not_due.stdout + not_due.stderr
         # ... until the operator opens the window (say, for a mass re-issuance)
-        settings = {**(await gw.store.get_protocol_config(cid)).settings, "renewal_window": [0.0, 0.00001]}
-        await gw.store.update_protocol_config(cid, settings=settings)
+        async with gw.store.read() as q:
+            settings = {**(await q.configs.get(cid)).settings, "renewal_window": [0.0, 0.00001]}
+        async with gw.store.transaction() as q:
+            await q.configs.update(cid, settings=settings)
         # The gateway sees the change on the next request (configuration generation); certbot
         # itself skips ARI until the Retry-After it stored (1 s, ari_retry_after) has passed.
         await asyncio.sleep(1.1)
@@ -140,7 +144,8 @@ async def test_certbot_with_eab_and_preferred_profile(tmp_path: Path) -> None:
         bound = await AcmeStore(gw.door("acme").tables).get_eab(cid, key.record.kid)
         assert bound is not None and bound.account_id is not None
         rec = await gw.authority.certificate(format(cert.serial_number, "x"))
-        entity = await gw.store.get_end_entity(rec.entity_id)
+        async with gw.store.read() as q:
+            entity = await q.entities.get(rec.entity_id)
         assert rec.profile == "tls-client" and entity.name == f"acme:{bound.account_id}"
 
 

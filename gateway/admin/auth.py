@@ -45,7 +45,7 @@ def client_certificate_key(cert: x509.Certificate | bytes) -> str:
 
 
 def client_certificate_record(name: str, cert: x509.Certificate) -> ApiKeyRecord:
-    """An API key record to insert (``store.insert_api_key``) for an admin client certificate."""
+    """An API key record to insert (``q.api_keys.insert``) for an admin client certificate."""
     return ApiKeyRecord(id=uuid.uuid4().hex, name=name, key_sha256=client_certificate_key(cert))
 
 
@@ -85,7 +85,8 @@ async def authenticate(request: web.Request, gateway: Gateway) -> Principal:
         return Principal("api_key", rec.id, rec.name)
     der = peer_certificate(request)
     if der is not None:
-        rec = await gateway.store.find_api_key_by_hash(client_certificate_key(der))
+        async with gateway.store.read() as q:
+            rec = await q.api_keys.by_hash(client_certificate_key(der))
         if rec is None or rec.revoked:
             raise Unauthorized("the client certificate is not registered for admin access")
         try:

@@ -33,12 +33,13 @@ def _oldest_first(records: list[CARecord]) -> list[CARecord]:
 
 
 async def list_cas(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
-    kind = q.text("kind", choices=("root", "intermediate", "external_root", "external_signed"))
-    state = q.text("state", choices=("active", "awaiting_certificate", "disabled"))
-    q.done()
-    records = _oldest_first(await request.app[GATEWAY].store.list_cas())
+    args = QueryArgs(request)
+    limit, offset = args.page()
+    kind = args.text("kind", choices=("root", "intermediate", "external_root", "external_signed"))
+    state = args.text("state", choices=("active", "awaiting_certificate", "disabled"))
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        records = _oldest_first(await q.cas.list())
     records = [r for r in records if (kind is None or r.kind == kind) and (state is None or r.state == state)]
     return web.json_response(page_in_memory([ca_view(r) for r in records], limit, offset))
 
@@ -46,7 +47,8 @@ async def list_cas(request: web.Request) -> web.Response:
 async def get_ca(request: web.Request) -> web.Response:
     QueryArgs(request).done()
     ca_id = request.match_info["id"]
-    rec = await request.app[GATEWAY].store.get_ca(ca_id)
+    async with request.app[GATEWAY].store.read() as q:
+        rec = await q.cas.get(ca_id)
     if rec is None:
         raise NotFound(f"unknown CA {ca_id!r}")
     return web.json_response(ca_view(rec, detail=True))

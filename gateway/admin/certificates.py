@@ -64,13 +64,13 @@ async def _record(request: web.Request) -> CertificateRecord:
 
 
 async def list_certificates(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
-    flt = read_filter(q)
-    q.done()
-    store = request.app[GATEWAY].store
-    total = await store.count_certificates(flt)
-    records = await store.list_certificates(flt, limit=limit, offset=offset)
+    args = QueryArgs(request)
+    limit, offset = args.page()
+    flt = read_filter(args)
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        total = await q.certificates.count(flt)
+        records = await q.certificates.list(flt, limit=limit, offset=offset)
     return web.json_response(page([certificate_view(r) for r in records], limit, offset, total=total))
 
 
@@ -148,18 +148,18 @@ async def unsuspend(request: web.Request) -> web.Response:
 
 async def _matching_serials(request: web.Request, flt: CertificateFilter) -> list[str]:
     """Every VALID or HOLD certificate the filter matches, collected before any change."""
-    store = request.app[GATEWAY].store
     statuses = [flt.status] if flt.status else ["valid", "hold"]
     found: dict[str, None] = {}
-    for status in statuses:
-        sub = dataclasses.replace(flt, status=status)
-        offset = 0
-        while True:
-            batch = await store.list_certificates(sub, limit=BULK_BATCH, offset=offset)
-            found.update((r.serial, None) for r in batch)
-            if len(batch) < BULK_BATCH:
-                break
-            offset += BULK_BATCH
+    async with request.app[GATEWAY].store.read() as q:
+        for status in statuses:
+            sub = dataclasses.replace(flt, status=status)
+            offset = 0
+            while True:
+                batch = await q.certificates.list(sub, limit=BULK_BATCH, offset=offset)
+                found.update((r.serial, None) for r in batch)
+                if len(batch) < BULK_BATCH:
+                    break
+                offset += BULK_BATCH
     return list(found)
 
 

@@ -18,18 +18,20 @@ from .views import config_view
 
 async def _config(request: web.Request) -> ProtocolConfigRecord:
     config_id = request.match_info["id"]
-    rec = await request.app[GATEWAY].store.get_protocol_config(config_id)
+    async with request.app[GATEWAY].store.read() as q:
+        rec = await q.configs.get(config_id)
     if rec is None:
         raise NotFound(f"no protocol configuration {config_id!r}")
     return rec
 
 
 async def list_configs(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
-    protocol = q.text("protocol", choices=protocol_names())
-    q.done()
-    records = await request.app[GATEWAY].store.list_protocol_configs(protocol)
+    args = QueryArgs(request)
+    limit, offset = args.page()
+    protocol = args.text("protocol", choices=protocol_names())
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        records = await q.configs.list(protocol)
     return web.json_response(page_in_memory([config_view(r) for r in records], limit, offset))
 
 
@@ -98,7 +100,8 @@ async def update_config(request: web.Request) -> web.Response:
             "give a new default_profile"
         )
     if changes:
-        await gw.store.update_protocol_config(rec.id, **changes)
+        async with gw.store.transaction() as q:
+            await q.configs.update(rec.id, **changes)
         await gw.authority.events.record(
             "config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
             actor=actor(request), fields=sorted(changes),
@@ -109,7 +112,9 @@ async def update_config(request: web.Request) -> web.Response:
 async def delete_config(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     rec = await _config(request)
-    if not await gw.store.delete_protocol_config(rec.id):
+    async with gw.store.transaction() as q:
+        deleted = await q.configs.delete(rec.id)
+    if not deleted:
         raise NotFound(f"no protocol configuration {rec.id!r}")
     await gw.authority.events.record(
         "config_delete", "success", protocol_config=rec.id, ca_id=rec.ca_id, actor=actor(request)

@@ -14,14 +14,13 @@ from .views import entity_view
 
 
 async def list_entities(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
-    status = q.text("status", choices=ENTITY_STATES)
-    protocol_config = q.text("protocol_config")
-    q.done()
-    records = await request.app[GATEWAY].store.list_end_entities(
-        status, protocol_config, limit=limit + 1, offset=offset
-    )
+    args = QueryArgs(request)
+    limit, offset = args.page()
+    status = args.text("status", choices=ENTITY_STATES)
+    protocol_config = args.text("protocol_config")
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        records = await q.entities.list(status, protocol_config, limit=limit + 1, offset=offset)
     items = [entity_view(r) for r in records[:limit]]
     return web.json_response(page(items, limit, offset, more=len(records) > limit))
 
@@ -29,7 +28,8 @@ async def list_entities(request: web.Request) -> web.Response:
 async def get_entity(request: web.Request) -> web.Response:
     QueryArgs(request).done()
     entity_id = request.match_info["id"]
-    rec = await request.app[GATEWAY].store.get_end_entity(entity_id)
+    async with request.app[GATEWAY].store.read() as q:
+        rec = await q.entities.get(entity_id)
     if rec is None:
         raise NotFound(f"no end entity {entity_id}")
     return web.json_response(entity_view(rec))

@@ -12,18 +12,19 @@ from .views import event_view
 
 
 async def list_events(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
+    args = QueryArgs(request)
+    limit, offset = args.page()
     flt = EventFilter(
-        type=q.text("type"),
-        status=q.text("status", choices=("success", "failure", "pending")),
-        entity_id=q.text("entity"),
-        protocol_config=q.text("protocol_config"),
-        serial=q.text("serial"),
-        since=q.time("since"),
+        type=args.text("type"),
+        status=args.text("status", choices=("success", "failure", "pending")),
+        entity_id=args.text("entity"),
+        protocol_config=args.text("protocol_config"),
+        serial=args.text("serial"),
+        since=args.time("since"),
     )
-    q.done()
-    records = await request.app[GATEWAY].store.list_events(flt, limit=limit + 1, offset=offset)
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        records = await q.events.list(flt, limit=limit + 1, offset=offset)
     items = [event_view(r) for r in records[:limit]]
     return web.json_response(page(items, limit, offset, more=len(records) > limit))
 

@@ -16,19 +16,21 @@ REQUEST_STATUSES = ("pending", "approved", "rejected", "issued")
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    q = QueryArgs(request)
-    limit, offset = q.page()
-    status = q.text("status", choices=REQUEST_STATUSES)
-    ca_id = q.text("ca")
-    q.done()
-    records = await request.app[GATEWAY].store.list_requests(status, ca_id)
+    args = QueryArgs(request)
+    limit, offset = args.page()
+    status = args.text("status", choices=REQUEST_STATUSES)
+    ca_id = args.text("ca")
+    args.done()
+    async with request.app[GATEWAY].store.read() as q:
+        records = await q.requests.list(status, ca_id)
     return web.json_response(page_in_memory([request_view(r) for r in records], limit, offset))
 
 
 async def get_request(request: web.Request) -> web.Response:
     QueryArgs(request).done()
     request_id = request.match_info["id"]
-    rec = await request.app[GATEWAY].store.get_request(request_id)
+    async with request.app[GATEWAY].store.read() as q:
+        rec = await q.requests.get(request_id)
     if rec is None:
         raise NotFound(f"no pending request {request_id}")
     return web.json_response(request_view(rec))
@@ -49,7 +51,8 @@ async def reject(request: web.Request) -> web.Response:
     f.done()
     request_id = request.match_info["id"]
     await gw.authority.reject(request_id, actor(request), reason)
-    rec = await gw.store.get_request(request_id)
+    async with gw.store.read() as q:
+        rec = await q.requests.get(request_id)
     if rec is None:
         raise NotFound(f"no pending request {request_id}")
     return web.json_response(request_view(rec))

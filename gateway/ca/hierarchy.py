@@ -95,7 +95,9 @@ class CAHierarchy:
 
     async def _new_record_id(self, ca_id: str) -> None:
         check_ca_id(ca_id)
-        if await self._store.get_ca(ca_id) is not None:
+        async with self._store.read() as q:
+            existing = await q.cas.get(ca_id)
+        if existing is not None:
             raise Conflict(f"CA {ca_id} already exists")
 
     def _encrypt(self, key: CertificateIssuerPrivateKeyTypes) -> str:
@@ -114,7 +116,8 @@ class CAHierarchy:
             key_pem_encrypted=self._encrypt(key),
             key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
-        await self._store.insert_ca(rec)
+        async with self._store.transaction() as q:
+            await q.cas.insert(rec)
         return rec
 
     async def create_intermediate(
@@ -137,7 +140,8 @@ class CAHierarchy:
             key_pem_encrypted=self._encrypt(key),
             key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
-        await self._store.insert_ca(rec)
+        async with self._store.transaction() as q:
+            await q.cas.insert(rec)
         return rec
 
     async def _record_signed(self, parent: LocalCA, request: SignRequest, profile: str) -> x509.Certificate:
@@ -147,8 +151,8 @@ class CAHierarchy:
             signed = await parent.sign(request)
             assert isinstance(signed, Signed)  # a local CA signs at once
             try:
-                async with self._store.transaction() as tx:
-                    await tx.insert_certificate(certificate_record(
+                async with self._store.transaction() as q:
+                    await q.certificates.insert(certificate_record(
                         signed.certificate, ca_id=parent.id, profile=profile, entity_id=None,
                         protocol_config=None, request_id=None,
                     ))
@@ -176,14 +180,16 @@ class CAHierarchy:
             key_pem_encrypted=self._encrypt(key), csr_pem=pem.decode(),
             key_algorithm=keys.describe_public_key(key.public_key()).name,
         )
-        await self._store.insert_ca(rec)
+        async with self._store.transaction() as q:
+            await q.cas.insert(rec)
         return rec, pem
 
     async def import_signed_certificate(
         self, ca_id: str, certificate_pem: bytes, chain_pem: bytes
     ) -> CARecord:
         """Activate an externally signed CA: the certificate must match our key and chain."""
-        rec = await self._store.get_ca(ca_id)
+        async with self._store.read() as q:
+            rec = await q.cas.get(ca_id)
         if rec is None:
             raise NotFound(f"unknown CA {ca_id}")
         if rec.state != "awaiting_certificate" or rec.key_pem_encrypted is None:
@@ -207,14 +213,15 @@ class CAHierarchy:
             raise PolicyViolation("the certificate is not a CA certificate (basicConstraints)")
         verify_chain(cert, chain)
         parent_id = None
-        for other in await self._store.list_cas():
-            if other.certificate_pem and load_certificate(other.certificate_pem) == chain[0]:
-                parent_id = other.id
-        await self._store.update_ca(
-            ca_id, certificate_pem=cert_to_pem(cert), chain_pem=certs_to_pem(chain),
-            state="active", parent_id=parent_id,
-        )
-        updated = await self._store.get_ca(ca_id)
+        async with self._store.transaction() as q:
+            for other in await q.cas.list():
+                if other.certificate_pem and load_certificate(other.certificate_pem) == chain[0]:
+                    parent_id = other.id
+            await q.cas.update(
+                ca_id, certificate_pem=cert_to_pem(cert), chain_pem=certs_to_pem(chain),
+                state="active", parent_id=parent_id,
+            )
+            updated = await q.cas.get(ca_id)
         assert updated is not None
         return updated
 
@@ -233,14 +240,16 @@ class CAHierarchy:
             certificate_pem=cert_to_pem(cert), chain_pem="", key_pem_encrypted=None,
             key_algorithm=keys.describe_public_key(cert.public_key()).name,
         )
-        await self._store.insert_ca(rec)
+        async with self._store.transaction() as q:
+            await q.cas.insert(rec)
         return rec
 
     async def ensure_ocsp_signer(
         self, ca: LocalCA, validity: dt.timedelta, renew_before: dt.timedelta | None = None
     ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
         """The CA's delegated OCSP signing certificate, (re)issued when missing or near expiry."""
-        rec = await self._store.get_ca(ca.id)
+        async with self._store.read() as q:
+            rec = await q.cas.get(ca.id)
         if rec is None:
             raise NotFound(f"unknown CA {ca.id}")
         now = utcnow()
@@ -258,14 +267,14 @@ class CAHierarchy:
                 not_after=min(now + validity, ca.certificate.not_valid_after_utc),
             )
             try:
-                async with self._store.transaction() as tx:
-                    await tx.insert_certificate(
+                async with self._store.transaction() as q:
+                    await q.certificates.insert(
                         certificate_record(
                             cert, ca_id=ca.id, profile=OCSP_SIGNER_PROFILE, entity_id=None,
                             protocol_config=None, request_id=None,
                         )
                     )
-                    await tx.update_ca(
+                    await q.cas.update(
                         ca.id, ocsp_certificate_pem=cert_to_pem(cert),
                         ocsp_key_pem_encrypted=self._encrypt(key),
                     )

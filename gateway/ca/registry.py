@@ -46,7 +46,8 @@ class CARegistry:
 
     async def load(self) -> None:
         async with self._lock:
-            records = {r.id: r for r in await self._store.list_cas()}
+            async with self._store.read() as q:
+                records = {r.id: r for r in await q.cas.list()}
             backends: dict[str, CABackend] = {}
             for rec in records.values():
                 if not _can_sign(rec):
@@ -104,7 +105,9 @@ class CARegistry:
             raise BadRequest("a local CA is created with its key (gateway ca create)")
         if backend not in self._kinds.names():
             raise BadRequest(f"unknown CA backend kind {backend!r}; one of {self._kinds.names()}")
-        if await self._store.get_ca(ca_id) is not None:
+        async with self._store.read() as q:
+            existing = await q.cas.get(ca_id)
+        if existing is not None:
             raise Conflict(f"CA {ca_id!r} exists")
         rec = CARecord(
             id=ca_id or uuid.uuid4().hex, name=name, kind="upstream", state="active", parent_id=None,
@@ -112,7 +115,8 @@ class CARegistry:
             key_pem_encrypted=None, key_algorithm=keys.describe_public_key(certificate.public_key()).name,
             backend=backend, backend_settings=dict(settings or {}),
         )
-        await self._store.insert_ca(rec)
+        async with self._store.transaction() as q:
+            await q.cas.insert(rec)
         await self.load()
         return rec
 

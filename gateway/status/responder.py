@@ -19,6 +19,7 @@ from ..ca.backend import CABackend
 from ..ca.registry import CARegistry
 from ..errors import BadRequest, GatewayError
 from ..store import Store
+from ..store.queries import CertificateQueries
 from ..clock import Clock, system_clock
 from ..store.records import serial_hex
 from .ocsp import (
@@ -73,15 +74,17 @@ class OCSPResponder:
             return error_response("unauthorized")
         now = self._clock().replace(microsecond=0)
         statuses = []
-        for cert_id in request.cert_ids:
-            statuses.append(await self._status(ca.id, issuer, cert_id, now))
+        async with self._store.read() as q:  # one connection for every certificate asked about
+            for cert_id in request.cert_ids:
+                statuses.append(await self._status(q.certificates, ca.id, issuer, cert_id, now))
         return build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
 
-    async def _status(self, ca_id: str, issuer: x509.Certificate, cert_id, now: dt.datetime) -> SingleStatus:  # type: ignore[no-untyped-def]
+    async def _status(self, certificates: CertificateQueries, ca_id: str, issuer: x509.Certificate,  # type: ignore[no-untyped-def]
+                      cert_id, now: dt.datetime) -> SingleStatus:
         next_update = now + self._response_validity
         if not matches_issuer(cert_id, issuer):
             return SingleStatus(cert_id, "unknown", None, None, now, next_update)
-        rec = await self._store.get_certificate(serial_hex(cert_id.serial))
+        rec = await certificates.get(serial_hex(cert_id.serial))
         if rec is None or rec.ca_id != ca_id:
             return SingleStatus(cert_id, "unknown", None, None, now, next_update)
         if rec.status in ("revoked", "hold"):

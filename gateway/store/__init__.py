@@ -1,5 +1,11 @@
-"""Persistence for the gateway: one async store over SQLite or PostgreSQL."""
+"""Persistence for the gateway: one async store over SQLite or PostgreSQL.
 
-from .store import SerialCollision, Store, StoreError, Tx
+``async with store.read() as q`` / ``async with store.transaction() as q``, then
+``q.certificates``, ``q.events``, ... (:class:`~gateway.store.queries.Queries`).
+"""
 
-__all__ = ["SerialCollision", "Store", "StoreError", "Tx"]
+from .errors import SerialCollision, StoreError
+from .queries import Queries
+from .store import Store
+
+__all__ = ["Queries", "SerialCollision", "Store", "StoreError"]

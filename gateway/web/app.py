@@ -70,7 +70,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    await gw.store.list_cas()  # the store answers
+    async with gw.store.read() as q:
+        await q.cas.list()  # the store answers
     body: dict[str, object] = {"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]}
     worker = worker_index()
     if worker is not None:

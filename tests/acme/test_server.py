@@ -73,7 +73,8 @@ async def issue(client: RawClient, web01: Http01Responder, *names: str, **extra:
 async def counts(gw: Any) -> dict[str, int]:
     values = await AcmeStore(gw.door("acme").tables).counts()
     values.pop("used_nonces")
-    values["certificates"] = await gw.store.count_certificates()
+    async with gw.store.read() as q:
+        values["certificates"] = await q.certificates.count()
     return values
 
 
@@ -103,7 +104,8 @@ async def test_directory_lists_every_resource_and_the_meta(gateway: Pair) -> Non
 async def test_unknown_or_disabled_directories_are_problem_documents(gateway: Pair) -> None:
     gw, info = gateway
     cid = await new_config(gw)
-    await gw.store.update_protocol_config(cid, enabled=False)
+    async with gw.store.transaction() as q:
+        await q.configs.update(cid, enabled=False)
     async with aiohttp.ClientSession() as s:
         for config_id, status in (("nope", 404), ("scep", 404), (cid, 403)):
             async with s.get(directory_url(info, config_id), ssl=info.ssl_context()) as resp:
@@ -193,9 +195,11 @@ async def test_accounts_are_end_entities_and_contacts_are_checked(gateway: Pair)
         updated = await c.post(c.kid, {"contact": ["mailto:b@example.test"]})
         assert updated.json["contact"] == ["mailto:b@example.test"]
     account_id = created.location.rsplit("/", 1)[1]
-    entity = await gw.store.find_end_entity(f"acme:{account_id}", cid)
+    async with gw.store.read() as q:
+        entity = await q.entities.find(f"acme:{account_id}", cid)
     assert entity.kind == "account" and entity.attributes["acme_account"] == created.location
-    events = await gw.store.list_events(EventFilter(type="acme_account", protocol_config=cid))
+    async with gw.store.read() as q:
+        events = await q.events.list(EventFilter(type="acme_account", protocol_config=cid))
     assert [e.entity_id for e in events] == [entity.id]
 
 
@@ -205,7 +209,8 @@ async def test_operator_deactivating_the_end_entity_locks_the_account_out(gatewa
     async with RawClient(info, cid) as c:
         await c.register()
         account_id = c.kid.rsplit("/", 1)[1]
-        entity = await gw.store.find_end_entity(f"acme:{account_id}", cid)
+        async with gw.store.read() as q:
+            entity = await q.entities.find(f"acme:{account_id}", cid)
         await gw.authority.set_entity_status(entity.id, "inactive", actor="test")
         refused = await c.order("x.example.test")
         assert refused.status == 403 and refused.problem == "unauthorized"
@@ -241,9 +246,11 @@ async def test_full_issuance_with_http01_and_the_chains(gateway: Pair) -> None:
     serial = format(cert.serial_number, "x")
     rec = await gw.authority.certificate(serial)
     account_id = c.kid.rsplit("/", 1)[1]
-    entity = await gw.store.find_end_entity(f"acme:{account_id}", cid)
+    async with gw.store.read() as q:
+        entity = await q.entities.find(f"acme:{account_id}", cid)
     assert rec.entity_id == entity.id and rec.protocol_config == cid and rec.profile == "tls-server"
-    issued = await gw.store.list_events(EventFilter(type="issue", serial=serial))
+    async with gw.store.read() as q:
+        issued = await q.events.list(EventFilter(type="issue", serial=serial))
     assert issued and issued[0].status == "success" and issued[0].entity_id == entity.id
 
 
@@ -322,7 +329,8 @@ async def test_failed_validation_invalidates_authz_and_order_with_subproblems(ga
             assert sub["identifier"] == {"type": "dns", "value": "fail.example.test"}
             again = await c.post(ch["url"], {})
             assert again.status == 200 and again.json["status"] == "invalid"  # decided once
-    failures = await gw.store.list_events(EventFilter(type="acme_challenge", status="failure"))
+    async with gw.store.read() as q:
+        failures = await q.events.list(EventFilter(type="acme_challenge", status="failure"))
     assert failures and failures[0].detail["identifier"] == "fail.example.test"
 
 
@@ -403,7 +411,8 @@ async def test_finalize_refuses_bad_csrs_and_leaves_the_order_ready(gateway: Pai
         cid = await new_config(gw, http01_port=web01.port, validation_address="127.0.0.1")
         async with RawClient(info, cid) as c:
             await c.register()
-            certificates = await gw.store.count_certificates()
+            async with gw.store.read() as q:
+                certificates = await q.certificates.count()
             reply = await c.order("csr.example.test")
             await authorize(c, reply.json, web01)
             ready = (await c.poll(reply.location, ("ready",))).json
@@ -415,7 +424,8 @@ async def test_finalize_refuses_bad_csrs_and_leaves_the_order_ready(gateway: Pai
                 refused = await c.post(ready["finalize"], {"csr": b64url(der)})
                 assert refused.problem == "badCSR" and needle in refused.json["detail"], refused.json
             assert (await c.post(reply.location)).json["status"] == "ready"
-            assert await gw.store.count_certificates() == certificates
+            async with gw.store.read() as q:
+                assert await q.certificates.count() == certificates
 
 
 async def test_manual_approval_keeps_the_order_processing_until_decided(gateway: Pair) -> None:
@@ -433,7 +443,8 @@ async def test_manual_approval_keeps_the_order_processing_until_decided(gateway:
                 held = await c.post(ready["finalize"], {"csr": b64url(der)})
                 assert held.json["status"] == "processing" and held.headers["Retry-After"] == "60"
                 results.append(reply.location)
-            pending = {r.id for r in await gw.store.list_requests(status="pending")}
+            async with gw.store.read() as q:
+                pending = {r.id for r in await q.requests.list(status="pending")}
             approve_id, reject_id = (f"acme-{url.rsplit('/', 1)[1]}" for url in results)
             assert pending == {approve_id, reject_id}
             await gw.authority.approve(approve_id, "operator")
@@ -594,9 +605,11 @@ async def test_policy_is_checked_again_at_finalize(gateway: Pair) -> None:
             reply = await c.order("later-banned.example.test")
             await authorize(c, reply.json, web01)
             ready = (await c.poll(reply.location, ("ready",))).json
-            rec = await gw.store.get_protocol_config(cid)
-            await gw.store.update_protocol_config(cid, settings={
-                **rec.settings, "identifiers": {"allow": ["*.example.test"], "deny": ["later-banned.example.test"]}})
+            async with gw.store.read() as q:
+                rec = await q.configs.get(cid)
+            async with gw.store.transaction() as q:
+                await q.configs.update(cid, settings={
+                    **rec.settings, "identifiers": {"allow": ["*.example.test"], "deny": ["later-banned.example.test"]}})
             # no waiting: the front end sees the store's configuration generation move at once
             der, _ = make_csr(["later-banned.example.test"])
             refused = await c.post(ready["finalize"], {"csr": b64url(der)})

@@ -73,7 +73,8 @@ async def test_replayed_writes_are_bad_nonces_and_change_nothing(either_gateway:
             # certificate + event + order valid (+ with store nonces, the nonce): one transaction
             assert seen["commit"] == 1, f"nonces in store: {nonces_in_store}"
             serial = done.json["certificate"].rsplit("/", 1)[1]
-            issued = await gw.store.list_events(EventFilter(serial=serial))
+            async with gw.store.read() as q:
+                issued = await q.events.list(EventFilter(serial=serial))
             assert [(e.type, e.status) for e in issued] == [("issue", "success")]
 
             before = await counts(gw)
@@ -115,9 +116,11 @@ async def test_racing_finalizes_issue_one_certificate(either_gateway: Pair) -> N
     statuses = sorted((a.status, a.problem) for a in answers)
     assert statuses[0] == (200, "")
     assert statuses[1:] == [(403, "orderNotReady")] * 3, statuses
-    certs = await gw.store.list_certificates(CertificateFilter(protocol_config=cid))
+    async with gw.store.read() as q:
+        certs = await q.certificates.list(CertificateFilter(protocol_config=cid))
     assert len(certs) == 1
-    issued = await gw.store.list_events(EventFilter(protocol_config=cid, type="issue", status="success"))
+    async with gw.store.read() as q:
+        issued = await q.events.list(EventFilter(protocol_config=cid, type="issue", status="success"))
     assert len(issued) == 1
 
 
@@ -143,13 +146,15 @@ async def test_a_finalize_whose_nonce_was_used_meanwhile_issues_nothing(tmp_path
             nonce = await c.nonce()
             assert (await c.post(order["url"], nonce=nonce)).status == 200  # someone else uses it first
             lost = await c.post(order["finalize"], {"csr": b64url(der)}, nonce=nonce)
-            certs = await gw.store.list_certificates(CertificateFilter(protocol_config=cid))
+            async with gw.store.read() as q:
+                certs = await q.certificates.list(CertificateFilter(protocol_config=cid))
             assert (lost.status == 200) == (len(certs) == 1), (lost.status, lost.problem, len(certs))
             assert lost.status == 400 and lost.problem == "badNonce" and certs == []
             assert (await c.post(order["url"])).json["status"] == "ready"
             done = await c.post(order["finalize"], {"csr": b64url(der)})
             assert done.status == 200 and done.json["status"] == "valid"
-    assert len(await gw.store.list_certificates(CertificateFilter(protocol_config=cid))) == 1
+    async with gw.store.read() as q:
+        assert len(await q.certificates.list(CertificateFilter(protocol_config=cid))) == 1
 
 
 async def test_replayed_finalizes_racing_on_one_nonce_issue_once_and_say_so(either_gateway: Pair) -> None:
@@ -172,5 +177,6 @@ async def test_replayed_finalizes_racing_on_one_nonce_issue_once_and_say_so(eith
                 won = next(a for a in answers if a.status == 200)
                 assert won.json["status"] == "valid"
                 serial = won.json["certificate"].rsplit("/", 1)[1]
-                certs = await gw.store.list_certificates(CertificateFilter(protocol_config=cid))
+                async with gw.store.read() as q:
+                    certs = await q.certificates.list(CertificateFilter(protocol_config=cid))
                 assert [r.serial for r in certs if name in " ".join(r.sans)] == [serial]

@@ -1,0 +1,97 @@
+"""How database failures reach callers: gateway errors whose details never carry SQL.
+
+Unique-serial violations raise :class:`SerialCollision` (the Authority signs again
+with a new serial), other unique or foreign-key violations raise
+:class:`gateway.errors.Conflict` with a client message, an unreachable database is
+``UNAVAILABLE``, and everything else from the driver becomes a :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+
+from ..errors import Conflict, ErrorKind, GatewayError
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(GatewayError):
+    """The database failed in a way the caller cannot fix by changing the request."""
+
+    kind = ErrorKind.INTERNAL
+
+
+class SerialCollision(StoreError):
+    """A certificate with this serial number already exists; pick a new serial and retry."""
+
+    kind = ErrorKind.CONFLICT
+
+
+# constraint name (PostgreSQL message) or "table.column" (SQLite message) -> client message
+_UNIQUE_MESSAGES: tuple[tuple[str, str, str], ...] = (
+    ("uq_certificates_fingerprint_sha256", "certificates.fingerprint_sha256",
+     "a certificate with this fingerprint already exists"),
+    ("uq_end_entities_name_protocol_config", "end_entities.name",
+     "an end entity with this name already exists in this protocol configuration"),
+    ("uq_api_keys_key_sha256", "api_keys.key_sha256", "an API key with this hash already exists"),
+)
+
+
+def _is_serial_violation(message: str) -> bool:
+    return "uq_certificates_serial" in message or "certificates.serial" in message
+
+
+def integrity_error(exc: IntegrityError, what: str, serial: str | None) -> GatewayError:
+    """The gateway error for a constraint violation while writing ``what``."""
+    orig = exc.orig
+    message = str(orig)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == "23505" or "UNIQUE constraint failed" in message:
+        if _is_serial_violation(message):
+            return SerialCollision(f"serial number {serial} is already in use")
+        for pg_name, sqlite_column, client_message in _UNIQUE_MESSAGES:
+            if pg_name in message or sqlite_column in message:
+                return Conflict(client_message)
+        return Conflict(f"{what} already exists")
+    if sqlstate == "23503" or "FOREIGN KEY constraint failed" in message:
+        return Conflict(f"{what} refers to a CA that does not exist")
+    log.warning("store constraint violation on %s: %s", what, type(orig).__name__)
+    return StoreError(f"{what} violates a database constraint")
+
+
+def db_error(exc: BaseException, what: str) -> GatewayError:
+    """The gateway error for any driver failure while handling ``what``."""
+    if isinstance(exc, IntegrityError):
+        return integrity_error(exc, what, None)
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+        log.warning("store unavailable while handling %s: %s", what, type(exc).__name__)
+        return StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE)
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        # raised while binding parameters, e.g. a naive datetime (our own message)
+        if isinstance(exc.orig, (ValueError, TypeError)):
+            return StoreError(f"invalid value for {what}: {exc.orig}")
+    log.warning("store error while handling %s: %s", what, type(exc).__name__)
+    return StoreError("database error")
+
+
+@contextlib.contextmanager
+def translated(what: str, serial: str | None = None) -> Iterator[None]:
+    """Driver errors raised inside the block become gateway errors about ``what``
+    (``serial``: the certificate being inserted, for :class:`SerialCollision`)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise integrity_error(exc, what, serial) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise db_error(exc, what) from exc
