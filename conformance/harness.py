@@ -175,8 +175,10 @@ class GatewayProcess:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(data_dir: Path) -> AsyncIterator[tuple[Any, GatewayInfo]]:
-    """The gateway in this process on free ports: yields (Gateway, GatewayInfo)."""
+async def running_gateway(data_dir: Path, *, clock: Any = None) -> AsyncIterator[tuple[Any, GatewayInfo]]:
+    """The gateway in this process on free ports: yields (Gateway, GatewayInfo).
+    ``clock``: the gateway's own (a :class:`gateway.clock.FakeClock` in tests that move
+    time instead of sleeping), else the system's."""
     from gateway import bootstrap
     from gateway.config import load_config
     from gateway.info import gather_info
@@ -186,7 +188,7 @@ async def running_gateway(data_dir: Path) -> AsyncIterator[tuple[Any, GatewayInf
     if not bootstrap.is_initialized(data_dir):
         await bootstrap.initialize(data_dir)
     cfg = load_config(data_dir).with_overrides("127.0.0.1", free_port(), free_port())
-    gw = await Gateway.open(cfg)
+    gw = await Gateway.open(cfg) if clock is None else await Gateway.open(cfg, clock=clock)
     listeners = await start_listeners(gw)
     try:
         yield gw, GatewayInfo(await gather_info(cfg), data_dir)

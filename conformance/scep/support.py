@@ -227,32 +227,12 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def _running_on_clock(data_dir: Path, clock: Clock) -> AsyncIterator[tuple[Any, GatewayInfo]]:
-    """:func:`conformance.harness.running_gateway` with the gateway's clock injected
-    (credential lockouts, RA lifetimes), so a test moves time instead of sleeping."""
-    from gateway.config import load_config
-    from gateway.info import gather_info
-    from gateway.runtime import Gateway
-    from gateway.web.server import start_listeners
-
-    cfg = load_config(data_dir).with_overrides("127.0.0.1", free_port(), free_port())
-    gw = await Gateway.open(cfg, clock=clock)
-    listeners = await start_listeners(gw)
-    try:
-        yield gw, GatewayInfo(await gather_info(cfg), data_dir)
-    finally:
-        await listeners.stop()
-        await gw.close()
-
-
-@contextlib.asynccontextmanager
 async def served(tmp_path: Path, *, clock: Clock | None = None) -> AsyncIterator[Served]:
     """The gateway on a copy of the session's template; ``clock``: the gateway's own
     (:class:`gateway.clock.FakeClock` in tests that move time), else the system's."""
     data_dir = tmp_path / "data"
     shutil.copytree(await _template(), data_dir)
-    running = running_gateway(data_dir) if clock is None else _running_on_clock(data_dir, clock)
-    async with running as (gw, info):
+    async with running_gateway(data_dir, clock=clock) as (gw, info):
         recorder = Recorder(info.http)
         await recorder.start()
         try:

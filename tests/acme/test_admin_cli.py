@@ -45,7 +45,7 @@ async def test_eab_keys_via_the_admin_api(gateway: Pair) -> None:
     assert status == 201 and created["kid"].startswith("kid-") and created["label"] == "team A"
     secret = b64url_decode(created["hmac_key"])
     assert len(secret) == 32
-    async with gw.store._engine.connect() as conn:
+    async with gw.store.engine.connect() as conn:
         row = (await conn.execute(schema.eab_keys.select())).all()
     stored = [r for r in row if r.kid == created["kid"]][0].hmac_key_encrypted
     assert created["hmac_key"] not in stored and secret.hex() not in stored

@@ -98,7 +98,7 @@ async def test_migration_matches_schema(store: Store) -> None:
         })
         return compare_metadata(context, schema.metadata)
 
-    async with store._engine.connect() as conn:
+    async with store.engine.connect() as conn:
         assert await conn.run_sync(inspect) == []
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 import pytest
 
-from conformance.harness import GatewayInfo, free_port
+from conformance.harness import running_gateway
 from gateway.clock import Clock, system_clock
 
 from .helpers import EstServer
@@ -46,28 +45,10 @@ def clock() -> Clock:
     return system_clock
 
 
-@contextlib.asynccontextmanager
-async def gateway_with_clock(data_dir: Path, clock: Clock) -> AsyncIterator[tuple[Any, GatewayInfo]]:
-    """:func:`conformance.harness.running_gateway` with the gateway's clock injected."""
-    from gateway.config import load_config
-    from gateway.info import gather_info
-    from gateway.runtime import Gateway
-    from gateway.web.server import start_listeners
-
-    cfg = load_config(data_dir).with_overrides("127.0.0.1", free_port(), free_port())
-    gw = await Gateway.open(cfg, clock=clock)
-    listeners = await start_listeners(gw)
-    try:
-        yield gw, GatewayInfo(await gather_info(cfg), data_dir)
-    finally:
-        await listeners.stop()
-        await gw.close()
-
-
 @pytest.fixture
 async def est(data_dir: Path, tmp_path: Path, prepare: list[Callable[[Path], None]],
               clock: Clock) -> AsyncIterator[EstServer]:
     for hook in prepare:
         hook(data_dir)
-    async with gateway_with_clock(data_dir, clock) as (gw, info):
+    async with running_gateway(data_dir, clock=clock) as (gw, info):
         yield EstServer(gw, info, tmp_path)

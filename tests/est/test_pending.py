@@ -93,7 +93,7 @@ async def test_migration_creates_the_table_schema_py_describes(store: Store) -> 
             {i["name"] for i in inspector.get_indexes("est_pending_requests")},
         )
 
-    async with store._engine.connect() as conn:
+    async with store.engine.connect() as conn:
         names, uniques, indexes = await conn.run_sync(columns)
     assert names == {c.name for c in pending_requests.columns}
     assert ("label", "client", "request_key") in uniques

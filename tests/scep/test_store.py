@@ -42,7 +42,7 @@ async def test_migration_creates_exactly_the_schema(store: Store) -> None:
         })
         return set(context.get_current_heads()), compare_metadata(context, schema.metadata)
 
-    async with store._engine.connect() as conn:
+    async with store.engine.connect() as conn:
         heads, diffs = await conn.run_sync(inspect)
     assert "scep_0003" in heads
     assert diffs == []
