@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from gateway.edge import der as der_codec
 from gateway.errors import BadRequest
 
 CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
@@ -79,18 +80,13 @@ def decode_body(body: bytes, what: str = "request") -> bytes:
 
 def _der_prefix(raw: bytes, what: str) -> bytes:
     """The DER TLV at the start of ``raw``; only whitespace may follow it."""
-    if len(raw) < 2:
-        raise BadRequest(f"{what} body is truncated DER")
-    first = raw[1]
-    if first < 0x80:
-        total = 2 + first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or len(raw) < 2 + n:
-            raise BadRequest(f"{what} body is not valid DER")
-        total = 2 + n + int.from_bytes(raw[2:2 + n], "big")
-    if total > len(raw):
-        raise BadRequest(f"{what} body is truncated DER")
+    try:
+        head = der_codec.header(raw)
+    except ValueError:
+        raise BadRequest(f"{what} body is truncated or not valid DER") from None
+    if head.indefinite:
+        raise BadRequest(f"{what} body is not valid DER (indefinite length)")
+    total = head.total_length
     if raw[total:].strip():
         raise BadRequest(f"{what} body has data after its DER structure")
     return raw[:total]
