@@ -31,6 +31,7 @@ from conformance.acme.support import RawClient, make_csr
 from conformance.harness import GatewayInfo, require_client, running_gateway
 from gateway.ca.backend import (
     CABackend,
+    PendingUpstream,
     RevocationReason,
     Signed,
     SignRequest,
@@ -235,3 +236,71 @@ def test_a_ca_of_an_uninstalled_kind_is_reported_not_crashed() -> None:
                    backend="not-installed")
     with pytest.raises(Unavailable, match="no backend kind 'not-installed'"):
         kinds.build(rec, None)  # type: ignore[arg-type]
+
+
+class HoldingCA(MinimalCA):
+    """An upstream CA with its own approval queue: it answers with a handle, and signs
+    once its operator decides (``approve``)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.held: dict[str, SignRequest] = {}
+        self.approved: set[str] = set()
+
+    async def sign(self, request: SignRequest) -> SignResult:
+        handle = f"upstream-{len(self.held) + 1}"
+        self.held[handle] = request
+        return PendingUpstream(handle)
+
+    async def poll(self, handle: str) -> SignResult:
+        if handle not in self.approved:
+            return PendingUpstream(handle)
+        return await MinimalCA.sign(self, self.held[handle])
+
+
+async def test_a_request_the_upstream_ca_holds_is_polled_until_it_signs(tmp_path: Path) -> None:
+    from gateway import bootstrap
+    from gateway.ca.backend import IssuedCertificate, PendingRequest
+    from gateway.config import load_config
+    from gateway.runtime import Gateway
+
+    from .support import make_csr as support_csr
+
+    key, cert = _ca()
+    backends: list[HoldingCA] = []
+
+    def factory(record: CARecord, context: BackendContext) -> CABackend:
+        backends.append(HoldingCA(record, key, cert, []))
+        return backends[-1]
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    with KINDS.registered("test-holding", factory):
+        gw = await Gateway.open(load_config(data_dir))
+        try:
+            await gw.cas.add_backend_ca("holding", "Holding Upstream CA", "test-holding", cert, [])
+            door = gw.door("est")
+            await door.create_configuration("held-up", "holding", ["device"])
+            csr, _ = support_csr("held.example.test", ("held.example.test",))
+            first = await door.enroll("held-up", csr, entity="held-device")
+            assert isinstance(first, PendingRequest) and first.status == "pending"
+            stored = await door.pending_request(first.request_id)
+            assert stored is not None and stored.status == "upstream" and stored.upstream_handle == "upstream-1"
+
+            still = await door.poll(first.request_id)  # the upstream has not decided
+            assert isinstance(still, PendingRequest) and still.status == "pending"
+
+            backends[-1].approved.add("upstream-1")
+            issued = await door.poll(first.request_id)
+            assert isinstance(issued, IssuedCertificate)
+            _issued_by(issued.certificate, cert)
+            rec = await gw.authority.certificate(format(issued.serial, "x"))
+            assert rec.ca_id == "holding" and rec.request_id == first.request_id
+            again = await door.poll(first.request_id)  # a later poll returns the same certificate
+            assert isinstance(again, IssuedCertificate) and again.serial == issued.serial
+            async with gw.store.read() as q:
+                events = await q.events.list()
+            kinds = [(e.type, e.status) for e in events if e.protocol_config == "held-up"]
+            assert ("issue", "pending") in kinds and ("issue", "success") in kinds
+        finally:
+            await gw.close()
