@@ -766,3 +766,15 @@ async def test_mounted_under_admin_in_the_https_app(gw: Gateway, aiohttp_client:
         assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
     async with client.get("/admin/cas", headers={"Authorization": f"Bearer {API_KEY}"}) as resp:
         assert resp.status == 200 and (await resp.json())["total"] == 2
+
+
+@pytest.mark.parametrize("path", ["/events", "/certificates", "/end-entities"])
+async def test_an_offset_beyond_any_store_integer_is_a_400_with_the_bound_in_the_schema(
+    admin: Admin, path: str,
+) -> None:
+    await admin.get(path, params={"offset": "9223372036854775808"}, expect=400)
+    await admin.get(path, params={"offset": str(2**53)}, expect=400)
+    assert (await admin.get(path, params={"offset": str(2**53 - 1)}))["items"] == []
+    spec = await admin.get("/openapi.json")
+    offset = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "offset")
+    assert offset["schema"]["maximum"] == 2**53 - 1

@@ -18,6 +18,8 @@ from ..errors import BadRequest
 MAX_BODY = web.AppKey("admin_max_body", int)
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
+MAX_OFFSET = 2**53 - 1
+"""Largest page offset: beyond any store row count, within every database integer and JSON number."""
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -213,7 +215,7 @@ class QueryArgs:
         """``(limit, offset)`` with limit 1..500 (default 100)."""
         return (
             self.integer("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE),
-            self.integer("offset", 0, minimum=0),
+            self.integer("offset", 0, minimum=0, maximum=MAX_OFFSET),
         )
 
     def done(self) -> None:

@@ -12,6 +12,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from .inputs import MAX_OFFSET
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON = "application/json"
 
@@ -54,5 +56,5 @@ class Route:
 PAGE: tuple[Query, ...] = (
     Query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
           "Page size (at most 500)."),
-    Query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Items to skip."),
+    Query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}, "Items to skip."),
 )

@@ -79,6 +79,8 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError):
         raise problems.malformed(f"{what} is not valid JSON") from None
+    except RecursionError:  # JSON nested deeper than the parser's stack: hostile, not valid ACME
+        raise problems.malformed(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise problems.malformed(f"{what} must be a JSON object")
     return value

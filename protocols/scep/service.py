@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -540,7 +541,7 @@ def parse_request_csr(der: bytes) -> x509.CertificateSigningRequest:
         raise ScepFailure(FailInfo.BAD_REQUEST, "the pkcsPKIEnvelope does not hold a PKCS#10 request") from exc
     try:
         public_key = serialization.load_der_public_key(spki)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # unknown key algorithm OID or EC curve
         raise ScepFailure(FailInfo.BAD_ALG, "the request's public key algorithm is not supported") from None
     try:
         keys.check_key_strength(public_key)  # type: ignore[arg-type]

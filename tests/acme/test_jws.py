@@ -123,3 +123,18 @@ def test_thumbprint_is_rfc7638() -> None:
              "_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
     }
     assert jws.thumbprint(jws.load_jwk(jwk)) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_json_nested_too_deeply_is_malformed_not_a_crash() -> None:
+    """A body or payload nested beyond the JSON parser's stack (RecursionError) is a
+    client error: 400 malformed, never a 500."""
+    deep = "[" * 20_000 + "]" * 20_000
+    assert len(deep) < jws.MAX_JWS_BYTES
+    p = problem(jws.parse, deep)
+    assert p.type == "malformed" and "nested too deeply" in p.detail
+    key = account_key()
+    signed = sign_jws({"a": 1}, key, URL, nonce="n")
+    signed["payload"] = b64url(('{"a":' * 20_000 + "1" + "}" * 20_000).encode())
+    parsed = jws.parse(json.dumps(signed))
+    p = problem(parsed.json_payload)
+    assert p.type == "malformed" and "nested too deeply" in p.detail
