@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
@@ -258,6 +259,10 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 # --- parser -----------------------------------------------------------------------
+STORE_URL_ENV = "GATEWAY_STORE_URL"
+"""``gateway init``'s store URL when ``--store-url`` is not given (containers, replicas)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=str(default_data_dir()),
@@ -272,8 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("init", parents=[common], help="create the data directory with dev CAs")
     s.add_argument("--force", action="store_true", help="wipe and recreate an existing data directory")
-    s.add_argument("--store-url", help="keep the store in this database instead of the embedded SQLite "
-                   "file, e.g. postgresql://user@host:5432/gateway (several replicas share one)")
+    s.add_argument("--store-url", default=os.environ.get(STORE_URL_ENV) or None,
+                   help="keep the store in this database instead of the embedded SQLite file, e.g. "
+                   f"postgresql://user@host:5432/gateway (several replicas share one; default ${STORE_URL_ENV})")
     s.set_defaults(fn=cmd_init)
 
     s = sub.add_parser("serve", parents=[common, listen], help="run the gateway (init on first run)")

@@ -93,3 +93,11 @@ async def test_an_admin_edit_on_one_worker_is_seen_by_the_other_at_once(
         await asyncio.to_thread(proc.stop)
     log = proc.log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_init_takes_the_store_url_from_the_environment(tmp_path: Path, pg_database: str) -> None:
+    """Containers and replicas set GATEWAY_STORE_URL instead of passing --store-url."""
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir, env={"GATEWAY_STORE_URL": pg_database})
+    assert load_config(data_dir).store.url == pg_database
+    assert not (data_dir / "gateway.db").exists()
