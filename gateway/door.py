@@ -44,7 +44,7 @@ from .credentials import (
     LockoutPolicy,
     check_username,
 )
-from .errors import NotFound
+from .errors import BadRequest, NotFound
 from .profiles.model import Profile
 from .store.queries import CONFIG as CONFIG_GENERATION
 from .store.queries import EntityQueries, GenerationQueries
@@ -280,14 +280,8 @@ class Door:
         """By hex serial, None when unknown or not a serial."""
         try:
             return await self._gw.authority.certificate(serial)
-        except (NotFound, ValueError):
+        except (NotFound, BadRequest):  # BadRequest: not a hex serial, so no such certificate
             return None
-        except Exception as exc:  # BadRequest for a non-hex serial: unknown here
-            from .errors import BadRequest
-
-            if isinstance(exc, BadRequest):
-                return None
-            raise
 
     async def certificate_by_fingerprint(self, sha256_hex: str) -> CertificateRecord | None:
         async with self._gw.store.read() as q:

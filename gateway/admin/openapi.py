@@ -244,7 +244,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Request": object_schema(
         {
             "id": S, "ca": S, "profile": S,
-            "status": {"type": "string", "enum": ["pending", "approved", "rejected", "issued"]},
+            "status": {"type": "string", "enum": ["pending", "approved", "upstream", "rejected", "issued"]},
             "subject": NS, "entity": NS, "protocol_config": NS, "serial": NS, "decided_by": NS, "reason": NS,
             "overrides": {"type": "object"}, "csr_pem": S, "created_at": DT, "decided_at": NDT,
         },

@@ -12,7 +12,7 @@ from .inputs import Fields, QueryArgs, page_in_memory, read_json
 from .spec import PAGE, Query, Reply, Route
 from .views import issued_view, request_view
 
-REQUEST_STATUSES = ("pending", "approved", "rejected", "issued")
+REQUEST_STATUSES = ("pending", "approved", "upstream", "rejected", "issued")
 
 
 async def list_requests(request: web.Request) -> web.Response:
