@@ -336,12 +336,15 @@ def signature_digest(signer_info: cms.SignerInfo) -> hashes.HashAlgorithm:
 
 
 def verify_signer_info(
-    signer_info: cms.SignerInfo, cert: x509.Certificate, content: bytes, what: str = "SignedData"
+    signer_info: cms.SignerInfo, cert: x509.Certificate | object, content: bytes, what: str = "SignedData"
 ) -> None:
     """RFC 5652 section 5.4: messageDigest must match the content, the signature the attributes.
 
+    ``cert`` is the signer's certificate, or its public key when the caller read the key
+    itself (SCEP reads old clients' malformed self-signed certificates leniently).
     ``cert.public_key()`` errors (a key ``cryptography`` cannot load) are left to the caller,
     which knows whether that is the client's fault."""
+    public_key = cert.public_key() if isinstance(cert, x509.Certificate) else cert
     digest = signature_digest(signer_info)
     if signer_info["signed_attrs"].native is None:
         raise VerificationFailed(f"a {what} must carry signed attributes")
@@ -353,7 +356,7 @@ def verify_signer_info(
     if digests[0].native != h.finalize():
         raise VerificationFailed("messageDigest does not match the content")
     verify_signature(
-        cert.public_key(), signer_info["signature"].native, signed_attributes_der(signer_info),
+        public_key, signer_info["signature"].native, signed_attributes_der(signer_info),
         signer_info["signature_algorithm"], digest, what,
     )
 

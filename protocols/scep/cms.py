@@ -68,8 +68,9 @@ def embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]
         return edge.embedded_certificates(signed_data)
 
 
-def verify_signer_info(signer_info: cms.SignerInfo, cert: x509.Certificate, content: bytes) -> None:
-    """RFC 5652 section 5.4 over a pkiMessage's one SignerInfo."""
+def verify_signer_info(signer_info: cms.SignerInfo, cert: x509.Certificate | object, content: bytes) -> None:
+    """RFC 5652 section 5.4 over a pkiMessage's one SignerInfo (``cert``: the signer's
+    certificate or its public key)."""
     with scep_errors():
         edge.verify_signer_info(signer_info, cert, content, "pkiMessage")
 

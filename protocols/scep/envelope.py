@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from gateway.edge import cms as edge
 from gateway.edge.cms import (
@@ -31,6 +32,7 @@ from gateway.edge.cms import (
 )
 
 from .cms import scep_errors
+from .signer import SignerCertificate
 
 __all__ = [
     "ALL_CIPHERS", "CBC_CIPHERS", "CIPHER_NAMES", "GCM_CIPHERS", "EnvelopeAlgorithms", "OpenedEnvelope", "Recipient",
@@ -46,9 +48,17 @@ def open_envelope(
         return edge.decrypt(data, recipients, allowed_ciphers, "pkcsPKIEnvelope")
 
 
-def seal_envelope(plaintext: bytes, recipient: x509.Certificate, algorithms_used: EnvelopeAlgorithms) -> bytes:
+def seal_envelope(plaintext: bytes, recipient: x509.Certificate | SignerCertificate,
+                  algorithms_used: EnvelopeAlgorithms) -> bytes:
     """Encrypt ``plaintext`` to ``recipient`` (the requester's signer certificate, named by
     issuer and serial) with the algorithms the client used."""
     with scep_errors():
-        to = edge.EnvelopeRecipient.of(recipient, key_transport=algorithms_used.key_transport)
+        if isinstance(recipient, x509.Certificate):
+            to = edge.EnvelopeRecipient.of(recipient, key_transport=algorithms_used.key_transport)
+        else:
+            public = recipient.public_key()
+            if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+                raise edge.UnsupportedAlgorithm("an envelope can only be encrypted to an RSA or EC key")
+            to = edge.EnvelopeRecipient(public, issuer_and_serial=recipient.issuer_and_serial(),
+                                        key_transport=algorithms_used.key_transport)
         return edge.encrypt(plaintext, [to], algorithms_used.content)

@@ -9,7 +9,6 @@ that fails verification still get a correctly addressed FAILURE reply.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from . import cms as scms
 from gateway.edge.der import normalize_octet_strings
+from .signer import SignerCertificate
 from .types import (
     OID_FAIL_INFO,
     OID_FAIL_INFO_TEXT,
@@ -58,8 +57,8 @@ class PkiMessage:
     transaction_id_value: core.Asn1Value  # echoed verbatim in the CertRep
     sender_nonce: bytes
     signer_info: cms.SignerInfo
-    signer_certificate: x509.Certificate | None
-    certificates: tuple[x509.Certificate, ...]
+    signer_certificate: SignerCertificate | None  # read leniently (old clients' self-made ones)
+    certificates: tuple[SignerCertificate, ...]
     content: bytes  # the encapsulated pkcsPKIEnvelope (DER), empty when absent
     digest_name: str
     signing_time: dt.datetime | None = None
@@ -68,10 +67,7 @@ class PkiMessage:
     def signer_key_sha256(self) -> str:
         if self.signer_certificate is None:
             return ""
-        spki = self.signer_certificate.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return hashlib.sha256(spki).hexdigest()
+        return self.signer_certificate.key_sha256
 
 
 def _single(values: list[core.Asn1Value], name: str) -> core.Asn1Value:
@@ -141,8 +137,8 @@ def _parse_pki_message(data: bytes) -> PkiMessage:
     nonce = _octets(_single(scms.attribute_values(signer_info, OID_SENDER_NONCE), "senderNonce"), "senderNonce")
     if not nonce:
         raise MalformedMessage("the senderNonce is empty")
-    certs = scms.embedded_certificates(signed)
-    signer_cert = next((c for c in certs if scms.matches_identifier(c, signer_info["sid"])), None)
+    certs = _embedded_certificates(signed)
+    signer_cert = next((c for c in certs if c.matches(signer_info["sid"])), None)
     encap = signed["encap_content_info"]
     content = b""
     if encap["content"].native is not None:
@@ -169,6 +165,22 @@ def _parse_pki_message(data: bytes) -> PkiMessage:
     )
 
 
+def _embedded_certificates(signed: cms.SignedData) -> list[SignerCertificate]:
+    """The X.509 certificates of a pkiMessage, read leniently (:mod:`.signer`)."""
+    certs = signed["certificates"]
+    if isinstance(certs, core.Void):
+        return []
+    out = []
+    for choice in certs:
+        if choice.name != "certificate":
+            continue  # attribute or other certificates: never signers
+        try:
+            out.append(SignerCertificate.load(choice.chosen.dump()))
+        except (ValueError, TypeError) as exc:
+            raise MalformedMessage("an embedded certificate does not parse") from exc
+    return out
+
+
 def verify_pki_message(
     msg: PkiMessage, *, now: dt.datetime, allowed_digests: Sequence[str], max_skew: dt.timedelta | None
 ) -> None:
@@ -178,7 +190,7 @@ def verify_pki_message(
     if msg.signer_certificate is None:
         raise ScepFailure(FailInfo.BAD_MESSAGE_CHECK, "the signer certificate is not in the pkiMessage")
     try:
-        scms.verify_signer_info(msg.signer_info, msg.signer_certificate, msg.content)
+        scms.verify_signer_info(msg.signer_info, msg.signer_certificate.public_key(), msg.content)
     except UnsupportedAlgorithm as exc:
         raise ScepFailure(FailInfo.BAD_ALG, "the signer certificate's key type is not supported") from exc
     except _UNPARSEABLE as exc:  # e.g. the signer certificate's key does not load

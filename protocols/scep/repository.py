@@ -87,6 +87,12 @@ class TransactionRecord:
     serial: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
 
+    @property
+    def in_progress(self) -> bool:
+        """A claim (:meth:`ScepRepository.claim_transaction`): a request with this
+        transactionID is being enrolled right now, by this or another process."""
+        return self.request_id is None and self.serial is None
+
 
 def _values(rec: Any) -> dict[str, Any]:
     return {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}
@@ -95,6 +101,20 @@ def _values(rec: Any) -> dict[str, Any]:
 def _record(cls: type[R], row: Any) -> R:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in row._mapping.items() if k in names})
+
+
+def _is(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _same_row(rec: TransactionRecord) -> Any:
+    """The transactions row exactly as ``rec`` holds it (what a compare-and-set compares)."""
+    c = t.transactions.c
+    return and_(
+        c.config_id == rec.config_id, c.transaction_id == rec.transaction_id,
+        c.csr_sha256 == rec.csr_sha256, c.signer_key_sha256 == rec.signer_key_sha256,
+        c.created_at == rec.created_at, _is(c.request_id, rec.request_id), _is(c.serial, rec.serial),
+    )
 
 
 class ScepRepository:
@@ -312,6 +332,52 @@ class ScepRepository:
         await conn.execute(delete(t.transactions).where(
             c.config_id == rec.config_id, c.transaction_id == rec.transaction_id))
         await conn.execute(t.transactions.insert(), _values(rec))
+
+    async def claim_transaction(self, claim: TransactionRecord, previous: TransactionRecord | None) -> bool:
+        """Take the transactionID for one enrollment before anything is issued, so that a
+        concurrent copy of the same request (from any worker or replica) cannot issue a
+        second certificate (RFC 8894 section 4.7). ``claim`` is :attr:`in_progress`;
+        inserted when ``previous`` is None, else compare-and-set over the row exactly as
+        ``previous`` read it. False when another request took it first."""
+        try:
+            async with self._write() as conn:
+                if previous is None:
+                    await conn.execute(t.transactions.insert(), _values(claim))
+                    return True
+                result = await conn.execute(
+                    update(t.transactions).where(_same_row(previous)).values(
+                        **{k: v for k, v in _values(claim).items() if k not in ("config_id", "transaction_id")})
+                )
+                return result.rowcount == 1
+        except (IntegrityError, Conflict):  # the row was inserted by another request meanwhile
+            return False
+
+    @staticmethod
+    async def settle_transaction_in(conn: AsyncConnection, claim: TransactionRecord, *,
+                                    request_id: str | None = None, serial: str | None = None) -> None:
+        """Turn our claim into what the enrollment led to, on the caller's connection (the
+        certificate's own transaction); raises :class:`Conflict` when the claim is no longer
+        ours (it went stale and another request took it over), which rolls the
+        certificate back."""
+        result = await conn.execute(
+            update(t.transactions).where(_same_row(claim)).values(request_id=request_id, serial=serial))
+        if result.rowcount != 1:
+            raise Conflict("this transactionID was taken over by another request")
+
+    async def settle_transaction(self, claim: TransactionRecord, *, request_id: str | None = None,
+                                 serial: str | None = None) -> None:
+        async with self._write() as conn:
+            await self.settle_transaction_in(conn, claim, request_id=request_id, serial=serial)
+
+    async def release_transaction(self, claim: TransactionRecord, previous: TransactionRecord | None) -> None:
+        """Undo :meth:`claim_transaction` after a refused enrollment: the row is what it
+        was before (or gone), so a resend is served afresh. No-op when no longer ours."""
+        async with self._write() as conn:
+            if previous is None or previous.in_progress:
+                await conn.execute(delete(t.transactions).where(_same_row(claim)))
+            else:
+                await conn.execute(update(t.transactions).where(_same_row(claim)).values(
+                    **{k: v for k, v in _values(previous).items() if k not in ("config_id", "transaction_id")}))
 
     async def set_transaction_serial(self, config_id: str, transaction_id: str, serial: str) -> None:
         c = t.transactions.c

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from gateway.door import (
     door,
     serial_hex,
 )
-from gateway.errors import BadKey, GatewayError, NotFound
+from gateway.errors import BadKey, ErrorKind, GatewayError, NotFound
 
 from . import cms as scms
 from .challenge import (
@@ -81,6 +82,11 @@ RENEWAL_TYPES = (MessageType.RENEWAL_REQ, MessageType.UPDATE_REQ)
 REQUEST_ID_LENGTH = 64
 TRANSACTION_TYPES = (*ENROLL_TYPES, MessageType.CERT_POLL)
 """Requests answered from what their transactionID led to before."""
+CLAIM_ATTEMPTS = 3
+CLAIM_WAIT_SECONDS = 5.0
+"""How long a concurrent copy of a request waits for the first one's answer before PENDING."""
+CLAIM_STALE = dt.timedelta(seconds=60)
+"""A claim this old is abandoned (its process died mid-enrollment) and may be taken over."""
 
 Generations = tuple[int, int]
 """(configuration generation of the core, generation of the SCEP tables)."""
@@ -189,6 +195,10 @@ class ScepService:
                 previous = await self.repo.transaction_in(conn, config_id, msg.transaction_id)
         return RequestState(generations, previous)
 
+    def knows(self, config_id: str) -> bool:
+        """Whether ``config_id`` is a configuration this service has served (metrics labels)."""
+        return config_id in self._contexts
+
     async def context(self, config_id: str, generations: Generations | None = None) -> ConfigContext:
         """The configuration, its RA set and CA chain, kept while ``generations`` (read now
         unless the caller just did) are unchanged: a burst of enrollments costs no lookup,
@@ -285,6 +295,8 @@ class ScepService:
         except ScepFailure as failure:
             outcome = Outcome.failed(failure)
         except GatewayError as exc:
+            if exc.kind is ErrorKind.UNAVAILABLE:
+                raise  # HTTP 503 (http.py), never a final FAILURE: see DIVERGENCES.md "Store unavailable"
             outcome = Outcome.failed(ScepFailure(fail_info_for(exc), exc.detail))
         envelope = b""
         if outcome.status is PkiStatus.SUCCESS:
@@ -292,6 +304,7 @@ class ScepService:
             envelope = seal_envelope(outcome.payload, msg.signer_certificate, algorithms)
         if outcome.status is PkiStatus.FAILURE:
             assert outcome.failure is not None
+            self.door.count_error(ctx.record.id, outcome.failure.fail_info.rfc_name)
             await self.door.record_event(
                 "scep_request", "failure", protocol_config=ctx.record.id,
                 message_type=msg.message_type_text, transaction_id=msg.transaction_id,
@@ -322,22 +335,76 @@ class ScepService:
     # --- PKCSReq / RenewalReq --------------------------------------------------------
     async def _enroll(self, ctx: ConfigContext, msg: PkiMessage, der: bytes, now: dt.datetime,
                       previous: TransactionRecord | None) -> Outcome:
-        """``previous``: what this transactionID led to before (read with the generations)."""
+        """``previous``: what this transactionID led to before (read with the generations).
+
+        One certificate per transaction whatever the timing (RFC 8894 section 4.7): the
+        transactionID is claimed in the store before anything is issued, so of K copies
+        of one request sent at once (to any worker or replica) one enrolls; the others
+        wait for its answer and get the same CertRep, or PENDING if it takes longer."""
         csr = parse_request_csr(der)
         csr_sha = hashlib.sha256(der).hexdigest()
         assert msg.message_type is not None
-        if previous is not None:
-            if previous.signer_key_sha256 != msg.signer_key_sha256:
-                raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID belongs to another requester")
-            if previous.csr_sha256 == csr_sha and previous.message_type == msg.message_type.value:
-                resent = await self._resent(ctx, previous, now)  # a resend: the same answer
-                if resent is not None:
-                    return resent
-            if previous.request_id is not None and previous.serial is None:
-                state = await self.door.poll(previous.request_id)
-                if isinstance(state, PendingRequest) and state.status in ("pending", "approved"):
-                    raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID has a request awaiting approval")
+        for _ in range(CLAIM_ATTEMPTS):
+            if previous is not None and previous.in_progress and not self._stale(previous):
+                previous = await self._settled(previous)
+            answer = await self._answer_from(ctx, msg, csr_sha, now, previous)
+            if answer is not None:
+                return answer
+            claim = TransactionRecord(
+                config_id=ctx.record.id, transaction_id=msg.transaction_id, message_type=msg.message_type.value,
+                signer_key_sha256=msg.signer_key_sha256, csr_sha256=csr_sha, created_at=self.door.clock(),
+            )
+            if await self.repo.claim_transaction(claim, previous):
+                try:
+                    return await self._enroll_claimed(ctx, msg, csr, now, claim)
+                except BaseException:
+                    await asyncio.shield(self.repo.release_transaction(claim, previous))
+                    raise
+            previous = await self.repo.transaction(ctx.record.id, msg.transaction_id)
+        return Outcome.pending()
 
+    def _stale(self, tx: TransactionRecord) -> bool:
+        """A claim older than :data:`CLAIM_STALE`: its process died (or hangs); it may be taken over."""
+        return self.door.clock() - tx.created_at > CLAIM_STALE
+
+    async def _settled(self, claim: TransactionRecord) -> TransactionRecord | None:
+        """Wait (briefly, polling the store) for another request's claim to settle: the
+        row then says what it led to, or is gone (refused); else the claim itself."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_WAIT_SECONDS
+        delay = 0.01
+        current: TransactionRecord | None = claim
+        while current is not None and current.in_progress and not self._stale(current) and loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            current = await self.repo.transaction(claim.config_id, claim.transaction_id)
+        return current
+
+    async def _answer_from(self, ctx: ConfigContext, msg: PkiMessage, csr_sha: str, now: dt.datetime,
+                           previous: TransactionRecord | None) -> Outcome | None:
+        """The answer this transactionID already has (a resend, a claim still in progress,
+        a refusal), or None: enroll."""
+        assert msg.message_type is not None
+        if previous is None:
+            return None
+        if previous.signer_key_sha256 != msg.signer_key_sha256:
+            raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID belongs to another requester")
+        if previous.in_progress:
+            return None if self._stale(previous) else Outcome.pending()
+        if previous.csr_sha256 == csr_sha and previous.message_type == msg.message_type.value:
+            resent = await self._resent(ctx, previous, now)  # a resend: the same answer
+            if resent is not None:
+                return resent
+        if previous.request_id is not None and previous.serial is None:
+            state = await self.door.poll(previous.request_id)
+            if isinstance(state, PendingRequest) and state.status in ("pending", "approved"):
+                raise ScepFailure(FailInfo.BAD_REQUEST, "this transactionID has a request awaiting approval")
+        return None
+
+    async def _enroll_claimed(self, ctx: ConfigContext, msg: PkiMessage, csr: x509.CertificateSigningRequest,
+                              now: dt.datetime, claim: TransactionRecord) -> Outcome:
+        """Enroll under our claim on the transactionID; the claim settles with the result."""
+        assert msg.message_type is not None
         renewal_of = await self._renewal_source(ctx, msg, csr, now)
         request_id = await self._request_id(ctx, msg.transaction_id)
         grant: ChallengeGrant | None = None
@@ -350,17 +417,9 @@ class ScepService:
         else:
             entity = renewal_of.entity_name
             attributes = {}
-        message_type = msg.message_type.value
-
-        def transaction(request_id: str | None, serial: str | None) -> TransactionRecord:
-            return TransactionRecord(
-                config_id=ctx.record.id, transaction_id=msg.transaction_id, message_type=message_type,
-                signer_key_sha256=msg.signer_key_sha256, csr_sha256=csr_sha, created_at=now,
-                request_id=request_id, serial=serial,
-            )
 
         async def save_with_certificate(conn: AsyncConnection, cert: x509.Certificate) -> None:
-            await self.repo.save_transaction_in(conn, transaction(None, serial_hex(cert.serial_number)))
+            await self.repo.settle_transaction_in(conn, claim, serial=serial_hex(cert.serial_number))
 
         try:
             result = await self.door.enroll(
@@ -374,7 +433,7 @@ class ScepService:
                 await verifier.notify_failure(challenge_req, grant, exc.detail)
             raise
         if isinstance(result, PendingRequest):
-            await self.repo.save_transaction(transaction(result.request_id, None))
+            await self.repo.settle_transaction(claim, request_id=result.request_id)
             if verifier is not None and grant is not None:
                 await verifier.notify_success(challenge_req, grant, None)
             return Outcome.pending()
@@ -405,15 +464,17 @@ class ScepService:
         signer = msg.signer_certificate
         is_renewal = msg.message_type in RENEWAL_TYPES
         if not is_renewal:
-            if challenge_password(csr) is not None or scms.self_issued(signer):
+            if challenge_password(csr) is not None or signer.self_issued:
                 return None
         rec = None
-        if signer.serial_number > 0:  # self-made certificates may carry negative serials
+        # only a certificate that parses strictly can be one issued here; self-made
+        # ones may carry negative serials
+        if signer.strict is not None and signer.serial_number > 0:
             try:
                 rec = await self.door.certificate(serial_hex(signer.serial_number))
             except NotFound:
                 rec = None
-        if rec is None or rec.der != _der(signer):
+        if rec is None or rec.der != signer.der:
             if is_renewal:
                 raise ScepFailure(FailInfo.BAD_CERT_ID, "the certificate being renewed was not issued here")
             return None
@@ -428,7 +489,7 @@ class ScepService:
         if not rec.not_before <= now <= rec.not_after:
             raise ScepFailure(FailInfo.BAD_REQUEST, "the certificate being renewed is not within its validity")
         profile = self.door.profile(rec.profile)
-        if (profile is None or profile.subject.mode == "csr") and asn1_name(csr.subject) != asn1_name(signer.subject):
+        if (profile is None or profile.subject.mode == "csr") and asn1_name(csr.subject) != signer.subject:
             raise ScepFailure(FailInfo.BAD_REQUEST, "a renewal must keep the certificate's subject")
         entity = None
         if rec.entity_id is not None:
@@ -437,13 +498,9 @@ class ScepService:
         return _Renewal(rec.serial, entity or _entity_name(csr, msg.transaction_id))
 
     async def _request_id(self, ctx: ConfigContext, transaction_id: str) -> str:
-        """The core request id for this transaction: the transactionID itself when it fits
-        (operators see the client's id in the approval queue), else a digest of it; a
-        fresh one when an earlier request already took that id."""
-        if len(transaction_id) <= REQUEST_ID_LENGTH and transaction_id.isprintable():
-            candidate = transaction_id
-        else:
-            candidate = "scep-" + hashlib.sha256(transaction_id.encode()).hexdigest()[:40]
+        """The core request id for this transaction (:func:`request_id_for`); a fresh one
+        when an earlier request already took that id."""
+        candidate = request_id_for(transaction_id)
         if ctx.settings.approval != "manual" or await self.door.pending_request(candidate) is None:
             return candidate
         return f"scep-{secrets.token_hex(16)}"
@@ -461,6 +518,10 @@ class ScepService:
 
     async def _transaction_state(self, ctx: ConfigContext, tx: TransactionRecord) -> Outcome:
         """Where a transaction stands: its certificate, still pending, or rejected."""
+        if tx.in_progress:  # another request with this transactionID is being enrolled
+            if self._stale(tx):
+                raise ScepFailure(FailInfo.BAD_CERT_ID, "no certificate for this transaction")
+            return Outcome.pending()
         serial = tx.serial
         if serial is None and tx.request_id is not None:
             state = await self.door.poll(tx.request_id)
@@ -509,6 +570,25 @@ class ScepService:
 class _Renewal:
     serial: str
     entity_name: str
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*")
+"""Characters a path segment carries as they are (RFC 3986 unreserved), not only dots."""
+
+
+def request_id_for(transaction_id: str) -> str:
+    """The core request id of a transaction, safe in a URL path (``POST /admin/requests/<id>/approve``).
+
+    The transactionID itself when it is made of unreserved characters and fits, so
+    operators see the client's id in the approval queue; standard base64 (scepclient's
+    SHA-1 of the key, with ``+``, ``/`` and ``=``) in its URL-safe form without padding;
+    anything else as a digest. (Ids stored before are moved by migration scep_0004.)"""
+    if len(transaction_id) <= REQUEST_ID_LENGTH and _URL_SAFE.fullmatch(transaction_id):
+        return transaction_id
+    url_safe = transaction_id.replace("+", "-").replace("/", "_").rstrip("=")
+    if len(url_safe) <= REQUEST_ID_LENGTH and _URL_SAFE.fullmatch(url_safe):
+        return url_safe
+    return "scep-" + hashlib.sha256(transaction_id.encode()).hexdigest()[:40]
 
 
 def _entity_name(csr: x509.CertificateSigningRequest, transaction_id: str) -> str:

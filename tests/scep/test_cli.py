@@ -28,7 +28,8 @@ def test_info_lists_the_dev_configuration(data_dir: Path) -> None:
     info = json.loads(run_cli("info", "--json", data_dir=data_dir).stdout)
     creds = json.loads((data_dir / "secrets" / "dev-credentials.json").read_text())["scep"]["scep"]
     assert info["protocols"]["scep"] == [
-        {"config": "scep", "url": f"{info['http']}/scep/scep", "challenge": creds["challenge"]}
+        {"config": "scep", "url": f"{info['http']}/scep/scep", "challenge": creds["challenge"],
+         "admin": {"username": "ndes-admin", "password": creds["admin_password"]}}
     ]
 
 
@@ -52,7 +53,7 @@ def test_secrets_are_stored_hashed_and_the_ra_key_encrypted(data_dir: Path) -> N
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
     ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert ku.digital_signature and ku.key_encipherment
-    assert cert.issuer.rfc4514_string() == "CN=Gateway Dev Issuing CA"
+    assert cert.issuer.rfc4514_string() == "CN=Gateway Dev RSA Issuing CA"
     # issued under the profile the adapter declares (the core loads it; the data
     # directory's profiles are the operator's and stay untouched), and audited
     serial = format(cert.serial_number, "x")

@@ -131,9 +131,9 @@ async def test_recorded_exchange_replays(exchange: Exchange, tmp_path: Path, mon
     if rep.status is PkiStatus.PENDING:
         assert len(await CoreTables(gw).list_requests(status="pending")) == 1
         return
-    assert msg.signer_certificate is not None
+    assert msg.signer_certificate is not None and msg.signer_certificate.strict is not None
     client_key = serialization.load_pem_private_key(meta["client_key"].encode(), None)
-    degenerate = openssl_decrypt(rep.envelope, msg.signer_certificate, client_key)  # type: ignore[arg-type]
+    degenerate = openssl_decrypt(rep.envelope, msg.signer_certificate.strict, client_key)  # type: ignore[arg-type]
     (issued,) = scms.certificates_of_degenerate(degenerate)
     csr = x509.load_der_x509_csr(opened_request.plaintext)
     spki = serialization.PublicFormat.SubjectPublicKeyInfo

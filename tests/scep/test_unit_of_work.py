@@ -1,6 +1,7 @@
 """An enrollment's database work: per-configuration data comes from a cache checked
-against the store's generations (in the same read as the transactionID), and the
-certificate, its audit event and its transactionID commit together."""
+against the store's generations (in the same read as the transactionID), the
+transactionID is claimed before anything is issued, and the certificate, its audit
+event and the settled transactionID commit together."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
             event.remove(engine, "begin", on_begin)
             event.remove(engine, "commit", on_commit)
     assert rep.status is PkiStatus.SUCCESS
-    # the new device's end entity; then certificate + event + transactionID
-    assert seen["commit"] == 2, seen
+    # the claim on the transactionID (one certificate per transaction, however many
+    # copies arrive at once); the new device's end entity; then certificate + event +
+    # the transactionID settled on it
+    assert seen["commit"] == 3, seen
     # generations with the transactionID, one-time challenge and end entity lookups;
     # config, RA set and static secrets come from the cache
     assert seen["read"] <= 3, seen
