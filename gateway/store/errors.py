@@ -4,6 +4,13 @@ Unique-serial violations raise :class:`SerialCollision` (the Authority signs aga
 with a new serial), other unique or foreign-key violations raise
 :class:`gateway.errors.Conflict` with a client message, an unreachable database is
 ``UNAVAILABLE``, and everything else from the driver becomes a :class:`StoreError`.
+
+"Unavailable" covers every failure that says nothing about the request: the
+connection was lost (``pg_terminate_backend``, a restart, a network cut: SQLAlchemy
+marks those ``connection_invalidated``), the server is shutting down or out of
+connections, or a transaction lost a serialization race. Nothing was committed by
+the failed block, so the client gets a retryable answer (HTTP 503, ACME
+``serverInternal`` with ``Retry-After``, SCEP HTTP 503), never a final refusal.
 """
 
 from __future__ import annotations
@@ -70,13 +77,38 @@ def integrity_error(exc: IntegrityError, what: str, serial: str | None) -> Gatew
     return StoreError(f"{what} violates a database constraint")
 
 
+# SQLSTATE classes and codes that mean "try again later", not "your request is wrong":
+# 08 connection exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot
+# connect now, 40001 serialization failure, 40P01 deadlock.
+_RETRYABLE_CLASSES = ("08", "53")
+_RETRYABLE_STATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not serve now (the block committed nothing
+    and may be run again on a fresh connection)."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str):
+            return sqlstate[:2] in _RETRYABLE_CLASSES or sqlstate in _RETRYABLE_STATES
+    return False
+
+
+def unavailable(exc: BaseException, what: str) -> StoreError:
+    log.warning("store unavailable while handling %s: %s", what, type(exc).__name__)
+    return StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE)
+
+
 def db_error(exc: BaseException, what: str) -> GatewayError:
     """The gateway error for any driver failure while handling ``what``."""
     if isinstance(exc, IntegrityError):
         return integrity_error(exc, what, None)
-    if isinstance(exc, (OperationalError, InterfaceError, OSError)):
-        log.warning("store unavailable while handling %s: %s", what, type(exc).__name__)
-        return StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE)
+    if is_transient(exc):
+        return unavailable(exc, what)
     if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
         # raised while binding parameters, e.g. a naive datetime (our own message)
         if isinstance(exc.orig, (ValueError, TypeError)):

@@ -13,14 +13,20 @@ Modules beside this one: :mod:`.engine` (URLs, engines, SQLite hooks, Alembic),
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..errors import ErrorKind, GatewayError
 from . import engine as engines
-from .errors import db_error, translated
+from .errors import db_error, is_transient, translated
 from .queries import Queries
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -103,12 +109,40 @@ class Store:
         except (SQLAlchemyError, OSError) as exc:
             raise db_error(exc, "read") from exc
 
+    async def retrying(self, block: Callable[[Queries], Awaitable[T]], *, write: bool = False) -> T:
+        """Run ``block`` in a read (or, ``write``, a transaction) and, if the connection
+        is lost before anything committed, once more on a fresh connection.
+
+        Safe because nothing of the failed attempt persists: a read changes nothing,
+        and a transaction that failed before COMMIT was rolled back by the server. A
+        failure during COMMIT itself is not retried (it may have committed)."""
+        what = "transaction" if write else "read"
+        for attempt in (1, 2):
+            committing = False
+            try:
+                if not write:
+                    async with self._engine.connect() as conn:
+                        return await block(Queries(conn))
+                async with self._write_engine.begin() as conn:
+                    result = await block(Queries(conn))
+                    committing = True
+                return result
+            except (SQLAlchemyError, OSError, GatewayError) as exc:
+                cause = exc.__cause__ if isinstance(exc, GatewayError) else exc
+                if attempt == 1 and not committing and cause is not None and is_transient(cause):
+                    log.info("store connection lost during a %s (%s); running it again", what, type(cause).__name__)
+                    continue
+                if isinstance(exc, GatewayError):
+                    raise
+                raise db_error(exc, what) from exc
+        raise AssertionError("unreachable")
+
     @staticmethod
     def translated(what: str, serial: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Driver errors raised inside the block become gateway errors."""
         return translated(what, serial)
 
     async def config_generation_now(self) -> int:
-        """The protocol-configuration generation as committed in the store, by any process."""
-        async with self.read() as q:
-            return await q.generations.get()
+        """The protocol-configuration generation as committed in the store, by any process
+        (asked on every protocol request, so a lost connection is retried once)."""
+        return await self.retrying(lambda q: q.generations.get())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..logs import quiet_client_http_errors
 from ..runtime import Gateway
 from .app import create_http_app, create_https_app
 from .tls import load_pem_bundle, server_context
@@ -31,6 +32,7 @@ async def start_listeners(gw: Gateway, sockets: tuple[socket.socket, socket.sock
     """Bind the configured host and ports, or serve on ``sockets`` (HTTPS, HTTP) that a
     parent process bound (worker processes, see workers.py)."""
     cfg = gw.config
+    quiet_client_http_errors()  # a client's malformed HTTP is its error: one WARNING line
     client_cas = gw.cas.trust_anchors()
     for path in cfg.tls.client_trust_anchors:
         client_cas.extend(load_pem_bundle(cfg.path(path)))

@@ -180,8 +180,20 @@ _BY_KIND: dict[ErrorKind, tuple[str, int]] = {
 }
 
 
+RETRY_AFTER_SECONDS = 5
+"""How long a client should wait after a 503 (store or CA unavailable) before retrying."""
+
+
+def unavailable(detail: str) -> Problem:
+    """Temporarily unable to serve (the store lost its connection, the CA is not ready):
+    ``serverInternal`` 503 with ``Retry-After`` (RFC 8555 section 6.6), nothing changed."""
+    return Problem("serverInternal", detail, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def from_gateway_error(exc: GatewayError) -> Problem:
     """The ACME form of a core error; internal details stay in the log."""
+    if exc.kind is ErrorKind.UNAVAILABLE:
+        return unavailable(exc.detail)
     type_, status = _BY_KIND[exc.kind]
     detail = exc.detail if exc.kind is not ErrorKind.INTERNAL else "internal server error"
     return Problem(type_, detail, status)

@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.errors import HTTP_STATUS, ErrorKind, GatewayError
 
 TEXT = "text/plain; charset=utf-8"
+RETRY_AFTER_SECONDS = 5
 log = logging.getLogger("gateway.est")
 
 
@@ -52,4 +53,6 @@ def error_response(exc: GatewayError, label: str | None, basic: bool) -> web.Res
             log.info("EST 401 on label %s: %s", label, exc.detail)
             return empty_response(401, {"WWW-Authenticate": realm(label)})
         status = 403
+    if status == 503:  # the store or CA cannot serve now: when to try again (RFC 9110 10.2.3)
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return text_response(status, exc.detail, headers)

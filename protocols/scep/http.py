@@ -66,6 +66,7 @@ WEBHOOK_PATHS = (f"/scep/{CONFIG}/webhook/jamf",)
 MAX_MESSAGE_CHARS = 1 << 20
 _B64_JUNK = re.compile(r"[\s]")
 REALM = 'Basic realm="mscep_admin", charset="UTF-8"'
+RETRY_AFTER_SECONDS = 5
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,8 +83,17 @@ def _error_response(exc: Exception) -> web.Response:
         if isinstance(exc, ConfigError):
             status = 503  # a broken configuration is the operator's problem, not the client's
         headers = {"WWW-Authenticate": REALM} if exc.kind is ErrorKind.UNAUTHORIZED else None
+        if status == 503:  # try again later: clients retry an HTTP error, a FAILURE is final
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return text_error(status, exc.detail, headers)
     raise exc
+
+
+def _count_error(request: web.Request, reason: str) -> None:
+    """An HTTP-level error answer (no CertRep) in ``gateway_protocol_errors_total``."""
+    service = service_of(request)
+    config_id = request.match_info.get("config")
+    service.door.count_error(config_id if config_id and service.knows(config_id) else None, reason)
 
 
 def guarded(handler: Handler) -> Handler:
@@ -95,9 +105,11 @@ def guarded(handler: Handler) -> Handler:
         except web.HTTPException:
             raise
         except (GatewayError, MalformedMessage) as exc:
+            _count_error(request, "malformedMessage" if isinstance(exc, MalformedMessage) else exc.kind.value)
             return _error_response(exc)
         except Exception:
             log.exception("SCEP handler failed on %s %s", request.method, request.path)
+            _count_error(request, ErrorKind.INTERNAL.value)
             return text_error(500, "internal server error")
 
     return wrapper

@@ -5,7 +5,8 @@ configuration's and the account's EAB restriction), profile, validity, ARI
 ``replaces``, rate limits. Finalize checks the CSR against the order exactly and
 the policy again, then claims the order (``ready`` -> ``processing``,
 compare-and-set) and asks the core to enroll. A CSR the core refuses puts the
-order back to ``ready``; a request held for manual approval leaves it
+order back to ``ready``, and so does a store or CA that cannot serve now (503 with
+``Retry-After``: the client finalizes again); a request held for manual approval leaves it
 ``processing`` until the operator decides. With nonces in the store, finalize's
 nonce is recorded in the issuance transaction itself: a replay that loses the
 race cannot leave the winner answering ``badNonce`` for a certificate it got.
@@ -14,6 +15,7 @@ race cannot leave the winner answering ``badNonce`` for a certificate it got.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
@@ -381,6 +383,13 @@ async def _finalize(request: web.Request, signed: Signed) -> web.Response:
                 await rt.store.update_order(current.id, claimed, status="ready")
             raise problems.bad_csr(exc.detail) from None
         problem = problems.from_gateway_error(exc)
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            # nothing was issued or committed (the store or CA could not serve): the order
+            # stays finalizable and the client is asked to try again, not failed for good
+            if held:
+                with contextlib.suppress(GatewayError):
+                    await rt.store.update_order(current.id, claimed, status="ready")
+            raise problem from None
         if await rt.store.update_order(current.id, claimed, status="invalid", error=problem.to_json()):
             await rt.store.release_replacement(current.id)
         raise problem from None

@@ -1,0 +1,213 @@
+"""PostgreSQL connections killed by ``pg_terminate_backend`` (a failover, an operator, a
+pooler): a retryable answer, one transparent retry where repeating is safe, nothing
+half-written, and never a final refusal of the client's request.
+
+Each test has its own database, so terminating "every backend of the database" touches
+only this test's connections. A connection is killed from a separate admin connection,
+at the exact statement the test chooses (an engine event on the gateway's own engine).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import asyncpg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.util import await_
+
+from conformance.acme.support import Http01Responder, RawClient, b64url, make_csr, new_config
+from conformance.harness import GatewayInfo, running_gateway
+from gateway import bootstrap
+from gateway.errors import ErrorKind, GatewayError
+from gateway.store import Store
+from gateway.store.records import EventFilter
+
+from .acme.test_server import authorize
+from .conftest import PG_URL, _asyncpg_dsn, _pg_admin, _require_postgres
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    await _require_postgres()  # fails under CI=true, skips elsewhere
+    name = f"test_faults_{secrets.token_hex(6)}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    base, _, _ = PG_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def admin(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def terminate_all(admin: asyncpg.Connection, url: str) -> int:
+    """``pg_terminate_backend`` every connection to the test's database but the admin's."""
+    database = url.rsplit("/", 1)[1]
+    return int(await admin.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = $1 AND pid <> pg_backend_pid()", database))
+
+
+def kill_at(store: Store, admin: asyncpg.Connection, matches: Callable[[str], bool], times: int = 1) -> list[str]:
+    """Terminate the store connection about to run a statement ``matches`` accepts (``times``
+    times), from the admin connection; returns the statements it cut."""
+    cut: list[str] = []
+
+    def before(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if len(cut) < times and matches(statement):
+            cut.append(statement)
+            pid = conn.connection.dbapi_connection._connection.get_server_pid()
+            await_(admin.execute("SELECT pg_terminate_backend($1)", pid))
+
+    for engine in {store.engine.sync_engine, store.write_engine.sync_engine}:
+        event.listen(engine, "before_cursor_execute", before)
+    return cut
+
+
+async def issued(q: Any) -> int:
+    return sum(1 for e in await q.events.list(EventFilter(type="issue")) if e.status != "failure")
+
+
+async def test_a_statement_cut_mid_flight_is_store_unavailable(pg_url: str, admin: asyncpg.Connection) -> None:
+    async with await Store.open(pg_url) as store:
+        cut = kill_at(store, admin, lambda s: "pg_sleep" in s)
+        with pytest.raises(GatewayError) as raised:
+            async with store.read() as q:
+                await q.connection.execute(text("SELECT pg_sleep(0.5)"))
+        assert cut and raised.value.kind is ErrorKind.UNAVAILABLE, raised.value
+        async with store.read() as q:  # the pool replaced the dead connection
+            assert await q.cas.list() == []
+
+
+async def test_reads_are_retried_once_on_a_fresh_connection(pg_url: str, admin: asyncpg.Connection) -> None:
+    async with await Store.open(pg_url) as store:
+        calls = []
+
+        async def block(q: Any) -> int:
+            calls.append(await q.connection.scalar(text("SELECT pg_backend_pid()")))
+            return int(await q.generations.get())
+
+        generation = await store.config_generation_now()
+        cut = kill_at(store, admin, lambda s: "generation" in s.lower())
+        assert await store.retrying(block) == generation
+        assert len(cut) == 1 and len(calls) == 2 and calls[0] != calls[1]  # a fresh connection
+        cut = kill_at(store, admin, lambda s: "generation" in s.lower(), times=2)
+        with pytest.raises(GatewayError) as raised:  # once, not forever
+            await store.retrying(block)
+        assert raised.value.kind is ErrorKind.UNAVAILABLE and len(cut) == 2
+
+
+async def test_an_uncommitted_transaction_is_run_again_and_written_once(pg_url: str, admin: asyncpg.Connection) -> None:
+    async with await Store.open(pg_url) as store:
+        async with store.transaction() as q:
+            await q.connection.execute(text("CREATE TABLE fault_probe (id text PRIMARY KEY, part int)"))
+        tag = uuid.uuid4().hex
+
+        async def block(q: Any) -> None:
+            await q.connection.execute(text("INSERT INTO fault_probe VALUES (:i, 1)"), {"i": tag})
+            await q.connection.execute(text("INSERT INTO fault_probe VALUES (:i, 2)"), {"i": tag + "-2"})
+
+        inserts: list[str] = []
+
+        def second_insert(statement: str) -> bool:  # the first attempt's second INSERT
+            if "INSERT INTO fault_probe" in statement:
+                inserts.append(statement)
+            return len(inserts) == 2
+
+        cut = kill_at(store, admin, second_insert)
+
+        await store.retrying(block, write=True)
+        assert len(cut) == 1
+        async with store.read() as q:
+            rows = (await q.connection.execute(text("SELECT id, part FROM fault_probe ORDER BY part"))).all()
+        assert [tuple(r) for r in rows] == [(tag, 1), (tag + "-2", 2)]  # once, both rows
+
+
+async def test_terminated_connections_do_not_fail_requests(tmp_path: Path, pg_url: str,
+                                                           admin: asyncpg.Connection) -> None:
+    """Idle connections killed between requests: the next requests succeed (pre-ping and
+    the retried configuration-generation read); an ACME finalize whose issuing
+    transaction is cut gets a retryable 503 with Retry-After, the order stays ready and
+    nothing is written; finalizing again issues."""
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir, store_url=pg_url)
+    async with running_gateway(data_dir) as (gw, info):
+        async with Http01Responder() as web01:
+            cid = await new_config(gw, http01_port=web01.port, validation_address="127.0.0.1")
+            async with RawClient(info, cid) as client:
+                await client.register()
+                reply = await client.order("faults.example.test")
+                await authorize(client, reply.json, web01)
+                ready = (await client.poll(reply.location, ("ready",))).json
+                assert await terminate_all(admin, pg_url) > 0
+                assert (await client.post(reply.location)).json["status"] == "ready"
+                async with gw.store.read() as q:
+                    certificates = await q.certificates.count()
+                    issued_events = await issued(q)
+                der, _ = make_csr(["faults.example.test"])
+                cut = kill_at(gw.store, admin, lambda s: s.lstrip().upper().startswith("INSERT INTO CERTIFICATES"))
+                refused = await client.post(ready["finalize"], {"csr": b64url(der)})
+                assert cut, "the issuing transaction was not reached"
+                assert refused.status == 503 and refused.problem == "serverInternal", refused.json
+                assert int(refused.headers["Retry-After"]) > 0
+                assert (await client.post(reply.location)).json["status"] == "ready"
+                async with gw.store.read() as q:  # nothing half-written
+                    assert await q.certificates.count() == certificates
+                    assert await issued(q) == issued_events  # (the failure itself is audited)
+                done = await client.post(ready["finalize"], {"csr": b64url(der)})
+                assert done.status == 200 and done.json["status"] == "valid", done.json
+
+
+async def test_scep_enrollment_cut_by_a_lost_connection_is_http_503_never_failure(
+    tmp_path: Path, pg_url: str, admin: asyncpg.Connection,
+) -> None:
+    """RFC 8894 has no "try later" failInfo and a FAILURE CertRep is final for every
+    client (certmonger drops the request); an HTTP 503 is retried. The same request
+    sent again then enrolls (protocols/scep/DIVERGENCES.md "Store unavailable")."""
+    import aiohttp
+    from cryptography import x509
+
+    from conformance.scep.simulator import ScepTestClient
+    from conformance.scep.simulator import make_csr as scep_csr
+    from conformance.scep.simulator import parse_cert_rep
+    from protocols.scep import cms as scms
+    from protocols.scep.types import PkiStatus
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir, store_url=pg_url)
+    async with running_gateway(data_dir) as (gw, info):
+        scep = next(e for e in info.data["protocols"]["scep"] if e["config"] == "scep")
+        url = f"{scep['url']}/pkiclient.exe"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, params={"operation": "GetCACert"}) as resp:
+                certs = scms.certificates_of_degenerate(await resp.read())
+            ra = next(c for c in certs if not c.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+            device = ScepTestClient(ra, cn="faults-device")
+            body, tid, _ = device.pkcs_req(scep_csr(device.key, "faults-device", challenge=scep["challenge"]))
+            async with gw.store.read() as q:
+                certificates = await q.certificates.count()
+            cut = kill_at(gw.store, admin, lambda s: s.lstrip().upper().startswith("INSERT INTO CERTIFICATES"))
+            post = {"params": {"operation": "PKIOperation"}, "data": body,
+                    "headers": {"Content-Type": "application/x-pki-message"}}
+            async with session.post(url, **post) as resp:  # type: ignore[arg-type]
+                assert cut, "the issuing transaction was not reached"
+                assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0, (resp.status, await resp.read())
+                assert resp.content_type == "text/plain"  # no CertRep, so no FAILURE
+            async with gw.store.read() as q:
+                assert await q.certificates.count() == certificates  # nothing half-written
+            async with session.post(url, **post) as resp:  # type: ignore[arg-type]
+                rep = parse_cert_rep(await resp.read())
+            assert rep.status is PkiStatus.SUCCESS and rep.transaction_id == tid, rep.fail_text
+            async with gw.store.read() as q:
+                assert await q.certificates.count() == certificates + 1
