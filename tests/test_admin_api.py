@@ -187,7 +187,7 @@ async def test_openapi_validates_and_lists_every_registered_route(app: web.Appli
     }
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert registered == documented
-    assert len(registered) == 30
+    assert len(registered) == 33  # + the three API key routes (issue 11)
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             if path == "/openapi.json":
@@ -778,3 +778,70 @@ async def test_an_offset_beyond_any_store_integer_is_a_400_with_the_bound_in_the
     spec = await admin.get("/openapi.json")
     offset = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "offset")
     assert offset["schema"]["maximum"] == 2**53 - 1
+
+
+# --- issue 11: schema and server agree; API key roles, expiry, revocation ------------
+
+
+async def test_issue11_hex_serial_forms_and_strict_serials(admin: Admin) -> None:
+    """0X-prefixed serials were 400 (lstrip('0') ate the 0 of 0X); int(x, 16) extras such as
+    '_' are refused, as the schema's pattern says."""
+    await admin.get("/certificates/0X0abc", expect=404)
+    await admin.get("/certificates/0a:bc", expect=404)
+    await admin.get("/certificates/a_bc", expect=400)
+    await admin.get("/events", params={"serial": ""}, expect=400)
+
+
+async def test_issue11_nulls_and_empty_bulk_filters_refused(admin: Admin) -> None:
+    r = await admin.post("/certificates/revoke", {"filter": {"status": None}, "all": True}, expect=400)
+    assert "null" in r["detail"]
+    await admin.post("/certificates/revoke", {"filter": {"ca": ""}}, expect=400)
+
+
+async def test_issue11_integral_float_and_long_ca_name(admin: Admin) -> None:
+    await admin.post("/cas", {"kind": "root", "id": "r2", "name": "R2", "validity_days": 30.0}, expect=201)
+    await admin.post("/cas", {"kind": "root", "id": "r3", "name": "n" * 65}, expect=400)
+
+
+async def test_issue11_overrides_checked_at_the_edge(admin: Admin) -> None:
+    r = await admin.post("/certificates", {"ca": "issuing", "profile": "tls-server", "csr": make_csr(),
+                                          "overrides": {"subject": 5}}, expect=400)
+    assert "overrides.subject" in r["detail"]
+
+
+async def test_issue11_events_filter_by_ca_and_configuration(admin: Admin) -> None:
+    await issue(admin)
+    await admin.post("/cas", {"kind": "root", "id": "r4", "name": "R4"}, expect=201)
+    events = (await admin.get("/events", params={"ca": "r4"}))["items"]
+    assert [e["type"] for e in events] == ["ca_create"] and events[0]["detail"]["actor"] == "ops"
+    assert (await admin.get("/events", params={"configuration": "nope"}))["items"] == []
+
+
+async def test_issue11_api_keys_roles_expiry_revocation(admin: Admin, gw: Gateway) -> None:
+    from gateway.admin.keys import create_key
+    from gateway.store import schema
+
+    created = await admin.post("/api-keys", {"name": "audit", "role": "auditor"}, expect=201)
+    assert created["role"] == "auditor"
+    auditor = created["key"]
+    await admin.post("/api-keys", {"name": "audit"}, expect=409)
+    listing = (await admin.get("/api-keys"))["items"]
+    assert {k["name"] for k in listing} >= {"ops", "audit"}
+    assert not any("key" in k or "key_sha256" in k for k in listing) and auditor not in json.dumps(listing)
+    as_auditor = {"Authorization": f"Bearer {auditor}"}
+    await admin.get("/certificates", headers=as_auditor)
+    r = await admin.post("/api-keys", {"name": "x2"}, expect=403, headers=as_auditor)
+    assert r["error"] == "forbidden"
+    await admin.post("/certificates/revoke", {"all": True}, expect=403, headers=as_auditor)
+    await admin.post("/api-keys/audit/revoke")
+    await admin.get("/certificates", expect=401, headers=as_auditor)
+    await admin.post("/api-keys/audit/revoke", expect=409)
+    _, key = await create_key(gw, "short", by="test")
+    async with gw.store.transaction() as q:
+        rec = await q.api_keys.find("short")
+        assert rec is not None
+        await q.api_keys._update(schema.api_keys, schema.api_keys.c.id == rec.id,
+                                 {"expires_at": gw.clock() - dt.timedelta(seconds=1)}, "API key")
+    await admin.get("/certificates", expect=401, headers={"Authorization": f"Bearer {key}"})
+    events = (await admin.get("/events", params={"type": "apikey_create"}))["items"]
+    assert {e["detail"]["key_name"] for e in events} >= {"audit", "short"}

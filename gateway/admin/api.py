@@ -18,8 +18,8 @@ from aiohttp import web
 from ..errors import HTTP_STATUS, ErrorKind, GatewayError
 from ..runtime import Gateway
 from ..web.keys import GATEWAY
-from . import cas, certificates, configs, entities, events, pending, profiles
-from .auth import PRINCIPAL, REALM, authenticate
+from . import cas, certificates, configs, entities, events, keys, pending, profiles
+from .auth import PRINCIPAL, REALM, authenticate, authorize
 from .inputs import MAX_BODY
 from .openapi import build_document
 from .spec import Handler, Reply, Route
@@ -49,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
     *entities.ROUTES,
     *pending.ROUTES,
     *events.ROUTES,
+    *keys.ROUTES,
 )
 
 
@@ -78,7 +79,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route
     if route.handler not in request.app[_PUBLIC]:
-        request[PRINCIPAL] = await authenticate(request, request.app[GATEWAY])
+        principal = await authenticate(request, request.app[GATEWAY])
+        authorize(principal, request.method)
+        request[PRINCIPAL] = principal
     return await handler(request)
 
 

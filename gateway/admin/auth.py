@@ -6,10 +6,12 @@ its API key record holds ``"cert:" + sha256(DER).hex()`` in ``key_sha256``. The 
 handshake proves the peer holds that certificate's key, so an exact fingerprint
 match authenticates without any chain building. A key, when presented, always
 decides (a wrong key is refused even if a registered certificate came with it).
+Either carries a role (``admin`` or read-only ``auditor``) and may expire.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -18,8 +20,9 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..runtime import Gateway
+from ..secrets import api_key_hash
 from ..store.records import ApiKeyRecord
 
 REALM = 'Bearer realm="gateway-admin"'
@@ -33,6 +36,7 @@ class Principal:
     kind: str  # "api_key" | "certificate"
     key_id: str
     actor: str  # the API key's name, or the client certificate's subject
+    role: str = "admin"  # "admin" | "auditor" (gateway.admin.keys.ROLES)
 
 
 PRINCIPAL = web.RequestKey("admin_principal", Principal)
@@ -44,9 +48,13 @@ def client_certificate_key(cert: x509.Certificate | bytes) -> str:
     return CERT_PREFIX + hashlib.sha256(der).hexdigest()
 
 
-def client_certificate_record(name: str, cert: x509.Certificate) -> ApiKeyRecord:
+def client_certificate_record(name: str, cert: x509.Certificate, role: str = "admin") -> ApiKeyRecord:
     """An API key record to insert (``q.api_keys.insert``) for an admin client certificate."""
-    return ApiKeyRecord(id=uuid.uuid4().hex, name=name, key_sha256=client_certificate_key(cert))
+    return ApiKeyRecord(id=uuid.uuid4().hex, name=name, key_sha256=client_certificate_key(cert), role=role)
+
+
+def _usable(rec: ApiKeyRecord | None, now: dt.datetime) -> bool:
+    return rec is not None and not rec.revoked and (rec.expires_at is None or rec.expires_at > now)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -79,22 +87,32 @@ def peer_certificate(request: web.Request) -> bytes | None:
 async def authenticate(request: web.Request, gateway: Gateway) -> Principal:
     key = presented_key(request)
     if key is not None:
-        rec = await gateway.check_api_key(key)
-        if rec is None:
-            raise Unauthorized("invalid or revoked API key")
-        return Principal("api_key", rec.id, rec.name)
+        async with gateway.store.read() as q:
+            rec = await q.api_keys.by_hash(api_key_hash(key))
+        if rec is None or not _usable(rec, gateway.clock()) or rec.key_sha256.startswith(CERT_PREFIX):
+            raise Unauthorized("invalid, expired or revoked API key")
+        return Principal("api_key", rec.id, rec.name, rec.role)
     der = peer_certificate(request)
     if der is not None:
         async with gateway.store.read() as q:
             rec = await q.api_keys.by_hash(client_certificate_key(der))
-        if rec is None or rec.revoked:
+        if rec is None or not _usable(rec, gateway.clock()):
             raise Unauthorized("the client certificate is not registered for admin access")
         try:
             subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
         except ValueError:
             subject = ""
-        return Principal("certificate", rec.id, subject or rec.name)
+        return Principal("certificate", rec.id, subject or rec.name, rec.role)
     raise Unauthorized("an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def authorize(principal: Principal, method: str) -> None:
+    """Auditors read; only admins change anything (403 otherwise)."""
+    if principal.role != "admin" and method not in READ_METHODS:
+        raise Forbidden(f"the {principal.role} role may only read; this change needs an admin key")
 
 
 def actor(request: web.Request) -> str:

@@ -54,6 +54,10 @@ async def get_ca(request: web.Request) -> web.Response:
     return web.json_response(ca_view(rec, detail=True))
 
 
+NAME_MAX = 64
+"""RFC 5280 upper bound of commonName and organizationName (the CA's name and organization)."""
+
+
 def _validity(f: Fields, default: int | None) -> dt.timedelta | None:
     days = f.integer("validity_days", default=default, minimum=1, maximum=MAX_VALIDITY_DAYS)
     return dt.timedelta(days=days) if days is not None else None
@@ -64,12 +68,12 @@ async def create_ca(request: web.Request) -> web.Response:
     f = Fields(await read_json(request))
     kind = f.required_text("kind", choices=CA_KINDS)
     ca_id = f.required_text("id")
-    name = f.required_text("name")
+    name = f.required_text("name", max_length=NAME_MAX)
     hierarchy = gw.cas.hierarchy
     if kind == "root":
         algorithm = f.text("key_algorithm", default="EC-P384")
         validity = _validity(f, 3650)
-        organization = f.text("organization")
+        organization = f.text("organization", max_length=NAME_MAX)
         f.done()
         assert algorithm is not None and validity is not None
         rec = await hierarchy.create_root(ca_id, name, algorithm, validity, organization)
@@ -77,14 +81,14 @@ async def create_ca(request: web.Request) -> web.Response:
         parent_id = f.required_text("parent")
         algorithm = f.text("key_algorithm", default="EC-P256")
         validity = _validity(f, None)
-        organization = f.text("organization")
+        organization = f.text("organization", max_length=NAME_MAX)
         f.done()
         assert algorithm is not None
         parent = await gw.cas.local(parent_id)
         rec = await hierarchy.create_intermediate(parent, ca_id, name, algorithm, validity, organization)
     elif kind == "external_csr":
         algorithm = f.text("key_algorithm", default="EC-P384")
-        organization = f.text("organization")
+        organization = f.text("organization", max_length=NAME_MAX)
         f.done()
         assert algorithm is not None
         rec, _csr = await hierarchy.create_external_csr(ca_id, name, algorithm, organization)

@@ -19,7 +19,7 @@ from ..errors import BadRequest, GatewayError
 from ..store.records import CertificateFilter, CertificateRecord, serial_hex
 from ..web.keys import GATEWAY
 from .auth import actor
-from .inputs import Fields, QueryArgs, page, read_json
+from .inputs import Fields, QueryArgs, check_serial, page, read_json
 from .spec import PAGE, Query, Reply, Route
 from .views import certificate_pem, certificate_view, issued_view
 
@@ -59,8 +59,13 @@ def read_reason(value: Any) -> RevocationReason:
     return RevocationReason.parse(value)
 
 
+def _serial(request: web.Request) -> str:
+    """The path's serial in canonical form (lowercase hex, no ``0x``, colons or leading zeros)."""
+    return format(int(check_serial(request.match_info["serial"]).replace(":", ""), 16), "x")
+
+
 async def _record(request: web.Request) -> CertificateRecord:
-    return await request.app[GATEWAY].authority.certificate(request.match_info["serial"])
+    return await request.app[GATEWAY].authority.certificate(_serial(request))
 
 
 async def list_certificates(request: web.Request) -> web.Response:
@@ -104,6 +109,45 @@ async def download_der(request: web.Request) -> web.Response:
     )
 
 
+def read_overrides(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``overrides`` object checked field by field against the ``Overrides`` schema,
+    so a wrong type is a 400 naming the field (not a crash deeper in)."""
+    if data is None:
+        return {}
+    f = Fields(data, where="overrides")
+    subject = f.text("subject")
+    sans = f.text_list("sans")
+    not_before, not_after = f.raw("not_before"), f.raw("not_after")
+    for name, value in (("not_before", not_before), ("not_after", not_after)):
+        if value is not None:
+            f.time(name)
+    validity = f.raw("validity_seconds")
+    if validity is not None and (isinstance(validity, bool) or not isinstance(validity, (int, float))
+                                 or not validity > 0):
+        raise BadRequest("overrides.validity_seconds must be a number above 0")
+    extensions = f.raw("extensions")
+    if extensions is not None:
+        if not isinstance(extensions, list):
+            raise BadRequest("overrides.extensions must be a list")
+        for ext in extensions:
+            if not isinstance(ext, dict):
+                raise BadRequest("overrides.extensions[] must be objects")
+            e = Fields(ext, where="overrides.extensions[]")
+            e.required_text("oid")
+            e.required_text("value")
+            e.flag("critical")
+            e.done()
+    variables = f.mapping("variables")
+    if variables is not None and not all(isinstance(v, str) for v in variables.values()):
+        raise BadRequest("overrides.variables must map names to strings")
+    f.done()
+    checked: dict[str, Any] = {
+        "subject": subject, "sans": sans, "not_before": not_before, "not_after": not_after,
+        "validity_seconds": validity, "extensions": extensions, "variables": variables,
+    }
+    return {k: v for k, v in checked.items() if v is not None}
+
+
 async def issue(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     f = Fields(await read_json(request))
@@ -113,7 +157,7 @@ async def issue(request: web.Request) -> web.Response:
     overrides = f.mapping("overrides")
     f.done()
     issued = await gw.authority.issue_direct(
-        ca_id, csr.encode(), profile, overrides_from_json(overrides or {}), actor=actor(request)
+        ca_id, csr.encode(), profile, overrides_from_json(read_overrides(overrides)), actor=actor(request)
     )
     rec = await gw.authority.certificate(serial_hex(issued.serial))
     return web.json_response(issued_view(rec, issued), status=201)
@@ -125,7 +169,7 @@ async def revoke(request: web.Request) -> web.Response:
     reason = read_reason(f.raw("reason"))
     invalidity_date = f.time("invalidity_date")
     f.done()
-    serial = request.match_info["serial"]
+    serial = _serial(request)
     await gw.authority.revoke(serial, reason, actor=actor(request), invalidity_date=invalidity_date)
     return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
 
@@ -133,7 +177,7 @@ async def revoke(request: web.Request) -> web.Response:
 async def suspend(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     Fields(await read_json(request, optional=True)).done()
-    serial = request.match_info["serial"]
+    serial = _serial(request)
     await gw.authority.suspend(serial, actor=actor(request))
     return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
 
@@ -141,7 +185,7 @@ async def suspend(request: web.Request) -> web.Response:
 async def unsuspend(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     Fields(await read_json(request, optional=True)).done()
-    serial = request.match_info["serial"]
+    serial = _serial(request)
     await gw.authority.unsuspend(serial, actor=actor(request))
     return web.json_response(certificate_view(await gw.authority.certificate(serial), detail=True))
 
@@ -173,6 +217,9 @@ async def bulk_revoke(request: web.Request) -> web.Response:
     f.done()
     flt = read_filter(filter_fields)
     filter_fields.done()
+    for field in dataclasses.fields(flt):
+        if getattr(flt, field.name) == "":
+            raise BadRequest("filter values must not be empty: an empty one would match more than meant")
     if flt.status == "revoked":
         raise BadRequest("filter.status must be valid or hold: revoked certificates stay revoked")
     if reason in (RevocationReason.certificate_hold, RevocationReason.remove_from_crl):

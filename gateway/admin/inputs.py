@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 from aiohttp import web
@@ -20,6 +21,11 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 100
 MAX_OFFSET = 2**53 - 1
 """Largest page offset: beyond any store row count, within every database integer and JSON number."""
+SERIAL_PATTERN = r"^(0[xX])?[0-9A-Fa-f]+(:[0-9A-Fa-f]+)*$"
+"""A hex serial as the admin API takes it: optional ``0x``, colons between digit groups."""
+_SERIAL = re.compile(SERIAL_PATTERN)
+NONBLANK_PATTERN = r"\S"
+"""Text the server requires (``required_text``): at least one non-space character."""
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -71,16 +77,26 @@ def parse_time(value: str, where: str) -> dt.datetime:
     return parsed.astimezone(dt.timezone.utc)
 
 
+def check_serial(value: str, where: str = "serial") -> str:
+    """A serial as :data:`SERIAL_PATTERN` allows; anything else (``_``, ``+``, spaces,
+    which ``int(x, 16)`` would take) is refused as the OpenAPI schema says."""
+    if not _SERIAL.match(value):
+        raise BadRequest(f"{where} must be a hexadecimal serial number, got {value!r}")
+    return value
+
+
 class Fields:
     """A JSON object read field by field; call :meth:`done` to refuse unknown fields.
 
-    A ``null`` value counts as absent.
+    An explicit ``null`` is refused (the schema allows none) unless the field is named
+    in ``nullable``, where it counts as absent.
     """
 
-    def __init__(self, data: Mapping[str, Any], where: str = "body") -> None:
+    def __init__(self, data: Mapping[str, Any], where: str = "body", *, nullable: Iterable[str] = ()) -> None:
         self._data = data
         self._where = where
         self._seen: set[str] = set()
+        self._nullable = frozenset(nullable)
 
     def _label(self, name: str) -> str:
         return name if self._where == "body" else f"{self._where}.{name}"
@@ -88,13 +104,15 @@ class Fields:
     def raw(self, name: str, *, required: bool = False) -> Any:
         self._seen.add(name)
         value = self._data.get(name)
+        if value is None and name in self._data and name not in self._nullable:
+            raise BadRequest(f"{self._label(name)} must not be null (omit it instead)")
         if value is None and required:
             raise BadRequest(f"{self._label(name)} is required")
         return value
 
     def text(
         self, name: str, *, required: bool = False, default: str | None = None,
-        choices: Iterable[str] | None = None,
+        choices: Iterable[str] | None = None, max_length: int | None = None,
     ) -> str | None:
         value = self.raw(name, required=required)
         if value is None:
@@ -103,14 +121,18 @@ class Fields:
             raise BadRequest(f"{self._label(name)} must be a string")
         if required and not value.strip():
             raise BadRequest(f"{self._label(name)} must not be empty")
+        if max_length is not None and len(value) > max_length:
+            raise BadRequest(f"{self._label(name)} must be at most {max_length} characters")
         if choices is not None:
             allowed = list(choices)
             if value not in allowed:
                 raise BadRequest(f"{self._label(name)} must be one of {allowed}")
         return value
 
-    def required_text(self, name: str, *, choices: Iterable[str] | None = None) -> str:
-        value = self.text(name, required=True, choices=choices)
+    def required_text(
+        self, name: str, *, choices: Iterable[str] | None = None, max_length: int | None = None
+    ) -> str:
+        value = self.text(name, required=True, choices=choices, max_length=max_length)
         assert value is not None
         return value
 
@@ -121,6 +143,8 @@ class Fields:
         value = self.raw(name)
         if value is None:
             return default
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema: 30.0 is an integer
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadRequest(f"{self._label(name)} must be an integer")
         if minimum is not None and value < minimum:
@@ -210,6 +234,10 @@ class QueryArgs:
     def time(self, name: str) -> dt.datetime | None:
         value = self.text(name)
         return parse_time(value, f"query parameter {name}") if value is not None else None
+
+    def serial(self, name: str) -> str | None:
+        value = self.text(name)
+        return check_serial(value, f"query parameter {name}") if value is not None else None
 
     def page(self) -> tuple[int, int]:
         """``(limit, offset)`` with limit 1..500 (default 100)."""

@@ -10,8 +10,13 @@ import re
 from typing import Any, Iterable
 
 from ..authority import ENTITY_STATES
+from ..ca.backend import RevocationReason
 from ..composition import protocol_names
 from ..keys import KEY_ALGORITHMS
+from .inputs import NONBLANK_PATTERN, SERIAL_PATTERN
+
+API_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$"
+LIFETIME_PATTERN = r"^[1-9][0-9]{0,4}[smhdw]$"
 from .spec import JSON, Route
 
 API_VERSION = "1.0.0"
@@ -49,6 +54,13 @@ def _list_of(item: str) -> dict[str, Any]:
 
 
 S = {"type": "string"}
+T = {"type": "string", "minLength": 1, "pattern": NONBLANK_PATTERN}
+"""Text the server requires: not empty, not only spaces."""
+F = {"type": "string", "minLength": 1}
+"""A bulk-revocation filter value: an empty one would widen the filter, so it is refused."""
+SERIAL = {"type": "string", "pattern": SERIAL_PATTERN,
+          "description": "Hex serial; case, leading zeros, 0x and colons between digit groups tolerated."}
+PATH_PARAMS: dict[str, dict[str, Any]] = {"serial": SERIAL}
 NS = {"type": ["string", "null"]}
 DT = {"type": "string", "format": "date-time"}
 NDT = {"type": ["string", "null"], "format": "date-time"}
@@ -56,16 +68,36 @@ BOOL = {"type": "boolean"}
 INT = {"type": "integer"}
 PEM = {"type": "string", "description": "PEM text"}
 CA_ID = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{1,31}$"}
+CA_NAME = {**T, "maxLength": 64, "description": "The CA's commonName (RFC 5280: at most 64 characters)."}
+ORGANIZATION = {"type": "string", "maxLength": 64, "description": "organizationName; empty for none."}
 KEY_ALGORITHM = {"type": "string", "enum": list(KEY_ALGORITHMS)}
 VALIDITY_DAYS = {"type": "integer", "minimum": 1, "maximum": 36500}
+def _reason_names() -> list[str]:
+    camel = ["".join(w.capitalize() if i else w for i, w in enumerate(r.name.split("_"))) for r in RevocationReason]
+    return sorted({*camel, *(r.name for r in RevocationReason)})
+
+
 REASON = {
-    "type": ["string", "integer"],
+    "oneOf": [
+        {"type": "string", "enum": _reason_names()},
+        {"type": "integer", "enum": [int(r) for r in RevocationReason]},
+        {"type": "string", "enum": [str(int(r)) for r in RevocationReason]},
+    ],
     "description": "RFC 5280 reason by name (keyCompromise or key_compromise) or code; default unspecified. "
     "certificateHold suspends.",
 }
+_FINAL = [r for r in RevocationReason if r not in (RevocationReason.certificate_hold, RevocationReason.remove_from_crl)]
+BULK_REASON = {
+    "oneOf": [
+        {"type": "string", "enum": [n for n in _reason_names() if RevocationReason.parse(n) in _FINAL]},
+        {"type": "integer", "enum": [int(r) for r in _FINAL]},
+        {"type": "string", "enum": [str(int(r)) for r in _FINAL]},
+    ],
+    "description": "A final RFC 5280 reason (not certificateHold or removeFromCRL); default unspecified.",
+}
 FILTER_PROPS = {
-    "ca": S, "status": {"type": "string", "enum": ["valid", "revoked", "hold"]}, "profile": S, "entity": S,
-    "protocol_config": S, "subject": S, "expires_before": DT, "issued_after": DT,
+    "ca": F, "status": {"type": "string", "enum": ["valid", "hold"]}, "profile": F, "entity": F,
+    "protocol_config": F, "subject": F, "expires_before": DT, "issued_after": DT,
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -90,22 +122,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         ["id", "name", "kind", "state", "parent", "key_algorithm", "can_issue", "created_at"],
     ),
     "CACreateRoot": object_schema(
-        {"kind": {"const": "root"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
-         "validity_days": VALIDITY_DAYS, "organization": S},
+        {"kind": {"const": "root"}, "id": CA_ID, "name": CA_NAME, "key_algorithm": KEY_ALGORITHM,
+         "validity_days": VALIDITY_DAYS, "organization": ORGANIZATION},
         ["kind", "id", "name"], closed=True,
     ),
     "CACreateIntermediate": object_schema(
-        {"kind": {"const": "intermediate"}, "id": CA_ID, "name": S, "parent": S, "key_algorithm": KEY_ALGORITHM,
-         "validity_days": VALIDITY_DAYS, "organization": S},
+        {"kind": {"const": "intermediate"}, "id": CA_ID, "name": CA_NAME, "parent": T, "key_algorithm": KEY_ALGORITHM,
+         "validity_days": VALIDITY_DAYS, "organization": ORGANIZATION},
         ["kind", "id", "name", "parent"], closed=True,
     ),
     "CACreateExternalCSR": object_schema(
-        {"kind": {"const": "external_csr"}, "id": CA_ID, "name": S, "key_algorithm": KEY_ALGORITHM,
-         "organization": S},
+        {"kind": {"const": "external_csr"}, "id": CA_ID, "name": CA_NAME, "key_algorithm": KEY_ALGORITHM,
+         "organization": ORGANIZATION},
         ["kind", "id", "name"], closed=True,
     ),
     "CACreateExternalRoot": object_schema(
-        {"kind": {"const": "external_root"}, "id": CA_ID, "name": S, "certificate": PEM},
+        {"kind": {"const": "external_root"}, "id": CA_ID, "name": CA_NAME, "certificate": {**T, **PEM}},
         ["kind", "id", "name", "certificate"], closed=True,
     ),
     "CACreate": {
@@ -122,7 +154,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "CACertificateImport": object_schema(
-        {"certificate": PEM, "chain": {"type": "string", "description": "PEM issuer chain up to the external root."}},
+        {"certificate": {**T, **PEM}, "chain": {**T, "description": "PEM issuer chain up to the external root."}},
         ["certificate", "chain"], closed=True,
     ),
     "Profile": object_schema(
@@ -154,8 +186,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ProtocolConfigCreate": object_schema(
         {
             "id": {"type": "string", "pattern": "^[a-z0-9_-]{2,18}$"},
-            "protocol": {"type": "string", "enum": list(protocol_names())}, "ca": S,
-            "profiles": {"type": "array", "items": S, "minItems": 1},
+            "protocol": {"type": "string", "enum": list(protocol_names())}, "ca": T,
+            "profiles": {"type": "array", "items": T, "minItems": 1},
             "default_profile": S,
             "settings": {"type": "object", "description": 'e.g. {"approval": "manual"}'},
         },
@@ -195,28 +227,31 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "sans": {"type": "array", "items": {"type": "string", "description": "DNS:x, IP:x, email:x or URI:x"}},
             "not_before": DT, "not_after": DT, "validity_seconds": {"type": "number", "exclusiveMinimum": 0},
             "extensions": {"type": "array", "items": object_schema(
-                {"oid": S, "critical": BOOL, "value": {"type": "string", "description": "base64 DER value"}},
-                ["oid", "value"])},
+                {"oid": T, "critical": BOOL, "value": {**T, "description": "base64 DER value"}},
+                ["oid", "value"], closed=True)},
             "variables": {"type": "object", "additionalProperties": S},
         },
         closed=True,
     ),
     "IssueRequest": object_schema(
-        {"ca": S, "profile": S, "csr": {"type": "string", "description": "PKCS#10 request, PEM."},
+        {"ca": T, "profile": T, "csr": {**T, "description": "PKCS#10 request, PEM."},
          "overrides": ref("Overrides")},
         ["ca", "profile", "csr"], closed=True,
     ),
     "RevokeRequest": object_schema({"reason": REASON, "invalidity_date": DT}, closed=True),
-    "CertificateFilter": object_schema(
-        {**FILTER_PROPS, "status": {"type": "string", "enum": ["valid", "hold"]}}, closed=True,
-    ),
+    "CertificateFilter": object_schema(FILTER_PROPS, closed=True),
     "BulkRevokeRequest": object_schema(
         {
             "filter": ref("CertificateFilter"),
             "all": {"type": "boolean", "description": "Required to revoke with an empty filter."},
-            "reason": REASON, "invalidity_date": DT,
+            "reason": BULK_REASON, "invalidity_date": DT,
         },
         closed=True,
+        description="A non-empty filter, or \"all\": true (which an empty filter needs).",
+        anyOf=[
+            {"required": ["all"], "properties": {"all": {"const": True}}},
+            {"required": ["filter"], "properties": {"filter": {"minProperties": 1}}},
+        ],
     ),
     "BulkRevokeResult": object_schema(
         {
@@ -250,10 +285,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "ca", "profile", "status", "csr_pem"],
     ),
-    "RejectRequest": object_schema({"reason": {"type": "string", "minLength": 1}}, ["reason"], closed=True),
+    "RejectRequest": object_schema({"reason": T}, ["reason"], closed=True),
+    "ApiKey": object_schema(
+        {"id": S, "name": S, "role": {"type": "string", "enum": ["admin", "auditor"]},
+         "kind": {"type": "string", "enum": ["api_key", "certificate"]}, "created_at": DT, "expires_at": NDT,
+         "status": {"type": "string", "enum": ["active", "expired", "revoked"]}},
+        ["id", "name", "role", "kind", "created_at", "expires_at", "status"],
+        description="An admin API key or registered client certificate; never the key or its hash.",
+    ),
+    "ApiKeyCreated": {"allOf": [ref("ApiKey"), object_schema({"key": {**S, "description": "Shown only once."}},
+                                                             ["key"])]},
+    "ApiKeyCreate": object_schema(
+        {"name": {"type": "string", "pattern": API_KEY_NAME_PATTERN, "description": "Unique."},
+         "role": {"type": "string", "enum": ["admin", "auditor"], "default": "admin"},
+         "expires_at": {**DT, "description": "When it stops working (future)."},
+         "expires_in": {"type": "string", "pattern": LIFETIME_PATTERN,
+                        "description": "Lifetime instead of expires_at: 90m, 12h, 30d, 2w."}},
+        ["name"], closed=True,
+    ),
     "OpenAPIDocument": {"type": "object", "description": "This document."},
 }
-for _item in ("CA", "Profile", "ProtocolConfig", "Certificate", "EndEntity", "Event", "Request"):
+for _item in ("CA", "Profile", "ProtocolConfig", "Certificate", "EndEntity", "Event", "Request", "ApiKey"):
     SCHEMAS[f"{_item}List"] = _list_of(_item)
 
 
@@ -267,7 +319,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "No or wrong API key / client certificate",
         headers={"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="gateway-admin"'}},
     ),
-    "Forbidden": _error("Refused by policy or state (deactivated entity, disabled configuration)"),
+    "Forbidden": _error("Refused by policy or state (deactivated entity, disabled configuration), "
+                        "or a change asked with a read-only (auditor) key"),
     "NotFound": _error("No such object"),
     "Conflict": _error("The object's state does not allow this (already revoked, not pending, ...)"),
     "TooLarge": _error("Request body too large"),
@@ -281,7 +334,7 @@ _ERROR_RESPONSES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 40
 def operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "tags": [route.tag]}
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS.get(name, {"type": "string"})}
         for name in _PATH_PARAM.findall(route.path)
     ]
     params += [
@@ -305,6 +358,8 @@ def operation(route: Route) -> dict[str, Any]:
     statuses = {400, 500, *route.errors}
     if not route.public:
         statuses.add(401)
+        if route.method not in ("GET", "HEAD"):
+            statuses.add(403)  # an auditor key (read-only) asking for a change
     if route.body is not None:
         statuses.add(413)
     for status in sorted(statuses):

@@ -154,16 +154,23 @@ class EventFilter:
     status: str | None = None
     entity_id: str | None = None
     protocol_config: str | None = None
+    ca_id: str | None = None
     serial: str | None = None
     since: dt.datetime | None = None
 
 
 @dataclass
 class ApiKeyRecord:
-    """An admin API key; only its SHA-256 is stored."""
+    """An admin API key (or registered client certificate); only its SHA-256 is stored.
+
+    ``role`` is ``admin`` (every route) or ``auditor`` (reads only); a key past
+    ``expires_at`` or ``revoked`` no longer authenticates.
+    """
 
     id: str
     name: str
     key_sha256: str
     created_at: dt.datetime = field(default_factory=utcnow)
     revoked: bool = False
+    role: str = "admin"
+    expires_at: dt.datetime | None = None

@@ -175,7 +175,10 @@ api_keys = Table(
     Column("key_sha256", String(80), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked", Boolean, nullable=False),
+    Column("role", String(16), nullable=False, server_default="admin"),
+    Column("expires_at", UTCDateTime, nullable=True),
     UniqueConstraint("key_sha256"),
+    UniqueConstraint("name"),
 )
 
 generations = Table(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
 from .. import schema as t
 from ..records import ApiKeyRecord
@@ -21,7 +21,7 @@ class ApiKeyQueries(TableQueries):
     async def insert(self, rec: ApiKeyRecord) -> None:
         values = values_of(rec)
         values["key_sha256"] = rec.key_sha256.lower()
-        await self._insert(_INSERT, values, f"API key {rec.id!r}")
+        await self._insert(_INSERT, values, f"an API key named {rec.name!r}")
 
     async def by_hash(self, sha256_hex: str) -> ApiKeyRecord | None:
         return await self._one(ApiKeyRecord, _BY_HASH, "API key", {"sha256": sha256_hex.lower()})
@@ -29,3 +29,15 @@ class ApiKeyQueries(TableQueries):
     async def list(self) -> ApiKeyRecords:
         """Oldest first."""
         return await self._all(ApiKeyRecord, select(t.api_keys).order_by(_c.created_at, _c.id), "API keys")
+
+    async def find(self, name_or_id: str) -> ApiKeyRecord | None:
+        """By name, else by id (names are unique)."""
+        stmt = select(t.api_keys).where(or_(_c.name == name_or_id, _c.id == name_or_id)).order_by(
+            (_c.name == name_or_id).desc())
+        found = await self._all(ApiKeyRecord, stmt, "API key")
+        return found[0] if found else None
+
+    async def revoke(self, key_id: str) -> bool:
+        """Mark revoked; False when it already was (or does not exist)."""
+        return await self._update(t.api_keys, (_c.id == key_id) & _c.revoked.is_(False),
+                                  {"revoked": True}, "API key") == 1

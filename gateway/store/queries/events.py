@@ -19,7 +19,7 @@ def _conditions(flt: EventFilter | None) -> list[ColumnElement[bool]]:
     if flt is None:
         return []
     conds: list[ColumnElement[bool]] = []
-    for name in ("type", "status", "entity_id", "protocol_config"):
+    for name in ("type", "status", "entity_id", "protocol_config", "ca_id"):
         value = getattr(flt, name)
         if value is not None:
             conds.append(_c[name] == value)
