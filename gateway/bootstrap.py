@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from . import keys
 from .ca.backend import IssueOverrides
 from .ca.pem import cert_to_pem, certs_to_pem
-from .config import PASSPHRASE_ENV, Config, load_config
+from .config import DEV_CREDENTIALS, PASSPHRASE_ENV, Config, load_config
 from .errors import ConfigError
 from .profiles.loader import default_profiles_dir
 from .runtime import Gateway
@@ -32,7 +32,11 @@ from .store.records import ApiKeyRecord
 
 ROOT_CA = "root"
 ISSUING_CA = "issuing"
-DEV_CREDENTIALS = "secrets/dev-credentials.json"
+RSA_ISSUING_CA = "issuing-rsa"
+"""The dev SCEP configuration's CA: NDES deployments and older SCEP clients (micromdm's
+scepclient without ``-ca-fingerprint``, which encrypts to every certificate GetCACert
+returns) expect RSA throughout the chain, so the dev root is RSA too."""
+PROTOCOL_CAS = {"scep": RSA_ISSUING_CA}
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -91,26 +95,39 @@ async def issue_tls_certificate(gw: Gateway, hosts: list[str]) -> None:
 
 
 async def bootstrap_protocols(gw: Gateway, ca_id: str) -> dict[str, Any]:
-    """Each adapter makes its dev configuration(s), with credentials, through its door."""
+    """Each adapter makes its dev configuration(s), with credentials, through its door,
+    on ``ca_id`` unless :data:`PROTOCOL_CAS` names another for it (SCEP: RSA)."""
     from .composition import adapters
 
     creds: dict[str, Any] = {}
     for adapter in adapters():
-        creds[adapter.name] = await adapter.bootstrap(gw.door(adapter.name), ca_id)
+        known = {rec.id for rec in gw.cas.records()}
+        chosen = PROTOCOL_CAS.get(adapter.name, ca_id)
+        chosen = chosen if chosen in known else ca_id
+        creds[adapter.name] = await adapter.bootstrap(gw.door(adapter.name), chosen)
     return creds
 
 
-async def initialize(data_dir: Path, *, force: bool = False, store_url: str | None = None) -> dict[str, Any]:
+async def initialize(data_dir: Path, *, force: bool = False, store_url: str | None = None,
+                     server: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create the data directory; refuses to touch an initialized one unless forced.
     ``store_url``: keep the store in that database (PostgreSQL for replicas) instead
-    of the embedded SQLite file."""
+    of the embedded SQLite file. ``server``: ``[server]`` settings (listeners, public
+    host and ports) stored in config.toml before anything is issued, since the CA and
+    TLS certificates made here carry the public URLs."""
     data_dir = Path(data_dir)
+    probe = Config(data_dir=data_dir)
+    for key, value in (server or {}).items():
+        setattr(probe.server, key, value)
+    _ = probe.https_url, probe.http_url  # refuses an unreachable public host before touching anything
     if is_initialized(data_dir):
         if not force:
             raise ConfigError(f"{data_dir} is already initialized (use --force to recreate it)")
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config = Config(data_dir=data_dir)
+    for key, value in (server or {}).items():
+        setattr(config.server, key, value)
     if store_url:
         config.store.url = store_url
     config.save()
@@ -121,13 +138,15 @@ async def initialize(data_dir: Path, *, force: bool = False, store_url: str | No
 
     gw = await Gateway.open(config)
     try:
-        await gw.cas.hierarchy.create_root(ROOT_CA, "Gateway Dev Root CA", "EC-P384")
+        # an RSA root (one trust anchor) over an ECDSA issuing CA for ACME, EST and TLS
+        # and an RSA one for SCEP (see RSA_ISSUING_CA)
+        await gw.cas.hierarchy.create_root(ROOT_CA, "Gateway Dev Root CA", "RSA-3072")
         await gw.cas.load()
-        await gw.cas.hierarchy.create_intermediate(
-            await gw.cas.local(ROOT_CA), ISSUING_CA, "Gateway Dev Issuing CA", "EC-P256"
-        )
+        root = await gw.cas.local(ROOT_CA)
+        await gw.cas.hierarchy.create_intermediate(root, ISSUING_CA, "Gateway Dev Issuing CA", "EC-P256")
+        await gw.cas.hierarchy.create_intermediate(root, RSA_ISSUING_CA, "Gateway Dev RSA Issuing CA", "RSA-2048")
         await gw.cas.load()
-        await issue_tls_certificate(gw, ["localhost", "127.0.0.1", "::1"])
+        await issue_tls_certificate(gw, list(dict.fromkeys(["localhost", "127.0.0.1", "::1", config.public_host])))
         for ca in gw.cas.issuing():
             await ca.ocsp_signer(config.duration("ocsp_signer_validity"))
             await gw.authority.crl(ca.id, force=True)

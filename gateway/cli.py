@@ -27,6 +27,9 @@ from .store.records import CertificateFilter
 
 def _config(args: argparse.Namespace) -> Config:
     cfg = load_config(Path(args.data_dir))
+    for name, value in _init_server_settings(args).items():
+        if name.startswith("public"):
+            setattr(cfg.server, name, value)
     return cfg.with_overrides(
         getattr(args, "host", None), getattr(args, "https_port", None), getattr(args, "http_port", None)
     )
@@ -50,8 +53,28 @@ async def _with_gateway(args: argparse.Namespace, fn: Callable[[Gateway], Awaita
 
 
 # --- commands ---------------------------------------------------------------------
+def _init_server_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``[server]`` settings ``init`` stores: listeners and the public URL its certificates carry."""
+    out: dict[str, Any] = {}
+    for name in ("host", "https_port", "http_port", "public_host", "public_https_port", "public_http_port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    if getattr(args, "public_url", None):
+        from urllib.parse import urlsplit
+
+        url = urlsplit(args.public_url)
+        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
+            raise ConfigError("--public-url must look like https://gateway.example.com[:port] (no path)")
+        out["public_host"] = url.hostname
+        port = url.port or (443 if url.scheme == "https" else 80)
+        out["public_https_port" if url.scheme == "https" else "public_http_port"] = port
+    return out
+
+
 async def cmd_init(args: argparse.Namespace) -> int:
-    await bootstrap.initialize(Path(args.data_dir), force=args.force, store_url=args.store_url)
+    await bootstrap.initialize(Path(args.data_dir), force=args.force, store_url=args.store_url,
+                               server=_init_server_settings(args))
     print(f"initialized {Path(args.data_dir).resolve()}")
     print("dev credentials: gateway info --json --data-dir", args.data_dir)
     return 0
@@ -100,7 +123,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     if not bootstrap.is_initialized(data_dir):
         print(f"initializing {data_dir.resolve()} (first run)", file=sys.stderr)
-        await bootstrap.initialize(data_dir)
+        # the first run stores the listeners it was given, so certificates made now match them
+        await bootstrap.initialize(data_dir, server=_init_server_settings(args))
     cfg = _with_workers(_config(args), args)
     configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
     info = await gather_info(cfg)
@@ -155,6 +179,8 @@ async def cmd_ca_create(args: argparse.Namespace) -> int:
             await h.create_root(args.id, args.name, args.key, validity or parse_duration("P10Y", "validity"))
         await gw.cas.load()
         await bootstrap.export_ca_files(gw)
+        kind = "external_csr" if args.external else "intermediate" if args.parent else "root"
+        await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(), kind=kind)
         print(f"created CA {args.id}", file=sys.stderr)
         return 0
     return await _with_gateway(args, run)
@@ -171,6 +197,8 @@ async def cmd_ca_import(args: argparse.Namespace) -> int:
             await gw.cas.hierarchy.import_signed_certificate(args.id, cert, Path(args.chain).read_bytes())
         await gw.cas.load()
         await bootstrap.export_ca_files(gw)
+        await gw.authority.events.record("ca_import", "success", ca_id=args.id, actor=_cli_actor(),
+                                         kind="external_root" if args.root else "external_signed")
         print(f"imported certificate for CA {args.id}", file=sys.stderr)
         return 0
     return await _with_gateway(args, run)
@@ -189,6 +217,8 @@ async def cmd_ca_crl(args: argparse.Namespace) -> int:
             )
             return 0
         der = await gw.authority.crl(ca.id, force=True)
+        await gw.authority.events.record("crl_issue", "success", ca_id=ca.id, actor=_cli_actor(),
+                                         forced=bool(args.force))
         if args.out:
             Path(args.out).write_bytes(der)
         print(f"issued a new CRL for {ca.id}", file=sys.stderr)
@@ -203,7 +233,7 @@ async def cmd_cert_issue(args: argparse.Namespace) -> int:
         overrides = overrides_from_json(json.loads(args.overrides)) if args.overrides else None
         csr = Path(args.csr).read_bytes()
         kwargs = {"overrides": overrides} if overrides else {}
-        issued = await gw.authority.issue_direct(args.ca, csr, args.profile, actor="cli", **kwargs)
+        issued = await gw.authority.issue_direct(args.ca, csr, args.profile, actor="cli", source="cli", **kwargs)
         out = cert_to_pem(issued.certificate)
         if args.chain:
             out += certs_to_pem(issued.chain)
@@ -235,17 +265,43 @@ async def cmd_cert_list(args: argparse.Namespace) -> int:
     return await _with_gateway(args, run)
 
 
+def _cli_actor() -> str:
+    """Who an operator command is audited as: ``cli:<os user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
 async def cmd_apikey_create(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
-        import uuid
+        from .admin.keys import create_key, parse_lifetime
 
-        from .secrets import api_key_hash, new_token
-        from .store.records import ApiKeyRecord
-
-        key = new_token(32)
-        async with gw.store.transaction() as q:
-            await q.api_keys.insert(ApiKeyRecord(uuid.uuid4().hex, args.name, api_key_hash(key)))
+        expires_at = gw.clock() + parse_lifetime(args.expires) if args.expires else None
+        _, key = await create_key(gw, args.name, role=args.role, expires_at=expires_at, by=_cli_actor())
         print(key)  # shown once; only its hash is stored
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_apikey_list(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        from .admin.keys import key_view, list_keys
+
+        now = gw.clock()
+        _print_rows([key_view(r, now) for r in await list_keys(gw)], args.json)
+        return 0
+    return await _with_gateway(args, run)
+
+
+async def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        from .admin.keys import revoke_key
+
+        rec = await revoke_key(gw, args.key, by=_cli_actor())
+        print(f"revoked API key {rec.name} ({rec.id})", file=sys.stderr)
         return 0
     return await _with_gateway(args, run)
 
@@ -275,14 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="certificate enrollment gateway")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("init", parents=[common], help="create the data directory with dev CAs")
+    public = argparse.ArgumentParser(add_help=False)
+    public.add_argument("--public-host", help="host name clients use, put in certificates' CRL/OCSP/CA "
+                        "URLs and the banner (default: --host; 0.0.0.0 and :: are refused)")
+    public.add_argument("--public-url", help="public base URL instead of --public-host, e.g. "
+                        "https://gw.example.com (its port, 443 by default, becomes the public HTTPS port)")
+    public.add_argument("--public-http-port", type=int, help="port in the public http:// URLs when a "
+                        "proxy or NAT maps it (default: --http-port)")
+    public.add_argument("--public-https-port", type=int, help="port in the public https:// URLs "
+                        "(default: --https-port)")
+
+    s = sub.add_parser("init", parents=[common, listen, public], help="create the data directory with dev CAs; "
+                       "listeners and the public URL are stored in config.toml")
     s.add_argument("--force", action="store_true", help="wipe and recreate an existing data directory")
     s.add_argument("--store-url", default=os.environ.get(STORE_URL_ENV) or None,
                    help="keep the store in this database instead of the embedded SQLite file, e.g. "
                    f"postgresql://user@host:5432/gateway (several replicas share one; default ${STORE_URL_ENV})")
     s.set_defaults(fn=cmd_init)
 
-    s = sub.add_parser("serve", parents=[common, listen], help="run the gateway (init on first run)")
+    s = sub.add_parser("serve", parents=[common, listen, public],
+                       help="run the gateway (init on first run, with these listener and public options)")
     s.add_argument("--log-format", choices=["text", "json"])
     s.add_argument("--workers", type=int, help="serving processes sharing the listeners (default 1; "
                    "[server] workers)")
@@ -345,8 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("apikey", help="admin API keys").add_subparsers(dest="key_command", required=True)
     s = key.add_parser("create", parents=[common], help="create an admin API key (printed once)")
-    s.add_argument("name")
+    s.add_argument("name", help="unique name (1-64 letters, digits, _.@:-)")
+    s.add_argument("--role", choices=["admin", "auditor"], default="admin",
+                   help="admin: every route; auditor: read-only (GET)")
+    s.add_argument("--expires", help="lifetime: 30d, 12h, 2w or an ISO 8601 duration (default: never)")
     s.set_defaults(fn=cmd_apikey_create)
+    s = key.add_parser("list", parents=[common], help="keys and client certificates (never the key)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_apikey_list)
+    s = key.add_parser("revoke", parents=[common], help="revoke a key by name or id")
+    s.add_argument("key", metavar="NAME_OR_ID")
+    s.set_defaults(fn=cmd_apikey_revoke)
     return p
 
 

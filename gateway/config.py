@@ -28,6 +28,8 @@ DATA_DIR_ENV = "GATEWAY_DATA_DIR"
 PASSPHRASE_ENV = "GATEWAY_CA_PASSPHRASE"
 DEFAULT_DATA_DIR = "./gateway-data"
 CONFIG_FILE = "config.toml"
+DEV_CREDENTIALS = "secrets/dev-credentials.json"
+METRICS_ACCESS = ("key", "public", "off")
 
 
 def default_data_dir() -> Path:
@@ -56,12 +58,15 @@ class ServerSettings:
     https_port: int = 8443
     http_port: int = 8080
     public_host: str = ""  # host name put in CDP/AIA/directory URLs; defaults to host
+    public_http_port: int = 0  # port in the public http:// URLs (behind a proxy or NAT); 0: http_port
+    public_https_port: int = 0  # port in the public https:// URLs; 0: https_port
     max_body_bytes: int = 1 << 20
     log_format: str = "text"  # "text" | "json"
     log_level: str = "INFO"
     shutdown_timeout: float = 10.0
     event_loop: str = "auto"  # "auto" (uvloop when installed) | "uvloop" | "asyncio"
     workers: int = 1  # serving processes on the same listeners (one core each); > 1 implies replicas
+    metrics: str = "key"  # /metrics: "key" (HTTPS, any admin API key), "public" (both listeners), "off"
 
 
 @dataclass
@@ -123,15 +128,21 @@ class Config:
 
     @property
     def public_host(self) -> str:
-        return self.server.public_host or self.server.host
+        """The host clients reach: baked into CDP/AIA/OCSP URLs of every certificate, so an
+        unspecified listen address (0.0.0.0, ::) cannot stand in for it."""
+        host = self.server.public_host or self.server.host
+        check_public_host(host, "[server].public_host" if self.server.public_host else "--host")
+        return host
 
     @property
     def http_url(self) -> str:
-        return f"http://{_host_for_url(self.public_host)}:{self.server.http_port}"
+        port = self.server.public_http_port or self.server.http_port
+        return f"http://{_host_for_url(self.public_host)}:{port}"
 
     @property
     def https_url(self) -> str:
-        return f"https://{_host_for_url(self.public_host)}:{self.server.https_port}"
+        port = self.server.public_https_port or self.server.https_port
+        return f"https://{_host_for_url(self.public_host)}:{port}"
 
     def crl_url(self, ca_id: str) -> str:
         return f"{self.http_url}/crl/{ca_id}.crl"
@@ -189,6 +200,43 @@ class Config:
         (self.data_dir / CONFIG_FILE).write_text(self.to_toml())
 
 
+def update_dev_credentials(config: Config, protocol: str, config_id: str, values: dict[str, Any]) -> None:
+    """Keep ``gateway info``'s copy of a dev credential current after a command changes
+    it (a rotated static challenge); only for configurations ``init`` wrote there, and
+    only while the dev-credentials file exists (deleting it is the production advice)."""
+    import json
+
+    path = config.data_dir / DEV_CREDENTIALS
+    if not path.exists():
+        return
+    creds = json.loads(path.read_text())
+    entry = creds.get(protocol, {}).get(config_id)
+    if not isinstance(entry, dict):
+        return
+    entry.update(values)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(creds, indent=2))
+    os.replace(tmp, path)
+
+
+def check_public_host(host: str, where: str) -> None:
+    """Refuse a host clients cannot connect to as the public one."""
+    import ipaddress
+
+    try:
+        unspecified = ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        unspecified = False
+    if unspecified or not host:
+        raise ConfigError(
+            f"{where} {host!r} listens on every address but is no address clients can reach, and "
+            "certificates carry the public host in their CRL/OCSP/CA URLs: set the name clients use "
+            "with 'gateway init --public-host NAME' (or [server].public_host in config.toml)"
+        )
+
+
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
@@ -238,10 +286,16 @@ def load_config(data_dir: Path) -> Config:
     )
     if not isinstance(cfg.server.workers, int) or not 1 <= cfg.server.workers <= 64:
         raise ConfigError("[server].workers must be a whole number from 1 to 64")
+    if cfg.server.metrics not in METRICS_ACCESS:
+        raise ConfigError("[server].metrics must be 'key', 'public' or 'off'")
     if cfg.server.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("[server].event_loop must be 'auto', 'uvloop' or 'asyncio'")
     if cfg.store.replicas not in ("auto", "yes", "no"):
         raise ConfigError("[store].replicas must be 'auto', 'yes' or 'no'")
+    for name in ("https_port", "http_port", "public_https_port", "public_http_port"):
+        port = getattr(cfg.server, name)
+        if not isinstance(port, int) or not 0 <= port <= 65535 or (port == 0 and not name.startswith("public")):
+            raise ConfigError(f"[server].{name} must be a port number from 1 to 65535")
     if cfg.server.log_format not in ("text", "json"):
         raise ConfigError("[server].log_format must be 'text' or 'json'")
     for name in ("crl_validity", "crl_overlap", "ocsp_response_validity", "ocsp_signer_validity"):

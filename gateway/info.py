@@ -23,8 +23,14 @@ async def gather_info(config: Config) -> dict[str, Any]:
     cas_dir = config.data_dir / "cas"
     protocols: dict[str, list[dict[str, Any]]] = {name: [] for name in protocol_names()}
     for adapter in adapters():
-        records = [c for c in configs if c.protocol == adapter.name]
-        protocols[adapter.name] = adapter.describe(config, records, creds.get(adapter.name, {}))
+        dev = creds.get(adapter.name, {})
+        # Stable order (documented in the README): the configurations init made first, then
+        # by creation, so ``.protocols.scep[0]`` stays the dev one; select others by ``config``.
+        records = sorted((c for c in configs if c.protocol == adapter.name),
+                         key=lambda c: (c.id not in dev, c.created_at, c.id))
+        rank = {rec.id: n for n, rec in enumerate(records)}
+        entries = adapter.describe(config, records, dev)
+        protocols[adapter.name] = sorted(entries, key=lambda e: rank.get(e.get("config", ""), len(rank)))
     return {
         "https": config.https_url,
         "http": config.http_url,

@@ -29,7 +29,7 @@ def test_info_json_contract(data_dir: Path) -> None:
     assert info["https"] == "https://127.0.0.2:9443" and info["http"] == "http://127.0.0.2:9080"
     assert Path(info["tls_ca"]).is_file()
     ids = [ca["id"] for ca in info["cas"]]
-    assert ids == ["root", "issuing"]
+    assert ids == ["root", "issuing", "issuing-rsa"]
     for ca in info["cas"]:
         assert set(ca) >= {"id", "certificate", "chain", "crl", "ocsp"}
         assert Path(ca["certificate"]).is_file() and Path(ca["chain"]).is_file()
@@ -143,3 +143,20 @@ def test_ca_create_list_and_external(data_dir: Path, tmp_path: Path) -> None:
 def test_commands_on_an_uninitialized_directory(tmp_path: Path) -> None:
     out = run_cli("cert", "list", data_dir=tmp_path / "empty", check=False)
     assert out.returncode == 1 and "not initialized" in out.stderr
+
+
+def test_info_json_shows_the_current_static_challenge_and_a_stable_order(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("init", data_dir=data)
+    # a second configuration whose id sorts before the dev one, made later
+    run_cli("scep", "config", "create", "aaa", "--static-challenge", data_dir=data)
+    run_cli("scep", "static-challenge", "--config", "scep", "--value", "rotated-challenge-1", data_dir=data)
+    info = json.loads(run_cli("info", "--json", data_dir=data).stdout)
+    scep = info["protocols"]["scep"]
+    assert [e["config"] for e in scep] == ["scep", "aaa"]
+    assert scep[0]["challenge"] == "rotated-challenge-1"
+    assert scep[0]["admin"]["username"] == "ndes-admin" and len(scep[0]["admin"]["password"]) >= 16
+    creds = json.loads((data / "secrets/dev-credentials.json").read_text())
+    assert creds["scep"]["scep"]["admin_password"] == scep[0]["admin"]["password"]
+    assert stat.S_IMODE(os.stat(data / "secrets/dev-credentials.json").st_mode) == 0o600
+    assert [e["config"] for e in info["protocols"]["acme"]] == ["acme", "acme-eab"]

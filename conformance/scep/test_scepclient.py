@@ -1,7 +1,7 @@
 """micromdm's scepclient (Debian ``scep``) against the gateway.
 
-The dev CA is ECDSA, so scepclient (which encrypts to every certificate it is given)
-is told which one is the RA with ``-ca-fingerprint``, as it is told for NDES. It sends
+scepclient encrypts to every certificate GetCACert returns; the dev SCEP CA is RSA, but
+these tests still say which one is the RA with ``-ca-fingerprint``, as for NDES. It sends
 DES + SHA-1 (scepclient 2.1.0 ignores AES in GetCACaps), which the gateway answers in
 kind. With ``GATEWAY_RECORD_FIXTURES=1`` the PKCSReq and RenewalReq exchanges are
 written to ``fixtures/scep/`` for the ordinary suite's replay.
@@ -56,7 +56,7 @@ async def test_scepclient_enrolls_with_the_static_challenge_and_renews(gateway: 
     first = x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
     assert first.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "scepclient-device"
     assert cert_spki(first) == key_spki(work / "key.pem")
-    ca = x509.load_pem_x509_certificate(Path(gateway.info.ca("issuing")["certificate"]).read_bytes())
+    ca = x509.load_pem_x509_certificate(Path(gateway.info.ca("issuing-rsa")["certificate"]).read_bytes())
     first.verify_directly_issued_by(ca)
 
     # renewal: scepclient sends a RenewalReq signed with the certificate it holds

@@ -54,14 +54,15 @@ class ScepAdapter:
     def describe(
         self, config: Config, records: list[ProtocolConfigRecord], dev_credentials: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        return [
-            {
-                "config": rec.id,
-                "url": f"{config.http_url}/scep/{rec.id}",
-                "challenge": (dev_credentials.get(rec.id) or {}).get("challenge"),
-            }
-            for rec in records
-        ]
+        out = []
+        for rec in records:
+            dev = dev_credentials.get(rec.id) or {}
+            entry: dict[str, Any] = {"config": rec.id, "url": f"{config.http_url}/scep/{rec.id}",
+                                     "challenge": dev.get("challenge")}
+            if dev.get("admin_password"):  # the dev challenge admin (mscep_admin, webhook)
+                entry["admin"] = {"username": DEV_ADMIN, "password": dev["admin_password"]}
+            out.append(entry)
+        return out
 
     def add_cli(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:

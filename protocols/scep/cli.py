@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.config import load_config, parse_duration
+from gateway.config import load_config, parse_duration, update_dev_credentials
 from gateway.door import Door, default_issuing_ca, open_door
 from gateway.errors import ConfigError
 
@@ -61,7 +61,9 @@ async def cmd_challenge(args: argparse.Namespace) -> int:
 async def cmd_static_challenge(args: argparse.Namespace) -> int:
     async def run(door: Door, repo: ScepRepository) -> int:
         rec = await door.configuration(args.config)
-        print(await set_static_challenge(repo, rec.id, args.value))
+        value = await set_static_challenge(repo, rec.id, args.value)
+        update_dev_credentials(load_config(Path(args.data_dir)), PROTOCOL, rec.id, {"challenge": value})
+        print(value)
         await door.record_event("scep_static_challenge", "success", protocol_config=rec.id, actor=ACTOR)
         return 0
     return await _with_door(args, run)

@@ -89,6 +89,20 @@ async def test_dns01_timeout_is_a_dns_problem() -> None:
     assert result is not None and result.type == "dns"
 
 
+async def test_http01_with_a_dead_dns_resolver_is_a_dns_problem_naming_it() -> None:
+    """The lookup's own failure is reported, not the fetch timeout it used to run into."""
+    silent = free_port()
+    sock_transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", silent))
+    try:
+        result = await http01.validate(NAME, "t", KA, settings(dns_resolver=f"127.0.0.1:{silent}", validation_timeout=1))
+    finally:
+        sock_transport.close()
+    assert result is not None and result.type == "dns", result
+    assert "www.example.test" in result.detail and f"127.0.0.1:{silent}" in result.detail
+    assert "timeout fetching" not in result.detail
+
+
 async def test_tls_alpn01_checks_alpn_san_and_acme_identifier(tmp_path: Path) -> None:
     async with TlsAlpn01Responder(tmp_path) as alpn:
         s = settings(tlsalpn01_port=alpn.port, validation_address="127.0.0.1")

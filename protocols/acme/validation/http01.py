@@ -15,7 +15,7 @@ from .. import problems
 from ..identifiers import Identifier
 from ..problems import Problem
 from ..settings import AcmeSettings
-from .resolve import ChallengeResolver
+from .resolve import ChallengeResolver, ResolutionError, addresses
 
 MAX_BODY = 4096
 
@@ -26,7 +26,14 @@ def _host(ident: Identifier) -> str:
 
 async def validate(ident: Identifier, token: str, key_authorization: str, settings: AcmeSettings) -> Problem | None:
     url = f"http://{_host(ident)}:{settings.http01_port}/.well-known/acme-challenge/{token}"
-    connector = aiohttp.TCPConnector(resolver=ChallengeResolver(settings), ssl=False, force_close=True)
+    # Resolve first, outside the fetch's deadline: a dead resolver is a ``dns`` problem
+    # naming the lookup, not a fetch timeout (both would otherwise share one clock).
+    try:
+        first = await addresses(ident.value, settings)
+    except ResolutionError as exc:
+        return problems.validation_problem("dns", str(exc))
+    resolver = ChallengeResolver(settings, known={ident.value: first})
+    connector = aiohttp.TCPConnector(resolver=resolver, ssl=False, force_close=True)
     timeout = aiohttp.ClientTimeout(total=settings.validation_timeout)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:

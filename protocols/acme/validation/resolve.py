@@ -54,7 +54,9 @@ async def addresses(host: str, settings: AcmeSettings) -> list[str]:
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-                raise ResolutionError(f"DNS lookup of {host} failed: {type(exc).__name__}") from None
+                where = "{}:{}".format(*settings.dns_resolver)
+                raise ResolutionError(
+                    f"DNS lookup of {host} {rdtype} through resolver {where} failed: {type(exc).__name__}") from None
             found.extend(r.address for r in answer)
     else:
         loop = asyncio.get_running_loop()
@@ -71,14 +73,17 @@ async def addresses(host: str, settings: AcmeSettings) -> list[str]:
 class ChallengeResolver(AbstractResolver):
     """aiohttp resolver that answers with :func:`addresses` (redirects use it too)."""
 
-    def __init__(self, settings: AcmeSettings) -> None:
+    def __init__(self, settings: AcmeSettings, known: dict[str, list[str]] | None = None) -> None:
         self._settings = settings
+        self._known = dict(known or {})
 
     async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> list[ResolveResult]:
-        try:
-            found = await addresses(host, self._settings)
-        except ResolutionError as exc:
-            raise OSError(str(exc)) from None
+        found = self._known.get(host)
+        if found is None:
+            try:
+                found = await addresses(host, self._settings)
+            except ResolutionError as exc:
+                raise OSError(str(exc)) from None
         results: list[ResolveResult] = []
         for addr in found:
             fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
