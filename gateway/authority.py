@@ -47,9 +47,9 @@ from .ca.local import certificate_record, status_from_record
 from .ca.overrides import overrides_from_json, overrides_to_json
 from .ca.registry import CARegistry
 from .clock import Clock, system_clock
-from .errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound, PolicyViolation, Unavailable
+from .errors import BadRequest, Conflict, ErrorKind, Forbidden, GatewayError, NotFound, PolicyViolation, Unavailable
 from .events import EventRecorder, log_committed
-from .metrics import CERTIFICATES_ISSUED
+from .metrics import CERTIFICATES_ISSUED, count_enrollment
 from .profiles.model import Profile
 from .store import SerialCollision, Store
 from .store.records import (
@@ -390,8 +390,10 @@ class Authority:
         overrides: IssueOverrides = IssueOverrides(),
         *,
         actor: str,
+        source: str = "admin",
     ) -> IssuedCertificate:
-        """Operator issuance (CLI, admin API) outside any protocol configuration."""
+        """Operator issuance (CLI, admin API) outside any protocol configuration; counted
+        in ``gateway_enrollments_total`` under protocol ``source`` (``cli`` or ``admin``)."""
         try:
             parsed = load_csr(csr) if isinstance(csr, bytes) else csr
             check_proof_of_possession(parsed)
@@ -402,10 +404,13 @@ class Authority:
             if not isinstance(result, IssuedCertificate):
                 raise Unavailable(f"CA {ca_id} holds the request ({result.request_id}); poll it later")
         except GatewayError as exc:
+            outcome = "error" if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL) else "refused"
+            count_enrollment(source, "", outcome, exc.kind.value)
             await self.events.record(
                 "issue", "failure", ca_id=ca_id, error=exc.kind.value, detail=exc.detail, actor=actor
             )
             raise
+        count_enrollment(source, "", "issued")
         await self.events.record(
             "issue", "success", ca_id=ca_id, serial=serial_hex(result.serial), actor=actor,
             profile=profile,

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
 from cryptography import x509
@@ -44,7 +44,8 @@ from .credentials import (
     LockoutPolicy,
     check_username,
 )
-from .errors import BadRequest, NotFound
+from . import metrics
+from .errors import BadRequest, ErrorKind, GatewayError, NotFound
 from .profiles.model import Profile
 from .store.queries import CONFIG as CONFIG_GENERATION
 from .store.queries import EntityQueries, GenerationQueries
@@ -229,23 +230,51 @@ class Door:
         entity_attributes: dict[str, Any] | None = None,
         within: OwnTablesInTransaction | None = None, record: ProtocolConfigRecord | None = None,
     ) -> Enrollment:
-        """Issue (or hold for approval) a certificate; see :meth:`Authority.enroll`."""
-        return await self._gw.authority.enroll(
-            config_id, self.protocol, csr, entity=entity, entity_kind=entity_kind, profile=profile,
-            overrides=overrides, event_type=event_type, actor=actor, request_id=request_id,
-            entity_attributes=entity_attributes, within=within, record=record,
-        )
+        """Issue (or hold for approval) a certificate; see :meth:`Authority.enroll`.
+        Its outcome is counted here (``gateway_enrollments_total``)."""
+        with self._counted(config_id):
+            result = await self._gw.authority.enroll(
+                config_id, self.protocol, csr, entity=entity, entity_kind=entity_kind, profile=profile,
+                overrides=overrides, event_type=event_type, actor=actor, request_id=request_id,
+                entity_attributes=entity_attributes, within=within, record=record,
+            )
+        metrics.count_enrollment(self.protocol, config_id,
+                                 "pending" if isinstance(result, PendingRequest) else "issued")
+        return result
+
+    @contextlib.contextmanager
+    def _counted(self, config_id: str) -> Iterator[None]:
+        """Count an enrollment the core refused (``refused``, by error kind) or could not
+        serve (``error``: store or CA unavailable, a bug)."""
+        try:
+            yield
+        except GatewayError as exc:
+            outcome = "error" if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL) else "refused"
+            metrics.count_enrollment(self.protocol, config_id, outcome, exc.kind.value)
+            raise
+        except Exception:
+            metrics.count_enrollment(self.protocol, config_id, "error", ErrorKind.INTERNAL.value)
+            raise
+
+    def count_error(self, config_id: str | None, reason: str) -> None:
+        """Count an error answer at the protocol's edge (``gateway_protocol_errors_total``):
+        ``reason`` is the protocol's own name for it (ACME problem type, SCEP failInfo, EST
+        error kind), a fixed set; ``config_id`` only of a configuration that exists, else None."""
+        metrics.count_protocol_error(self.protocol, config_id, reason)
 
     async def keygen(
         self, config_id: str, *, entity: str, key_algorithm: str, subject: x509.Name,
         sans: tuple[x509.GeneralName, ...] = (), profile: str | None = None,
         pkcs12_password: bytes | None = None, entity_kind: str = "device", actor: str | None = None,
     ) -> GeneratedKeyCertificate:
-        return await self._gw.authority.keygen(
-            config_id, self.protocol, entity=entity, key_algorithm=key_algorithm, subject=subject,
-            sans=sans, profile=profile, pkcs12_password=pkcs12_password, entity_kind=entity_kind,
-            actor=actor,
-        )
+        with self._counted(config_id):
+            result = await self._gw.authority.keygen(
+                config_id, self.protocol, entity=entity, key_algorithm=key_algorithm, subject=subject,
+                sans=sans, profile=profile, pkcs12_password=pkcs12_password, entity_kind=entity_kind,
+                actor=actor,
+            )
+        metrics.count_enrollment(self.protocol, config_id, "issued")
+        return result
 
     async def issue_internal(
         self, ca_id: str, profile: str, public_key: object, overrides: IssueOverrides, *,

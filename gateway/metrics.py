@@ -1,10 +1,30 @@
-"""Prometheus metrics, in one registry per process (``/metrics``)."""
+"""Prometheus metrics, in one registry per process (``/metrics``).
+
+Counters live in the serving process: each of ``[server] workers`` counts what it
+served (scrape every worker, or sum; see README "Metrics"), and a CLI command counts
+in its own short-lived process (``gateway cert issue`` counts under protocol ``cli``
+there, which no scrape sees: its issuance is in the audit events). What the store
+knows (CRL age) is read when ``/metrics`` is scraped (:func:`refresh_from_store`).
+
+Label values are bounded: protocols, outcomes and reasons are fixed sets from the
+code, configuration and CA labels name only configurations and CAs that exist
+(:data:`UNKNOWN` otherwise), so a client cannot grow the registry with made-up URLs.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from .runtime import Gateway
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+UNKNOWN = "(unknown)"
+"""The configuration or CA label of a request that named none that exists."""
 
 HTTP_REQUESTS = Counter(
     "gateway_http_requests_total", "HTTP requests by route and status",
@@ -16,6 +36,52 @@ HTTP_LATENCY = Histogram(
 CERTIFICATES_ISSUED = Counter(
     "gateway_certificates_issued_total", "Certificates issued by CA", ["ca"], registry=REGISTRY,
 )
-OCSP_RESPONSES = Counter(
-    "gateway_ocsp_responses_total", "OCSP responses served by CA", ["ca"], registry=REGISTRY,
+ENROLLMENTS = Counter(
+    "gateway_enrollments_total",
+    "Enrollments that reached the core, by protocol, configuration and outcome "
+    "(issued, pending, refused, error); reason: the core's error kind",
+    ["protocol", "configuration", "outcome", "reason"], registry=REGISTRY,
 )
+PROTOCOL_ERRORS = Counter(
+    "gateway_protocol_errors_total",
+    "Error answers of a protocol, by configuration and the protocol's own reason "
+    "(ACME problem type, SCEP failInfo, EST error kind)",
+    ["protocol", "configuration", "reason"], registry=REGISTRY,
+)
+OCSP_RESPONSES = Counter(
+    "gateway_ocsp_responses_total",
+    "OCSP answers by CA and status: good, revoked, unknown per certificate asked about, "
+    "or the error status of an unsuccessful response",
+    ["ca", "status"], registry=REGISTRY,
+)
+CRL_AGE = Gauge(
+    "gateway_crl_age_seconds", "Seconds since thisUpdate of the CA's latest stored CRL",
+    ["ca"], registry=REGISTRY,
+)
+
+OUTCOMES = ("issued", "pending", "refused", "error")
+
+
+def count_enrollment(protocol: str, configuration: str, outcome: str, reason: str = "") -> None:
+    """One enrollment's outcome (``outcome`` one of :data:`OUTCOMES`)."""
+    ENROLLMENTS.labels(protocol, configuration, outcome, reason).inc()
+
+
+def count_protocol_error(protocol: str, configuration: str | None, reason: str) -> None:
+    """One error answer of a protocol; ``configuration`` None: the request named none that exists."""
+    PROTOCOL_ERRORS.labels(protocol, configuration or UNKNOWN, reason).inc()
+
+
+def count_ocsp(ca: str | None, status: str) -> None:
+    OCSP_RESPONSES.labels(ca or UNKNOWN, status).inc()
+
+
+async def refresh_from_store(gateway: "Gateway") -> None:
+    """Set the gauges that come from the store (on every scrape: one read)."""
+    now: dt.datetime = gateway.clock()
+    async with gateway.store.read() as q:
+        cas = await q.cas.list()
+    CRL_AGE.clear()
+    for ca in cas:
+        if ca.crl_this_update is not None:
+            CRL_AGE.labels(ca.id).set(max(0.0, (now - ca.crl_this_update).total_seconds()))

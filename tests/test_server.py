@@ -40,7 +40,8 @@ async def test_healthz_and_metrics_on_both_listeners(served: tuple[Gateway, Gate
             async with session.get(f"{base}/healthz", ssl=ctx) as resp:
                 assert resp.status == 200 and (await resp.json())["status"] == "ok"
         await served[0].authority.issue_direct("issuing", make_csr()[0], "device", actor="test")
-        async with session.get(f"{info.http}/metrics") as resp:
+        async with session.get(f"{info.https}/metrics", ssl=info.ssl_context(),
+                               headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
             text = await resp.text()
             assert resp.status == 200 and "gateway_http_requests_total" in text
             assert 'gateway_certificates_issued_total{ca="issuing"}' in text

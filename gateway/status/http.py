@@ -14,7 +14,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import GatewayError, NotFound
-from ..metrics import OCSP_RESPONSES
+from ..metrics import count_ocsp
 from ..web.keys import GATEWAY
 from .ocsp import error_response
 
@@ -46,6 +46,7 @@ async def ca_certificate(request: web.Request) -> web.Response:
 
 async def ocsp_post(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_OCSP_REQUEST:
+        count_ocsp(None, "malformed_request")
         return _ocsp(error_response("malformed_request"))
     body = await request.read()
     return await _answer(request, body)
@@ -57,6 +58,7 @@ async def ocsp_get(request: web.Request) -> web.Response:
     try:
         der = base64.b64decode(unquote(raw).replace(" ", "+"), validate=True)
     except (binascii.Error, ValueError):
+        count_ocsp(None, "malformed_request")
         return _ocsp(error_response("malformed_request"))
     return await _answer(request, der)
 
@@ -65,10 +67,10 @@ async def _answer(request: web.Request, der: bytes) -> web.Response:
     gw = request.app[GATEWAY]
     ca_id = request.match_info["ca_id"]
     try:
-        body = await gw.ocsp.respond(ca_id, der)
+        body = await gw.ocsp.respond(ca_id, der)  # counts what it answers
     except GatewayError:
         body = error_response("internal_error")
-    OCSP_RESPONSES.labels(ca=ca_id).inc()
+        count_ocsp(None, "internal_error")
     return _ocsp(body)
 
 

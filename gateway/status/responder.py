@@ -18,6 +18,7 @@ from ..ca.backend import RevocationReason
 from ..ca.backend import CABackend
 from ..ca.registry import CARegistry
 from ..errors import BadRequest, GatewayError
+from ..metrics import count_ocsp
 from ..store import Store
 from ..store.queries import CertificateQueries
 from ..clock import Clock, system_clock
@@ -57,27 +58,36 @@ class OCSPResponder:
         return ResponderIdentity(certificate=cert, private_key=key, extra_certs=(cert,))
 
     async def respond(self, ca_id: str, request_der: bytes) -> bytes:
-        """DER OCSPResponse for a DER OCSPRequest; failures become OCSP error statuses."""
+        """DER OCSPResponse for a DER OCSPRequest; failures become OCSP error statuses.
+        Counted in ``gateway_ocsp_responses_total`` (the CA label only for a known CA)."""
         try:
             request = parse_request(request_der)
         except BadRequest:
-            return error_response("malformed_request")
+            return self._refused(ca_id, "malformed_request")
         if request.signed and not request.signature_valid:
-            return error_response("unauthorized")
+            return self._refused(ca_id, "unauthorized")
         try:
             ca = await self._cas.backend(ca_id)
             if not ca.capabilities.ocsp:  # the CA answers OCSP elsewhere (or not at all)
-                return error_response("unauthorized")
+                return self._refused(ca_id, "unauthorized")
             identity = await self.signer(ca)
             issuer = (await ca.chain())[0]
         except GatewayError:
-            return error_response("unauthorized")
+            return self._refused(ca_id, "unauthorized")
         now = self._clock().replace(microsecond=0)
         statuses = []
         async with self._store.read() as q:  # one connection for every certificate asked about
             for cert_id in request.cert_ids:
                 statuses.append(await self._status(q.certificates, ca.id, issuer, cert_id, now))
-        return build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
+        der = build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
+        for single in statuses:
+            count_ocsp(ca.id, single.status)
+        return der
+
+    def _refused(self, ca_id: str, status: str) -> bytes:
+        """An unsuccessful response, counted (under the CA only if there is one of that id)."""
+        count_ocsp(ca_id if any(r.id == ca_id for r in self._cas.records()) else None, status)
+        return error_response(status)
 
     async def _status(self, certificates: CertificateQueries, ca_id: str, issuer: x509.Certificate,  # type: ignore[no-untyped-def]
                       cert_id, now: dt.datetime) -> SingleStatus:

@@ -15,8 +15,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import HTTP_STATUS, GatewayError
-from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from ..errors import HTTP_STATUS, GatewayError, Unauthorized
+from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, refresh_from_store
 from ..runtime import Gateway
 from ..status import http as status_http
 from .keys import GATEWAY
@@ -27,10 +27,14 @@ log = logging.getLogger("gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a 503 (store unavailable, CA not ready) asks the client to wait before retrying."""
+
+
 def error_response(exc: GatewayError) -> web.Response:
-    return web.json_response(
-        {"error": exc.kind.value, "detail": exc.detail}, status=HTTP_STATUS[exc.kind]
-    )
+    status = HTTP_STATUS[exc.kind]
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return web.json_response({"error": exc.kind.value, "detail": exc.detail}, status=status, headers=headers)
 
 
 @web.middleware
@@ -70,8 +74,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    async with gw.store.read() as q:
-        await q.cas.list()  # the store answers
+    await gw.store.retrying(lambda q: q.cas.list())  # the store answers (a lost connection: once more)
     body: dict[str, object] = {"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]}
     worker = worker_index()
     if worker is not None:
@@ -80,7 +83,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics (one worker's, with ``[server] workers > 1``), with the
+    store-derived gauges read now. ``[server] metrics = "key"``: for any admin API key
+    (an auditor's will do) or registered client certificate, on the HTTPS listener only."""
+    gw = request.app[GATEWAY]
+    if gw.config.server.metrics == "key":
+        from ..admin.auth import REALM, authenticate
+
+        try:
+            await authenticate(request, gw)
+        except Unauthorized as exc:
+            return web.json_response({"error": exc.kind.value, "detail": exc.detail}, status=401,
+                                     headers={"WWW-Authenticate": REALM})
+    await refresh_from_store(gw)
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _add_metrics(app: web.Application, gateway: Gateway, *, secure: bool) -> None:
+    """``/metrics`` where ``[server] metrics`` puts it: a key never travels in plain HTTP."""
+    access = gateway.config.server.metrics
+    if access == "public" or (access == "key" and secure):
+        app.router.add_get("/metrics", metrics)
 
 
 def _base_app(gateway: Gateway) -> web.Application:
@@ -95,7 +118,6 @@ def _base_app(gateway: Gateway) -> web.Application:
 
     app[DOORS] = {adapter.name: gateway.door(adapter.name) for adapter in adapters()}
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
     status_http.add_routes(app)
     return app
 
@@ -107,6 +129,7 @@ def create_https_app(gateway: Gateway) -> web.Application:
     from ..admin.api import create_admin_app
 
     app = _base_app(gateway)
+    _add_metrics(app, gateway, secure=True)
     admin = create_admin_app(gateway)
     for adapter in adapters():
         adapter.mount_admin(admin)
@@ -121,6 +144,7 @@ def create_http_app(gateway: Gateway) -> web.Application:
     from ..composition import adapters
 
     app = _base_app(gateway)
+    _add_metrics(app, gateway, secure=False)
     for adapter in adapters():
         adapter.mount(app, secure=False)
     return app

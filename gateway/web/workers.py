@@ -10,7 +10,9 @@ Workers are replicas of each other on one machine: they share the store as repli
 on several machines would (``Config.store_has_replicas``), so ACME nonces are recorded
 in the database and any worker accepts a nonce another one issued. Background work
 (scheduled CRLs, the ACME janitor) runs in every worker, as it does on every replica.
-Each worker answers ``/metrics`` for itself.
+Each worker answers ``/metrics`` with its own counters, and the kernel picks which
+worker a scrape reaches: to scrape every process, run single-worker gateways as
+replicas on ports of their own instead. Gauges read from the store (CRL age) agree.
 
 Inherited sockets (not SO_REUSEPORT) so that no other process of the same user can bind
 the port alongside the gateway and take a share of its connections.

@@ -92,13 +92,21 @@ async def est_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         response = error_response(exc, label, ctx.policy.accepts_basic if ctx else False)
         if exc.kind is ErrorKind.INTERNAL:
             log.error("EST %s failed: %s", request.path, exc.detail)
+        _count_error(request, "not_supported" if isinstance(exc, NotSupported) else exc.kind.value)
     except web.HTTPException:
         raise
     except Exception:  # a bug: logged with its traceback, the client learns nothing
         log.exception("unhandled error on EST %s %s", request.method, request.path)
         response = text_response(500, "internal server error")
+        _count_error(request, ErrorKind.INTERNAL.value)
     await record_exchange(request, response)
     return response
+
+
+def _count_error(request: web.Request, reason: str) -> None:
+    """``gateway_protocol_errors_total``, labelled with the label only once it resolved."""
+    ctx = request.get(_CONTEXT)
+    request.config_dict[RUNTIME].door.count_error(ctx.record.id if ctx else None, reason)
 
 
 def _certs_response(der: bytes) -> web.Response:

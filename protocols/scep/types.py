@@ -51,6 +51,12 @@ class FailInfo(enum.Enum):
     BAD_TIME = "3"
     BAD_CERT_ID = "4"
 
+    @property
+    def rfc_name(self) -> str:
+        """The name RFC 8894 section 3.2.1.4 gives it (``badMessageCheck``)."""
+        first, *rest = self.name.lower().split("_")
+        return first + "".join(word.capitalize() for word in rest)
+
 
 class ScepFailure(Exception):
     """A request that must be answered with a FAILURE CertRep carrying ``fail_info``.

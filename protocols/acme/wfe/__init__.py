@@ -53,26 +53,31 @@ def _directory_url(request: web.Request, rt: AcmeRuntime) -> str | None:
 
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    problem: Problem | None = None
     try:
         response = await handler(request)
-    except Problem as problem:
-        response = problem_response(problem)
+    except Problem as raised:
+        problem = raised
     except GatewayError as exc:
         if exc.kind is ErrorKind.INTERNAL:
             log.error("ACME %s %s failed: %r", request.method, request.path, exc)
-        response = problem_response(problems.from_gateway_error(exc))
+        problem = problems.from_gateway_error(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        response = problem_response(Problem("malformed", exc.reason, exc.status, headers=headers))
+        problem = Problem("malformed", exc.reason, exc.status, headers=headers)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unhandled error on ACME %s %s", request.method, request.path)
-        response = problem_response(problems.server_internal())
-    assert isinstance(response, web.Response)
+        problem = problems.server_internal()
     rt = runtime(request)
+    if problem is not None:
+        response = problem_response(problem)
+        config_id = request.match_info.get("config")
+        rt.door.count_error(config_id if config_id and rt.cached(config_id) else None, problem.type)
+    assert isinstance(response, web.Response)
     name = request.match_info.route.name or ""
     if request.method == "POST" or name == "acme-new-nonce":
         response.headers["Replay-Nonce"] = rt.mint_nonce()
