@@ -500,7 +500,7 @@ async def test_a_block_is_one_connection_and_the_store_has_no_table_methods(ca_s
         assert q.cas is q.cas  # built once per block
     public = {name for name in dir(Store) if not name.startswith("_")}
     assert public == {"open", "close", "dialect", "engine", "write_engine", "read", "transaction",
-                      "translated", "config_generation_now"}
+                      "translated", "config_generation_now", "retrying"}
 
 
 async def test_configuration_writes_bump_the_generation_in_their_transaction(store_factory) -> None:

@@ -77,7 +77,7 @@ async def test_scep_submit_get_ca_caps_and_certs_over_http_and_https(gateway: Se
     # scep-submit prints the RA first (the leaf that can encrypt), then the root, then the rest
     assert parsed[0] == await gateway.ra_certificate()
     assert parsed[1].subject.rfc4514_string() == "CN=Gateway Dev Root CA"
-    assert {c.subject.rfc4514_string() for c in parsed[2:]} == {"CN=Gateway Dev Issuing CA"}
+    assert {c.subject.rfc4514_string() for c in parsed[2:]} == {"CN=Gateway Dev RSA Issuing CA"}
     ndes = await run(helper, "-u", f"{gateway.info.http}/certsrv/mscep/mscep.dll", "-C")
     assert ndes.returncode == 0 and ndes.stdout == certs.stdout
 

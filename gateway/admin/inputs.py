@@ -57,6 +57,8 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
         data = json.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise BadRequest("request body is not UTF-8") from None
+    except RecursionError:  # nested deeper than the JSON parser's stack: not an admin request
+        raise BadRequest("request body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except ValueError as exc:

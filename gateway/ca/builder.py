@@ -561,6 +561,8 @@ def _validity(
         start = now
         not_before = now - profile.backdate
     not_before = max(not_before, ca_start)
+    if start > ca_end:  # refused below anyway; checked first so that start + a period cannot overflow
+        raise PolicyViolation("validity beyond the issuing CA")
 
     requested = True
     if overrides.not_after is not None:

@@ -93,6 +93,11 @@ def overrides_to_json(o: IssueOverrides) -> dict[str, Any]:
     }
 
 
+MAX_VALIDITY = dt.timedelta(days=36525)
+"""Longest validity override (100 years): certificate dates end in 9999, and a datetime
+plus an unbounded period overflows (found by fuzzing the admin API)."""
+
+
 def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
     """Inverse of :func:`overrides_to_json`; also the admin API's request-override format."""
     if not isinstance(data, dict):
@@ -112,6 +117,12 @@ def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
         except (KeyError, ValueError, TypeError) as exc:
             raise BadRequest("extension overrides need oid and base64 value") from exc
     validity = data.get("validity_seconds")
+    try:
+        period = dt.timedelta(seconds=float(validity)) if validity else None
+    except (OverflowError, ValueError, TypeError):  # 1e300, 1e400 (inf) or a non-number: not a period
+        period = MAX_VALIDITY * 2
+    if period is not None and period > MAX_VALIDITY:  # beyond it, not_before + validity overflows
+        raise BadRequest(f"validity_seconds must be a number of seconds up to {int(MAX_VALIDITY.total_seconds())}")
     variables = data.get("variables") or {}
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
         raise BadRequest("variables must map names to strings")
@@ -120,7 +131,7 @@ def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
         sans=tuple(parse_san(s) for s in sans) if sans is not None else None,
         not_before=_time(data.get("not_before")),
         not_after=_time(data.get("not_after")),
-        validity=dt.timedelta(seconds=float(validity)) if validity else None,
+        validity=period,
         extensions=tuple(exts),
         variables=dict(variables),
     )

@@ -194,7 +194,8 @@ def load_content_info(data: bytes, what: str = "CMS message") -> cms.ContentInfo
                     _ = choice.name, choice.chosen.contents
         else:
             _ = content.native
-    except (ValueError, TypeError, KeyError) as exc:
+    # AttributeError: asn1crypto has no native form for a REAL, INSTANCE OF or ObjectDescriptor in an ANY
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise MalformedCms(f"{what} is not a CMS ContentInfo") from exc
     return info
 

@@ -173,7 +173,7 @@ def load_jwk(obj: dict[str, Any]) -> josepy.JWK:
         raise problems.bad_public_key(f"key type {obj.get('kty')!r} is not supported (use RSA or EC)")
     try:
         key = cast(josepy.JWK, josepy.JWK.from_json(obj))
-    except (josepy.errors.DeserializationError, ValueError, TypeError):
+    except (josepy.errors.DeserializationError, ValueError, TypeError, KeyError):  # KeyError: a missing member
         raise problems.bad_public_key("the JWK is not a valid public key") from None
     public = raw_key(key)
     if isinstance(public, rsa.RSAPublicKey):

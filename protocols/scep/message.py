@@ -275,7 +275,7 @@ def load_issuer_and_subject(data: bytes) -> tuple[asn1_x509.Name, asn1_x509.Name
         parsed = IssuerAndSubject.load(data, strict=True)
         _ = parsed.native
         return parsed["issuer"], parsed["subject"]
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:  # AttributeError: a REAL etc. in a name
         raise ScepFailure(FailInfo.BAD_REQUEST, "the CertPoll content is not an IssuerAndSubject") from exc
 
 
@@ -285,7 +285,7 @@ def load_issuer_and_serial(data: bytes) -> tuple[asn1_x509.Name, int]:
         parsed = cms.IssuerAndSerialNumber.load(data, strict=True)
         _ = parsed.native
         return parsed["issuer"], int(parsed["serial_number"].native)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:  # AttributeError: a REAL etc. in a name
         raise ScepFailure(FailInfo.BAD_REQUEST, "the content is not an IssuerAndSerialNumber") from exc
 
 

@@ -1,0 +1,24 @@
+"""The fuzz targets, by name. Modules are imported lazily (:func:`load`) so that the
+worker imports the parsers under atheris' coverage instrumentation."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+TARGETS: dict[str, str] = {
+    "acme-jws": "fuzz.targets.acme_jws",
+    "csr": "fuzz.targets.csr",
+    "scep-message": "fuzz.targets.scep_message",
+    "scep-envelope": "fuzz.targets.scep_envelope",
+    "est-body": "fuzz.targets.est_body",
+    "ocsp": "fuzz.targets.ocsp",
+    "admin-inputs": "fuzz.targets.admin_inputs",
+}
+"""Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and
+``test_one_input(data)``; the latter swallows the parser's declared client errors
+and lets anything else (what the server would answer with a 500) escape."""
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(TARGETS[name])
