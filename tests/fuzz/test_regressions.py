@@ -110,3 +110,21 @@ def test_certpoll_and_getcert_names_with_a_real_value_are_bad_request() -> None:
         with pytest.raises(ScepFailure) as caught:
             reader(content)
         assert caught.value.fail_info is FailInfo.BAD_REQUEST
+
+
+def test_recipient_issuer_with_malformed_bidi_text_is_not_a_match() -> None:
+    from asn1crypto import x509 as asn1_x509
+
+    from fuzz.targets import scep_envelope
+    from gateway.edge.cms import names_match
+    from protocols.scep.envelope import open_envelope
+    from protocols.scep.types import ScepFailure
+
+    # Hebrew followed by Latin letters in one value: RFC 4518 refuses it as malformed bidi
+    odd = asn1_x509.Name.build({"common_name": "\u05d0\u05d1abc"})
+    plain = asn1_x509.Name.build({"common_name": "Gateway Dev Issuing CA"})
+    assert names_match(odd, odd)  # identical encodings still match
+    assert not names_match(odd, plain)
+    data = (VECTORS / "scep-envelope-recipient-issuer-malformed-bidi.der").read_bytes()
+    with pytest.raises(ScepFailure):  # badMessageCheck: not addressed to any RA key
+        open_envelope(data, scep_envelope.recipients())
