@@ -7,6 +7,8 @@ still does every signature and verification.
 
 from __future__ import annotations
 
+from asn1crypto import algos as algorithms
+
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
@@ -218,6 +220,9 @@ def build_ocsp_signing_certificate(
 
 
 def _cert_id(value: asn1_ocsp.CertId) -> CertId:
+    # An OID with non-minimal sub-identifiers (leading 0x80 octets) loads, but its dotted form
+    # has empty arcs and cannot be encoded again for the response: refuse it here (ValueError).
+    algorithms.DigestAlgorithmId(value["hash_algorithm"]["algorithm"].dotted)
     return CertId(
         issuer_name_hash=value["issuer_name_hash"].native,
         issuer_key_hash=value["issuer_key_hash"].native,

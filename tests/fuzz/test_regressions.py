@@ -128,3 +128,15 @@ def test_recipient_issuer_with_malformed_bidi_text_is_not_a_match() -> None:
     data = (VECTORS / "scep-envelope-recipient-issuer-malformed-bidi.der").read_bytes()
     with pytest.raises(ScepFailure):  # badMessageCheck: not addressed to any RA key
         open_envelope(data, scep_envelope.recipients())
+
+
+# ocsp (found by the fuzz smoke in .ci/run): a CertID whose hash algorithm OID has
+# non-minimal sub-identifiers (0x80 padding) loaded, and building the response that echoes
+# it raised ValueError (a 500). It is a malformed request.
+def test_ocsp_certid_with_a_non_minimal_hash_oid_is_malformed() -> None:
+    from gateway.errors import BadRequest
+    from gateway.status.ocsp import parse_request
+
+    data = (VECTORS / "ocsp-certid-hash-oid-non-minimal.der").read_bytes()
+    with pytest.raises(BadRequest):
+        parse_request(data)
