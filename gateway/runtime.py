@@ -17,10 +17,8 @@ from .ca.registry import CARegistry
 from .config import Config
 from .profiles.loader import default_profiles_dir, load_profiles
 from .profiles.model import Profile
-from .secrets import api_key_hash
 from .status.responder import OCSPResponder
 from .store import Store
-from .store.records import ApiKeyRecord
 
 if TYPE_CHECKING:
     from .door import Door
@@ -99,11 +97,6 @@ class Gateway:
                 pass
         self._tasks.clear()
         await self.store.close()
-
-    async def check_api_key(self, key: str) -> ApiKeyRecord | None:
-        async with self.store.read() as q:
-            rec = await q.api_keys.by_hash(api_key_hash(key))
-        return rec if rec is not None and not rec.revoked else None
 
     # --- scheduled work ----------------------------------------------------------
     async def refresh_crls(self, force: bool = False) -> int:

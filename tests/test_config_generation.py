@@ -8,7 +8,6 @@ its cache is stale on the very next request after another worker committed an ed
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -18,19 +17,13 @@ import pytest
 from conformance.harness import GatewayInfo, GatewayProcess, run_cli
 from gateway.config import load_config
 
-from .conftest import PG_URL, _pg_admin, _require_postgres
+from .conftest import fresh_pg_database
 
 
 @pytest.fixture
 async def pg_database() -> AsyncIterator[str]:
-    await _require_postgres()
-    name = f"test_gen_{secrets.token_hex(6)}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    base, _, _ = PG_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("test_gen") as url:
+        yield url
 
 
 async def _session_on_worker(info: GatewayInfo, worker: int) -> aiohttp.ClientSession:

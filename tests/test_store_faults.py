@@ -9,7 +9,6 @@ at the exact statement the test chooses (an engine event on the gateway's own en
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -20,26 +19,20 @@ from sqlalchemy import event, text
 from sqlalchemy.util import await_
 
 from conformance.acme.support import Http01Responder, RawClient, b64url, make_csr, new_config
-from conformance.harness import GatewayInfo, running_gateway
+from conformance.harness import running_gateway
 from gateway import bootstrap
 from gateway.errors import ErrorKind, GatewayError
 from gateway.store import Store
 from gateway.store.records import EventFilter
 
 from .acme.test_server import authorize
-from .conftest import PG_URL, _asyncpg_dsn, _pg_admin, _require_postgres
+from .conftest import PG_URL, _asyncpg_dsn, fresh_pg_database
 
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    await _require_postgres()  # fails under CI=true, skips elsewhere
-    name = f"test_faults_{secrets.token_hex(6)}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    base, _, _ = PG_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("test_faults") as url:  # fails under CI=true, skips elsewhere
+        yield url
 
 
 @pytest.fixture

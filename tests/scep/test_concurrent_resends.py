@@ -28,7 +28,7 @@ from protocols.scep import cms as scms
 from protocols.scep.types import PkiStatus
 
 from .conftest import STATIC, Env, add_scep_config, make_gateway
-from ..conftest import PG_URL, _pg_admin, _require_postgres, StoreFactory
+from ..conftest import StoreFactory, fresh_pg_database
 
 ROUNDS = {2: 3, 4: 3, 8: 2}
 """Concurrency K: how many transactionIDs are sent K times at once."""
@@ -128,16 +128,8 @@ async def store_url(request: pytest.FixtureRequest) -> Any:
     if request.param == "sqlite":
         yield None
         return
-    import secrets
-
-    await _require_postgres()
-    name = f"test_scepdup_{secrets.token_hex(6)}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    base, _, _ = PG_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("test_scepdup") as url:
+        yield url
 
 
 async def _stored(data_dir: Path, url: str | None) -> list[tuple[str, bytes]]:

@@ -92,9 +92,10 @@ async def _held(gw: Any, http: Any) -> tuple[ScepTestClient, str, bytes]:
     return device, tid, body
 
 
-async def test_a_base64_transaction_id_is_approved_through_the_admin_api(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any, legacy_store: tuple[str, str | None],
-) -> None:
+async def _manual_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy_store: tuple[str, str | None],
+) -> Any:
+    """A gateway on ``legacy_store`` with a SCEP configuration ``manual`` that holds requests."""
     url, schema_name = legacy_store
     if schema_name:
         await _pg_admin(f'CREATE SCHEMA "{schema_name}"')
@@ -102,6 +103,17 @@ async def test_a_base64_transaction_id_is_approved_through_the_admin_api(
     gw = await make_gateway(tmp_path, monkeypatch, store=store)
     try:
         await add_scep_config(gw, ScepRepository(gw.door("scep").tables), "manual", settings={"approval": "manual"})
+    except BaseException:
+        await gw.close()
+        raise
+    return gw
+
+
+async def test_a_base64_transaction_id_is_approved_through_the_admin_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any, legacy_store: tuple[str, str | None],
+) -> None:
+    gw = await _manual_gateway(tmp_path, monkeypatch, legacy_store)
+    try:
         admin, http = await _serve(gw, aiohttp_client)
         device, tid, body = await _held(gw, http)
         await _approve_and_poll(admin, http, device, tid, body)
@@ -113,12 +125,8 @@ async def test_the_upgrade_renames_stored_base64_request_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_client: Any, legacy_store: tuple[str, str | None],
 ) -> None:
     url, schema_name = legacy_store
-    if schema_name:
-        await _pg_admin(f'CREATE SCHEMA "{schema_name}"')
-    store = await Store.open(url, schema=schema_name)
-    gw = await make_gateway(tmp_path, monkeypatch, store=store)
+    gw = await _manual_gateway(tmp_path, monkeypatch, legacy_store)
     try:
-        await add_scep_config(gw, ScepRepository(gw.door("scep").tables), "manual", settings={"approval": "manual"})
         _admin, http = await _serve(gw, aiohttp_client)
         device, tid, body = await _held(gw, http)
     finally:
