@@ -101,6 +101,7 @@ def run_cli(*args: str, data_dir: Path, check: bool = True, env: dict[str, str] 
     return subprocess.run(
         gateway_command(*args, "--data-dir", str(data_dir)), capture_output=True, text=True,
         check=check, env=full_env, cwd=ROOT, timeout=300,
+        input=input.decode() if input is not None else None,
     )
 
 

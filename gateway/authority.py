@@ -77,6 +77,18 @@ ENTITY_STATES = ("active", "inactive", "decommissioned")
 Enrollment = IssuedCertificate | PendingRequest
 
 
+@dataclass(frozen=True)
+class EntityStatusChange:
+    """An end entity after a status change, and what became of its certificates:
+    ``revoked`` by this change (decommissioning with revocation), ``failed`` to revoke,
+    and ``remaining_valid`` (unrevoked and unexpired) afterwards."""
+
+    entity: EndEntityRecord
+    revoked: int
+    failed: int
+    remaining_valid: int
+
+
 class EntityRefused(Forbidden):
     """An end entity that is not active; carries its id so the refusal is audited against it."""
 
@@ -213,6 +225,41 @@ class Authority:
             protocol_config=rec.protocol_config, actor=actor,
         )
         return updated
+
+    async def change_entity_status(
+        self, entity_id: str, status: str, actor: str, *, revoke_certificates: bool = False,
+    ) -> EntityStatusChange:
+        """Set the status; when decommissioning with ``revoke_certificates``, also revoke
+        every certificate of the entity still in force (reason cessationOfOperation, each
+        audited), then reissue each affected CA's CRL once. Asking again revokes what a
+        failure left, since a decommissioned entity may be decommissioned again."""
+        if revoke_certificates and status != "decommissioned":
+            raise BadRequest("revoke_certificates applies only to status 'decommissioned'")
+        entity = await self.set_entity_status(entity_id, status, actor)
+        revoked = failed = 0
+        if revoke_certificates:
+            async with self.store.read() as q:
+                live = await q.certificates.live_for_entity(entity_id, self._now())
+            touched: set[str] = set()
+            for rec in live:
+                try:
+                    await self._status_change("revoke", rec.serial, actor, None,
+                                              RevocationReason.cessation_of_operation, reissue_crl=False)
+                    revoked += 1
+                except Conflict:
+                    pass  # revoked meanwhile by someone else: nothing left to do
+                except GatewayError as exc:
+                    failed += 1
+                    log.warning("decommissioning %s: certificate %s not revoked: %s",
+                                entity_id, rec.serial, exc.detail)
+                touched.add(rec.ca_id)
+            for ca_id in sorted(touched):
+                backend = await self.cas.backend(ca_id)
+                if backend.capabilities.crl:
+                    await self.crl(ca_id, force=True)
+        async with self.store.read() as q:
+            remaining = len(await q.certificates.live_for_entity(entity_id, self._now()))
+        return EntityStatusChange(entity, revoked, failed, remaining)
 
     # --- enrollment --------------------------------------------------------------
     def _profile_for(self, config: ProtocolConfigRecord, profile: str | None) -> str:
@@ -605,7 +652,8 @@ class Authority:
     }
 
     async def _transition(self, verb: str, rec: CertificateRecord, backend: CABackend,
-                          reason: RevocationReason | None, invalidity_date: dt.datetime | None) -> CertificateStatus:
+                          reason: RevocationReason | None, invalidity_date: dt.datetime | None,
+                          reissue_crl: bool = True) -> CertificateStatus:
         expect, status = self._TRANSITIONS[verb]
         if rec.status not in expect:
             raise Conflict(f"certificate {rec.serial} is {rec.status}; cannot {verb}")
@@ -625,13 +673,14 @@ class Authority:
             )
         if updated is None:
             raise Conflict(f"certificate {rec.serial} changed meanwhile; cannot {verb}")
-        if backend.capabilities.crl:
+        if backend.capabilities.crl and reissue_crl:
             await self.crl(rec.ca_id, force=True)  # CRLs are reissued on every status change
         return status_from_record(updated)
 
     async def _status_change(
         self, verb: str, serial: str, actor: str, protocol_config: str | None,
         reason: RevocationReason | None = None, invalidity_date: dt.datetime | None = None,
+        reissue_crl: bool = True,
     ) -> CertificateStatus:
         rec = await self.certificate(serial)
         config = protocol_config or rec.protocol_config
@@ -647,7 +696,7 @@ class Authority:
             if verb == "suspend":
                 reason, invalidity_date = RevocationReason.certificate_hold, None
             backend = await self.cas.backend(rec.ca_id)
-            status = await self._transition(verb, rec, backend, reason, invalidity_date)
+            status = await self._transition(verb, rec, backend, reason, invalidity_date, reissue_crl)
         except GatewayError as exc:
             await self.events.record(
                 verb, "failure", entity_id=rec.entity_id, protocol_config=config,

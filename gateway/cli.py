@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
-from . import bootstrap
+from . import bootstrap, keygen_cli
 from .ca.backend import RevocationReason
 from .ca.pem import cert_to_pem, certs_to_pem
 from .config import Config, default_data_dir, load_config, parse_duration
 from .errors import ConfigError, GatewayError
 from .info import gather_info
 from .logs import configure as configure_logging
+from .logs import emit_banner
 from .runtime import Gateway
 from .store.records import CertificateFilter
 
@@ -117,16 +118,17 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     if inherited is not None:  # a worker process started by the command below
         index, https_sock, http_sock = inherited
         cfg = _with_workers(_config(args), args)
-        configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
+        configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)
         gw = await Gateway.open(cfg)
         await serve(gw, sockets=(https_sock, http_sock), worker=index)
         return 0
     if not bootstrap.is_initialized(data_dir):
-        print(f"initializing {data_dir.resolve()} (first run)", file=sys.stderr)
+        configure_logging(args.log_format or "text", args.log_level or "INFO")  # before config.toml exists
+        emit_banner(f"initializing {data_dir.resolve()} (first run)", sys.stderr)
         # the first run stores the listeners it was given, so certificates made now match them
         await bootstrap.initialize(data_dir, server=_init_server_settings(args))
     cfg = _with_workers(_config(args), args)
-    configure_logging(args.log_format or cfg.server.log_format, cfg.server.log_level)
+    configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)
     info = await gather_info(cfg)
     if cfg.server.workers > 1:
         argv = ["--data-dir", str(data_dir), "--workers", str(cfg.server.workers),
@@ -134,6 +136,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                 "--http-port", str(cfg.server.http_port)]
         if args.log_format:
             argv += ["--log-format", args.log_format]
+        if args.log_level:
+            argv += ["--log-level", args.log_level]
         return await run_workers(cfg, argv, banner=_banner(info))
     gw = await Gateway.open(cfg)
     await serve(gw, banner=_banner(info))
@@ -204,25 +208,43 @@ async def cmd_ca_import(args: argparse.Namespace) -> int:
     return await _with_gateway(args, run)
 
 
-async def cmd_ca_crl(args: argparse.Namespace) -> int:
-    async def run(gw: Gateway) -> int:
-        ca = await gw.cas.backend(args.id)
-        async with gw.store.read() as q:
-            record = await q.cas.get(ca.id)
+async def _crl_for(gw: Gateway, ca_id: str, force: bool, out: str | None) -> None:
+    """Reissue one CA's CRL when due (or forced); one line to stderr either way."""
+    ca = await gw.cas.backend(ca_id)
+    async with gw.store.read() as q:
+        record = await q.cas.get(ca.id)
+    if not force and record is not None and not gw.authority.crl_due(record, gw.clock()):
+        print(
+            f"CRL for {ca.id} is current until {record.crl_next_update:%Y-%m-%dT%H:%M:%SZ} and not yet "
+            "in its overlap period; use --force to reissue now", file=sys.stderr,
+        )
+        return
+    der = await gw.authority.crl(ca.id, force=True)
+    await gw.authority.events.record("crl_issue", "success", ca_id=ca.id, actor=_cli_actor(), forced=force)
+    if out:
+        Path(out).write_bytes(der)
+    print(f"issued a new CRL for {ca.id}", file=sys.stderr)
 
-        if not args.force and record is not None and not gw.authority.crl_due(record, gw.clock()):
-            print(
-                f"CRL for {ca.id} is current until {record.crl_next_update:%Y-%m-%dT%H:%M:%SZ} and not yet "
-                "in its overlap period; use --force to reissue now", file=sys.stderr,
-            )
+
+async def cmd_ca_crl(args: argparse.Namespace) -> int:
+    """One CA by id; without an id, every CA that publishes CRLs here, a line each."""
+    async def run(gw: Gateway) -> int:
+        if args.id is not None:
+            await _crl_for(gw, args.id, bool(args.force), args.out)
             return 0
-        der = await gw.authority.crl(ca.id, force=True)
-        await gw.authority.events.record("crl_issue", "success", ca_id=ca.id, actor=_cli_actor(),
-                                         forced=bool(args.force))
         if args.out:
-            Path(args.out).write_bytes(der)
-        print(f"issued a new CRL for {ca.id}", file=sys.stderr)
-        return 0
+            raise ConfigError("--out needs a CA id (without one, every CA's CRL is reissued)")
+        code = 0
+        for ca_id in [r.id for r in gw.cas.records()]:
+            backend = next((b for b in gw.cas.issuing() if b.id == ca_id), None)
+            if backend is None or not backend.capabilities.crl:
+                continue
+            try:
+                await _crl_for(gw, ca_id, bool(args.force), None)
+            except GatewayError as exc:
+                print(f"CRL for {ca_id} not issued: {exc.detail}", file=sys.stderr)
+                code = 1
+        return code
     return await _with_gateway(args, run)
 
 
@@ -233,7 +255,7 @@ async def cmd_cert_issue(args: argparse.Namespace) -> int:
         overrides = overrides_from_json(json.loads(args.overrides)) if args.overrides else None
         csr = Path(args.csr).read_bytes()
         kwargs = {"overrides": overrides} if overrides else {}
-        issued = await gw.authority.issue_direct(args.ca, csr, args.profile, actor="cli", source="cli", **kwargs)
+        issued = await gw.authority.issue_direct(args.ca, csr, args.profile, actor=_cli_actor(), source="cli", **kwargs)
         out = cert_to_pem(issued.certificate)
         if args.chain:
             out += certs_to_pem(issued.chain)
@@ -244,7 +266,7 @@ async def cmd_cert_issue(args: argparse.Namespace) -> int:
 
 async def cmd_cert_revoke(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
-        status = await gw.authority.revoke(args.serial, RevocationReason.parse(args.reason), actor="cli")
+        status = await gw.authority.revoke(args.serial, RevocationReason.parse(args.reason), actor=_cli_actor())
         print(f"revoked {args.serial} ({status.reason.name if status.reason else 'unspecified'})")
         return 0
     return await _with_gateway(args, run)
@@ -265,14 +287,41 @@ async def cmd_cert_list(args: argparse.Namespace) -> int:
     return await _with_gateway(args, run)
 
 
-def _cli_actor() -> str:
-    """Who an operator command is audited as: ``cli:<os user>``."""
-    import getpass
+async def cmd_entity_list(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        async with gw.store.read() as q:
+            records = await q.entities.list(args.status, args.config, limit=args.limit)
+        rows = [{"id": r.id, "name": r.name, "kind": r.kind, "status": r.status, "config": r.protocol_config}
+                for r in records]
+        _print_rows(rows, args.json)
+        return 0
+    return await _with_gateway(args, run)
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+
+async def cmd_entity_status(args: argparse.Namespace) -> int:
+    async def run(gw: Gateway) -> int:
+        change = await gw.authority.change_entity_status(
+            args.id, args.status, _cli_actor(), revoke_certificates=args.revoke_certificates,
+        )
+        line = f"end entity {change.entity.name} ({change.entity.id}) is {change.entity.status}"
+        if args.revoke_certificates:
+            line += f"; revoked {change.revoked} certificate(s) (cessationOfOperation)"
+            if change.failed:
+                line += f", {change.failed} could not be revoked (see the events)"
+        if change.remaining_valid:
+            line += f"; {change.remaining_valid} certificate(s) remain valid"
+            if args.status == "decommissioned" and not args.revoke_certificates:
+                line += " (add --revoke-certificates to revoke them)"
+        print(line)
+        return 1 if change.failed else 0
+    return await _with_gateway(args, run)
+
+
+def _cli_actor() -> str:
+    """Who an operator command is audited as: ``cli:<os user>`` (shared with the protocols' commands)."""
+    from .door import cli_actor
+
+    return cli_actor()
 
 
 async def cmd_apikey_create(args: argparse.Namespace) -> int:
@@ -352,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", parents=[common, listen, public],
                        help="run the gateway (init on first run, with these listener and public options)")
     s.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    s.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                   help="least severe level logged (default [server] log_level, INFO); WARNING drops "
+                   "the per-request access lines")
     s.add_argument("--workers", type=int, help="serving processes sharing the listeners (default 1; "
                    "[server] workers)")
     s.set_defaults(fn=cmd_serve)
@@ -380,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", action="store_true", help="import an external root (no key)")
     s.add_argument("--name", help="display name (default: the certificate's subject)")
     s.set_defaults(fn=cmd_ca_import)
-    s = ca.add_parser("crl", parents=[common], help="reissue a CA's CRL when due (or --force)")
-    s.add_argument("id", nargs="?", default=bootstrap.ISSUING_CA, help="CA id (default: the dev issuing CA)")
+    s = ca.add_parser("crl", parents=[common], help="reissue a CA's CRL when due (or --force); "
+                      "without an id, the CRL of every CA whose CRLs this gateway signs")
+    s.add_argument("id", nargs="?", help="CA id (default: every CA that publishes CRLs here, one line each)")
     s.add_argument("--force", action="store_true", help="reissue even if the current CRL is not due")
     s.add_argument("--out", help="also write the DER CRL here")
     s.set_defaults(fn=cmd_ca_crl)
@@ -394,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chain", action="store_true", help="append the CA chain")
     s.add_argument("--overrides", help="JSON request overrides (subject, sans, validity_seconds, ...)")
     s.set_defaults(fn=cmd_cert_issue)
+    keygen_cli.add_cli(cert, common)
     s = cert.add_parser("revoke", parents=[common], help="revoke a certificate by serial")
     s.add_argument("serial", help="hex serial")
     s.add_argument("--reason", default="unspecified", help="RFC 5280 reason name or code")
@@ -405,6 +459,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_cert_list)
+
+    ent = sub.add_parser("entity", help="end entities (devices, users, ACME accounts)").add_subparsers(
+        dest="entity_command", required=True)
+    s = ent.add_parser("list", parents=[common], help="list end entities by name")
+    s.add_argument("--status", choices=["active", "inactive", "decommissioned"], help="only entities in this state")
+    s.add_argument("--config", help="only entities of this protocol configuration")
+    s.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(fn=cmd_entity_list)
+    s = ent.add_parser("status", parents=[common], help="activate, deactivate or decommission an end entity "
+                       "(decommissioning is final)")
+    s.add_argument("id", help="end entity id (gateway entity list)")
+    s.add_argument("status", choices=["active", "inactive", "decommissioned"], help="the new status")
+    s.add_argument("--revoke-certificates", action="store_true", help="with decommissioned: also revoke "
+                   "its certificates in force (reason cessationOfOperation)")
+    s.set_defaults(fn=cmd_entity_status)
 
     from gateway.composition import adapters
 
@@ -424,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = key.add_parser("revoke", parents=[common], help="revoke a key by name or id")
     s.add_argument("key", metavar="NAME_OR_ID", help="the key's name or id")
     s.set_defaults(fn=cmd_apikey_revoke)
+
+    from .cli_events import add_command as add_events_command
+
+    add_events_command(sub, common)
     return p
 
 

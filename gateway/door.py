@@ -422,3 +422,14 @@ def default_issuing_ca() -> str:
     from .bootstrap import ISSUING_CA
 
     return ISSUING_CA
+
+
+def cli_actor() -> str:
+    """Who an operator command is audited as: ``cli:<os user>`` (``cli`` when the
+    user cannot be told), the same for the core's and every protocol's commands."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Hashable
+from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -141,7 +142,26 @@ def quiet_client_http_errors() -> None:
         server.addFilter(_CLIENT_HTTP_ERRORS)
 
 
+_format = "text"
+
+
+def emit_banner(text: str, stream: TextIO | None = None) -> None:
+    """The start-up banner (stdout) or a notice (``stream``), whatever the log level: as
+    is under text logs; under ``--log-format json`` one JSON record (its first line the
+    message, the whole text in ``banner``) so a consumer of JSON lines parses every line."""
+    out = stream or sys.stdout
+    if _format != "json":
+        print(text, file=out, flush=True)
+        return
+    lines = text.splitlines()
+    record = logging.LogRecord("gateway", logging.INFO, __file__, 0, lines[0] if lines else "", None, None)
+    record.__dict__["banner"] = text
+    print(JSONFormatter().format(record), file=out, flush=True)
+
+
 def configure(fmt: str = "text", level: str = "INFO") -> None:
+    global _format
+    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())

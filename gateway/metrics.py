@@ -3,8 +3,10 @@
 Counters live in the serving process: each of ``[server] workers`` counts what it
 served (scrape every worker, or sum; see README "Metrics"), and a CLI command counts
 in its own short-lived process (``gateway cert issue`` counts under protocol ``cli``
-there, which no scrape sees: its issuance is in the audit events). What the store
-knows (CRL age) is read when ``/metrics`` is scraped (:func:`refresh_from_store`).
+there, which no scrape sees). What the store knows is read when ``/metrics`` is
+scraped (:func:`refresh_from_store`), so it is the same on every worker and replica:
+CRL age, and certificates issued outside any configuration by source
+(``gateway_direct_issued_total``), which is where the CLI's issuance shows.
 
 Label values are bounded: protocols, outcomes and reasons are fixed sets from the
 code, configuration and CA labels name only configurations and CAs that exist
@@ -14,9 +16,11 @@ code, configuration and CA labels name only configurations and CAs that exist
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .runtime import Gateway
@@ -59,6 +63,32 @@ CRL_AGE = Gauge(
     ["ca"], registry=REGISTRY,
 )
 
+
+
+class _DirectIssued(Collector):
+    """Certificates issued outside any protocol configuration, as the store counts them
+    at the last scrape: a counter (certificates are never deleted) that every process
+    reads alike, unlike the in-process ones, so a ``gateway cert issue`` run elsewhere
+    shows on the next scrape of any worker."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "gateway_direct_issued",
+            "Certificates in the store issued outside any protocol configuration, by CA and "
+            "source: cli (gateway cert issue), admin (admin API), internal (the gateway's own)",
+            labels=["ca", "source"],
+        )
+        for (ca, source), count in sorted(self.counts.items()):
+            family.add_metric([ca, source], count)
+        yield family
+
+
+DIRECT_ISSUED = _DirectIssued()
+REGISTRY.register(DIRECT_ISSUED)
+
 OUTCOMES = ("issued", "pending", "refused", "error")
 
 
@@ -77,11 +107,28 @@ def count_ocsp(ca: str | None, status: str) -> None:
 
 
 async def refresh_from_store(gateway: "Gateway") -> None:
-    """Set the gauges that come from the store (on every scrape: one read)."""
+    """Set what comes from the store (on every scrape: one read)."""
     now: dt.datetime = gateway.clock()
     async with gateway.store.read() as q:
         cas = await q.cas.list()
+        direct = await q.certificates.outside_configurations()
     CRL_AGE.clear()
     for ca in cas:
         if ca.crl_this_update is not None:
             CRL_AGE.labels(ca.id).set(max(0.0, (now - ca.crl_this_update).total_seconds()))
+    counts: dict[tuple[str, str], int] = {}
+    for ca_id, event_type, actor, count in direct:
+        key = (ca_id, _source(event_type, actor))
+        counts[key] = counts.get(key, 0) + count
+    DIRECT_ISSUED.counts = counts
+
+
+def _source(event_type: str | None, actor: str | None) -> str:
+    """Who issued a certificate outside any configuration, from its issuance event."""
+    if event_type is None:
+        return UNKNOWN  # its event was never written (a crash between the two commits)
+    if event_type == "internal_issue":
+        return "internal"
+    if actor is not None and (actor == "cli" or actor.startswith("cli:")):
+        return "cli"
+    return "admin"

@@ -122,6 +122,19 @@ def test_ca_crl_only_when_due_unless_forced(data_dir: Path, tmp_path: Path) -> N
     assert "X509v3 CRL Number" in text
 
 
+def test_ca_crl_without_an_id_covers_every_crl_publishing_ca(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("init", data_dir=data)
+    due = run_cli("ca", "crl", data_dir=data)
+    assert [line.split()[2] for line in due.stderr.splitlines()] == ["root", "issuing", "issuing-rsa"]
+    assert all("not yet in its overlap period" in line for line in due.stderr.splitlines())
+    forced = run_cli("ca", "crl", "--force", data_dir=data)
+    assert forced.stderr.splitlines() == [f"issued a new CRL for {ca}" for ca in ("root", "issuing", "issuing-rsa")]
+    out = run_cli("ca", "crl", "--force", "--out", str(tmp_path / "x.crl"), data_dir=data, check=False)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "--out needs a CA id" in out.stderr
+    assert not (tmp_path / "x.crl").exists()
+
+
 def test_ca_create_list_and_external(data_dir: Path, tmp_path: Path) -> None:
     run_cli("ca", "create", "corp-root", "--name", "Corp Root", "--key", "RSA-3072", data_dir=data_dir)
     run_cli("ca", "create", "corp-issuing", "--name", "Corp Issuing", "--parent", "corp-root", "--key", "EC-P384",

@@ -22,7 +22,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AttributeOID, NameOID
 
 from conformance.acme.support import Http01Responder, RawClient, _template, b64url, make_csr, new_config
-from conformance.harness import GatewayInfo, running_gateway
+from conformance.harness import GatewayInfo, GatewayProcess, run_cli, running_gateway
 from conformance.scep.simulator import ScepTestClient, parse_cert_rep
 from gateway.ca.backend import RevocationReason
 from gateway.clock import FakeClock
@@ -32,7 +32,7 @@ from protocols.scep.types import FailInfo, PkiStatus
 from tests.acme.test_server import authorize, issue
 from tests.est.helpers import basic, b64 as est_b64, make_csr as est_csr
 
-from .support import make_csr as core_csr
+from .support import csr_pem, make_csr as core_csr
 
 Pair = tuple[Any, GatewayInfo]
 SAMPLE = re.compile(r'^(\w+)\{(.*)\} (\S+)$')
@@ -299,3 +299,47 @@ async def test_ocsp_by_status_and_crl_age_on_the_gateway_clock(tmp_path: Path) -
     }
     age = sample("gateway_crl_age_seconds", ca="issuing")
     assert (before[age], after[age]) == (0, 90)  # aged by the gateway's clock alone
+
+
+async def test_cli_issuance_shows_on_every_worker_of_the_running_server(tmp_path: Path) -> None:
+    """``gateway cert issue`` is another process: the server's own counters never see it,
+    so it is counted from the store at each scrape, alike on every worker."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(await _template(), data_dir)
+    cfg = load_config(data_dir)
+    cfg.server.workers = 2
+    cfg.save()
+    (tmp_path / "req.pem").write_bytes(csr_pem(core_csr(cn="cli.example.test", sans=["cli.example.test"])[0]))
+    cli, admin = (sample("gateway_direct_issued_total", ca="issuing", source=s) for s in ("cli", "admin"))
+    with GatewayProcess(data_dir) as info:
+        before = await scrape(info)
+        run_cli("cert", "issue", "--csr", str(tmp_path / "req.pem"), "--profile", "tls-server", data_dir=data_dir)
+        afters = [await scrape(info) for _ in range(6)]  # a new connection each: either worker
+    for after in afters:
+        assert (after.get(cli, 0) - before.get(cli, 0), after.get(admin, 0) - before.get(admin, 0)) == (1, 0)
+
+
+async def test_the_store_counts_certificates_outside_configurations_by_event_and_actor(store: Any) -> None:
+    """The scrape-time query on both engines: a configuration's own certificates are
+    not in it, and one whose issuance event is missing still counts (type and actor None)."""
+    from gateway.store.records import EventRecord
+
+    from .test_store import make_ca, make_cert
+
+    certs = [make_cert(), make_cert(), make_cert(), make_cert(), make_cert(protocol_config="acme")]
+    events = [("issue", "cli"), ("issue", "apikey:ops"), ("internal_issue", "bootstrap"), None, ("issue", "acme")]
+    async with store.transaction() as q:
+        await q.cas.insert(make_ca())
+        for cert, event in zip(certs, events):
+            await q.certificates.insert(cert)
+            if event is not None:
+                await q.events.add(EventRecord(type=event[0], status="success", ca_id="root1", serial=cert.serial,
+                                               detail={"actor": event[1]}))
+        await q.events.add(EventRecord(type="revoke", status="success", ca_id="root1", serial=certs[0].serial,
+                                       detail={"actor": "cli"}))
+    async with store.read() as q:
+        rows = await q.certificates.outside_configurations()
+    assert sorted(rows, key=str) == sorted([
+        ("root1", "issue", "cli", 1), ("root1", "issue", "apikey:ops", 1),
+        ("root1", "internal_issue", "bootstrap", 1), ("root1", None, None, 1),
+    ], key=str)

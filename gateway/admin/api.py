@@ -18,7 +18,7 @@ from aiohttp import web
 from ..errors import HTTP_STATUS, ErrorKind, GatewayError
 from ..runtime import Gateway
 from ..web.keys import GATEWAY
-from . import cas, certificates, configs, entities, events, keys, pending, profiles
+from . import cas, certificates, configs, entities, events, keygen, keys, pending, profiles
 from .auth import PRINCIPAL, REALM, authenticate, authorize
 from .inputs import MAX_BODY
 from .openapi import build_document
@@ -46,6 +46,7 @@ ROUTES: tuple[Route, ...] = (
     *profiles.ROUTES,
     *configs.ROUTES,
     *certificates.ROUTES,
+    *keygen.ROUTES,
     *entities.ROUTES,
     *pending.ROUTES,
     *events.ROUTES,

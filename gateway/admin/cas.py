@@ -9,7 +9,7 @@ from aiohttp import web
 from ..errors import NotFound
 from ..store.records import CARecord
 from ..web.keys import GATEWAY
-from .auth import actor
+from .auth import PRINCIPAL, actor, authorize
 from .inputs import Fields, QueryArgs, page_in_memory, read_json
 from .spec import PAGE, Query, Reply, Route
 from .views import ca_view
@@ -119,7 +119,12 @@ async def get_crl(request: web.Request) -> web.Response:
     force = q.flag("force")
     q.done()
     ca_id = request.match_info["id"]
-    der = await request.app[GATEWAY].authority.crl(ca_id, force=force)
+    gw = request.app[GATEWAY]
+    if force:  # a new CRL is a change: admins only, and audited like the CLI's ``ca crl --force``
+        authorize(request[PRINCIPAL], "POST")
+    der = await gw.authority.crl(ca_id, force=force)
+    if force:
+        await gw.authority.events.record("crl_issue", "success", ca_id=ca_id, actor=actor(request), forced=True)
     return web.Response(
         body=der, content_type="application/pkix-crl",
         headers={"Content-Disposition": f'attachment; filename="{ca_id}.crl"'},
@@ -146,6 +151,7 @@ ROUTES = (
           (Reply(200, "The CA, now active", "CA"),), body="CACertificateImport", errors=(403, 404, 409)),
     Route("GET", "/cas/{id}/crl", get_crl, "getCRL", "The CA's current CRL (DER)", "CAs",
           (Reply(200, "DER-encoded CRL", media_type="application/pkix-crl"),),
-          query=(Query("force", {"type": "boolean", "default": False}, "Issue a new CRL now."),),
-          errors=(404, 503)),
+          query=(Query("force", {"type": "boolean", "default": False},
+                       "Issue a new CRL now (admin role; audited as crl_issue)."),),
+          errors=(403, 404, 503)),
 )

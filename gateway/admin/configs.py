@@ -51,7 +51,8 @@ async def create_config(request: web.Request) -> web.Response:
     settings = f.mapping("settings")
     f.done()
     assert profiles is not None
-    rec = await gw.authority.create_config(config_id, protocol, ca_id, profiles, default_profile, settings)
+    rec = await gw.authority.create_config(config_id, protocol, ca_id, profiles, default_profile, settings,
+                                           actor=actor(request))
     return web.json_response(config_view(rec), status=201)
 
 

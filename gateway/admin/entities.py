@@ -36,13 +36,20 @@ async def get_entity(request: web.Request) -> web.Response:
 
 
 async def set_status(request: web.Request) -> web.Response:
+    """The entity with its new status and what became of its certificates, so an
+    operator decommissioning without ``revoke_certificates`` sees how many stay valid."""
     f = Fields(await read_json(request))
     status = f.required_text("status", choices=ENTITY_STATES)
+    revoke = f.flag("revoke_certificates", default=False)
     f.done()
-    rec = await request.app[GATEWAY].authority.set_entity_status(
-        request.match_info["id"], status, actor(request)
+    change = await request.app[GATEWAY].authority.change_entity_status(
+        request.match_info["id"], status, actor(request), revoke_certificates=bool(revoke),
     )
-    return web.json_response(entity_view(rec))
+    return web.json_response({
+        **entity_view(change.entity),
+        "certificates": {"revoked": change.revoked, "failed": change.failed,
+                         "remaining_valid": change.remaining_valid},
+    })
 
 
 _TAG = "End entities"
@@ -56,7 +63,8 @@ ROUTES = (
     Route("GET", "/end-entities/{id}", get_entity, "getEndEntity", "One end entity", _TAG,
           (Reply(200, "The end entity", "EndEntity"),), errors=(404,)),
     Route("POST", "/end-entities/{id}/status", set_status, "setEndEntityStatus",
-          "Activate, deactivate or decommission an end entity (decommissioning is final)", _TAG,
-          (Reply(200, "The end entity with its new status", "EndEntity"),),
+          "Activate, deactivate or decommission an end entity (decommissioning is final; with "
+          "revoke_certificates its certificates in force are revoked, reason cessationOfOperation)", _TAG,
+          (Reply(200, "The end entity with its new status and its certificates' count", "EndEntityStatusChange"),),
           body="EndEntityStatus", errors=(404, 409)),
 )

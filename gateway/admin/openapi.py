@@ -11,8 +11,13 @@ from typing import Any, Iterable
 
 from ..authority import ENTITY_STATES
 from ..ca.backend import RevocationReason
+from ..ca.overrides import MAX_VALIDITY
 from ..composition import protocol_names
 from ..keys import KEY_ALGORITHMS
+from ..keygen import ENCRYPTIONS as KEYGEN_ENCRYPTIONS
+from ..keygen import MAX_PASSWORD as KEYGEN_MAX_PASSWORD
+from ..keygen import MIN_PASSWORD as KEYGEN_MIN_PASSWORD
+from ..keygen import PASSWORD_PATTERN as KEYGEN_PASSWORD_PATTERN
 from .inputs import NONBLANK_PATTERN, SERIAL_PATTERN
 
 API_KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$"
@@ -225,7 +230,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "subject": {"type": "string", "description": "RFC 4514 subject."},
             "sans": {"type": "array", "items": {"type": "string", "description": "DNS:x, IP:x, email:x or URI:x"}},
-            "not_before": DT, "not_after": DT, "validity_seconds": {"type": "number", "exclusiveMinimum": 0},
+            "not_before": DT, "not_after": DT,
+            "validity_seconds": {"type": "number", "exclusiveMinimum": 0,
+                                 "maximum": int(MAX_VALIDITY.total_seconds()), "description": "At most 100 years."},
             "extensions": {"type": "array", "items": object_schema(
                 {"oid": T, "critical": BOOL, "value": {**T, "description": "base64 DER value"}},
                 ["oid", "value"], closed=True)},
@@ -237,6 +244,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {"ca": T, "profile": T, "csr": {**T, "description": "PKCS#10 request, PEM."},
          "overrides": ref("Overrides")},
         ["ca", "profile", "csr"], closed=True,
+    ),
+    "KeygenRequest": object_schema(
+        {"common_name": {**T, "maxLength": 64, "description": "Subject commonName (instead of subject)."},
+         "subject": {**T, "description": "RFC 4514 subject, e.g. CN=dev1,O=Example (instead of common_name)."},
+         "sans": {"type": "array", "items": S, "maxItems": 100,
+                  "description": "DNS:host, IP:10.0.0.1, email:a@b or URI:... entries."},
+         "profile": {**T, "description": "One of the configuration's profiles (default: its default)."},
+         "key_algorithm": {**KEY_ALGORITHM, "description": "Default EC-P256, or RSA-2048 with legacy encryption."},
+         "password": {"type": "string", "minLength": KEYGEN_MIN_PASSWORD, "maxLength": KEYGEN_MAX_PASSWORD,
+                      "pattern": KEYGEN_PASSWORD_PATTERN,
+                      "description": "Encrypts the PKCS#12 file; neither stored nor logged."},
+         "encryption": {"type": "string", "enum": list(KEYGEN_ENCRYPTIONS), "default": "modern",
+                        "description": "modern: PBES2 AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC; "
+                        "legacy: pbeWithSHAAnd3-KeyTripleDES-CBC, SHA-1 MAC (old devices)."},
+         "entity": {**T, "description": "End entity name (default: the commonName)."}},
+        ["password"], closed=True,
+        oneOf=[{"required": ["common_name"]}, {"required": ["subject"]}],
     ),
     "RevokeRequest": object_schema({"reason": REASON, "invalidity_date": DT}, closed=True),
     "CertificateFilter": object_schema(FILTER_PROPS, closed=True),
@@ -267,7 +291,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["id", "name", "kind", "status"],
     ),
-    "EndEntityStatus": object_schema({"status": {"type": "string", "enum": list(ENTITY_STATES)}}, ["status"], closed=True),
+    "EndEntityStatus": object_schema(
+        {
+            "status": {"type": "string", "enum": list(ENTITY_STATES)},
+            "revoke_certificates": {
+                **BOOL, "default": False,
+                "description": "With status decommissioned only: also revoke every certificate of the entity "
+                               "still in force, reason cessationOfOperation.",
+            },
+        },
+        ["status"], closed=True,
+        anyOf=[
+            {"properties": {"revoke_certificates": {"const": False}}},
+            {"properties": {"status": {"const": "decommissioned"}}},
+        ],
+    ),
+    "EndEntityStatusChange": {"allOf": [ref("EndEntity"), object_schema({"certificates": object_schema(
+        {
+            "revoked": {**INT, "description": "Revoked by this change."},
+            "failed": {**INT, "description": "In force but could not be revoked (see the events)."},
+            "remaining_valid": {**INT, "description": "Unrevoked and unexpired after this change."},
+        },
+        ["revoked", "failed", "remaining_valid"],
+    )}, ["certificates"])]},
     "Event": object_schema(
         {
             "id": INT, "type": S, "status": {"type": "string", "enum": ["success", "failure", "pending"]},

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..logs import quiet_client_http_errors
+from ..logs import emit_banner, quiet_client_http_errors
 from ..runtime import Gateway
 from .app import create_http_app, create_https_app
 from .tls import load_pem_bundle, server_context
@@ -63,7 +63,7 @@ async def serve(gw: Gateway, banner: str = "", sockets: tuple[socket.socket, soc
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if banner:
-        print(banner, flush=True)
+        emit_banner(banner)
     log.info("%s on %s and %s (event loop: %s)", "gateway listening" if worker is None else f"worker {worker} serving",
              gw.config.https_url, gw.config.http_url, type(loop).__module__.split(".")[0])
     try:

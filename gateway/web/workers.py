@@ -29,6 +29,7 @@ import sys
 from collections.abc import Sequence
 
 from ..config import Config
+from ..logs import emit_banner
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
                 env={**os.environ, WORKER_ENV: f"{index}:{fds}"}, pass_fds=[s.fileno() for s in sockets],
             ))
         if banner:
-            print(banner, flush=True)
+            emit_banner(banner)
         log.info("gateway listening on %s and %s with %d worker processes (pids %s)", cfg.https_url,
                  cfg.http_url, len(procs), ", ".join(str(p.pid) for p in procs))
         waits = [asyncio.ensure_future(p.wait()) for p in procs]

@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # the commands import what they run lazily: ``gateway --help`
 PROTOCOL = "acme"
 
 
+def _actor() -> str:
+    from gateway.door import cli_actor
+
+    return cli_actor()
+
+
 async def _with_door(args: argparse.Namespace, fn: Callable[[Door], Awaitable[int]]) -> int:
     from gateway.config import load_config
     from gateway.door import open_door
@@ -54,12 +60,12 @@ async def cmd_eab_create(args: argparse.Namespace) -> int:
         try:
             created = await eab.create_key(
                 _store(door), Keyring(door.sealing_passphrase()), args.config,
-                identifiers=identifiers, label=args.label or "", created_by="cli",
+                identifiers=identifiers, label=args.label or "", created_by=_actor(),
             )
         except ValueError as exc:
             raise BadRequest(f"--identifiers: {exc}") from None
         await door.record_event("acme_eab_create", "success", protocol_config=args.config,
-                                kid=created.record.kid, actor="cli")
+                                kid=created.record.kid, actor=_actor())
         if args.json:
             print(json.dumps(created.view(), indent=2))
         else:
@@ -95,7 +101,7 @@ async def cmd_eab_revoke(args: argparse.Namespace) -> int:
         if key is None:
             raise NotFound(f"no EAB key {args.kid!r} in configuration {args.config!r}")
         await door.record_event("acme_eab_revoke", "success", protocol_config=args.config,
-                                kid=args.kid, account=key.account_id, actor="cli")
+                                kid=args.kid, account=key.account_id, actor=_actor())
         print(f"revoked {args.kid}" + (f" (account {key.account_id} deactivated)" if key.account_id else ""))
         return 0
 

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from gateway.config import load_config
-from gateway.door import CredentialInfo, Door, ProtocolConfigRecord, default_issuing_ca, open_door
+from gateway.door import CredentialInfo, Door, ProtocolConfigRecord, cli_actor, default_issuing_ca, open_door
 from gateway.errors import BadRequest, NotFound
 
 from .policy import AUTH_MODES, POP_LINKING, load_anchors, policy_for, validate_settings
 
 PROTOCOL = "est"
-ACTOR = "cli"
 
 
 async def _with_door(args: argparse.Namespace, fn: Callable[[Door], Awaitable[int]]) -> int:
@@ -109,11 +108,13 @@ def _merged(settings: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 
 
 async def _clear_default(door: Door, keep: str) -> None:
-    """One label answers at /.well-known/est/ at a time."""
+    """One label answers at /.well-known/est/ at a time (the label losing it is audited too)."""
     for other in await door.configurations():
         if other.id != keep and other.settings.get("default"):
             await door.update_configuration(
                 other.id, settings={k: v for k, v in other.settings.items() if k != "default"})
+            await door.record_event("config_update", "success", protocol_config=other.id, ca_id=other.ca_id,
+                                    actor=cli_actor(), fields=["default"])
 
 
 async def cmd_create(args: argparse.Namespace) -> int:
@@ -123,7 +124,7 @@ async def cmd_create(args: argparse.Namespace) -> int:
         if settings.get("default"):
             await _clear_default(door, args.label)
         await door.create_configuration(args.label, args.ca, profiles, default_profile=args.default_profile,
-                                        settings=settings, credentials={})
+                                        settings=settings, credentials={}, actor=cli_actor())
         print(f"created EST label {args.label}: {door.config.https_url}/.well-known/est/{args.label}/")
         return 0
     return await _with_door(args, run)
@@ -140,7 +141,7 @@ async def cmd_set(args: argparse.Namespace) -> int:
             await _clear_default(door, rec.id)
         await door.update_configuration(rec.id, settings=settings)
         await door.record_event("config_update", "success", protocol_config=rec.id, ca_id=rec.ca_id,
-                               actor="cli", fields=sorted(changes))
+                               actor=cli_actor(), fields=sorted(changes))
         print(f"updated EST label {rec.id}: {', '.join(sorted(changes))}")
         return 0
     return await _with_door(args, run)
@@ -157,7 +158,7 @@ async def cmd_user_add(args: argparse.Namespace) -> int:
     async def run(door: Door) -> int:
         rec = await _label(door, args.label)
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-        issued = await door.credentials.create_user(rec.id, args.username, password, actor=ACTOR, replace=True)
+        issued = await door.credentials.create_user(rec.id, args.username, password, actor=cli_actor(), replace=True)
         if issued.credential.disabled:
             print(f"user {args.username!r} is disabled; 'gateway est user enable {rec.id} {args.username}' "
                   "lets it in again", file=sys.stderr)
@@ -171,7 +172,7 @@ async def cmd_user_remove(args: argparse.Namespace) -> int:
     async def run(door: Door) -> int:
         rec = await _label(door, args.label)
         user = await _user(door, rec.id, args.username)
-        await door.credentials.delete(rec.id, user.id, actor=ACTOR)
+        await door.credentials.delete(rec.id, user.id, actor=cli_actor())
         return 0
     return await _with_door(args, run)
 
@@ -183,7 +184,7 @@ async def cmd_user_change(args: argparse.Namespace) -> int:
         user = await _user(door, rec.id, args.username)
         verb = {"disable": door.credentials.disable, "enable": door.credentials.enable,
                 "unlock": door.credentials.unlock}[args.est_user_command]
-        await verb(rec.id, user.id, actor=ACTOR)
+        await verb(rec.id, user.id, actor=cli_actor())
         return 0
     return await _with_door(args, run)
 

@@ -30,10 +30,10 @@ from .admins import remove_challenge_admin, set_challenge_admin
 from .challenge import STATIC, issue_dynamic_challenge, set_static_challenge
 from .ra import issue_ra
 from .service import ScepService, install, service_of
-from .settings import ScepSettings
+from .settings import CHALLENGE_LIFETIME_CEILING, ScepSettings
 
 TAG = "SCEP"
-MAX_TTL = dt.timedelta(days=30)
+MAX_TTL = CHALLENGE_LIFETIME_CEILING  # each configuration's settings.max_challenge_lifetime may be lower
 
 
 def _svc(request: web.Request) -> ScepService:
@@ -61,7 +61,7 @@ async def create_challenge(request: web.Request) -> web.Response:
     subject = f.text("subject")
     ttl_seconds = f.integer("ttl_seconds", minimum=60, maximum=int(MAX_TTL.total_seconds()))
     f.done()
-    ttl = dt.timedelta(seconds=ttl_seconds) if ttl_seconds is not None else settings.dynamic_challenge_ttl
+    ttl = settings.challenge_lifetime(dt.timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None)
     issued = await issue_dynamic_challenge(
         svc.repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="api",
         issued_by=actor(request), bound_subject=subject, now=svc.clock(),
@@ -208,8 +208,12 @@ _NS = {"type": ["string", "null"]}
 _DT = {"type": "string", "format": "date-time"}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ScepChallengeCreate": openapi.object_schema(
-        {"subject": {"type": "string", "description": "RFC 4514 DN the CSR must carry; CN=x binds the CN only"},
-         "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": int(MAX_TTL.total_seconds())}},
+        {"subject": {"type": "string", "description": (
+            "RFC 4514 DN the CSR's whole subject must match: same RDNs in the same order and the same "
+            "attribute types; values compared ignoring case and extra white space")},
+         "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": int(MAX_TTL.total_seconds()),
+                         "description": ("Default: settings.dynamic_challenge_ttl; longer than "
+                                         "settings.max_challenge_lifetime (default P7D) is refused")}},
         closed=True),
     "ScepChallenge": openapi.object_schema({"challenge": _S, "expires_at": _DT, "subject": _NS},
                                   ["challenge", "expires_at", "subject"]),

@@ -12,6 +12,16 @@ built-in ones without touching the protocol code. Built in:
   and the Jamf webhook; stored as SHA-256 of the value. They are tokens, not
   credentials: they stay SCEP's own. Who may obtain them (challenge admins) is in
   :mod:`.admins`.
+
+What a binding binds (:func:`subject_matches`): a subject given to the admin API or
+the CLI binds the CSR's whole subject: the same RDNs in the same order, each with the
+same attribute types, values equal after trimming, collapsing inner white space and
+ignoring case (RFC 5280 section 7.1 compares names so; the string type is not
+compared). ``CN=kiosk-12`` therefore refuses ``CN=kiosk-12,O=Other``. Only the Jamf
+webhook's binding (``settings.webhook_bind_cn``, source ``webhook``) binds the CN
+alone: the gateway knows the device's UDID, not the rest of the profile's subject.
+A CSR that does not match is refused (badRequest) before the challenge is taken, so
+the challenge stays usable by the device it was issued for.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from gateway.secrets import hash_secret, verify_secret
 from .repository import ChallengeRecord, ScepRepository, SecretRecord
 from .types import FailInfo, ScepFailure
 
+WEBHOOK = "webhook"
+"""The source of challenges from the Jamf webhook, whose binding is the CN alone."""
 STATIC = "static_challenge"
 """The ``scep_secrets`` kind of the static challenge (challenge admins are enrollment
 credentials: :mod:`.admins`)."""
@@ -147,7 +159,8 @@ class DynamicChallengeVerifier:
             raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was already used")
         if rec.expires_at <= request.now:
             raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password has expired")
-        if rec.bound_subject is not None and not _subject_matches(rec.bound_subject, request.csr.subject):
+        if rec.bound_subject is not None and not subject_matches(
+                rec.bound_subject, request.csr.subject, cn_only=rec.source == WEBHOOK):
             raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was issued for another subject")
         if not await self._repo.use_challenge(request.config.id, digest, now=request.now,
                                               used_by=request.transaction_id):
@@ -164,16 +177,31 @@ class DynamicChallengeVerifier:
             await self._repo.release_challenge(request.config.id, grant.token, request.transaction_id)
 
 
-def _subject_matches(bound: str, subject: x509.Name) -> bool:
-    """A bound subject is a full RFC 4514 DN, or ``CN=<value>`` matching the CN only."""
+def subject_matches(bound: str, subject: x509.Name, *, cn_only: bool = False) -> bool:
+    """Does the CSR's subject match the bound one? The whole name (rules in the module
+    docstring), or with ``cn_only`` (the Jamf webhook) a single CN equal to the bound CN."""
     try:
         expected = parse_subject(bound)
     except BadRequest:
         return False
-    attrs = list(expected)
-    if len(attrs) == 1 and attrs[0].oid == x509.NameOID.COMMON_NAME:
-        return [a.value for a in subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)] == [attrs[0].value]
-    return expected == subject
+    if cn_only:
+        want = [_norm(a.value) for a in expected.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        got = [_norm(a.value) for a in subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        return len(want) == 1 and got == want
+    return normalized_name(expected) == normalized_name(subject)
+
+
+def normalized_name(name: x509.Name) -> tuple[tuple[tuple[str, str | bytes], ...], ...]:
+    """The RDN sequence in order; in each RDN its (type OID, value) pairs, sorted (an RDN
+    is a set), values trimmed, inner white space collapsed and case folded."""
+    return tuple(
+        tuple(sorted(((a.oid.dotted_string, _norm(a.value)) for a in rdn), key=repr))
+        for rdn in name.rdns
+    )
+
+
+def _norm(value: str | bytes) -> str | bytes:
+    return " ".join(value.split()).casefold() if isinstance(value, str) else value
 
 
 VerifierFactory = Callable[[ScepRepository], ChallengeVerifier]

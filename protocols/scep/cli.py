@@ -3,7 +3,7 @@
     gateway scep challenge [--config scep] [--subject DN] [--ttl PT30M]   one-time challenge
     gateway scep static-challenge [--config scep] [--value V]             set/rotate the static one
     gateway scep admin add|remove USER [--config scep] [--password P]     mscep_admin/webhook users
-    gateway scep ra list|issue|import [--config scep] ...                 RA certificates
+    gateway scep ra list|issue|import [--config scep] [--force] ...       RA certificates
     gateway scep config create ID --ca CA [--profile P]... [--approval manual] [--ndes]
 
 Secrets are printed once on stdout and stored only hashed.
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.config import load_config, parse_duration, update_dev_credentials
-from gateway.door import Door, default_issuing_ca, open_door
+from gateway.door import Door, cli_actor, default_issuing_ca, open_door
 from gateway.errors import ConfigError
 
 from .admins import remove_challenge_admin, set_challenge_admin
@@ -28,7 +29,8 @@ from .repository import ScepRepository
 from .service import PROTOCOL
 from .settings import ScepSettings
 
-ACTOR = "cli"
+ACTOR = cli_actor()
+"""Audit actor of every command here: ``cli:<os user>``, as for the core's commands."""
 
 
 async def _with_door(args: argparse.Namespace, fn: Callable[[Door, ScepRepository], Awaitable[int]]) -> int:
@@ -42,7 +44,7 @@ async def cmd_challenge(args: argparse.Namespace) -> int:
     async def run(door: Door, repo: ScepRepository) -> int:
         rec = await door.configuration(args.config)
         settings = ScepSettings.of(rec)
-        ttl = parse_duration(args.ttl, "--ttl") if args.ttl else settings.dynamic_challenge_ttl
+        ttl = settings.challenge_lifetime(parse_duration(args.ttl, "--ttl") if args.ttl else None)
         issued = await issue_dynamic_challenge(
             repo, rec.id, ttl=ttl, limit=settings.dynamic_challenge_limit, source="cli",
             issued_by=ACTOR, bound_subject=args.subject, now=door.clock(),
@@ -95,11 +97,13 @@ async def cmd_ra(args: argparse.Namespace) -> int:
             await issue_ra(door, repo, rec.id, ca_id, role=args.role, actor=ACTOR)
         elif args.ra_command == "import":
             password = Path(args.key_password_file).read_bytes().strip() if args.key_password_file else None
-            await import_ra(
+            imported = await import_ra(
                 door, repo, rec.id, Path(args.certificate).read_bytes(), Path(args.key).read_bytes(),
                 key_password=password, chain_pem=Path(args.chain).read_bytes() if args.chain else b"",
-                actor=ACTOR,
+                actor=ACTOR, force=args.force,
             )
+            for warning in imported.warnings:
+                print(f"gateway: WARNING: imported anyway (--force): {warning}", file=sys.stderr)
         rows: list[dict[str, Any]] = []
         from .admin import ra_view
 
@@ -122,12 +126,13 @@ async def cmd_config_create(args: argparse.Namespace) -> int:
         if args.no_challenge:
             settings["challenge"] = "none"
         rec = await door.create_configuration(
-            args.id, args.ca, args.profile or ["device"], settings=settings,
+            args.id, args.ca, args.profile or ["device"], settings=settings, actor=ACTOR,
         )
         await issue_ra(door, repo, rec.id, rec.ca_id, actor=ACTOR)
         out: dict[str, Any] = {"config": rec.id}
         if args.static_challenge is not None:
             out["challenge"] = await set_static_challenge(repo, rec.id, args.static_challenge or None)
+            await door.record_event("scep_static_challenge", "success", protocol_config=rec.id, actor=ACTOR)
         print(json.dumps(out))
         return 0
     return await _with_door(args, run)
@@ -140,8 +145,11 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     config.add_argument("--config", default=PROTOCOL, help="SCEP configuration id (default: scep)")
 
     s = sub.add_parser("challenge", parents=[common, config], help="issue a one-time challenge password")
-    s.add_argument("--subject", help="bind to this subject (RFC 4514, e.g. CN=device-42)")
-    s.add_argument("--ttl", help="lifetime as ISO 8601 duration (default: the configuration's)")
+    s.add_argument("--subject", help=(
+        "bind to this whole subject (RFC 4514, e.g. CN=device-42,O=Acme): the CSR needs the same "
+        "RDNs in the same order; values compare ignoring case and extra spaces"))
+    s.add_argument("--ttl", help=("lifetime as ISO 8601 duration (default: settings.dynamic_challenge_ttl; "
+                                  "at most settings.max_challenge_lifetime, default P7D)"))
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.set_defaults(fn=cmd_challenge)
 
@@ -171,6 +179,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.add_argument("key", help="PEM file of the RA private key")
     s.add_argument("--chain", help="issuer chain PEM")
     s.add_argument("--key-password-file", help="file holding the key's password, if encrypted")
+    s.add_argument("--force", action="store_true",
+                   help="import an expired or not yet valid certificate, or an RSA key below 2048 bits, with a warning")
     s.set_defaults(fn=cmd_ra)
 
     cfg = sub.add_parser("config", help="SCEP configurations")

@@ -15,6 +15,7 @@ message) are short ``text/plain`` HTTP errors, which is what SCEP clients log.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import binascii
 import json
 import logging
@@ -41,7 +42,7 @@ from gateway.errors import (
 )
 
 from .admins import authenticate_admin
-from .challenge import issue_dynamic_challenge
+from .challenge import WEBHOOK, issue_dynamic_challenge
 from .service import ScepService, service_of
 from .settings import WEBHOOK_FIELDS, ScepSettings
 from .types import CONTENT_TYPE_PKI_MESSAGE, MalformedMessage
@@ -241,6 +242,14 @@ def ndes_page(body_lines: list[str]) -> bytes:
     return b"\xff\xfe" + html.encode("utf-16-le")
 
 
+def expiry_text(ttl: dt.timedelta) -> str:
+    """The page's lifetime in NDES words ("60 minutes"), in seconds below one minute (a
+    45-second lifetime is not "0 minutes"), with the seconds of a part minute kept."""
+    minutes, seconds = divmod(max(int(ttl.total_seconds()), 0), 60)
+    parts = [f"{n} {unit}{'' if n == 1 else 's'}" for n, unit in ((minutes, "minute"), (seconds, "second")) if n]
+    return " ".join(parts) or "0 seconds"
+
+
 @guarded
 async def mscep_admin(request: web.Request) -> web.StreamResponse:
     svc = service(request)
@@ -248,20 +257,20 @@ async def mscep_admin(request: web.Request) -> web.StreamResponse:
     user, settings = await _authenticated_admin(request, svc, config_id)
     ctx = await svc.context(config_id)
     thumbprint = ctx.ca_certificate.fingerprint(hashes.SHA256()).hex().upper()
+    ttl = settings.challenge_lifetime(None)
     try:
         issued = await issue_dynamic_challenge(
-            svc.repo, config_id, ttl=settings.dynamic_challenge_ttl, limit=settings.dynamic_challenge_limit,
+            svc.repo, config_id, ttl=ttl, limit=settings.dynamic_challenge_limit,
             source="ndes", issued_by=user, now=svc.clock(),
         )
     except Conflict:
         lines = [("The password cache is full. To obtain a new challenge password, wait until one of "
                   "the cached passwords has been used or has expired.")]
     else:
-        minutes = int(settings.dynamic_challenge_ttl.total_seconds() // 60)
         lines = [
             f"The thumbprint (hash value) for the CA certificate is: <B> {thumbprint} </B>",
             f"The enrollment challenge password is: <B> {issued.challenge} </B>",
-            f"This password can be used only once and will expire within {minutes} minutes.",
+            f"This password can be used only once and will expire within {expiry_text(ttl)}.",
             "Each enrollment requires a new challenge password.",
         ]
         await svc.door.record_event(
@@ -317,8 +326,8 @@ async def jamf_webhook(request: web.Request) -> web.StreamResponse:
             raise BadRequest(f"the SCEPChallenge event carries no {settings.webhook_bind_cn!r} to bind the challenge to")
         bound = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)]).rfc4514_string()
     issued = await issue_dynamic_challenge(
-        svc.repo, config_id, ttl=settings.dynamic_challenge_ttl, limit=settings.dynamic_challenge_limit,
-        source="webhook", issued_by=user, bound_subject=bound, attributes=attributes, now=svc.clock(),
+        svc.repo, config_id, ttl=settings.challenge_lifetime(None), limit=settings.dynamic_challenge_limit,
+        source=WEBHOOK, issued_by=user, bound_subject=bound, attributes=attributes, now=svc.clock(),
     )
     await svc.door.record_event(
         "scep_challenge", "success", protocol_config=config_id, source="webhook", actor=user,

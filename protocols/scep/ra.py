@@ -153,12 +153,39 @@ async def issue_ra(
     return rec
 
 
+RA_MIN_RSA_BITS = 2048
+"""Below this an imported RA key is refused (or, forced, warned about): clients encrypt
+their requests, challenge password included, to it."""
+
+
+def ra_import_problems(cert: x509.Certificate, key: rsa.RSAPrivateKey, now: dt.datetime) -> list[str]:
+    """Why an RA certificate should not be imported: outside its validity (clients refuse
+    an expired RA, or encrypt to it and then fail on its CertReps) or a weak key."""
+    problems = []
+    if cert.not_valid_after_utc <= now:
+        problems.append(f"the RA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}")
+    elif cert.not_valid_before_utc > now:
+        problems.append(f"the RA certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ}")
+    if key.key_size < RA_MIN_RSA_BITS:
+        problems.append(f"the RA key is RSA-{key.key_size}, below RSA-{RA_MIN_RSA_BITS}")
+    return problems
+
+
+@dataclass(frozen=True)
+class ImportedRa:
+    record: RaRecord
+    warnings: tuple[str, ...]
+    """The problems ``force`` let through (see :func:`ra_import_problems`)."""
+
+
 async def import_ra(
     door: Door, repo: ScepRepository, config_id: str, certificate_pem: bytes, key_pem: bytes,
     *, key_password: bytes | None = None, chain_pem: bytes = b"", role: str = "current",
-    actor: str = "system",
-) -> RaRecord:
-    """Use an existing RSA certificate and key as the RA (re-encrypted at rest)."""
+    actor: str = "system", force: bool = False,
+) -> ImportedRa:
+    """Use an existing RSA certificate and key as the RA (re-encrypted at rest). An
+    expired or not yet valid certificate or an RSA key below 2048 bits is refused unless
+    ``force`` (replaying a capture, a lab): then imported, audited with its warnings."""
     cert = load_certificate(certificate_pem)
     try:
         key = serialization.load_pem_private_key(key_pem, password=key_password)
@@ -170,6 +197,9 @@ async def import_ra(
     theirs = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if ours != theirs:
         raise BadRequest("the RA key does not belong to the RA certificate")
+    problems = ra_import_problems(cert, key, door.clock())
+    if problems and not force:
+        raise BadRequest("; ".join(problems) + " (force the import to use it anyway)")
     chain = load_certificates(chain_pem) if chain_pem.strip() else []
     rec = RaRecord(
         id=uuid.uuid4().hex, config_id=config_id, role=role,
@@ -180,9 +210,9 @@ async def import_ra(
     await repo.add_ra(rec)
     await door.record_event(
         "scep_ra_import", "success", protocol_config=config_id, serial=format(cert.serial_number, "x"),
-        role=role, actor=actor,
+        role=role, actor=actor, **({"forced": problems} if problems else {}),
     )
-    return rec
+    return ImportedRa(rec, tuple(problems))
 
 
 class RaKeyring:

@@ -75,7 +75,7 @@ async def test_apple_pkcsreq_replay_yields_badalg_certrep_addressed_to_the_mac(e
     raw = (APPLE / "PKCSReq.der").read_bytes()
     await env.gw.authority.create_config("apple", "scep", "issuing", ["device"])
     await import_ra(env.door, env.repo, "apple", (APPLE / "testca" / "ca.pem").read_bytes(),
-                    (APPLE / "testca" / "ca.key.unencrypted.pem").read_bytes())
+                    (APPLE / "testca" / "ca.key.unencrypted.pem").read_bytes(), force=True)  # expired in 2026
     env.service.keyring = RaKeyring(env.door, env.repo)
     env.clock.fixed = dt.datetime(2016, 5, 31, 11, 30, 13, tzinfo=dt.UTC)  # the capture's signingTime
     before = await env.certificate_count("apple")

@@ -63,7 +63,8 @@ async def replay_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aiohttp_cl
     repo = ScepRepository(gw.door("scep").tables)
     settings = {k: v for k, v in meta["settings"].items() if k in ("approval",)}
     await gw.authority.create_config(meta["config"], "scep", "issuing", ["device", "tls-client"], settings=settings)
-    await import_ra(gw.door("scep"), repo, meta["config"], meta["ra_certificate"].encode(), meta["ra_key"].encode())
+    await import_ra(gw.door("scep"), repo, meta["config"], meta["ra_certificate"].encode(), meta["ra_key"].encode(),
+                    force=True)  # a recording's RA may have expired since it was made
     await set_static_challenge(repo, meta["config"], meta["challenge"])
     clock = Clock()
     app = create_http_app(gw)

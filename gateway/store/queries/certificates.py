@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...errors import NotFound
@@ -21,12 +21,26 @@ from .base import TableQueries, normalize_fingerprint, normalize_serial, page, r
 STATUSES = frozenset({"valid", "revoked", "hold"})
 
 Certificates = list[CertificateRecord]
+DirectCounts = list[tuple[str, str | None, str | None, int]]  # (ca_id, event type, actor, count)
 
 _c = t.certificates.c
 # every enrollment inserts one, and every status or OCSP request reads one by serial
 _INSERT = t.certificates.insert()
 _BY_SERIAL = select(t.certificates).where(_c.serial == bindparam("serial"))
 _BY_FINGERPRINT = select(t.certificates).where(_c.fingerprint_sha256 == bindparam("fingerprint"))
+
+_e = t.events.c
+_ACTOR = _e.detail["actor"].as_string()
+# Certificates outside any configuration (indexed: few beside the protocols' own), each
+# with its issuance event (by serial, indexed) for who issued it; read at each scrape.
+_OUTSIDE_CONFIGURATIONS = (
+    select(_c.ca_id, _e.type, _ACTOR, func.count())
+    .select_from(t.certificates.outerjoin(t.events, and_(
+        _e.serial == _c.serial, _e.type.in_(("issue", "internal_issue")), _e.status == "success",
+    )))
+    .where(_c.protocol_config.is_(None))
+    .group_by(_c.ca_id, _e.type, _ACTOR)
+)
 
 
 def _conditions(flt: CertificateFilter | None) -> list[ColumnElement[bool]]:
@@ -86,6 +100,14 @@ class CertificateQueries(TableQueries):
         with translated("certificates"):
             return int((await self._conn.execute(stmt)).scalar_one())
 
+    async def outside_configurations(self) -> DirectCounts:
+        """Certificates issued outside any protocol configuration, counted by CA, issuance
+        event type and actor (both None when the event is missing): what every process
+        of every replica reads alike, so a ``gateway cert issue`` shows on any scrape."""
+        with translated("certificates"):
+            rows = (await self._conn.execute(_OUTSIDE_CONFIGURATIONS)).all()
+        return [(str(r[0]), r[1], r[2], int(r[3])) for r in rows]
+
     async def update_status(
         self, serial: str, *, expect: set[str], status: str, reason: int | None,
         revoked_at: dt.datetime | None, invalidity_date: dt.datetime | None,
@@ -113,6 +135,16 @@ class CertificateQueries(TableQueries):
         if not await self._exists(t.certificates, _c.serial == canonical, what):
             raise NotFound(f"{what} not found")
         return None
+
+    async def live_for_entity(self, entity_id: str, now: dt.datetime) -> Certificates:
+        """An end entity's certificates still in force (valid or on hold, not expired):
+        what decommissioning it revokes, oldest first."""
+        stmt = (
+            select(t.certificates)
+            .where(_c.entity_id == entity_id, _c.status.in_(("valid", "hold")), _c.not_after > now)
+            .order_by(_c.created_at, _c.id)
+        )
+        return await self._all(CertificateRecord, stmt, "certificates")
 
     async def revoked(self, ca_id: str, include_expired: bool = True) -> Certificates:
         """Certificates a CRL must list: revoked or on hold."""
