@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import keys
@@ -45,6 +44,7 @@ from .ca.backend import (
 from .ca.builder import check_proof_of_possession, load_csr
 from .ca.local import certificate_record, status_from_record
 from .ca.overrides import overrides_from_json, overrides_to_json
+from .ca.pkcs12 import build_pkcs12
 from .ca.registry import CARegistry
 from .clock import Clock, system_clock
 from .errors import BadRequest, Conflict, ErrorKind, Forbidden, GatewayError, NotFound, PolicyViolation, Unavailable
@@ -440,14 +440,18 @@ class Authority:
         source: str = "admin",
     ) -> IssuedCertificate:
         """Operator issuance (CLI, admin API) outside any protocol configuration; counted
-        in ``gateway_enrollments_total`` under protocol ``source`` (``cli`` or ``admin``)."""
+        in ``gateway_enrollments_total`` under protocol ``source`` (``cli`` or ``admin``).
+        The ``issue`` event commits with the certificate, so a scrape of
+        ``gateway_direct_issued_total`` never sees the certificate without its actor."""
+        event = EventRecord(type="issue", status="success", ca_id=ca_id,
+                            detail={"actor": actor, "profile": profile})
         try:
             parsed = load_csr(csr) if isinstance(csr, bytes) else csr
             check_proof_of_possession(parsed)
             backend = await self.cas.backend(ca_id)
             result = await self._issue(backend, SignRequest(
                 profile=self.profile(profile), public_key=parsed.public_key(), csr=parsed, overrides=overrides,
-            ), request_id=None)
+            ), request_id=None, event=event)
             if not isinstance(result, IssuedCertificate):
                 raise Unavailable(f"CA {ca_id} holds the request ({result.request_id}); poll it later")
         except GatewayError as exc:
@@ -458,10 +462,6 @@ class Authority:
             )
             raise
         count_enrollment(source, "", "issued")
-        await self.events.record(
-            "issue", "success", ca_id=ca_id, serial=serial_hex(result.serial), actor=actor,
-            profile=profile,
-        )
         return result
 
     async def issue_internal(
@@ -502,6 +502,7 @@ class Authority:
         sans: tuple[x509.GeneralName, ...] = (),
         profile: str | None = None,
         pkcs12_password: bytes | None = None,
+        pkcs12_encryption: str = "modern",
         entity_kind: str = "device",
         actor: str | None = None,
     ) -> GeneratedKeyCertificate:
@@ -539,7 +540,8 @@ class Authority:
         )
         return GeneratedKeyCertificate(
             issued=result, private_key=key,
-            pkcs12=_pkcs12(key, result, pkcs12_password) if pkcs12_password else None,
+            pkcs12=(build_pkcs12(key, result.certificate, result.chain, pkcs12_password, pkcs12_encryption)
+                    if pkcs12_password else None),
         )
 
     # --- pending requests ----------------------------------------------------------
@@ -766,16 +768,3 @@ class Authority:
                 await q.cas.update(ca_id, crl_der=der, crl_this_update=now, crl_next_update=next_update)
             log.info("CRL %d issued for CA %s with %d entries", number, ca_id, len(entries))
             return der
-
-
-def _pkcs12(key: Any, issued: IssuedCertificate, password: bytes) -> bytes:
-    encryption = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(100_000)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password)
-    )
-    return pkcs12.serialize_key_and_certificates(
-        name=None, key=key, cert=issued.certificate, cas=list(issued.chain), encryption_algorithm=encryption,
-    )

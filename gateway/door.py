@@ -265,13 +265,14 @@ class Door:
     async def keygen(
         self, config_id: str, *, entity: str, key_algorithm: str, subject: x509.Name,
         sans: tuple[x509.GeneralName, ...] = (), profile: str | None = None,
-        pkcs12_password: bytes | None = None, entity_kind: str = "device", actor: str | None = None,
+        pkcs12_password: bytes | None = None, pkcs12_encryption: str = "modern", entity_kind: str = "device",
+        actor: str | None = None,
     ) -> GeneratedKeyCertificate:
         with self._counted(config_id):
             result = await self._gw.authority.keygen(
                 config_id, self.protocol, entity=entity, key_algorithm=key_algorithm, subject=subject,
-                sans=sans, profile=profile, pkcs12_password=pkcs12_password, entity_kind=entity_kind,
-                actor=actor,
+                sans=sans, profile=profile, pkcs12_password=pkcs12_password,
+                pkcs12_encryption=pkcs12_encryption, entity_kind=entity_kind, actor=actor,
             )
         metrics.count_enrollment(self.protocol, config_id, "issued")
         return result

@@ -7,31 +7,24 @@ The key is made here and issued under a protocol configuration like any enrollme
 once as a password-protected PKCS#12. The gateway keeps neither the key nor the
 password: the password is checked before anything is issued and is never logged.
 
-``modern`` PKCS#12 (the default) is PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for key
-and certificates with a SHA-256 MAC, what OpenSSL 3 writes by default. ``legacy`` is
-pbeWithSHAAnd3-KeyTripleDES-CBC with a SHA-1 MAC, which older devices (Windows before
-Server 2019 / 10 1709, older macOS and iOS keychains, older Android, embedded stacks)
-need (OpenSSL 3 reads both without ``-legacy``, which only RC2 needs).
+The PKCS#12 encryptions (``modern``, ``legacy``) are :mod:`gateway.ca.pkcs12`'s.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from .authority import Authority
 from .ca.backend import IssuedCertificate
 from .ca.overrides import parse_san, parse_subject
+from .ca.pkcs12 import ENCRYPTIONS, common_name_of
 from .errors import BadRequest, ErrorKind, GatewayError
 from .metrics import count_enrollment
 
-ENCRYPTIONS = ("modern", "legacy")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f]+$"
@@ -39,8 +32,6 @@ PASSWORD_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _PASSWORD = re.compile(PASSWORD_PATTERN)
 DEFAULT_ALGORITHM = {"modern": "EC-P256", "legacy": "RSA-2048"}
 """Key made when none is asked for: devices that need legacy PKCS#12 rarely take EC keys."""
-MODERN_ROUNDS = 100_000
-LEGACY_ROUNDS = 2048  # OpenSSL's classic PKCS12_DEFAULT_ITER; old devices are slow
 
 
 def check_password(value: str) -> bytes:
@@ -74,36 +65,6 @@ def subject_from(common_name: str | None, subject: str | None) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     except ValueError as exc:
         raise BadRequest(f"common_name: {exc}") from None
-
-
-def common_name_of(subject: x509.Name) -> str | None:
-    cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = cns[-1].value if cns else None
-    return value if isinstance(value, str) else None
-
-
-def friendly_name(subject: x509.Name) -> bytes | None:
-    """The PKCS#12 friendlyName: the subject's (last) commonName, as devices list it."""
-    cn = common_name_of(subject)
-    return cn.encode() if cn is not None else None
-
-
-def build_pkcs12(key: Any, issued: IssuedCertificate, password: bytes, encryption: str,
-                 name: bytes | None) -> bytes:
-    """Key, certificate and issuer chain under ``password`` (see the module docstring)."""
-    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
-    if check_encryption(encryption) == "legacy":
-        builder = (builder.kdf_rounds(LEGACY_ROUNDS)
-                   .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-                   .hmac_hash(hashes.SHA1()))
-    else:
-        builder = (builder.kdf_rounds(MODERN_ROUNDS)
-                   .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-                   .hmac_hash(hashes.SHA256()))
-    return pkcs12.serialize_key_and_certificates(
-        name=name, key=key, cert=issued.certificate, cas=list(issued.chain),
-        encryption_algorithm=builder.build(password),
-    )
 
 
 @dataclass(frozen=True)
@@ -150,6 +111,7 @@ async def keygen_pkcs12(authority: Authority, req: KeygenOrder, *, actor: str, s
             config.id, config.protocol, entity=entity,
             key_algorithm=req.key_algorithm or DEFAULT_ALGORITHM[req.encryption],
             subject=req.subject, sans=req.sans, profile=req.profile, actor=actor,
+            pkcs12_password=req.password, pkcs12_encryption=req.encryption,
         )
     except GatewayError as exc:
         outcome = "error" if exc.kind in (ErrorKind.UNAVAILABLE, ErrorKind.INTERNAL) else "refused"
@@ -160,5 +122,5 @@ async def keygen_pkcs12(authority: Authority, req: KeygenOrder, *, actor: str, s
         raise
     count_enrollment(source, config.id, "issued")
     issued = generated.issued
-    return KeygenResult(issued, build_pkcs12(generated.private_key, issued, req.password, req.encryption,
-                                             friendly_name(req.subject)))
+    assert generated.pkcs12 is not None  # a password was given
+    return KeygenResult(issued, generated.pkcs12)

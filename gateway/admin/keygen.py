@@ -8,7 +8,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..keygen import ENCRYPTIONS, keygen_pkcs12, order
+from ..ca.pkcs12 import ENCRYPTIONS
+from ..keygen import keygen_pkcs12, order
 from ..keys import KEY_ALGORITHMS
 from ..store.records import serial_hex
 from ..web.keys import GATEWAY

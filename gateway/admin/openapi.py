@@ -14,7 +14,7 @@ from ..ca.backend import RevocationReason
 from ..ca.overrides import MAX_VALIDITY
 from ..composition import protocol_names
 from ..keys import KEY_ALGORITHMS
-from ..keygen import ENCRYPTIONS as KEYGEN_ENCRYPTIONS
+from ..ca.pkcs12 import ENCRYPTIONS as KEYGEN_ENCRYPTIONS
 from ..keygen import MAX_PASSWORD as KEYGEN_MAX_PASSWORD
 from ..keygen import MIN_PASSWORD as KEYGEN_MIN_PASSWORD
 from ..keygen import PASSWORD_PATTERN as KEYGEN_PASSWORD_PATTERN

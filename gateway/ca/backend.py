@@ -109,20 +109,6 @@ class IssueRequest:
 
 
 @dataclass(frozen=True)
-class KeygenRequest:
-    """Server-side key generation: the gateway makes the key pair and signs for it."""
-
-    profile: str
-    key_algorithm: str  # "RSA-2048" .. "EC-P521"
-    subject: x509.Name
-    sans: tuple[x509.GeneralName, ...] = ()
-    overrides: IssueOverrides = IssueOverrides()
-    pkcs12_password: bytes | None = None
-    entity_id: str | None = None
-    protocol_config: str | None = None
-
-
-@dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate already committed to the store."""
 
