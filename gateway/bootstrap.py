@@ -36,7 +36,7 @@ RSA_ISSUING_CA = "issuing-rsa"
 """The dev SCEP configuration's CA: NDES deployments and older SCEP clients (micromdm's
 scepclient without ``-ca-fingerprint``, which encrypts to every certificate GetCACert
 returns) expect RSA throughout the chain, so the dev root is RSA too."""
-PROTOCOL_CAS = {"scep": RSA_ISSUING_CA}
+PROTOCOL_CAS = {"scep": RSA_ISSUING_CA, "windows": RSA_ISSUING_CA}  # windows: legacy CSPs, AD CS-like
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -21,7 +21,10 @@ async def gather_info(config: Config) -> dict[str, Any]:
     finally:
         await store.close()
     cas_dir = config.data_dir / "cas"
-    protocols: dict[str, list[dict[str, Any]]] = {name: [] for name in protocol_names()}
+    # Keyed by protocol, or by the key an adapter asks for (Windows: ``xcep``, the name of
+    # the policy protocol whose URLs an admin puts into Group Policy).
+    keys = {a.name: getattr(a, "info_key", a.name) for a in adapters()}
+    protocols: dict[str, list[dict[str, Any]]] = {keys.get(name, name): [] for name in protocol_names()}
     for adapter in adapters():
         dev = creds.get(adapter.name, {})
         # Stable order (documented in the README): the configurations init made first, then
@@ -30,7 +33,7 @@ async def gather_info(config: Config) -> dict[str, Any]:
                          key=lambda c: (c.id not in dev, c.created_at, c.id))
         rank = {rec.id: n for n, rec in enumerate(records)}
         entries = adapter.describe(config, records, dev)
-        protocols[adapter.name] = sorted(entries, key=lambda e: rank.get(e.get("config", ""), len(rank)))
+        protocols[keys[adapter.name]] = sorted(entries, key=lambda e: rank.get(e.get("config", ""), len(rank)))
     return {
         "https": config.https_url,
         "http": config.http_url,

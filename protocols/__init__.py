@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .base import ProtocolAdapter
 
-KNOWN = ("acme", "scep", "est", "xcep", "mdm")
+KNOWN = ("acme", "scep", "est", "windows", "xcep", "mdm")
 """The registry: protocol packages this gateway looks for, in order. Every list of
 protocols in the core derives from the packages found here (``gateway.composition``)."""
 

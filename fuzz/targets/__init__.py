@@ -14,6 +14,8 @@ TARGETS: dict[str, str] = {
     "est-body": "fuzz.targets.est_body",
     "ocsp": "fuzz.targets.ocsp",
     "admin-inputs": "fuzz.targets.admin_inputs",
+    "wstep-token": "fuzz.targets.wstep_token",
+    "xcep-getpolicies": "fuzz.targets.xcep_getpolicies",
 }
 """Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and
 ``test_one_input(data)``; the latter swallows the parser's declared client errors

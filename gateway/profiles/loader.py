@@ -19,7 +19,6 @@ from ..errors import ConfigError, GatewayError
 from ..keys import KEY_ALGORITHMS, parse_algorithm
 from .model import (
     EKU_NAMES,
-    IGNORED_REQUEST_EXTENSIONS,
     KEY_USAGE_ALIASES,
     KEY_USAGE_FIELDS,
     MANAGED_EXTENSIONS,
@@ -237,8 +236,11 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
     extra: set[x509.ObjectIdentifier] = set()
     for text in ep.str_list("allowed", []):
         oid = _oid(ep, "allowed", text)
-        if oid in MANAGED_EXTENSIONS or oid in IGNORED_REQUEST_EXTENSIONS:
+        if oid in MANAGED_EXTENSIONS:
             raise ep.error("allowed", f"{text} is decided by the profile itself and cannot be copied")
+        # model.IGNORED_REQUEST_EXTENSIONS (the Windows template extensions) may be listed: a
+        # request's own are still dropped (gateway.ca.builder), but a protocol may then set
+        # them as an override (the CES adds the template the policy named)
         extra.add(oid)
     extensions = ExtensionPolicy(frozenset(extra), ep.flag("ignore_unknown_extensions", False))
     ep.finish()

@@ -1,0 +1,235 @@
+"""A Windows configuration's settings (``ProtocolConfigRecord.settings``), validated.
+
+The core's admin API merges settings without knowing this protocol, so they are checked
+here each time a configuration is used, with messages that name the key.
+
+=====================  =============================  =========================================
+key                    default                        meaning
+=====================  =============================  =========================================
+``policy_id``          a UUID from the config id      MS-XCEP ``policyID`` (what Windows keys
+                                                      its policy cache by)
+``friendly_name``      ``<config> enrollment policy`` ``policyFriendlyName``
+``next_update_hours``  ``8``                          ``nextUpdateHours`` (AD CS's default)
+``ca_name``            the configuration's CA id      ``<CA-name>`` in ``<CA-name>_CES_*`` paths
+``adcs_paths``         ``false``                      serve this configuration on AD CS's paths
+``auth``               ``[username, certificate]``    CES modes advertised in ``cAURI``s
+``templates``          (required)                     list of templates, see below
+=====================  =============================  =========================================
+
+A template (one MS-XCEP ``policy``) names a gateway profile and adds what Windows reads:
+
+=======================  ==============  ==================================================
+key                      default         meaning
+=======================  ==============  ==================================================
+``name``                 (required)      ``commonName``: the template name requests carry
+``display_name``         ``name``        the template OID's ``defaultName``
+``profile``              (required)      gateway profile it issues under (configuration's)
+``oid``                  (required)      template OID (``1.3.6.1.4.1.311.21.8....``)
+``major_revision``       ``100``         ``revision/majorRevision`` (positive)
+``minor_revision``       ``0``           ``revision/minorRevision``
+``schema``               ``2``           ``policySchema`` 1, 2 or 3 (3: CNG, hash OID)
+``machine``              ``false``       a computer template (``generalFlags`` 0x40)
+``autoenroll``           ``true``        autoenrollment allowed (flags + permission)
+``subject``              ``request``     ``request``: the client supplies subject and SAN;
+                                         ``directory``: the gateway builds them
+``exportable``           ``false``       private key exportable (``privateKeyFlags`` 0x10)
+``renewal_period``       ``P42D``        ``renewalPeriodSeconds`` (AD CS: six weeks)
+``key_based_renewal``    ``true``        renewal signed by the old key, served by the
+                                         KeyBasedRenewal CEP (``enrollmentFlags``)
+``hash``                 ``sha256``      schema 3 only: ``hashAlgorithmOIDReference``
+``providers``            by schema/key   ``cryptoProviders``
+``enroll``               ``["*"]``       callers who may enroll: user names, ``*`` for all
+``autoenroll_for``       ``["*"]``       callers granted autoenrollment (subset of enroll)
+``superseded``           ``[]``          ``supersededPolicies`` (template names)
+=======================  ==============  ==================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import parse_duration
+from gateway.door import Door, ProtocolConfigRecord
+from gateway.errors import ConfigError, NotFound
+
+from .paths import AUTH_MODES, CERTIFICATE, USERNAME
+
+OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]{0,9}))+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+CA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+HASHES = ("sha256", "sha384", "sha512")
+SUBJECT_SOURCES = ("request", "directory")
+UINT32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    name: str
+    display_name: str
+    profile: str
+    oid: str
+    major_revision: int = 100
+    minor_revision: int = 0
+    schema: int = 2
+    machine: bool = False
+    autoenroll: bool = True
+    subject: str = "request"
+    exportable: bool = False
+    renewal_period: dt.timedelta = dt.timedelta(days=42)
+    key_based_renewal: bool = True
+    hash: str = "sha256"
+    providers: tuple[str, ...] | None = None
+    enroll: tuple[str, ...] = ("*",)
+    autoenroll_for: tuple[str, ...] = ("*",)
+    superseded: tuple[str, ...] = ()
+
+    def may_enroll(self, caller: str) -> bool:
+        return "*" in self.enroll or caller in self.enroll
+
+    def may_autoenroll(self, caller: str) -> bool:
+        return self.autoenroll and self.may_enroll(caller) and (
+            "*" in self.autoenroll_for or caller in self.autoenroll_for)
+
+
+@dataclass(frozen=True)
+class WindowsSettings:
+    policy_id: str
+    friendly_name: str
+    next_update_hours: int
+    ca_name: str
+    adcs_paths: bool
+    auth: tuple[str, ...]
+    templates: tuple[TemplateSettings, ...]
+
+    @classmethod
+    def of(cls, rec: ProtocolConfigRecord) -> WindowsSettings:
+        return parse_settings(rec.settings, rec.id, rec.ca_id, rec.profiles)
+
+    def template(self, name: str) -> TemplateSettings | None:
+        """By ``commonName``, case-insensitively (Windows compares template names so)."""
+        return next((t for t in self.templates if t.name.lower() == name.lower()), None)
+
+    def template_by_oid(self, oid: str) -> TemplateSettings | None:
+        return next((t for t in self.templates if t.oid == oid), None)
+
+
+def default_policy_id(config_id: str) -> str:
+    """A stable policy id, in the braces AD CS writes its GUIDs in."""
+    return "{" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:gateway:windows:{config_id}")).upper() + "}"
+
+
+def _fail(config_id: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"windows configuration {config_id!r}: {key}: {message}")
+
+
+def _str(raw: dict[str, Any], key: str, default: str | None, where: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key}: must be a non-empty string")
+    if pattern is not None and not pattern.match(value):
+        raise ConfigError(f"{where}: {key}: {value!r} is not allowed")
+    return value
+
+
+def _bool(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: must be true or false")
+    return value
+
+
+def _int(raw: dict[str, Any], key: str, default: int, where: str, low: int, high: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}: {key}: must be an integer from {low} to {high}")
+    return value
+
+
+def _names(raw: dict[str, Any], key: str, default: tuple[str, ...], where: str) -> tuple[str, ...]:
+    value = raw.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: {key}: must be a list of strings")
+    return tuple(value)
+
+
+def parse_template(raw: Any, where: str, profiles: list[str]) -> TemplateSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    known = set(TemplateSettings.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
+    name = _str(raw, "name", None, where, NAME_RE)
+    where = f"{where} ({name})"
+    profile = _str(raw, "profile", None, where)
+    if profile not in profiles:
+        raise ConfigError(f"{where}: profile: {profile!r} is not one of the configuration's profiles")
+    schema = _int(raw, "schema", 2, where, 1, 3)
+    subject = _str(raw, "subject", "request", where)
+    if subject not in SUBJECT_SOURCES:
+        raise ConfigError(f"{where}: subject: must be one of {', '.join(SUBJECT_SOURCES)}")
+    hash_name = _str(raw, "hash", "sha256", where)
+    if hash_name not in HASHES:
+        raise ConfigError(f"{where}: hash: must be one of {', '.join(HASHES)}")
+    renewal = parse_duration(_str(raw, "renewal_period", "P42D", where), f"{where}: renewal_period")
+    providers = raw.get("providers")
+    if providers is not None:
+        providers = _names(raw, "providers", (), where)
+        if not providers:
+            raise ConfigError(f"{where}: providers: must not be empty (leave it out for the defaults)")
+    return TemplateSettings(
+        name=name, display_name=_str(raw, "display_name", name, where), profile=profile,
+        oid=_str(raw, "oid", None, where, OID_RE),
+        major_revision=_int(raw, "major_revision", 100, where, 1, UINT32),
+        minor_revision=_int(raw, "minor_revision", 0, where, 0, UINT32),
+        schema=schema, machine=_bool(raw, "machine", False, where),
+        autoenroll=_bool(raw, "autoenroll", True, where), subject=subject,
+        exportable=_bool(raw, "exportable", False, where), renewal_period=renewal,
+        key_based_renewal=_bool(raw, "key_based_renewal", True, where), hash=hash_name,
+        providers=providers, enroll=_names(raw, "enroll", ("*",), where),
+        autoenroll_for=_names(raw, "autoenroll_for", ("*",), where),
+        superseded=_names(raw, "superseded", (), where),
+    )
+
+
+def parse_settings(raw: dict[str, Any], config_id: str, ca_id: str, profiles: list[str]) -> WindowsSettings:
+    where = f"windows configuration {config_id!r}"
+    auth = _names(raw, "auth", (USERNAME, CERTIFICATE), where)
+    bad = sorted(set(auth) - set(AUTH_MODES))
+    if bad or not auth:
+        raise _fail(config_id, "auth", f"must be a non-empty list of {', '.join(AUTH_MODES)}")
+    templates_raw = raw.get("templates")
+    if not isinstance(templates_raw, list) or not templates_raw:
+        raise _fail(config_id, "templates", "must be a non-empty list of templates")
+    templates = tuple(parse_template(t, f"{where}: templates[{i}]", profiles) for i, t in enumerate(templates_raw))
+    for attr in ("name", "oid"):
+        values = [getattr(t, attr).lower() for t in templates]
+        if len(set(values)) != len(values):
+            raise _fail(config_id, "templates", f"two templates share a {attr}")
+    return WindowsSettings(
+        policy_id=_str(raw, "policy_id", default_policy_id(config_id), where),
+        friendly_name=_str(raw, "friendly_name", f"{config_id} enrollment policy", where),
+        next_update_hours=_int(raw, "next_update_hours", 8, where, 1, 24 * 365),
+        ca_name=_str(raw, "ca_name", ca_id, where, CA_NAME_RE),
+        adcs_paths=_bool(raw, "adcs_paths", False, where),
+        auth=tuple(dict.fromkeys(auth)),
+        templates=templates,
+    )
+
+
+async def adcs_configuration(door: Door, *, ca_name: str | None = None) -> tuple[ProtocolConfigRecord, WindowsSettings]:
+    """The configuration AD CS's paths (which name none) serve: the oldest enabled one with
+    ``adcs_paths = true`` (and, for a CES path, whose ``ca_name`` matches, case-insensitively
+    as IIS matches paths). NotFound when there is none."""
+    for rec in sorted(await door.configurations(enabled_only=True), key=lambda r: (r.created_at, r.id)):
+        try:
+            settings = WindowsSettings.of(rec)
+        except ConfigError:
+            continue  # a broken configuration answers on its own paths, with the error
+        if settings.adcs_paths and (ca_name is None or settings.ca_name.lower() == ca_name.lower()):
+            return rec, settings
+    raise NotFound("no Windows configuration serves these AD CS paths")
