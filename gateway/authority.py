@@ -307,8 +307,9 @@ class Authority:
         try:
             ent = await self.entity_for(config, entity, entity_kind, entity_attributes)
             entity_id = ent.id
-            parsed = load_csr(csr) if isinstance(csr, bytes) else csr
-            check_proof_of_possession(parsed)
+            policy = overrides.csr_policy  # what the protocol configuration accepts (SHA-1, ...)
+            parsed = load_csr(csr, legacy_strings=policy.legacy_strings) if isinstance(csr, bytes) else csr
+            check_proof_of_possession(parsed, policy)
             backend = await self.cas.backend(config.ca_id)
             request = SignRequest(
                 profile=self.profile(self._profile_for(config, profile)), public_key=parsed.public_key(),
@@ -446,8 +447,9 @@ class Authority:
         event = EventRecord(type="issue", status="success", ca_id=ca_id,
                             detail={"actor": actor, "profile": profile})
         try:
-            parsed = load_csr(csr) if isinstance(csr, bytes) else csr
-            check_proof_of_possession(parsed)
+            policy = overrides.csr_policy  # what the protocol configuration accepts (SHA-1, ...)
+            parsed = load_csr(csr, legacy_strings=policy.legacy_strings) if isinstance(csr, bytes) else csr
+            check_proof_of_possession(parsed, policy)
             backend = await self.cas.backend(ca_id)
             result = await self._issue(backend, SignRequest(
                 profile=self.profile(profile), public_key=parsed.public_key(), csr=parsed, overrides=overrides,

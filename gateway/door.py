@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .ca.backend import (
     CertificateStatus,
+    CsrPolicy,
     GeneratedKeyCertificate,
     IssuedCertificate,
     IssueOverrides,
@@ -65,7 +66,7 @@ __all__ = [
     # records and values an adapter reads through it
     "CertificateRecord", "EndEntityRecord", "ProtocolConfigRecord", "RequestRecord",
     "CertificateStatus", "GeneratedKeyCertificate", "IssuedCertificate", "IssueOverrides",
-    "PendingRequest", "RevocationReason", "serial_hex", "serial_int", "utcnow", "Clock",
+    "CsrPolicy", "PendingRequest", "RevocationReason", "serial_hex", "serial_int", "utcnow", "Clock",
     # enrollment credentials (door.credentials)
     "Credentials", "CredentialInfo", "IssuedCredential", "LockedOut", "LockoutPolicy", "DEFAULT_LOCKOUT",
     "NO_LOCKOUT", "check_username",

@@ -278,6 +278,19 @@ async def _scep_ra(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     return Call(configuration="scep")
 
 
+@recipe("createWindowsUser")
+async def _windows_user(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    made = await admin.call("POST", "/windows/windows/users", {"username": "walker", "templates": ["GatewayUser"]},
+                            expect=201)
+    return Call(configuration="windows", secrets=[made["password"]])
+
+
+@recipe("deleteWindowsUser")
+async def _windows_user_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("DELETE", "/windows/windows/users/walker", expect=204)
+    return Call(configuration="windows")
+
+
 # A GET that changes state: a forced CRL is numbered and stored like any other.
 @recipe("getCRL?force=true")
 async def _forced_crl(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
@@ -400,6 +413,14 @@ CLI_CHANGES: list[tuple[str, tuple[tuple[str, ...], ...], set[str]]] = [
     ("scep ra issue", (("scep", "ra", "issue"),), {"scep_ra_issue"}),
     ("scep config create", (("scep", "config", "create", "walk-scep"),), {"config_create"}),
     ("acme eab create", (("acme", "eab", "create"),), {"acme_eab_create"}),
+    ("windows config create", (("windows", "config", "create", "walk-win", "--adcs-paths"),), {"config_create",
+                                                                                           "config_update"}),
+    ("windows user add/disable/enable/unlock/remove",
+     (("windows", "user", "add", "walker", "--template", "GatewayUser"),
+      ("windows", "user", "disable", "walker"), ("windows", "user", "enable", "walker"),
+      ("windows", "user", "unlock", "walker"), ("windows", "user", "remove", "walker")),
+     {"credential_create", "config_update", "credential_disable", "credential_enable", "credential_unlock",
+      "credential_delete"}),
     ("ca create", (("ca", "create", "walk-root", "--name", "Walk Root"),), {"ca_create"}),
     ("ca crl --force", (("ca", "crl", "--force"),), {"crl_issue"}),
     ("apikey create/revoke", (("apikey", "create", "walk-cli"), ("apikey", "revoke", "walk-cli")),

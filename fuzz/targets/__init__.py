@@ -16,6 +16,7 @@ TARGETS: dict[str, str] = {
     "admin-inputs": "fuzz.targets.admin_inputs",
     "wstep-token": "fuzz.targets.wstep_token",
     "xcep-getpolicies": "fuzz.targets.xcep_getpolicies",
+    "mde2-discover": "fuzz.targets.mde2_discover",
 }
 """Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and
 ``test_one_input(data)``; the latter swallows the parser's declared client errors

@@ -83,6 +83,17 @@ class CertState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class CsrPolicy:
+    """What a protocol configuration accepts in a CSR beyond the strict rule, checked by
+    :func:`gateway.ca.pop.check_proof_of_possession`: SHA-1 RSA signatures, and subject
+    PrintableStrings with characters PrintableString lacks (retagged UTF8String when
+    the CSR is read). Both off unless the configuration says so."""
+
+    sha1_signatures: bool = False
+    legacy_strings: bool = False
+
+
+@dataclass(frozen=True)
 class IssueOverrides:
     """What a request (or the protocol configuration) asks to change from the CSR."""
 
@@ -94,6 +105,8 @@ class IssueOverrides:
     extensions: tuple[x509.Extension[x509.ExtensionType], ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
     """Values for ``<variables>`` in a profile's RDN format (e.g. ``<deviceId>``)."""
+    csr_policy: CsrPolicy = CsrPolicy()
+    """How the CSR's proof of possession is checked (kept with a held request)."""
 
 
 @dataclass(frozen=True)

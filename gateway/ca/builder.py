@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from ..errors import BadCSR, BadKey, BadRequest, BadSignature, GatewayError, PolicyViolation, Unavailable
+from ..errors import BadCSR, BadKey, BadRequest, GatewayError, PolicyViolation, Unavailable
 from ..keys import KeyDescription, check_key_strength, signature_hash_for
 from ..profiles.model import (
     KEY_USAGE_FIELDS,
@@ -36,7 +36,10 @@ from ..profiles.model import (
     Profile,
     add_period,
 )
+from .backend import CsrPolicy as CsrPolicy  # re-exported: protocols read CSRs through the builder
 from .backend import IssueOverrides
+from .pop import check_proof_of_possession as check_proof_of_possession
+from .pop import repair_legacy_strings
 
 MAX_CSR_BYTES = 64 * 1024
 MAX_SERIAL = 2**159  # RFC 5280: at most 20 octets, positive
@@ -67,8 +70,13 @@ class IssuerContext:
     ca_issuers_url: str | None = None
 
 
-def load_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """Parse a PEM or DER PKCS#10 request; anything unparseable is :class:`BadCSR`."""
+def load_csr(data: bytes, *, legacy_strings: bool = False) -> x509.CertificateSigningRequest:
+    """Parse a PEM or DER PKCS#10 request; anything unparseable is :class:`BadCSR`.
+
+    ``legacy_strings`` (:class:`CsrPolicy`): a DER request whose subject PrintableStrings
+    hold other characters is read with those strings as UTF8String
+    (:func:`gateway.ca.pop.repair_legacy_strings`); its proof of possession then needs
+    the same policy."""
     if not data:
         raise BadCSR("empty certificate request")
     if len(data) > MAX_CSR_BYTES:
@@ -80,18 +88,11 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_der_x509_csr(data)
         _ = (csr.subject, csr.extensions)  # force the lazily parsed parts now
     except Exception as exc:  # parsers raise ValueError and a few library-specific types
+        repaired = repair_legacy_strings(data) if legacy_strings else data
+        if repaired != data:
+            return load_csr(repaired)
         raise BadCSR("not a valid PKCS#10 CSR (expected PEM or DER)") from exc
     return csr
-
-
-def check_proof_of_possession(csr: x509.CertificateSigningRequest) -> None:
-    """The CSR must be signed by the key it certifies (proof of possession)."""
-    try:
-        valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError):
-        raise BadSignature("certificate request signature algorithm not supported") from None
-    if not valid:
-        raise BadSignature("certificate request signature does not verify")
 
 
 def rfc7093_key_identifier(public_key: CertificatePublicKeyTypes) -> bytes:
@@ -142,7 +143,7 @@ def build_certificate(
         raise BadRequest("no public key to certify")
     desc = _check_key(profile, public_key)
     if csr is not None:
-        check_proof_of_possession(csr)
+        check_proof_of_possession(csr, overrides.csr_policy)
 
     request_exts = _csr_extensions(csr)
     request_sans = _extension_sans(request_exts)

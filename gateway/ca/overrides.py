@@ -1,4 +1,5 @@
-"""JSON form of :class:`IssueOverrides`, for requests held in the store and the admin API."""
+"""JSON form of :class:`IssueOverrides`, for requests held in the store and the admin API
+(whose own field check does not take ``csr_policy``: only a protocol configuration sets it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from cryptography import x509
 
 from ..errors import BadRequest
-from .backend import IssueOverrides
+from .backend import CsrPolicy, IssueOverrides
 
 _SAN_TYPES = {"dns", "ip", "email", "uri"}
 
@@ -90,6 +91,9 @@ def overrides_to_json(o: IssueOverrides) -> dict[str, Any]:
             for e in o.extensions
         ],
         "variables": dict(o.variables),
+        **({"csr_policy": {"sha1_signatures": o.csr_policy.sha1_signatures,
+                           "legacy_strings": o.csr_policy.legacy_strings}}
+           if o.csr_policy != CsrPolicy() else {}),
     }
 
 
@@ -103,7 +107,7 @@ def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
     if not isinstance(data, dict):
         raise BadRequest("overrides must be an object")
     unknown = set(data) - {
-        "subject", "sans", "not_before", "not_after", "validity_seconds", "extensions", "variables",
+        "subject", "sans", "not_before", "not_after", "validity_seconds", "extensions", "variables", "csr_policy",
     }
     if unknown:
         raise BadRequest(f"unknown override(s) {sorted(unknown)}")
@@ -126,6 +130,10 @@ def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
     variables = data.get("variables") or {}
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
         raise BadRequest("variables must map names to strings")
+    policy = data.get("csr_policy") or {}
+    if not isinstance(policy, dict) or set(policy) - {"sha1_signatures", "legacy_strings"} \
+            or not all(isinstance(v, bool) for v in policy.values()):
+        raise BadRequest("csr_policy must map sha1_signatures and legacy_strings to true or false")
     return IssueOverrides(
         subject=parse_subject(data["subject"]) if data.get("subject") else None,
         sans=tuple(parse_san(s) for s in sans) if sans is not None else None,
@@ -134,4 +142,5 @@ def overrides_from_json(data: dict[str, Any]) -> IssueOverrides:
         validity=period,
         extensions=tuple(exts),
         variables=dict(variables),
+        csr_policy=CsrPolicy(**policy),
     )

@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 from gateway.door import Door
 from gateway.errors import ConfigError
 
-from . import ces, http, paths
+from . import ces, http, mde2_http, paths
 from .paths import AUTH_MODES, KEY_BASED_RENEWAL
 from .settings import WindowsSettings, default_policy_id
 
@@ -106,6 +106,7 @@ def dev_settings(config_id: str, ca_name: str) -> dict[str, Any]:
         "next_update_hours": 8,
         "ca_name": ca_name,
         "adcs_paths": True,
+        "mdm_discovery": True,
         "auth": ["username", "certificate"],
         "templates": [
             {"name": "GatewayUser", "display_name": "Gateway User", "profile": USER_PROFILE,
@@ -120,7 +121,10 @@ def _urls(base: str, rec: "ProtocolConfigRecord", settings: WindowsSettings | No
     out: dict[str, Any] = {
         "cep": {a: base + paths.cep_path(rec.id, a) for a in (*AUTH_MODES, KEY_BASED_RENEWAL)},
         "ces": {a: base + paths.ces_path(rec.id, a) for a in AUTH_MODES},
+        "mdm": {"discovery": base + mde2_http.discovery_path(rec.id)},
     }
+    if settings is not None and settings.mdm_discovery:
+        out["mdm"]["enterprise_enrollment"] = base + mde2_http.DISCOVERY_PATH
     if settings is not None and settings.adcs_paths:
         out["adcs"] = {
             "cep": {a: base + paths.adcs_cep_path(a) for a in AUTH_MODES}
@@ -142,6 +146,7 @@ class WindowsAdapter:
             return
         http.add_routes(app)  # CEP (MS-XCEP)
         ces.add_routes(app)  # CES (MS-WSTEP)
+        mde2_http.add_routes(app)  # MDM discovery (MS-MDE2); its enrollment goes to the CES
 
     async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """The dev configuration ``windows`` (AD CS's paths too) with a user and a computer
@@ -179,10 +184,17 @@ class WindowsAdapter:
 
     def add_cli(self, subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
                 common: argparse.ArgumentParser) -> None:
-        """Nothing yet: users are enrollment credentials (admin API), templates are settings."""
+        """``gateway windows config|user|template ...``."""
+        from . import cli
+
+        cli.add_commands(subparsers, common)
 
     def mount_admin(self, admin: web.Application) -> None:
-        """Nothing extra: settings are JSON on the core's protocol-config routes."""
+        """UsernameToken users under ``/admin/windows/<config>/users``; other settings are
+        JSON on the core's protocol-config routes."""
+        from . import admin as windows_admin
+
+        windows_admin.mount_admin(admin)
 
 
 ADAPTER = WindowsAdapter()

@@ -32,9 +32,11 @@ its key packages), so no CA key leaves the core.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -73,6 +75,7 @@ log = logging.getLogger("gateway.windows")
 
 PROTOCOL = "windows"
 UPN = x509.ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -161,6 +164,10 @@ async def authenticate(request: web.Request, svc: Service, env: soap.Envelope) -
 async def serve(request: web.Request, env: soap.Envelope, svc: Service) -> soap.Reply:
     """One RequestSecurityToken; any core error left unmapped becomes an enrollment fault."""
     soap.require_action(env, wstep.ACTION_RST, wstep.ACTION_KET)
+    from . import mde2_http  # noqa: PLC0415 - MDM enrollment builds on this module
+
+    if mde2_http.is_device_enrollment(env):  # MS-MDE2: same issuance, its own answer and faults
+        return await mde2_http.serve(request, env, svc)
     try:
         return await _serve(request, env, svc)
     except GatewayError as exc:
@@ -284,11 +291,29 @@ def _sans_of(cert: x509.Certificate) -> tuple[x509.GeneralName, ...]:
         return ()
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """What :func:`enroll` did: the RequestID given, the CMC body part answered, the outcome."""
+
+    number: int
+    body_part_id: int
+    result: IssuedCertificate | PendingRequest
+    template: TemplateSettings
+
+
 async def issue(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> soap.Reply:
+    done = await enroll(svc, caller, rst)
+    if isinstance(done.result, PendingRequest):
+        return _pending_reply(svc, done.number, done.body_part_id, done.result)
+    return _issued_reply(svc, done.number, done.body_part_id, done.result.certificate, done.result.chain)
+
+
+async def enroll(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> Enrolled:
+    """An Issue request through the door (WSTEP and MDM enrollment answer it each their way)."""
     if rst.token is None:
         raise _fault("an Issue request needs a BinarySecurityToken", wstep.CERTSRV_E_NO_REQUEST, invalid_request=True)
     try:
-        token = cmc.parse_request_token(rst.token)
+        token = cmc.parse_request_token(rst.token, svc.settings.csr_policy)
     except GatewayError as exc:
         raise _refused(exc) from None
     renewed: wssecurity.Caller | None = None
@@ -307,7 +332,7 @@ async def issue(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> soap
         raise _fault(f"template {template_settings.name!r} has no profile", wstep.E_FAIL, invalid_request=False)
     template = build_template(template_settings, profile, where=f"windows configuration {svc.rec.id!r}:")
 
-    overrides = _overrides(template, renewed, caller)
+    overrides = _request_names(_overrides(template, renewed, caller), token.csr, svc.settings)
     entity = await _entity_name(svc, renewed or caller)
 
     core_id = uuid.uuid4().hex
@@ -331,9 +356,7 @@ async def issue(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> soap
     except Exception:
         await _forget(svc, number)
         raise
-    if isinstance(result, PendingRequest):
-        return _pending_reply(svc, number, body_part_id, result)
-    return _issued_reply(svc, number, body_part_id, result.certificate, result.chain)
+    return Enrolled(number, body_part_id, result, template_settings)
 
 
 def _overrides(template: Template, renewed: wssecurity.Caller | None, caller: wssecurity.Caller) -> IssueOverrides:
@@ -352,6 +375,29 @@ def _overrides(template: Template, renewed: wssecurity.Caller | None, caller: ws
         subject, sans = _directory_subject(template.settings, caller)
         return IssueOverrides(subject=subject, sans=sans, extensions=extensions)
     return IssueOverrides(extensions=extensions)
+
+
+def _request_names(overrides: IssueOverrides, csr: x509.CertificateSigningRequest,
+                   settings: WindowsSettings) -> IssueOverrides:
+    """The configuration's CSR policy (SHA-1, legacy strings) for the core's proof of
+    possession, and a subject from the request made sane: the MDM client ends its CN with
+    a C string's NUL, which is dropped; any other control character is refused."""
+    subject = overrides.subject
+    if subject is None and any(isinstance(a.value, str) and _CONTROL.search(a.value) for a in csr.subject):
+        rdns = []
+        for rdn in csr.subject.rdns:
+            attrs = []
+            for a in rdn:
+                value = a.value.rstrip("\x00") if isinstance(a.value, str) else a.value
+                if isinstance(value, str) and _CONTROL.search(value):
+                    raise _fault("the request's subject holds control characters", wstep.CERTSRV_E_BAD_REQUESTSUBJECT,
+                                 invalid_request=True)
+                if value:
+                    attrs.append(x509.NameAttribute(a.oid, value))
+            if attrs:
+                rdns.append(x509.RelativeDistinguishedName(attrs))
+        subject = x509.Name(rdns)
+    return dataclasses.replace(overrides, subject=subject, csr_policy=settings.csr_policy)
 
 
 async def _entity_name(svc: Service, who: wssecurity.Caller) -> str:

@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from gateway.ca.builder import check_proof_of_possession, load_csr
+from gateway.ca.builder import CsrPolicy, check_proof_of_possession, load_csr
 from gateway.edge import cms as ecms
 from gateway.edge import der
 from gateway.errors import BadRequest
@@ -164,16 +164,18 @@ class RequestToken:
     name_values: tuple[tuple[str, str], ...] = ()  # enrollment name-value pairs (CertificateTemplate, ...)
 
 
-def parse_request_token(data: bytes) -> RequestToken:
-    """One of the three forms (module docstring), with every signature checked."""
+def parse_request_token(data: bytes, policy: CsrPolicy = CsrPolicy()) -> RequestToken:
+    """One of the three forms (module docstring), with every signature checked; ``policy``
+    is the configuration's (SHA-1 and legacy subject strings in the PKCS#10, as Windows
+    writes them)."""
     if not data:
         raise InvalidRequestToken("the BinarySecurityToken is empty")
     if len(data) > MAX_TOKEN_BYTES:
         raise InvalidRequestToken("the BinarySecurityToken is too large")
     if classify(data) == "pkcs10":
-        csr = _csr(data)
+        csr = _csr(data, policy)
         return RequestToken("pkcs10", csr, name_values=_csr_name_values(csr))
-    return _signed(data, depth=0)
+    return _signed(data, 0, policy)
 
 
 def classify(data: bytes) -> str:
@@ -198,13 +200,13 @@ def _is_csr(data: bytes) -> bool:
         return False
 
 
-def _csr(data: bytes) -> x509.CertificateSigningRequest:
-    csr = load_csr(data)
-    check_proof_of_possession(csr)
+def _csr(data: bytes, policy: CsrPolicy) -> x509.CertificateSigningRequest:
+    csr = load_csr(data, legacy_strings=policy.legacy_strings)
+    check_proof_of_possession(csr, policy)
     return csr
 
 
-def _signed(data: bytes, depth: int) -> RequestToken:
+def _signed(data: bytes, depth: int, policy: CsrPolicy) -> RequestToken:
     try:
         info = ecms.load_content_info(data, "request token")
     except ecms.CmsError as exc:
@@ -230,21 +232,21 @@ def _signed(data: bytes, depth: int) -> RequestToken:
 
     body_part_id: int | None
     if content_type == ID_CCT_PKI_DATA:
-        csr, body_part_id, pairs = _pki_data(inner)
+        csr, body_part_id, pairs = _pki_data(inner, policy)
         form = "cmc"
     elif content_type == ID_DATA:
         if _looks_like_content_info(inner):
             if depth > 0:
                 raise InvalidRequestToken("request SignedData nested more than two deep")
-            nested = _signed(inner, depth + 1)
+            nested = _signed(inner, depth + 1, policy)
             csr, body_part_id, pairs = nested.csr, nested.body_part_id, nested.name_values
             if nested.signer is not None:
                 raise InvalidRequestToken("the inner SignedData must be signed with the requested key")
         elif _is_csr(inner):
-            csr, body_part_id = _csr(inner), None
+            csr, body_part_id = _csr(inner, policy), None
             pairs = _csr_name_values(csr)
         else:
-            csr, body_part_id, pairs = _pki_data(inner)
+            csr, body_part_id, pairs = _pki_data(inner, policy)
         form = "pkcs7"
     else:
         raise InvalidRequestToken(f"a request SignedData of content type {content_type} is not supported")
@@ -295,7 +297,7 @@ def _key_identifiers(csr: x509.CertificateSigningRequest) -> set[bytes]:
     return out
 
 
-def _pki_data(data: bytes) -> tuple[x509.CertificateSigningRequest, int, tuple[tuple[str, str], ...]]:
+def _pki_data(data: bytes, policy: CsrPolicy) -> tuple[x509.CertificateSigningRequest, int, tuple[tuple[str, str], ...]]:
     try:
         pki = PKIData.load(data, strict=True)
         controls = list(pki["control_sequence"])
@@ -324,7 +326,7 @@ def _pki_data(data: bytes) -> tuple[x509.CertificateSigningRequest, int, tuple[t
         raise InvalidRequestToken("the CMC TaggedCertificationRequest does not parse") from None
     if not 0 <= body_part_id <= MAX_BODY_PART_ID:
         raise InvalidRequestToken("the CMC bodyPartID is out of range")
-    csr = _csr(csr_der)
+    csr = _csr(csr_der, policy)
     pairs = list(_csr_name_values(csr))
     for control in controls:
         pairs.extend(_control_name_values(control))

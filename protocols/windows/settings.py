@@ -14,7 +14,19 @@ key                    default                        meaning
 ``adcs_paths``         ``false``                      serve this configuration on AD CS's paths
 ``auth``               ``[username, certificate]``    CES modes advertised in ``cAURI``s
 ``templates``          (required)                     list of templates, see below
+``mdm_discovery``      ``false``                      serve MDM discovery (MS-MDE2) at
+                                                      ``/EnrollmentServer/Discovery.svc``
+``mdm_template``       first ``machine`` template     template MDM enrollments issue under
+``mdm_server_url``     none                           OMA-DM server (``https://``) put into the
+                                                      provisioning document's w7 APPLICATION
+``mdm_provider_id``    the configuration id           its ``PROVIDER-ID``
 =====================  =============================  =========================================
+
+``accept_sha1_csr_signatures`` (default ``true``): accept requests signed with SHA-1 RSA
+(``sha1WithRSAEncryption``, OIW ``sha1WithRSASignature``), as Windows certenroll and the
+MDM client sign them and AD CS accepts them; the signature only proves possession of the
+key (DIVERGENCES.md says why that is acceptable). ``false`` refuses them as the other
+protocols do.
 
 A template (one MS-XCEP ``policy``) names a gateway profile and adds what Windows reads:
 
@@ -53,7 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import parse_duration
-from gateway.door import Door, ProtocolConfigRecord
+from gateway.door import CsrPolicy, Door, ProtocolConfigRecord
 from gateway.errors import ConfigError, NotFound
 
 from .paths import AUTH_MODES, CERTIFICATE, USERNAME
@@ -64,6 +76,7 @@ CA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 HASHES = ("sha256", "sha384", "sha512")
 SUBJECT_SOURCES = ("request", "directory")
 UINT32 = 0xFFFFFFFF
+URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,17 @@ class WindowsSettings:
     adcs_paths: bool
     auth: tuple[str, ...]
     templates: tuple[TemplateSettings, ...]
+    mdm_discovery: bool = False
+    mdm_template: str | None = None
+    mdm_server_url: str | None = None
+    mdm_provider_id: str | None = None
+    accept_sha1_csr_signatures: bool = True
+
+    @property
+    def csr_policy(self) -> CsrPolicy:
+        """What the core accepts in this configuration's requests: SHA-1 as configured,
+        and always the MDM client's PrintableStrings (see DIVERGENCES.md)."""
+        return CsrPolicy(sha1_signatures=self.accept_sha1_csr_signatures, legacy_strings=True)
 
     @classmethod
     def of(cls, rec: ProtocolConfigRecord) -> WindowsSettings:
@@ -115,6 +139,14 @@ class WindowsSettings:
 
     def template_by_oid(self, oid: str) -> TemplateSettings | None:
         return next((t for t in self.templates if t.oid == oid), None)
+
+    def mdm_template_settings(self) -> TemplateSettings:
+        """What an MDM enrollment issues under (its CSR names no template)."""
+        if self.mdm_template is not None:
+            found = self.template(self.mdm_template)
+            assert found is not None  # checked by parse_settings
+            return found
+        return next((t for t in self.templates if t.machine), self.templates[0])
 
 
 def default_policy_id(config_id: str) -> str:
@@ -218,7 +250,26 @@ def parse_settings(raw: dict[str, Any], config_id: str, ca_id: str, profiles: li
         adcs_paths=_bool(raw, "adcs_paths", False, where),
         auth=tuple(dict.fromkeys(auth)),
         templates=templates,
+        accept_sha1_csr_signatures=_bool(raw, "accept_sha1_csr_signatures", True, where),
+        **_mdm_settings(raw, config_id, templates, where),
     )
+
+
+def _mdm_settings(raw: dict[str, Any], config_id: str, templates: tuple[TemplateSettings, ...],
+                  where: str) -> dict[str, Any]:
+    """The MS-MDE2 keys (see the table above)."""
+    template = raw.get("mdm_template")
+    if template is not None:
+        if not isinstance(template, str) or not any(t.name.lower() == template.lower() for t in templates):
+            raise _fail(config_id, "mdm_template", "must name one of the configuration's templates")
+    url = raw.get("mdm_server_url")
+    if url is not None and (not isinstance(url, str) or not URL_RE.match(url)):
+        raise _fail(config_id, "mdm_server_url", "must be an https:// URL")
+    provider = raw.get("mdm_provider_id")
+    if provider is not None:
+        provider = _str(raw, "mdm_provider_id", None, where, NAME_RE)
+    return {"mdm_discovery": _bool(raw, "mdm_discovery", False, where), "mdm_template": template,
+            "mdm_server_url": url, "mdm_provider_id": provider}
 
 
 async def adcs_configuration(door: Door, *, ca_name: str | None = None) -> tuple[ProtocolConfigRecord, WindowsSettings]:

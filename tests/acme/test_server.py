@@ -405,8 +405,14 @@ async def test_requested_validity_is_honoured_within_the_profile(gateway: Pair) 
     assert cert.not_valid_after_utc == na
 
 
-async def test_finalize_refuses_bad_csrs_and_leaves_the_order_ready(gateway: Pair) -> None:
+async def test_finalize_refuses_bad_csrs_and_leaves_the_order_ready(gateway: Pair, tmp_path: Path) -> None:
+    from tests.support import openssl
+
     gw, info = gateway
+    # SHA-1 stays refused here (only a Windows configuration accepts it): openssl still signs so
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "sha1.key"),
+            "-subj", "/CN=csr.example.test", "-addext", "subjectAltName=DNS:csr.example.test", "-sha1",
+            "-outform", "DER", "-out", str(tmp_path / "sha1.der"))
     async with Http01Responder() as web01:
         cid = await new_config(gw, http01_port=web01.port, validation_address="127.0.0.1")
         async with RawClient(info, cid) as c:
@@ -419,8 +425,9 @@ async def test_finalize_refuses_bad_csrs_and_leaves_the_order_ready(gateway: Pai
             account_csr, _ = make_csr(["csr.example.test"], key=c.key.key._wrapped)
             weak, _ = make_csr(["csr.example.test"], key=rsa.generate_private_key(65537, 1024))
             missing, _ = make_csr(["other.example.test"])
+            sha1 = (tmp_path / "sha1.der").read_bytes()
             for der, needle in ((account_csr, "account key"), (weak, "RSA"), (missing, "not in the order"),
-                                (b"garbage", "CSR")):
+                                (b"garbage", "CSR"), (sha1, "SHA-1")):
                 refused = await c.post(ready["finalize"], {"csr": b64url(der)})
                 assert refused.problem == "badCSR" and needle in refused.json["detail"], refused.json
             assert (await c.post(reply.location)).json["status"] == "ready"

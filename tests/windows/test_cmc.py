@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conformance.harness import SHARED_CAPTURES, in_ci
+from gateway.door import CsrPolicy
 from gateway.edge import cms as ecms
 from gateway.edge import der
+from gateway.errors import BadSignature
 from protocols.windows import cmc
 from tests.support import make_csr, tamper_signature
 
@@ -68,10 +70,13 @@ def signed(content: bytes, cert: x509.Certificate, key: ec.EllipticCurvePrivateK
 
 def test_the_spec_example_labelled_pkcs7_is_a_bare_pkcs10() -> None:
     """The bytes decide the form (MS-WSTEP 4.1.1.1 labels a PKCS#10 ``#PKCS7``). The
-    example is signed with SHA-1, which the core's proof-of-possession check refuses, so
-    only its classification is checked here; a SHA-256 PKCS#10 goes all the way."""
+    example is signed with SHA-1: read under a policy that accepts it (a Windows
+    configuration's), refused under the strict one; a SHA-256 PKCS#10 needs neither."""
     data = require(WSTEP / "4.1.1.1-RST-Issue-PKCS10-request.bst.p10.der").read_bytes()
     assert cmc.classify(data) == "pkcs10"
+    assert cmc.parse_request_token(data, CsrPolicy(sha1_signatures=True)).form == "pkcs10"
+    with pytest.raises(BadSignature, match="SHA-1"):
+        cmc.parse_request_token(data)
     csr, _ = make_csr()
     raw = csr.public_bytes(serialization.Encoding.DER)
     token = cmc.parse_request_token(raw)
