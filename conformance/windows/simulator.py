@@ -28,7 +28,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from cryptography import x509
@@ -312,6 +312,9 @@ class WindowsClientSimulator:
     password: str | None = None
     client_cert: tuple[Path, Path] | None = None
     store: dict[str, tuple[x509.Certificate, Any]] = field(default_factory=dict)
+    validate: Callable[[Any], None] | None = None
+    """Called with every answer's Body element (a response or an ``s:Fault``) before it is
+    read: the conformance tests check it against the specifications' schemas."""
 
     def _ssl(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.tls_ca)
@@ -332,6 +335,8 @@ class WindowsClientSimulator:
                 data = await r.read()
         root = etree.fromstring(data)
         payload = root.find(f"{{{SOAP12}}}Body")[0]
+        if self.validate is not None:
+            self.validate(payload)
         if payload.tag == f"{{{SOAP12}}}Fault":
             raise SoapFaultError(r.status, payload.findtext(f"{{{SOAP12}}}Reason/{{{SOAP12}}}Text") or "", data)
         assert r.status == 200

@@ -75,6 +75,10 @@ async def get_policies(request: web.Request, env: soap.Envelope, rec: ProtocolCo
                        settings: WindowsSettings, endpoint: str, *, adcs: bool) -> soap.Reply:
     door = door_of(request, PROTOCOL)
     soap.require_action(env, xcep.GET_POLICIES)
+    mode = CERTIFICATE if endpoint == KEY_BASED_RENEWAL else endpoint
+    if mode != KERBEROS and mode not in settings.auth:
+        # as the CES refuses it: a mode the operator turned off must not still hand out policy
+        raise soap.SoapFault(f"the {endpoint} endpoint is not offered by this configuration")
     caller = await authenticate(request, door, rec, endpoint, env)
     query = xcep.parse_get_policies(env.payload)
     view = policy_view(door, rec, settings, endpoint, adcs=adcs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Any
 
 from asn1crypto import core
 from cryptography import x509
@@ -233,3 +234,54 @@ async def test_unknown_cep_paths_are_plain_404s(windows: WindowsServer) -> None:
         assert rep.status == 404, path
     missing = await windows.post("/windows/no-such-config/cep/username", get_policies_body(security=windows.security()))
     missing.assert_fault()  # a configuration that does not exist: the service answers, as a fault
+
+
+async def test_the_key_flag_provider_and_ca_fields_windows_reads_are_on_the_wire(windows: WindowsServer) -> None:
+    """The rest of what certenroll reads from a schema 2 policy (MS-XCEP 3.1.4.1.3, MS-CRTD
+    flag values), checked on the wire rather than on the template model: subject from the
+    request, legacy key spec and CSPs, v2 client/server version nibbles, no RA signatures or
+    key archival, the EKU and extension OIDs in their groups, one cAURI priority."""
+    rep = await get_policies(windows, windows.dev["cep"]["username"])
+    assert rep.status == 200
+    xsi_nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+    refs = oids(rep)
+    for name, attrs in policies(rep).items():
+        a: Any = attrs
+        assert int(a.findtext(q("subjectNameFlags"))) & 0x1, name  # CT_FLAG_ENROLLEE_SUPPLIES_SUBJECT
+        assert int(a.findtext(q("privateKeyFlags"))) & 0x0F0F0000 == 0x01010000, name  # schema 2: client 1, server 1
+        assert a.findtext(q("privateKeyAttributes", "keySpec")) == "1", name  # AT_KEYEXCHANGE
+        assert [p.text for p in a.findall(q("privateKeyAttributes", "cryptoProviders", "provider"))] == [
+            "Microsoft Enhanced Cryptographic Provider v1.0", "Microsoft Base Cryptographic Provider v1.0"], name
+        assert a.find(q("privateKeyAttributes", "algorithmOIDReference")).get(xsi_nil) == "true"  # schema 2
+        assert a.find(q("hashAlgorithmOIDReference")).get(xsi_nil) == "true"
+        assert a.find(q("rARequirements")).get(xsi_nil) == "true", name
+        assert a.find(q("keyArchivalAttributes")).get(xsi_nil) == "true", name
+        groups = {refs[int(e.findtext(q("oIDReference")))] for e in a.findall(q("extensions", "extension"))}
+        assert ("2.5.29.37", 6) in groups and ("2.5.29.15", 6) in groups, name
+    assert ("1.3.6.1.5.5.7.3.2", 7) in set(refs.values())  # client authentication, an EKU OID (group 7)
+    priorities = [u.findtext(q("priority")) for u in rep.payload.findall(q("cAs", "cA", "uris", "cAURI"))]
+    assert priorities == ["1", "1"]
+    assert rep.payload.findtext(q("cAs", "cA", "enrollPermission")) == "true"
+    assert rep.payload.findtext(q("response", "policyFriendlyName")) == "Gateway Dev Enrollment Policy"
+
+
+async def test_the_configurations_auth_modes_decide_the_cauris_and_the_endpoints(windows: WindowsServer) -> None:
+    """``auth`` lists the modes offered: each gets one cAURI (Kerberos: clientAuthentication 2,
+    advertised for the next issue's Negotiate), and a CEP endpoint whose mode is not listed
+    answers nothing, as its CES does."""
+    door = windows.gw.door("windows")
+    rec = await door.configuration("windows")
+    await door.update_configuration("windows", settings={**rec.settings, "auth": ["username", "kerberos"]})
+    rep = await get_policies(windows, windows.dev["cep"]["username"])
+    assert rep.status == 200
+    assert cauris(rep) == [(4, windows.dev["ces"]["username"], False), (2, windows.dev["ces"]["kerberos"], False)]
+    cred = await windows.client_cert("pc-5.example.com")
+    for url in (windows.dev["cep"]["certificate"], windows.dev["cep"]["keybasedrenewal"],
+                windows.dev["adcs"]["cep"]["certificate"]):
+        refused = await get_policies(windows, url, cert=cred, security="")
+        refused.assert_fault()
+        assert "not offered" in refused.reason and b"GatewayUser" not in refused.body, url
+    await door.update_configuration("windows", settings={**rec.settings, "auth": ["certificate"]})
+    off = await get_policies(windows, windows.dev["cep"]["username"])
+    off.assert_fault()
+    assert "not offered" in off.reason

@@ -116,6 +116,29 @@ async def test_issued_certificate_carries_the_template_information_extension(win
         template.oid, template.major_revision, template.minor_revision)
 
 
+async def test_a_directory_template_ignores_the_requested_subject_and_names(windows: WindowsServer) -> None:
+    """``subject = directory`` (no ENROLLEE_SUPPLIES_SUBJECT): whatever the CSR asks for, the
+    subject and UPN come from the enrollment credential; ``subject = request`` keeps the CSR's."""
+    requested, _, _ = await enroll_user(windows, "Requested Name")
+    assert requested.subject.rfc4514_string() == "CN=Requested Name"
+    door = windows.gw.door("windows")
+    rec = await door.configuration("windows")
+    templates = [dict(t, subject="directory") if t["name"] == "GatewayUser" else t for t in rec.settings["templates"]]
+    await door.update_configuration("windows", settings={**rec.settings, "templates": templates})
+    user = await door.credentials.create_user("windows", "lee@corp.example", "lee-password-123456", actor="test")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = windows_csr(key, "Administrator", template_oid=await user_oid(windows), upn="administrator@corp.example")
+    answer = rstr(await windows.post(windows.dev["ces"]["username"], rst_body(
+        token=csr.public_bytes(serialization.Encoding.DER),
+        security=windows.security("lee@corp.example", user.secret))))
+    assert answer.certificate is not None
+    cert = x509.load_der_x509_certificate(answer.certificate)
+    assert cert.subject.rfc4514_string() == "CN=lee@corp.example"
+    (upn,) = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert isinstance(upn, x509.OtherName) and upn.type_id.dotted_string == "1.3.6.1.4.1.311.20.2.3"
+    assert upn.value.endswith(b"lee@corp.example")
+
+
 # --- renewal -----------------------------------------------------------------------------------
 
 
@@ -159,6 +182,27 @@ async def test_renewal_signed_by_a_revoked_certificate_issues_nothing(windows: W
     detail = enrollment_fault(rep)
     assert detail["ErrorCode"] == error_code(wstep.CRYPT_E_REVOKED)
     assert await issued_count(windows) == before
+
+
+async def test_key_based_renewal_with_a_revoked_certificate_issues_nothing(windows: WindowsServer) -> None:
+    """The KeyBasedRenewal flow proper: the revoked certificate both signs the PKCS#7 and is
+    the TLS client certificate. The KeyBasedRenewal CEP and the Certificate CES refuse it."""
+    old, old_key, _ = await enroll_user(windows, "dora")
+    tls = credential(windows, old, old_key, "dora-old")
+    renewal = rst_body(token=pkcs7_renewal(windows_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                                       "dora"), old, old_key))
+    await windows.gw.door("windows").revoke(serial_hex(old.serial_number), RevocationReason.superseded, actor="test")
+    before = await issued_count(windows)
+    from .helpers import get_policies_body
+
+    policy = await windows.post(windows.dev["cep"]["keybasedrenewal"], get_policies_body(), cert=tls)
+    policy.assert_fault()
+    assert policy.fault_subcode == "FailedAuthentication" and b"GatewayUser" not in policy.body
+    rep = await windows.post(windows.dev["ces"]["certificate"], renewal, cert=tls)
+    enrollment_fault(rep)
+    assert rep.fault_subcode == "FailedAuthentication"
+    assert await issued_count(windows) == before
+    assert [r.serial for r in await windows.table_rows(ces.requests)] == [serial_hex(old.serial_number)]
 
 
 # --- pending + QueryTokenStatus ------------------------------------------------------------------
@@ -262,6 +306,24 @@ async def test_template_rules(windows: WindowsServer) -> None:
     assert enrollment_fault(denied)["ErrorCode"] == error_code(wstep.CERTSRV_E_TEMPLATE_DENIED)
     assert await issued_count(windows) == 0
     assert await windows.table_rows(ces.requests) == []
+
+
+async def test_a_refused_cmc_request_gets_a_failed_cmc_response_in_the_fault(windows: WindowsServer) -> None:
+    """A request that was read but that the CA refuses (an RSA key below the template's 2048
+    bits): the fault's BinaryResponse is a CMC response with status failed for the request's
+    body part, its ErrorCode CERTSRV_E_KEY_LENGTH; nothing issued, no RequestID kept."""
+    import base64
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    csr = windows_csr(key, "small", template_oid=await user_oid(windows))
+    rep = await windows.post(windows.dev["ces"]["username"], rst_body(
+        token=cmc_request(csr, key, body_part_id=7), security=windows.security()))
+    detail = enrollment_fault(rep)
+    assert detail["ErrorCode"] == error_code(wstep.CERTSRV_E_KEY_LENGTH) and detail["InvalidRequest"] == "true"
+    assert detail["BinaryResponse"] is not None
+    statuses, certs = cmc.read_pki_response(base64.b64decode(detail["BinaryResponse"]))
+    assert [(s[0], s[1]) for s in statuses] == [(cmc.FAILED, [7])] and certs == []
+    assert await issued_count(windows) == 0 and await windows.table_rows(ces.requests) == []
 
 
 async def test_certificate_endpoint_without_a_client_certificate(windows: WindowsServer) -> None:

@@ -393,3 +393,20 @@ def test_bad_mdm_settings_are_refused_naming_the_key(changes: dict[str, Any]) ->
     with pytest.raises(ConfigError, match=next(iter(changes))):
         parse_settings({**dev_settings("windows", "CA"), **changes}, "windows", "issuing-rsa",
                        ["windows-user", "windows-computer"])
+
+
+@pytest.mark.parametrize(("parts", "xsd"), [
+    (("mde2", "ms-mde2-spec", "4.1.2.1-DiscoverResponse-Federated.xml"), "mde2.xsd"),
+    (("mde2", "ms-mde2-spec", "4.1.2.2-DiscoverResponse-Certificate.xml"), "mde2.xsd"),
+    ((*WIN10, "1-DiscoverResponse-server.xml"), "mde2.xsd"),
+    (("mde2", "ms-mde2-spec", "4.3.2-RSTRC-response.xml"), "wstep-wstrust.xsd"),
+    ((*WIN10, "3-RSTRC-response-server.xml"), "wstep-wstrust.xsd"),
+], ids=lambda v: v[-1] if isinstance(v, tuple) else v)
+def test_the_recorded_mdm_answers_validate_against_our_schemas(parts: tuple[str, ...], xsd: str) -> None:
+    """The schemas our answers are checked with accept what Microsoft's servers send (the
+    4.3.2 example is SOAP 1.1: only its Body's content is checked)."""
+    root = etree.parse(str(capture(*parts))).getroot()
+    body = root.find(f"{{{SOAP12}}}Body")
+    if body is None:
+        body = root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+    assert_valid(body[0], xsd)

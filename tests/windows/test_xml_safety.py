@@ -125,3 +125,56 @@ async def test_hostile_bodies_over_the_wire_are_faults_and_change_nothing(window
     # and the endpoint is unharmed: a real request right after is answered
     ok = await windows.post(url, get_policies_body(security=windows.security()))
     assert ok.status == 200 and ok.payload.tag == f"{{{XCEP}}}GetPoliciesResponse"
+
+
+# --- the same attacks on the CES, around an Issue that would otherwise be granted ----------------
+
+def _ces_variants(clean: bytes) -> dict[str, bytes]:
+    """``clean`` (a valid RST Issue with valid credentials) made hostile in each way."""
+    text = clean.decode()
+    head, _, rest = text.partition("<s:Body")
+    body = "<s:Body" + rest[:rest.index("</s:Body>") + len("</s:Body>")]
+    entity_in_context = text.replace("</RequestSecurityToken>", '<AdditionalContext xmlns="'
+                                     'http://schemas.xmlsoap.org/ws/2006/12/authorization"><ContextItem Name="x">'
+                                     "<Value>&e;</Value></ContextItem></AdditionalContext></RequestSecurityToken>")
+    laughs = BILLION_LAUGHS.decode().split("<s:Envelope")[0].replace("lolz", "s:Envelope")
+    return {
+        "xxe": '<!DOCTYPE s:Envelope [<!ENTITY e SYSTEM "file:///etc/passwd">]>\n' + entity_in_context,
+        "billion-laughs": laughs + entity_in_context.replace("&e;", "&lol9;"),
+        "internal-entity": '<!DOCTYPE s:Envelope [<!ENTITY e "x">]>\n' + entity_in_context,
+        "second-body": text.replace("</s:Envelope>", body + "</s:Envelope>"),
+        "body-wrapped-in-header": text.replace("</s:Header>", f'<w:W xmlns:w="urn:x">{body}</w:W></s:Header>'),
+        "truncated": text[:len(text) // 2],
+        "soap-1.1": text.replace(SOAP12, "http://schemas.xmlsoap.org/soap/envelope/"),
+    }
+
+
+async def test_hostile_issue_requests_on_the_ces_issue_nothing(windows: WindowsServer) -> None:
+    """Each attack wraps a request that, sent clean, is issued (the last step): every
+    variant is a SOAP fault, and no certificate and no CES request row comes of it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from gateway.store.records import CertificateFilter
+    from protocols.windows import ces
+    from protocols.windows.settings import WindowsSettings
+
+    from .wstep_helpers import rst_body, rstr, windows_csr
+
+    async def issued() -> int:
+        async with windows.gw.store.read() as q:
+            return await q.certificates.count(CertificateFilter(protocol_config="windows"))
+
+    user = WindowsSettings.of(await windows.gw.door("windows").configuration("windows")).template("GatewayUser")
+    assert user is not None
+    csr = windows_csr(rsa.generate_private_key(public_exponent=65537, key_size=2048), "mallory", template_oid=user.oid)
+    clean = rst_body(token=csr.public_bytes(serialization.Encoding.DER), security=windows.security())
+    url = windows.dev["ces"]["username"]
+    for name, data in _ces_variants(clean).items():
+        rep = await windows.post(url, data.encode())
+        rep.assert_fault()
+        assert SECRET not in rep.body and b"lollollol" not in rep.body and b"Traceback" not in rep.body, name
+        assert await issued() == 0, name
+        assert await windows.table_rows(ces.requests) == [], name
+    assert rstr(await windows.post(url, clean)).certificate is not None
+    assert await issued() == 1
