@@ -114,7 +114,14 @@ async def test_scepclient_with_a_challenge_from_the_mscep_admin_page(gateway: Se
 
 
 async def test_scepclient_with_challenges_from_the_admin_api_and_the_webhook(gateway: Served, tmp_path: Path) -> None:
-    issued = await gateway.admin("POST", "/scep/scep/challenges", {"subject": "CN=api-device"})
+    # a bound challenge binds the whole subject: scepclient adds OU=MDM, O=scep-client, C=US
+    # to -cn by default, so a challenge bound to the CN alone is refused (and not used up) ...
+    cn_only = await gateway.admin("POST", "/scep/scep/challenges", {"subject": "CN=api-device"})
+    code, out = await scepclient(gateway, tmp_path / "cn-only", "-challenge", cn_only["challenge"], "-cn", "api-device")
+    assert code != 0 and "badRequest" in out and not (tmp_path / "cn-only" / "client.pem").exists()
+    # ... and one bound to the subject the device sends is accepted
+    issued = await gateway.admin("POST", "/scep/scep/challenges",
+                                 {"subject": "CN=api-device,OU=MDM,O=scep-client,C=US"})
     code, out = await scepclient(gateway, tmp_path / "api", "-challenge", issued["challenge"], "-cn", "api-device")
     assert code == 0, out
 
