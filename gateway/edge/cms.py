@@ -211,7 +211,7 @@ def embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]
             if choice.name != "certificate":
                 continue  # attribute or other certificates: never signers
             out.append(x509.load_der_x509_certificate(choice.chosen.dump()))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
             raise MalformedCms("an embedded certificate does not parse") from exc
     return out
 
@@ -308,8 +308,9 @@ def verify_signature(
     digest: hashes.HashAlgorithm, what: str = "SignedData",
 ) -> None:
     """Check a CMS signature with the signer's public key (RSA PKCS#1 v1.5 or PSS, ECDSA)."""
-    algo = signature_algorithm.signature_algo
     try:
+        # inside the try: asn1crypto raises ValueError for an algorithm OID it cannot name
+        algo = signature_algorithm.signature_algo
         if isinstance(public_key, rsa.RSAPublicKey):
             if algo == "rsassa_pss":
                 params = signature_algorithm["parameters"]

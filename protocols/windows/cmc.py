@@ -223,8 +223,8 @@ def _signed(data: bytes, depth: int, policy: CsrPolicy) -> RequestToken:
         raise InvalidRequestToken("the SignedData carries no content (detached signatures are not accepted)")
     try:
         certificates = ecms.embedded_certificates(signed)
-    except x509.InvalidVersion:  # a ValueError-less failure edge.cms does not map (yet)
-        raise InvalidRequestToken("an embedded certificate does not parse") from None
+    except ecms.CmsError as exc:
+        raise InvalidRequestToken(exc.detail) from None
     signer_infos = list(signed["signer_infos"])
     if len(signer_infos) != 1:
         raise InvalidRequestToken("the SignedData must carry exactly one SignerInfo")

@@ -327,3 +327,27 @@ def test_go_style_ber_envelope_opens(identities: dict[str, cms.Recipient]) -> No
         der.Node(der.UNIVERSAL, False, 4, data[i:i + 16]) for i in range(0, len(data), 16)
     ])
     assert cms.decrypt(der.encode(root), [who]).plaintext == b"chunked " * 20
+
+
+def test_an_embedded_certificate_with_an_invalid_version_is_malformed_cms(ca: CA) -> None:
+    """cryptography raises InvalidVersion (no ValueError) for version 3 (v4): every caller of
+    the edge (SCEP, the Windows CES) must get MalformedCms, not an unmapped exception."""
+    from asn1crypto import x509 as ax509
+    bad = ax509.Certificate.load(ca[0].public_bytes(serialization.Encoding.DER)).copy()
+    bad["tbs_certificate"]["version"] = 3
+    signed = acms.SignedData({
+        "version": "v1", "digest_algorithms": [], "encap_content_info": {"content_type": "data"},
+        "certificates": [acms.CertificateChoices(name="certificate", value=bad)], "signer_infos": [],
+    })
+    with pytest.raises(cms.MalformedCms, match="does not parse"):
+        cms.embedded_certificates(acms.SignedData.load(signed.dump()))
+
+
+def test_an_unnamed_signature_algorithm_is_unsupported(identities: dict[str, cms.Recipient]) -> None:
+    """asn1crypto cannot name a signature algorithm OID it does not know (ValueError from
+    ``signature_algo``): that is UnsupportedAlgorithm, like any other algorithm we refuse."""
+    from asn1crypto import algos
+    who = identities["rsa"]
+    unknown = algos.SignedDigestAlgorithm({"algorithm": "1.2.3.4.5"})
+    with pytest.raises(cms.UnsupportedAlgorithm):
+        cms.verify_signature(who.certificate.public_key(), b"sig", b"data", unknown, hashes.SHA256())
