@@ -76,8 +76,9 @@ def challenge_password(request: Request) -> str | None:
         raise BadCSR("the CSR carries more than one challengePassword")
     try:
         value = core.Asn1Value.load(values[0], strict=True).native
-    # asn1crypto has no native form for a REAL or INSTANCE OF (AttributeError) or an ENUMERATED (TypeError)
-    except (ValueError, TypeError, AttributeError):
+    # asn1crypto has no native form for a REAL or INSTANCE OF (AttributeError) or an ENUMERATED
+    # (TypeError), and an empty BIT STRING inside a constructed value raises IndexError
+    except (ValueError, TypeError, AttributeError, IndexError):
         raise BadCSR("the CSR's challengePassword is malformed") from None
     if not isinstance(value, str):
         raise BadCSR("the CSR's challengePassword is not a string")

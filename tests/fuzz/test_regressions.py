@@ -42,7 +42,7 @@ def test_rsa_jwk_without_modulus_through_the_target() -> None:
 # an ENUMERATED (tag 10) instead of a string. asn1crypto has no native form for those
 # (AttributeError / TypeError: HTTP 500 on /simpleenroll before authentication; the csr target
 # found REAL, est-body found ENUMERATED). Expected: BadCSR (HTTP 400).
-def _csr_with_challenge_value(tag: int) -> bytes:
+def _csr_with_challenge_value(tag: int, value: bytes | None = None) -> bytes:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,7 +58,9 @@ def _csr_with_challenge_value(tag: int) -> bytes:
     )
     utf8_value = b"\x0c\x04ZZZZ"
     assert der.count(utf8_value) == 1
-    return der.replace(utf8_value, bytes([tag]) + b"\x04ZZZZ")  # same length: the structure stays valid
+    replacement = value if value is not None else bytes([tag]) + b"\x04ZZZZ"
+    assert len(replacement) == len(utf8_value)  # same length: the structure stays valid
+    return der.replace(utf8_value, replacement)
 
 
 @pytest.mark.parametrize("tag", [0x09, 0x08, 0x0A], ids=["REAL", "INSTANCE-OF", "ENUMERATED"])
@@ -68,6 +70,20 @@ def test_challenge_password_of_a_non_string_type_is_bad_csr(tag: int) -> None:
     from protocols.est.wire import decode_body, encode_base64
 
     der = _csr_with_challenge_value(tag)
+    request = est_csr.parse(decode_body(encode_base64(der)))
+    with pytest.raises(BadCSR):
+        est_csr.challenge_password(request)
+
+
+# est-body (long run, 2026-12-02): a challengePassword that is a SEQUENCE holding an empty
+# BIT STRING (no unused-bits octet): asn1crypto's .native raised IndexError (HTTP 500 on
+# /simpleenroll before authentication). Expected: BadCSR (HTTP 400).
+def test_challenge_password_holding_an_empty_bit_string_is_bad_csr() -> None:
+    from gateway.errors import BadCSR
+    from protocols.est import csr as est_csr
+    from protocols.est.wire import decode_body, encode_base64
+
+    der = _csr_with_challenge_value(0, b"\x30\x04\x03\x00\x05\x00")  # SEQUENCE { BIT STRING '', NULL }
     request = est_csr.parse(decode_body(encode_base64(der)))
     with pytest.raises(BadCSR):
         est_csr.challenge_password(request)
