@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import socket
 import ssl
 import subprocess
 import uuid
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -304,7 +306,7 @@ class Issued:
 
 @dataclass
 class WindowsClientSimulator:
-    """One enrolling identity: a UsernameToken or a TLS client certificate."""
+    """One enrolling identity: a UsernameToken, a TLS client certificate, or Kerberos."""
 
     tls_ca: str
     work: Path
@@ -312,6 +314,13 @@ class WindowsClientSimulator:
     password: str | None = None
     client_cert: tuple[Path, Path] | None = None
     store: dict[str, tuple[x509.Certificate, Any]] = field(default_factory=dict)
+    negotiate: Callable[[], Any] | None = None
+    """Kerberos endpoints (clientAuthentication 2): a new pyspnego client context per
+    request, as ``spnego.client(hostname=, service="HTTP", ...)``. The first POST goes
+    without credentials (as Windows does it); the 401's Negotiate challenge is answered
+    with the context's token, and the answer's AP-REP must complete it (mutual auth)."""
+    hosts: dict[str, str] = field(default_factory=dict)
+    """Host name -> address, for URLs naming a host no DNS knows (curl's ``--resolve``)."""
     validate: Callable[[Any], None] | None = None
     """Called with every answer's Body element (a response or an ``s:Fault``) before it is
     read: the conformance tests check it against the specifications' schemas."""
@@ -328,11 +337,26 @@ class WindowsClientSimulator:
             return username_token(self.username, self.password)
         return ""
 
-    async def _post(self, url: str, body: bytes) -> Any:
-        connector = aiohttp.TCPConnector(ssl=self._ssl(), force_close=True)
+    async def _post(self, url: str, body: bytes, auth: int | None = None) -> Any:
+        connector = aiohttp.TCPConnector(ssl=self._ssl(), force_close=True, resolver=_StaticResolver(self.hosts))
+        headers = {"Content-Type": "application/soap+xml; charset=utf-8"}
         async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.post(url, data=body, headers={"Content-Type": "application/soap+xml; charset=utf-8"}) as r:
+            async with session.post(url, data=body, headers=headers) as r:
                 data = await r.read()
+            if auth == KERBEROS and r.status == 401 and self.negotiate is not None:
+                assert "Negotiate" in r.headers.getall("WWW-Authenticate", [])
+                ctx = self.negotiate()
+                headers["Authorization"] = "Negotiate " + base64.b64encode(ctx.step()).decode()
+                async with session.post(url, data=body, headers=headers) as r:
+                    data = await r.read()
+                if r.status == 401:
+                    raise SoapFaultError(401, data.decode(errors="replace").strip(), data)
+                scheme, _, reply = r.headers.get("WWW-Authenticate", "").partition(" ")
+                assert scheme == "Negotiate" and reply, "no mutual-authentication token"
+                ctx.step(base64.b64decode(reply))
+                assert ctx.complete
+        if r.status == 401:
+            raise SoapFaultError(401, data.decode(errors="replace").strip(), data)
         root = etree.fromstring(data)
         payload = root.find(f"{{{SOAP12}}}Body")[0]
         if self.validate is not None:
@@ -346,7 +370,7 @@ class WindowsClientSimulator:
         lu = f"<lastUpdate>{last_update}</lastUpdate>" if last_update else '<lastUpdate xsi:nil="true"/>'
         body = (f'<GetPolicies xmlns="{XCEP}"><client>{lu}<preferredLanguage xsi:nil="true"/></client>'
                 '<requestFilter xsi:nil="true"/></GetPolicies>')
-        return read_policy(await self._post(cep_url, _envelope(GET_POLICIES, cep_url, self._security(auth), body)))
+        return read_policy(await self._post(cep_url, _envelope(GET_POLICIES, cep_url, self._security(auth), body), auth))
 
     async def request(self, cauri: CaUri, token: bytes, value_type: str = PKCS7) -> Issued:
         """RST Issue (MS-WSTEP 3.1.4.1.2.1): the certificate, or a pending answer."""
@@ -364,7 +388,8 @@ class WindowsClientSimulator:
         return await self._rst(cauri, body)
 
     async def _rst(self, cauri: CaUri, body: str) -> Issued:
-        payload = await self._post(cauri.uri, _envelope(RST_ISSUE_ACTION, cauri.uri, self._security(cauri.client_authentication), body))
+        payload = await self._post(cauri.uri, _envelope(RST_ISSUE_ACTION, cauri.uri, self._security(cauri.client_authentication),
+                                                        body), cauri.client_authentication)
         rstr = payload.find(f"{{{WST}}}RequestSecurityTokenResponse")
         cert_b64 = rstr.findtext(f"{{{WST}}}RequestedSecurityToken/{{{WSSE}}}BinarySecurityToken")
         chain: tuple[x509.Certificate, ...] = ()
@@ -391,6 +416,23 @@ class WindowsClientSimulator:
         assert out.strip().endswith(b"OK"), out
         self.store[name] = (issued.certificate, key)
         return cert_path, key_path
+
+
+class _StaticResolver(AbstractResolver):
+    """``hosts`` first, then the system's resolver."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        self.hosts = hosts
+        self.system = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
+        if host in self.hosts:
+            return [{"hostname": host, "host": self.hosts[host], "port": port, "family": socket.AF_INET,
+                     "proto": 0, "flags": socket.AI_NUMERICHOST}]
+        return await self.system.resolve(host, port, family)
+
+    async def close(self) -> None:
+        await self.system.close()
 
 
 def rsa_key(bits: int) -> rsa.RSAPrivateKey:

@@ -4,7 +4,7 @@ Served at ``/windows/<config>/ces/<auth>`` and at AD CS's ``/<CA-name>_CES_<mode
 service.svc/CES`` (:func:`add_routes`). One request, in order:
 
 1. authenticate as the path says (:mod:`.wssecurity`: UsernameToken, TLS client
-   certificate; Kerberos answers a fault until Negotiate lands);
+   certificate; Kerberos: :mod:`.negotiate` when a keytab is configured, else a fault);
 2. read the RequestSecurityToken (:mod:`.wstep`) and dispatch on its RequestType:
    ``Issue``, ``QueryTokenStatus``, ``KET``; anything else is a fault;
 3. Issue: read the token (:mod:`.cmc`); a renewal's signer must be a certificate this
@@ -65,7 +65,7 @@ from gateway.door import door as door_of
 from gateway.edge import cms as ecms
 from gateway.errors import ConfigError, ErrorKind, GatewayError
 
-from . import cmc, paths, soap, wssecurity, wstep
+from . import cmc, negotiate, paths, soap, wssecurity, wstep
 from .paths import CERTIFICATE, KERBEROS, USERNAME
 from .settings import TemplateSettings, WindowsSettings, adcs_configuration
 from .templates import TEMPLATE_INFORMATION, TEMPLATE_NAME, Template, build_template
@@ -154,6 +154,8 @@ async def authenticate(request: web.Request, svc: Service, env: soap.Envelope) -
             return await wssecurity.username_caller(svc.door, svc.rec.id, env.security)
         if svc.auth == CERTIFICATE:
             return await wssecurity.certificate_caller(request, svc.door, {svc.rec.ca_id})
+        if svc.settings.kerberos is not None:
+            return await negotiate.kerberos_caller(request, svc.door, svc.settings.kerberos)
     except wssecurity.WsSecurityError as exc:
         raise _refused(exc) from None
     raise EnrollmentFault("Kerberos (Negotiate) authentication is not configured on this gateway: use the "
@@ -564,6 +566,6 @@ def add_routes(app: web.Application) -> None:
     """Mount the CES endpoints (HTTPS app). The AD CS route matches only ``..._CES_<mode>``
     applications and the ``CES`` endpoint (case-insensitively, as IIS does), so it sits
     beside the CEP route (``.../CEP``) without overlap."""
-    app.router.add_post(f"{paths.PREFIX}/{paths.CONFIG_PATTERN}/ces/{{auth}}", gateway_ces)
+    app.router.add_post(f"{paths.PREFIX}/{paths.CONFIG_PATTERN}/ces/{{auth}}", negotiate.mutual(gateway_ces))
     app.router.add_post(r"/{application:[A-Za-z0-9.-]+_(?i:ces)_[A-Za-z]+}/{svc:(?i:service\.svc)}/{endpoint:(?i:ces)}",
-                        adcs_ces)
+                        negotiate.mutual(adcs_ces))

@@ -1,7 +1,8 @@
 """The CEP (MS-XCEP policy) endpoints on the HTTPS listener, on AD CS's paths and the gateway's.
 
 Each endpoint authenticates as its path says (UsernameToken, TLS client certificate;
-Kerberos answers a clear fault until Negotiate lands), then answers GetPolicies with the
+Kerberos: Negotiate (:mod:`.negotiate`) when the configuration has a ``kerberos`` keytab,
+else a clear fault), then answers GetPolicies with the
 templates of its configuration. The ``cAURI``s point at the CES endpoints of the same
 path family, so a client that found the policy on AD CS's paths enrolls on them too.
 Every error is a SOAP fault (:func:`.soap.endpoint`).
@@ -15,7 +16,7 @@ from gateway.door import Door, ProtocolConfigRecord
 from gateway.door import door as door_of
 from gateway.errors import ConfigError, GatewayError
 
-from . import paths, soap, versions, wssecurity, xcep
+from . import negotiate, paths, soap, versions, wssecurity, xcep
 from .paths import CERTIFICATE, KERBEROS, KEY_BASED_RENEWAL, USERNAME
 from .settings import WindowsSettings, adcs_configuration
 from .templates import Template, build_template
@@ -63,11 +64,13 @@ def policy_view(door: Door, rec: ProtocolConfigRecord, settings: WindowsSettings
 
 
 async def authenticate(request: web.Request, door: Door, rec: ProtocolConfigRecord, endpoint: str,
-                       env: soap.Envelope) -> wssecurity.Caller:
+                       env: soap.Envelope, settings: WindowsSettings) -> wssecurity.Caller:
     if endpoint == USERNAME:
         return await wssecurity.username_caller(door, rec.id, env.security)
     if endpoint in (CERTIFICATE, KEY_BASED_RENEWAL):
         return await wssecurity.certificate_caller(request, door, {rec.ca_id})
+    if settings.kerberos is not None:
+        return await negotiate.kerberos_caller(request, door, settings.kerberos)
     raise KerberosNotConfigured()
 
 
@@ -79,7 +82,7 @@ async def get_policies(request: web.Request, env: soap.Envelope, rec: ProtocolCo
     if mode != KERBEROS and mode not in settings.auth:
         # as the CES refuses it: a mode the operator turned off must not still hand out policy
         raise soap.SoapFault(f"the {endpoint} endpoint is not offered by this configuration")
-    caller = await authenticate(request, door, rec, endpoint, env)
+    caller = await authenticate(request, door, rec, endpoint, env, settings)
     query = xcep.parse_get_policies(env.payload)
     view = policy_view(door, rec, settings, endpoint, adcs=adcs)
     changed_at = await versions.last_update_time(door, rec.id, endpoint, xcep.policy_digest(view))
@@ -115,6 +118,8 @@ async def adcs_cep(request: web.Request, env: soap.Envelope) -> soap.Reply:
 
 def add_routes(app: web.Application) -> None:
     modes = "|".join(CEP_AUTH_MODES)
-    app.router.add_post(f"{paths.PREFIX}/{paths.CONFIG_PATTERN}/cep/{{auth:(?:{modes})}}", gateway_cep)
+    app.router.add_post(f"{paths.PREFIX}/{paths.CONFIG_PATTERN}/cep/{{auth:(?:{modes})}}",
+                        negotiate.mutual(gateway_cep))
     # IIS matches application paths case-insensitively; AD CS clients rely on it.
-    app.router.add_post(r"/{application:[A-Za-z0-9_.-]+}/{svc:(?i:service\.svc)}/{endpoint:(?i:cep)}", adcs_cep)
+    app.router.add_post(r"/{application:[A-Za-z0-9_.-]+}/{svc:(?i:service\.svc)}/{endpoint:(?i:cep)}",
+                        negotiate.mutual(adcs_cep))

@@ -22,6 +22,11 @@ key                    default                        meaning
 ``mdm_provider_id``    the configuration id           its ``PROVIDER-ID``
 =====================  =============================  =========================================
 
+``kerberos`` (default: none, the Kerberos endpoints answer a fault): a table
+``{keytab = "/abs/http.keytab", service = "HTTP@gateway.corp.example", realms = ["CORP.EXAMPLE"],
+rcache = "file2:/var/lib/gateway/krb5.rcache2"}`` (only ``keytab`` required) that turns on Negotiate
+on the Kerberos CEP and CES endpoints (:mod:`.negotiate`).
+
 ``accept_sha1_csr_signatures`` (default ``true``): accept requests signed with SHA-1 RSA
 (``sha1WithRSAEncryption``, OIW ``sha1WithRSASignature``), as Windows certenroll and the
 MDM client sign them and AD CS accepts them; the signature only proves possession of the
@@ -68,6 +73,7 @@ from gateway.config import parse_duration
 from gateway.door import CsrPolicy, Door, ProtocolConfigRecord
 from gateway.errors import ConfigError, NotFound
 
+from .negotiate import KerberosSettings, parse_kerberos
 from .paths import AUTH_MODES, CERTIFICATE, USERNAME
 
 OID_RE = re.compile(r"^[0-2](\.(0|[1-9][0-9]{0,9}))+$")
@@ -122,6 +128,7 @@ class WindowsSettings:
     mdm_server_url: str | None = None
     mdm_provider_id: str | None = None
     accept_sha1_csr_signatures: bool = True
+    kerberos: KerberosSettings | None = None
 
     @property
     def csr_policy(self) -> CsrPolicy:
@@ -251,6 +258,7 @@ def parse_settings(raw: dict[str, Any], config_id: str, ca_id: str, profiles: li
         auth=tuple(dict.fromkeys(auth)),
         templates=templates,
         accept_sha1_csr_signatures=_bool(raw, "accept_sha1_csr_signatures", True, where),
+        kerberos=parse_kerberos(raw.get("kerberos"), where),
         **_mdm_settings(raw, config_id, templates, where),
     )
 

@@ -117,15 +117,29 @@ class MessageExpired(WsSecurityError):
 
 
 @dataclass(frozen=True)
+class KerberosPrincipal:
+    """A Negotiate caller's client principal (:mod:`.negotiate`), for a directory lookup."""
+
+    name: str  # "alice", or "WS1$" for a computer account
+    realm: str  # "GW.TEST"
+    kind: str  # "user" or "computer"
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}@{self.realm}"
+
+
+@dataclass(frozen=True)
 class Caller:
     """An authenticated CES client, whatever the method (``username``, ``certificate``,
-    later ``kerberos``)."""
+    ``kerberos``)."""
 
     method: str
-    name: str  # the user name, or the certificate's subject (RFC 4514)
+    name: str  # the user name, the certificate's subject (RFC 4514), or the principal
     credential_id: str | None = None
     certificate: x509.Certificate | None = None
     record: CertificateRecord | None = None  # the store's record of that certificate
+    principal: KerberosPrincipal | None = None  # method "kerberos"
 
     @property
     def actor(self) -> str:
