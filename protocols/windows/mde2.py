@@ -111,8 +111,8 @@ def _malformed(detail: str) -> Mde2Fault:
 
 def parse_discover(payload: Element) -> DiscoverRequest:
     """The Body's ``Discover/request`` (3.1.4.1.3.1); anything unreadable is MessageFormat."""
-    ns = etree.QName(payload).namespace
-    if ns not in READ_NAMESPACES or etree.QName(payload).localname != "Discover":
+    ns, local = X.split_tag(payload)
+    if ns not in READ_NAMESPACES or local != "Discover":
         raise _malformed("the Body must hold an MS-MDE2 Discover request")
     try:
         request = X.child(payload, ns, "request")

@@ -127,6 +127,20 @@ def qname(ns: str, local: str) -> str:
     return f"{{{ns}}}{local}" if ns else local
 
 
+def split_tag(el: Element) -> tuple[str, str]:
+    """(namespace, local name) of an element, by string: ``etree.QName`` raises ValueError
+    for a tag lxml itself produced from a namespace URI holding ``}`` (a fuzzed body did)."""
+    tag = el.tag if isinstance(el.tag, str) else ""
+    if tag.startswith("{") and "}" in tag:
+        ns, local = tag[1:].rsplit("}", 1)
+        return ns, local
+    return "", tag
+
+
+def localname(el: Element) -> str:
+    return split_tag(el)[1]
+
+
 def elements(el: Element) -> list[Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
@@ -139,21 +153,21 @@ def children(el: Element, ns: str, local: str) -> list[Element]:
 def child(el: Element, ns: str, local: str) -> Element | None:
     found = children(el, ns, local)
     if len(found) > 1:
-        raise MalformedXml(f"more than one {local} in {etree.QName(el).localname}")
+        raise MalformedXml(f"more than one {local} in {localname(el)}")
     return found[0] if found else None
 
 
 def one(el: Element, ns: str, local: str) -> Element:
     found = child(el, ns, local)
     if found is None:
-        raise MalformedXml(f"{etree.QName(el).localname} has no {local}")
+        raise MalformedXml(f"{localname(el)} has no {local}")
     return found
 
 
 def text(el: Element) -> str:
     """Character content, comments dropped (the spec captures put ``<!--Removed-->`` inside)."""
     if elements(el):
-        raise MalformedXml(f"{etree.QName(el).localname} must hold text, not elements")
+        raise MalformedXml(f"{localname(el)} must hold text, not elements")
     parts = [el.text or ""]
     for c in el:
         parts.append(c.tail or "")

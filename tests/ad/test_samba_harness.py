@@ -62,19 +62,20 @@ def test_user_and_computer_get_tickets(samba_dc: SambaDC, tmp_path: Path) -> Non
 
 
 def test_http_service_keytab_accepts_a_users_spnego_token(samba_dc: SambaDC, tmp_path: Path) -> None:
-    """The shape the gateway's Negotiate acceptor will have: a keytab for HTTP/gateway.gw.test
+    """The shape the gateway's Negotiate acceptor will have: a keytab for HTTP/harness.gw.test (not
+    gateway.gw.test: test_negotiate.py gives that SPN to its own account in the same DC)
     (AES keys), a user's ticket for it, and pyspnego over python-gssapi on both ends."""
     import spnego
 
-    keytab = samba_dc.create_service("h-gwsvc", "HTTP/gateway.gw.test", tmp_path / "http.keytab")
+    keytab = samba_dc.create_service("h-gwsvc", "HTTP/harness.gw.test", tmp_path / "http.keytab")
     listing = run(["klist", "-k", "-e", str(keytab)]).stdout
-    assert "HTTP/gateway.gw.test@GW.TEST (aes256-cts-hmac-sha1-96)" in listing
+    assert "HTTP/harness.gw.test@GW.TEST (aes256-cts-hmac-sha1-96)" in listing
 
     password = samba_dc.create_user("h-bob")
     ccache = tmp_path / "bob"
     samba_dc.kinit("h-bob", ccache=ccache, password=password)
-    kvno = run(["kvno", "HTTP/gateway.gw.test"], env=samba_dc.krb5_env(ccache))
-    assert "HTTP/gateway.gw.test@GW.TEST: kvno" in kvno.stdout
+    kvno = run(["kvno", "HTTP/harness.gw.test"], env=samba_dc.krb5_env(ccache))
+    assert "HTTP/harness.gw.test@GW.TEST: kvno" in kvno.stdout
 
     # python-gssapi reads KRB5_* from the environment when a context is made.
     mp = pytest.MonkeyPatch()
@@ -82,7 +83,7 @@ def test_http_service_keytab_accepts_a_users_spnego_token(samba_dc: SambaDC, tmp
         for key, value in samba_dc.krb5_env(ccache, keytab=keytab).items():
             if key.startswith("KRB5"):
                 mp.setenv(key, value)
-        client = spnego.client(hostname="gateway.gw.test", service="HTTP", protocol="negotiate")
+        client = spnego.client(hostname="harness.gw.test", service="HTTP", protocol="negotiate")
         server = spnego.server(protocol="negotiate")
         reply = server.step(client.step())
         if reply:

@@ -156,3 +156,12 @@ def test_ocsp_certid_with_a_non_minimal_hash_oid_is_malformed() -> None:
     data = (VECTORS / "ocsp-certid-hash-oid-non-minimal.der").read_bytes()
     with pytest.raises(BadRequest):
         parse_request(data)
+
+
+# mde2-discover (long run, 2026-12-02): a mutated Discover whose tag lxml built from a
+# namespace holding "}"; etree.QName refused it with ValueError (an unmapped 500).
+# Expected: a declared fault (the target raises on anything else).
+def test_mde2_discover_with_a_brace_in_the_namespace_is_a_fault() -> None:
+    from fuzz.targets import load
+
+    load("mde2-discover").test_one_input((VECTORS / "mde2-discover-brace-in-namespace.xml").read_bytes())
