@@ -45,9 +45,10 @@ from .credentials import (
     LockoutPolicy,
     check_username,
 )
-from . import metrics
+from . import metrics, sealing
 from .errors import BadRequest, ErrorKind, GatewayError, NotFound
 from .profiles.model import Profile
+from .sealing import Sealer
 from .store.queries import CONFIG as CONFIG_GENERATION
 from .store.queries import EntityQueries, GenerationQueries
 from .store.records import (
@@ -139,6 +140,7 @@ class Door:
         self._gw = gateway
         self.protocol = protocol
         self.tables = ProtocolTables(gateway)
+        self._sealing_master: bytes | None = None
 
     # --- settings --------------------------------------------------------------------
     @property
@@ -154,6 +156,13 @@ class Door:
         """The key-encryption passphrase for secrets the protocol keeps in its own tables
         (EAB keys, RA keys): encrypted at rest under the same passphrase as CA keys."""
         return self._gw.config.ca_passphrase()
+
+    def sealer(self, purpose: str) -> Sealer:
+        """A :class:`gateway.sealing.Sealer` for this protocol's ``purpose`` (e.g. a
+        directory password); the passphrase is stretched once per door."""
+        if self._sealing_master is None:
+            self._sealing_master = sealing.stretch(self.sealing_passphrase())
+        return Sealer(sealing.derive(self._sealing_master, f"{self.protocol}:{purpose}".encode()))
 
     # --- protocol configurations ------------------------------------------------------
     async def configuration(self, config_id: str) -> ProtocolConfigRecord:

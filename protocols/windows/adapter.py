@@ -14,6 +14,7 @@ from gateway.door import Door
 from gateway.errors import ConfigError
 
 from . import ces, http, mde2_http, paths
+from .directory import policy as directory_policy
 from .paths import AUTH_MODES, KEY_BASED_RENEWAL
 from .settings import WindowsSettings, default_policy_id
 
@@ -27,9 +28,10 @@ DEV_USERNAME = "windows"
 COMPUTER_PROFILE = "windows-computer"
 USER_PROFILE = "windows-user"
 
-TEMPLATE_EXTENSIONS = '["1.3.6.1.4.1.311.21.7", "1.3.6.1.4.1.311.20.2"]'
+TEMPLATE_EXTENSIONS = '["1.3.6.1.4.1.311.21.7", "1.3.6.1.4.1.311.20.2", "1.3.6.1.4.1.311.25.2"]'
 """Both profiles let the CES add the template extension (v2 information, v1 name):
-autoenrollment matches the certificates it holds to templates by it."""
+autoenrollment matches the certificates it holds to templates by it; and the SID extension
+(szOID_NTDS_CA_SECURITY_EXT) of names built from Active Directory."""
 
 PROFILES: Mapping[str, str] = {
     USER_PROFILE: '''
@@ -147,6 +149,7 @@ class WindowsAdapter:
         http.add_routes(app)  # CEP (MS-XCEP)
         ces.add_routes(app)  # CES (MS-WSTEP)
         mde2_http.add_routes(app)  # MDM discovery (MS-MDE2); its enrollment goes to the CES
+        app.on_cleanup.append(_close_directories)
 
     async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """The dev configuration ``windows`` (AD CS's paths too) with a user and a computer
@@ -198,3 +201,7 @@ class WindowsAdapter:
 
 
 ADAPTER = WindowsAdapter()
+
+
+async def _close_directories(_app: web.Application) -> None:
+    await directory_policy.close_all()

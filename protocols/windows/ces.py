@@ -66,6 +66,10 @@ from gateway.edge import cms as ecms
 from gateway.errors import ConfigError, ErrorKind, GatewayError
 
 from . import cmc, negotiate, paths, soap, wssecurity, wstep
+from .access import Access, NamedAccess
+from .directory import policy as directory_policy
+from .directory.ldap import Account
+from .directory.names import NameRequired, directory_names
 from .paths import CERTIFICATE, KERBEROS, USERNAME
 from .settings import TemplateSettings, WindowsSettings, adcs_configuration
 from .templates import TEMPLATE_INFORMATION, TEMPLATE_NAME, Template, build_template
@@ -143,6 +147,8 @@ class Service:
     settings: WindowsSettings
     auth: str
     url: str  # this endpoint's URL, where QueryTokenStatus goes
+    access: Access | None = None  # the caller's rights, once resolved (:func:`_resolved`)
+    account: Account | None = None  # its directory account, with a ``directory``
 
 
 async def authenticate(request: web.Request, svc: Service, env: soap.Envelope) -> wssecurity.Caller:
@@ -151,6 +157,9 @@ async def authenticate(request: web.Request, svc: Service, env: soap.Envelope) -
                      invalid_request=False)
     try:
         if svc.auth == USERNAME:
+            directory = svc.settings.directory
+            if directory is not None and directory.password_logon:
+                return await directory_policy.username_caller(svc.door, svc.rec, directory, env.security)
             return await wssecurity.username_caller(svc.door, svc.rec.id, env.security)
         if svc.auth == CERTIFICATE:
             return await wssecurity.certificate_caller(request, svc.door, {svc.rec.ca_id})
@@ -186,7 +195,7 @@ async def _serve(request: web.Request, env: soap.Envelope, svc: Service) -> soap
         raise _fault(f"TokenType {rst.token_type[:200]!r} is not issued here (only X.509v3 certificates)",
                      wstep.E_INVALIDARG, invalid_request=True)
     if rst.request_type == wstep.ISSUE:
-        return await issue(svc, caller, rst)
+        return await issue(await _resolved(svc, caller), caller, rst)
     if rst.request_type == wstep.QUERY_TOKEN_STATUS:
         return await query_token_status(svc, caller, rst)
     if rst.request_type == wstep.KET:
@@ -198,6 +207,16 @@ async def _serve(request: web.Request, env: soap.Envelope, svc: Service) -> soap
 
 
 # --- Issue -----------------------------------------------------------------------------------
+
+
+async def _resolved(svc: Service, caller: wssecurity.Caller) -> Service:
+    """The service with the templates on offer and the caller's rights (with a directory:
+    what AD publishes and what the account's SIDs are granted)."""
+    try:
+        resolved = await directory_policy.resolve(svc.door, svc.rec, svc.settings, caller)
+    except GatewayError as exc:
+        raise _refused(exc) from None
+    return dataclasses.replace(svc, settings=resolved.settings, access=resolved.access, account=resolved.account)
 
 
 def _named_template(token: cmc.RequestToken, rst: wstep.Rst) -> str | None:
@@ -326,7 +345,8 @@ async def enroll(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> Enr
     key_renewal = (renewed is not None and template_settings.key_based_renewal and caller.method == CERTIFICATE
                    and caller.record is not None and renewed.record is not None
                    and caller.record.fingerprint_sha256 == renewed.record.fingerprint_sha256)
-    if not key_renewal and not template_settings.may_enroll(caller.name):
+    access = svc.access if svc.access is not None else NamedAccess(caller.name)
+    if not key_renewal and not access.may_enroll(template_settings):
         raise _fault(f"{caller.name!r} may not enroll for template {template_settings.name!r}",
                      wstep.CERTSRV_E_TEMPLATE_DENIED, invalid_request=False)
     profile = svc.door.profile(template_settings.profile)
@@ -334,7 +354,7 @@ async def enroll(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> Enr
         raise _fault(f"template {template_settings.name!r} has no profile", wstep.E_FAIL, invalid_request=False)
     template = build_template(template_settings, profile, where=f"windows configuration {svc.rec.id!r}:")
 
-    overrides = _request_names(_overrides(template, renewed, caller), token.csr, svc.settings)
+    overrides = _request_names(_overrides(template, renewed, caller, svc.account), token.csr, svc.settings)
     entity = await _entity_name(svc, renewed or caller)
 
     core_id = uuid.uuid4().hex
@@ -361,7 +381,8 @@ async def enroll(svc: Service, caller: wssecurity.Caller, rst: wstep.Rst) -> Enr
     return Enrolled(number, body_part_id, result, template_settings)
 
 
-def _overrides(template: Template, renewed: wssecurity.Caller | None, caller: wssecurity.Caller) -> IssueOverrides:
+def _overrides(template: Template, renewed: wssecurity.Caller | None, caller: wssecurity.Caller,
+               account: Account | None = None) -> IssueOverrides:
     """What the CES decides beyond the CSR: the template's extension (v2 information or v1
     name, which Windows reads back), and the names: a renewal keeps the old certificate's
     (OLD_CERT_SUPPLIES_SUBJECT_AND_ALT_NAME), a ``directory`` template gets the caller's."""
@@ -373,6 +394,13 @@ def _overrides(template: Template, renewed: wssecurity.Caller | None, caller: ws
     if renewed is not None and renewed.certificate is not None:
         return IssueOverrides(subject=renewed.certificate.subject, sans=_sans_of(renewed.certificate),
                               extensions=extensions)
+    ad = template.settings.directory
+    if template.settings.subject == "directory" and ad is not None and account is not None:
+        try:
+            found = directory_names(account, ad.name_flag, ad.enrollment_flag)
+        except NameRequired as exc:
+            raise _fault(exc.detail, exc.code, invalid_request=False) from None
+        return IssueOverrides(subject=found.subject, sans=found.sans, extensions=extensions + found.extensions)
     if template.settings.subject == "directory":
         subject, sans = _directory_subject(template.settings, caller)
         return IssueOverrides(subject=subject, sans=sans, extensions=extensions)

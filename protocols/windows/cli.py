@@ -6,6 +6,7 @@
     gateway windows user add alice --config corp --template CorpUser   # prints a generated password once
     gateway windows user list|disable|enable|unlock|remove alice --config corp
     gateway windows template list --config corp
+    gateway windows ad set|check|clear --config corp ...   # Active Directory (ad_cli.py)
 
 Users are the configuration's UsernameToken credentials (``door.credentials``: scrypt
 hashes, the shared lockout); templates are its ``templates`` setting. Every change is
@@ -27,7 +28,7 @@ from gateway.config import load_config
 from gateway.door import CredentialInfo, Door, ProtocolConfigRecord, cli_actor, default_issuing_ca, open_door
 from gateway.errors import BadRequest, ConfigError
 
-from . import paths
+from . import ad_cli, paths
 from .adapter import COMPUTER_PROFILE, DEV_CONFIG, USER_PROFILE, _urls, forest_oid, iis_name
 from .paths import AUTH_MODES, KERBEROS, USERNAME
 from .settings import OID_RE, WindowsSettings, default_policy_id, parse_settings
@@ -152,7 +153,7 @@ def _show_lines(rec: ProtocolConfigRecord, settings: WindowsSettings, urls: dict
         for mode in settings.auth:
             out.append(f"  CES {mode:<16}{family['ces'][mode]}")
     cep = (urls.get("adcs") or urls)["cep"][USERNAME]
-    template = settings.templates[0].name
+    template = settings.templates[0].name if settings.templates else "<template>"
     out += [
         "Group Policy: Public Key Policies > Certificate Services Client - Certificate Enrollment Policy:",
         f"  add {cep} with authentication type Username/password (or the certificate URL with X.509 Certificate)",
@@ -321,3 +322,5 @@ def add_commands(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser
     s = template.add_parser("list", parents=[common, config, as_json],
                             help="name, OID, profile and who may enroll")
     s.set_defaults(fn=cmd_template_list)
+
+    ad_cli.add_commands(sub, [common, config], as_json)

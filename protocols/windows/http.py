@@ -3,12 +3,15 @@
 Each endpoint authenticates as its path says (UsernameToken, TLS client certificate;
 Kerberos: Negotiate (:mod:`.negotiate`) when the configuration has a ``kerberos`` keytab,
 else a clear fault), then answers GetPolicies with the
-templates of its configuration. The ``cAURI``s point at the CES endpoints of the same
+templates of its configuration (with a ``directory``: also those Active Directory publishes,
+and only those the caller's account may enroll in, :mod:`.directory.policy`). The ``cAURI``s point at the CES endpoints of the same
 path family, so a client that found the policy on AD CS's paths enrolls on them too.
 Every error is a SOAP fault (:func:`.soap.endpoint`).
 """
 
 from __future__ import annotations
+
+import logging
 
 from aiohttp import web
 
@@ -17,9 +20,12 @@ from gateway.door import door as door_of
 from gateway.errors import ConfigError, GatewayError
 
 from . import negotiate, paths, soap, versions, wssecurity, xcep
+from .directory import policy as directory_policy
 from .paths import CERTIFICATE, KERBEROS, KEY_BASED_RENEWAL, USERNAME
 from .settings import WindowsSettings, adcs_configuration
 from .templates import Template, build_template
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = "windows"
 CEP_AUTH_MODES = (USERNAME, CERTIFICATE, KERBEROS, KEY_BASED_RENEWAL)
@@ -47,7 +53,13 @@ def policy_view(door: Door, rec: ProtocolConfigRecord, settings: WindowsSettings
             raise ConfigError(f"windows configuration {rec.id!r}: template {t.name!r}: no profile {t.profile!r}")
         if endpoint == KEY_BASED_RENEWAL and not t.key_based_renewal:
             continue
-        templates.append(build_template(t, profile, where=f"windows configuration {rec.id!r}:"))
+        try:
+            templates.append(build_template(t, profile, where=f"windows configuration {rec.id!r}:"))
+        except ConfigError as exc:
+            if t.directory is None:
+                raise
+            # one directory template the profile cannot serve must not take the policy down
+            log.warning("directory template %r left out of the policy: %s", t.name, exc.detail)
     ca = door.ca_certificate(rec.ca_id)
     if ca is None:
         raise GatewayError(f"CA {rec.ca_id!r} has no certificate yet")
@@ -66,6 +78,8 @@ def policy_view(door: Door, rec: ProtocolConfigRecord, settings: WindowsSettings
 async def authenticate(request: web.Request, door: Door, rec: ProtocolConfigRecord, endpoint: str,
                        env: soap.Envelope, settings: WindowsSettings) -> wssecurity.Caller:
     if endpoint == USERNAME:
+        if settings.directory is not None and settings.directory.password_logon:
+            return await directory_policy.username_caller(door, rec, settings.directory, env.security)
         return await wssecurity.username_caller(door, rec.id, env.security)
     if endpoint in (CERTIFICATE, KEY_BASED_RENEWAL):
         return await wssecurity.certificate_caller(request, door, {rec.ca_id})
@@ -84,9 +98,10 @@ async def get_policies(request: web.Request, env: soap.Envelope, rec: ProtocolCo
         raise soap.SoapFault(f"the {endpoint} endpoint is not offered by this configuration")
     caller = await authenticate(request, door, rec, endpoint, env, settings)
     query = xcep.parse_get_policies(env.payload)
-    view = policy_view(door, rec, settings, endpoint, adcs=adcs)
+    resolved = await directory_policy.resolve(door, rec, settings, caller)
+    view = policy_view(door, rec, resolved.settings, endpoint, adcs=adcs)
     changed_at = await versions.last_update_time(door, rec.id, endpoint, xcep.policy_digest(view))
-    body = xcep.get_policies_response(view, query, caller.name, last_update_time=changed_at)
+    body = xcep.get_policies_response(view, query, resolved.access, last_update_time=changed_at)
     return soap.Reply(xcep.GET_POLICIES_RESPONSE, [body])
 
 

@@ -22,6 +22,9 @@ key                    default                        meaning
 ``mdm_provider_id``    the configuration id           its ``PROVIDER-ID``
 =====================  =============================  =========================================
 
+``directory`` (default: none): Active Directory as the source of templates, permissions and
+names (:mod:`.directory.settings` lists its keys); the ``templates`` list may then be empty.
+
 ``kerberos`` (default: none, the Kerberos endpoints answer a fault): a table
 ``{keytab = "/abs/http.keytab", service = "HTTP@gateway.corp.example", realms = ["CORP.EXAMPLE"],
 rcache = "file2:/var/lib/gateway/krb5.rcache2"}`` (only ``keytab`` required) that turns on Negotiate
@@ -66,13 +69,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import parse_duration
 from gateway.door import CsrPolicy, Door, ProtocolConfigRecord
 from gateway.errors import ConfigError, NotFound
 
+from .directory.settings import DirectorySettings, parse_directory
 from .negotiate import KerberosSettings, parse_kerberos
 from .paths import AUTH_MODES, CERTIFICATE, USERNAME
 
@@ -83,6 +87,20 @@ HASHES = ("sha256", "sha384", "sha512")
 SUBJECT_SOURCES = ("request", "directory")
 UINT32 = 0xFFFFFFFF
 URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$")
+
+
+@dataclass(frozen=True)
+class DirectoryFlags:
+    """What an Active Directory template (``pKICertificateTemplate``, MS-CRTD) says itself,
+    carried to clients unchanged; the security descriptor decides who may enroll."""
+
+    flags: int
+    enrollment_flag: int
+    name_flag: int
+    private_key_flag: int
+    minimal_key_size: int
+    key_spec: int
+    security_descriptor: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,8 @@ class TemplateSettings:
     enroll: tuple[str, ...] = ("*",)
     autoenroll_for: tuple[str, ...] = ("*",)
     superseded: tuple[str, ...] = ()
+    directory: DirectoryFlags | None = None
+    """Set for a template read from Active Directory (never from the settings table)."""
 
     def may_enroll(self, caller: str) -> bool:
         return "*" in self.enroll or caller in self.enroll
@@ -129,6 +149,7 @@ class WindowsSettings:
     mdm_provider_id: str | None = None
     accept_sha1_csr_signatures: bool = True
     kerberos: KerberosSettings | None = None
+    directory: DirectorySettings | None = None
 
     @property
     def csr_policy(self) -> CsrPolicy:
@@ -198,7 +219,7 @@ def _names(raw: dict[str, Any], key: str, default: tuple[str, ...], where: str) 
 def parse_template(raw: Any, where: str, profiles: list[str]) -> TemplateSettings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
-    known = set(TemplateSettings.__dataclass_fields__)
+    known = set(TemplateSettings.__dataclass_fields__) - {"directory"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
@@ -241,9 +262,10 @@ def parse_settings(raw: dict[str, Any], config_id: str, ca_id: str, profiles: li
     bad = sorted(set(auth) - set(AUTH_MODES))
     if bad or not auth:
         raise _fail(config_id, "auth", f"must be a non-empty list of {', '.join(AUTH_MODES)}")
-    templates_raw = raw.get("templates")
-    if not isinstance(templates_raw, list) or not templates_raw:
-        raise _fail(config_id, "templates", "must be a non-empty list of templates")
+    directory = parse_directory(raw.get("directory"), where, profiles)
+    templates_raw = raw.get("templates", [] if directory is not None else None)
+    if not isinstance(templates_raw, list) or (not templates_raw and directory is None):
+        raise _fail(config_id, "templates", "must be a non-empty list of templates (or set a directory)")
     templates = tuple(parse_template(t, f"{where}: templates[{i}]", profiles) for i, t in enumerate(templates_raw))
     for attr in ("name", "oid"):
         values = [getattr(t, attr).lower() for t in templates]
@@ -259,6 +281,7 @@ def parse_settings(raw: dict[str, Any], config_id: str, ca_id: str, profiles: li
         templates=templates,
         accept_sha1_csr_signatures=_bool(raw, "accept_sha1_csr_signatures", True, where),
         kerberos=parse_kerberos(raw.get("kerberos"), where),
+        directory=directory,
         **_mdm_settings(raw, config_id, templates, where),
     )
 
@@ -267,6 +290,9 @@ def _mdm_settings(raw: dict[str, Any], config_id: str, templates: tuple[Template
                   where: str) -> dict[str, Any]:
     """The MS-MDE2 keys (see the table above)."""
     template = raw.get("mdm_template")
+    if raw.get("mdm_discovery") and not templates:
+        raise _fail(config_id, "mdm_discovery", "needs a template in the templates list (MDM enrollment "
+                    "does not read the directory)")
     if template is not None:
         if not isinstance(template, str) or not any(t.name.lower() == template.lower() for t in templates):
             raise _fail(config_id, "mdm_template", "must name one of the configuration's templates")

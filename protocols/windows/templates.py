@@ -147,7 +147,7 @@ def template_name_extension(settings: TemplateSettings) -> bytes:
     return bytes(core.BMPString(settings.name).dump())
 
 
-def _seconds(period: object) -> int:
+def period_seconds(period: object) -> int:
     if isinstance(period, dt.timedelta):
         return int(period.total_seconds())
     if isinstance(period, isodate.Duration):
@@ -231,9 +231,16 @@ def build_template(settings: TemplateSettings, profile: Profile, *, where: str =
     if algorithm != RSA_OID:
         key_spec = AT_SIGNATURE
     providers = settings.providers or (KSP_PROVIDERS if settings.schema == 3 else LEGACY_PROVIDERS)
+    ad = settings.directory
+    if ad is not None:  # the directory's own values, as AD CS's CEP serves them
+        subject_flags, enrollment_flags, general_flags = ad.name_flag, ad.enrollment_flag, ad.flags
+        private_key_flags = ad.private_key_flag
+        min_bits = max(min_bits, ad.minimal_key_size)
+        if ad.key_spec in (AT_KEYEXCHANGE, AT_SIGNATURE) and algorithm == RSA_OID:
+            key_spec = ad.key_spec
     return Template(
         settings=settings, profile=profile,
-        validity_seconds=_seconds(profile.validity),
+        validity_seconds=period_seconds(profile.validity),
         renewal_seconds=int(settings.renewal_period.total_seconds()),
         min_key_bits=min_bits, key_spec=key_spec, key_algorithm=algorithm,
         hash_algorithm=HASH_OIDS[settings.hash] if settings.schema == 3 else None,

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import xml as X
+from .access import Access
 from .soap import SoapFault
 from .templates import (
     CLIENT_VERSION_MASK,
@@ -132,12 +133,12 @@ def parse_get_policies(payload: Element) -> GetPolicies:
     return GetPolicies(last_update, language or None, policy_oids, client_version, server_version)
 
 
-def selected(view: PolicyView, request: GetPolicies, caller: str | None) -> list[Template]:
+def selected(view: PolicyView, request: GetPolicies, caller: Access | None) -> list[Template]:
     """The templates ``caller`` may enroll in (all for ``None``) that the request's filter
     keeps (3.1.4.1.3.22)."""
     out = []
     for t in view.templates:
-        if caller is not None and not t.settings.may_enroll(caller):
+        if caller is not None and not caller.may_enroll(t.settings):
             continue
         if request.policy_oids is not None and t.settings.oid not in request.policy_oids:
             continue
@@ -168,7 +169,7 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _policy(parent: Element, t: Template, oids: _Oids, caller: str | None) -> None:
+def _policy(parent: Element, t: Template, oids: _Oids, caller: Access | None) -> None:
     s = t.settings
     policy = X.sub(parent, NS, "policy")
     X.sub(policy, NS, "policyOIDReference", str(oids.ref(s.oid, GROUP_TEMPLATE, s.display_name)))
@@ -181,8 +182,8 @@ def _policy(parent: Element, t: Template, oids: _Oids, caller: str | None) -> No
     X.sub(validity, NS, "validityPeriodSeconds", str(t.validity_seconds))
     X.sub(validity, NS, "renewalPeriodSeconds", str(t.renewal_seconds))
     permission = X.sub(a, NS, "permission")
-    X.sub(permission, NS, "enroll", _bool(caller is None or s.may_enroll(caller)))
-    X.sub(permission, NS, "autoEnroll", _bool(s.autoenroll if caller is None else s.may_autoenroll(caller)))
+    X.sub(permission, NS, "enroll", _bool(caller is None or caller.may_enroll(s)))
+    X.sub(permission, NS, "autoEnroll", _bool(s.autoenroll if caller is None else caller.may_autoenroll(s)))
     pk = X.sub(a, NS, "privateKeyAttributes")
     X.sub(pk, NS, "minimalKeyLength", str(t.min_key_bits))
     X.sub(pk, NS, "keySpec", str(t.key_spec))
@@ -224,9 +225,9 @@ def _policy(parent: Element, t: Template, oids: _Oids, caller: str | None) -> No
         X.sub(ext, NS, "value", base64.b64encode(e.value).decode())
 
 
-def get_policies_response(view: PolicyView, request: GetPolicies, caller: str | None, *,
+def get_policies_response(view: PolicyView, request: GetPolicies, caller: Access | None, *,
                           last_update_time: dt.datetime) -> Element:
-    """The ``GetPoliciesResponse`` element for ``caller`` (a user name or certificate subject):
+    """The ``GetPoliciesResponse`` element for ``caller`` (its rights, :mod:`.access`):
     only the templates it may enroll in, with its autoenrollment permission. ``None``: every
     template, as configured (for :func:`policy_digest`)."""
     root = X.element(NS, "GetPoliciesResponse", nsmap={None: NS, "xsi": XSI})
@@ -261,7 +262,7 @@ def get_policies_response(view: PolicyView, request: GetPolicies, caller: str | 
         X.sub(cauri, NS, "renewalOnly", _bool(u.renewal_only))
     der = view.ca_certificate.public_bytes(serialization.Encoding.DER)
     X.sub(ca, NS, "certificate", base64.b64encode(der).decode())
-    X.sub(ca, NS, "enrollPermission", _bool(caller is None or any(t.settings.may_enroll(caller) for t in view.templates)))
+    X.sub(ca, NS, "enrollPermission", _bool(caller is None or any(caller.may_enroll(t.settings) for t in view.templates)))
     X.sub(ca, NS, "cAReferenceID", "0")
     if oids.entries:
         oid_list = X.sub(root, NS, "oIDs")
@@ -281,5 +282,7 @@ def policy_digest(view: PolicyView) -> str:
     policy changed (who may enroll and autoenroll is part of it)."""
     everyone = GetPolicies(None, None, None, None, None)
     doc = get_policies_response(view, everyone, None, last_update_time=dt.datetime.max.replace(tzinfo=dt.timezone.utc))
-    permissions = json.dumps([[t.name, t.settings.enroll, t.settings.autoenroll_for] for t in view.templates])
+    permissions = json.dumps([[t.name, t.settings.enroll, t.settings.autoenroll_for,
+                               hashlib.sha256(t.settings.directory.security_descriptor).hexdigest()
+                               if t.settings.directory is not None else None] for t in view.templates])
     return hashlib.sha256(X.serialize(doc) + permissions.encode()).hexdigest()

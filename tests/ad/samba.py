@@ -37,7 +37,7 @@ TEMPLATES_DN = f"CN=Certificate Templates,{PUBLIC_KEY_SERVICES_DN}"
 ENROLLMENT_SERVICES_DN = f"CN=Enrollment Services,{PUBLIC_KEY_SERVICES_DN}"
 
 # Extended rights on certificate templates (MS-CRTD 2.5.2): Certificate-Enrollment, Certificate-AutoEnrollment.
-ENROLL_RIGHT = "0e10c968-78fb-11d2-90d4-00c04fc2d8fb"
+ENROLL_RIGHT = "0e10c968-78fb-11d2-90d4-00c04f79dc55"  # Certificate-Enrollment (MS-ADTS, adschema)
 AUTOENROLL_RIGHT = "a05b8cc2-17bc-4802-a710-e7c15ab866a2"
 
 # Ports Samba's ldap and kdc services listen on (only the Kerberos ones are configurable).
@@ -77,10 +77,10 @@ def _ports_free(address: str) -> bool:
     return True
 
 
-def pick_address() -> str:
+def pick_address(skip: set[str] | frozenset[str] = frozenset()) -> str:
     """127.0.0.1 if Samba's ports are free there, else the first free 127.0.88.x."""
     for address in ["127.0.0.1", *(f"127.0.88.{n}" for n in range(1, 255))]:
-        if _ports_free(address):
+        if address not in skip and _ports_free(address):
             return address
     raise SambaError("no loopback address with ports 88/389/464/636/3268/3269 free")
 
@@ -369,10 +369,21 @@ def start(dc: SambaDC, timeout: float = 60) -> SambaDC:
     raise SambaError(f"samba did not answer on {dc.address} within {timeout:.0f}s ({last}):\n{_tail(dc.log_file)}")
 
 
-def start_dc(root: Path) -> SambaDC:
-    """Provision and start a DC on a free loopback address."""
-    dc = provision(root, pick_address())
-    return start(dc)
+def start_dc(root: Path, attempts: int = 3) -> SambaDC:
+    """Provision and start a DC on a free loopback address. Another test session may take
+    the address between the check and samba's bind (provisioning takes seconds): then the
+    next free address is tried, with a fresh provision."""
+    taken: set[str] = set()
+    for attempt in range(attempts):
+        address = pick_address(skip=taken)
+        target = root if attempt == 0 else root.with_name(f"{root.name}-{attempt}")
+        try:
+            return start(provision(target, address))
+        except SambaError as exc:
+            if "ADDRESS_ALREADY_ASSOCIATED" not in str(exc) or attempt == attempts - 1:
+                raise
+            taken.add(address)
+    raise AssertionError("unreachable")
 
 
 def _tail(path: Path, lines: int = 30) -> str:
