@@ -54,10 +54,11 @@ OPERATION_PATHS = (
     f"/scep/{CONFIG}", f"/scep/{CONFIG}/", f"/scep/{CONFIG}/pkiclient.exe",
     f"/scep/{CONFIG}/cgi-bin/pkiclient.exe",
 )
-NDES_OPERATION_PATHS = (
-    "/certsrv/mscep/mscep.dll", "/certsrv/mscep/mscep.dll/", "/certsrv/mscep/mscep.dll/pkiclient.exe",
-    "/cgi-bin/pkiclient.exe",
-)
+# IIS matches paths case-insensitively; "/CertSrv/..." is how Microsoft's documentation and
+# Samba's group-policy autoenrollment (before CVE-2026-3012) spell the NDES path.
+NDES_OPERATION_PATHS = tuple(
+    f"/{certsrv}/mscep/mscep.dll{tail}" for certsrv in ("certsrv", "CertSrv") for tail in ("", "/", "/pkiclient.exe")
+) + ("/cgi-bin/pkiclient.exe",)
 ADMIN_PATHS = (f"/scep/{CONFIG}/mscep_admin", f"/scep/{CONFIG}/mscep_admin/")
 NDES_ADMIN_PATHS = (
     "/certsrv/mscep_admin", "/certsrv/mscep_admin/", "/certsrv/mscep_admin/default.aspx",

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
 import shutil
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
@@ -31,7 +35,7 @@ from protocols.windows.settings import WindowsSettings
 
 from ..windows.helpers import CONTENT_TYPE, XCEP, SoapReply, assert_valid, get_policies_body
 from ..windows.wstep_helpers import rst_body, rstr, windows_csr
-from .samba import SambaDC
+from .samba import REALM, SambaDC, run
 
 HOST = "gateway.gw.test"
 SPN = f"HTTP/{HOST}"
@@ -78,7 +82,7 @@ class Gateway:
 
     @property
     def port(self) -> int:
-        port = urlsplit(self.info.https).port
+        port: int | None = urlsplit(str(self.info.https)).port
         assert port is not None
         return port
 
@@ -285,7 +289,7 @@ async def test_ntlm_tokens_are_refused(gateway: Gateway, options: Any) -> None:
         ctx = spnego.client("GW\\neg-alice", "x", hostname=HOST, service="HTTP", protocol="negotiate",
                             options=options)
     token = ctx.step()
-    assert negotiate.is_ntlm(token)
+    assert token is not None and negotiate.is_ntlm(token)
     oid = await template_oid(gateway, "GatewayUser")
     rep = await gateway.post(CES, rst_body(token=csr_token("x", oid)), authorization=negotiate_header(token))
     assert_challenge(rep)
@@ -325,6 +329,84 @@ async def test_a_replayed_ap_req_is_refused(gateway: Gateway, monkeypatch: pytes
     assert rstr(first).certificate is not None
     again = await gateway.post(CES, rst_body(token=csr_token("y", oid)), authorization=negotiate_header(token))
     assert_challenge(again)
+    assert await gateway.issued() == 1
+
+
+# --- (h) an expired ticket --------------------------------------------------------------------
+
+CLOCKSKEW = 2  # seconds, for the acceptor: MIT allows endtime + clockskew (default 300 s)
+SHORT_LIFE = 5  # seconds: the service ticket's lifetime (gss time_req); room for the fresh request
+
+
+def short_skew_krb5_conf(g: Gateway) -> Path:
+    """The DC's krb5.conf with ``clockskew = 2``: MIT reads KRB5_CONFIG per context, so the
+    acceptor in this process uses it as soon as the environment names it."""
+    conf = g.tmp / "krb5-clockskew.conf"
+    text = g.dc.krb5_conf.read_text()
+    assert "[libdefaults]\n" in text
+    conf.write_text(text.replace("[libdefaults]\n", f"[libdefaults]\n    clockskew = {CLOCKSKEW}\n", 1))
+    return conf
+
+
+def service_ticket_end(env: dict[str, str]) -> float:
+    """The HTTP/gateway ticket's end time (epoch seconds) as klist shows it (C locale, local time)."""
+    out = run(["klist"], env={**env, "LC_ALL": "C"}).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[4] == f"{SPN}@{REALM}":
+            start = datetime.strptime(" ".join(fields[0:2]), "%m/%d/%y %H:%M:%S").timestamp()
+            end = datetime.strptime(" ".join(fields[2:4]), "%m/%d/%y %H:%M:%S").timestamp()
+            assert end - start <= SHORT_LIFE + 1, out  # the KDC really issued a short ticket
+            return end
+    raise AssertionError(f"no {SPN} ticket in the ccache:\n{out}")
+
+
+def short_ticket_token(ccache: Path) -> bytes:
+    """A Kerberos AP-REQ for the gateway whose service ticket lives SHORT_LIFE seconds.
+
+    Samba's KDC refuses a TGS request made with a TGT of 2 minutes or less ("Ticket expired";
+    4 minutes works), so the TGT is the default one and only the service ticket is short: the
+    initiator's time_req becomes the TGS request's end time."""
+    import gssapi
+
+    assert os.environ["KRB5CCNAME"] == f"FILE:{ccache}"
+    name = gssapi.Name(f"HTTP@{HOST}", gssapi.NameType.hostbased_service)
+    ctx = gssapi.SecurityContext(name=name, usage="initiate", lifetime=SHORT_LIFE,
+                                 mech=gssapi.OID.from_int_seq(negotiate.KRB5_OID))
+    token = ctx.step()
+    assert token
+    return bytes(token)
+
+
+async def test_an_expired_ticket_is_refused(gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Two AP-REQs made from one 5-second ticket: the first, sent at once, is accepted; the second,
+    sent once end time + clock skew has passed, is refused as expired and nothing more is issued.
+    (The client library would fetch a fresh ticket for a token made after expiry, so the token is
+    made while the ticket is valid: the expired-ticket case the acceptor itself must refuse.)"""
+    conf = short_skew_krb5_conf(gateway)
+    monkeypatch.setenv("KRB5_CONFIG", str(conf))  # the acceptor's, and kinit's and the initiator's
+    ccache = gateway.tmp / "cc-short"
+    env = {**gateway.dc.krb5_env(ccache), "KRB5_CONFIG": str(conf)}
+    monkeypatch.setenv("KRB5CCNAME", env["KRB5CCNAME"])
+    run(["kinit", f"neg-alice@{REALM}"], env=env, input=gateway.principals.alice_password + "\n")
+    fresh, stale = short_ticket_token(ccache), short_ticket_token(ccache)
+    end = service_ticket_end(env)
+    oid = await template_oid(gateway, "GatewayUser")
+
+    rep = await gateway.post(CES, rst_body(token=csr_token("x", oid)), authorization=negotiate_header(fresh))
+    assert rstr(rep).certificate is not None
+    assert await gateway.issued() == 1
+
+    deadline = time.monotonic() + 30
+    while time.time() <= end + CLOCKSKEW + 1:  # klist's end time is whole seconds: one more
+        assert time.monotonic() < deadline, "the ticket did not expire within 30 s"
+        await asyncio.sleep(0.25)
+    with caplog.at_level(logging.WARNING, logger=negotiate.log.name):
+        rep = await gateway.post(CES, rst_body(token=csr_token("y", oid)), authorization=negotiate_header(stale))
+    assert_challenge(rep)
+    assert b"Ticket expired" in rep.body, rep.body
+    assert any("refused" in r.getMessage() and "Ticket expired" in r.getMessage() for r in caplog.records)
     assert await gateway.issued() == 1
 
 
