@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.door import Door
+from gateway.errors import GatewayError
 
 from . import admin, cli, http
 from .admins import set_challenge_admin
 from .challenge import set_static_challenge
+from .intune.revocation import schedule
+from .intune.settings import parse_intune
 from .ra import RA_PROFILE, RA_PROFILE_TOML, issue_ra
 from .repository import ScepRepository
 from .service import PROTOCOL, install
@@ -36,8 +39,10 @@ class ScepAdapter:
         """Same routes on both listeners: devices use plain HTTP (the envelope protects the
         request), MDMs and admins HTTPS; mscep_admin and the webhook refuse plain HTTP
         unless a configuration allows it. Each app gets its own service (caches)."""
-        install(app)
+        service = install(app)
         http.add_routes(app)
+        if secure:  # once per process (the lease makes it once per cluster)
+            schedule(app, service.door, service.intune)
 
     async def bootstrap(self, door: Door, ca_id: str) -> dict[str, Any]:
         """The dev configuration ``scep``: RA from ``ca_id``, a static challenge, served
@@ -61,6 +66,8 @@ class ScepAdapter:
                                      "challenge": dev.get("challenge")}
             if dev.get("admin_password"):  # the dev challenge admin (mscep_admin, webhook)
                 entry["admin"] = {"username": DEV_ADMIN, "password": dev["admin_password"]}
+            if isinstance(rec.settings.get("intune"), dict):
+                entry["intune"] = intune_profile(config, rec)
             out.append(entry)
         return out
 
@@ -70,6 +77,23 @@ class ScepAdapter:
 
     def mount_admin(self, admin_app: web.Application) -> None:
         admin.mount_admin(admin_app)
+
+
+def intune_profile(config: Config, rec: ProtocolConfigRecord) -> dict[str, Any]:
+    """What the Intune administrator enters: the SCEP server URL of the SCEP certificate
+    profile, and the chain file the trusted certificate profile uploads (its last
+    certificate is the root)."""
+    out: dict[str, Any] = {"scep_server_url": f"{config.http_url}/scep/{rec.id}",
+                           "trusted_certificate_chain": str((config.data_dir / "cas" / f"{rec.ca_id}-chain.pem")
+                                                            .resolve())}
+    try:
+        intune = parse_intune(rec.settings.get("intune"), rec.id)
+    except GatewayError as exc:
+        return {**out, "error": exc.detail}
+    if intune is not None:
+        out.update(tenant=intune.tenant, client_id=intune.client_id,
+                   revocation_sync_seconds=intune.revocation_sync_seconds)
+    return out
 
 
 ADAPTER = ScepAdapter()

@@ -30,7 +30,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +98,7 @@ class IssuedInfo:
     sha1_thumbprint: str
     not_after: dt.datetime
     issuer: str
+    certificate: x509.Certificate | None = None
 
 
 class ChallengeVerifier(Protocol):
@@ -212,9 +213,15 @@ VERIFIERS: dict[str, VerifierFactory] = {
 """Verifier factories by name; settings ``challenge_verifiers`` picks and orders them."""
 
 
-def verifiers_for(names: Sequence[str], repo: ScepRepository) -> list[ChallengeVerifier]:
+def verifiers_for(names: Sequence[str], repo: ScepRepository,
+                  services: Mapping[str, ChallengeVerifier] | None = None) -> list[ChallengeVerifier]:
+    """The verifiers ``names`` asks for: built from :data:`VERIFIERS`, or one the service
+    keeps itself (``services``: the Intune verifier, whose clients outlive a request)."""
     out = []
     for name in names:
+        if services is not None and name in services:
+            out.append(services[name])
+            continue
         factory = VERIFIERS.get(name)
         if factory is None:
             raise ScepFailure(FailInfo.BAD_REQUEST, f"challenge verifier {name!r} is not available")

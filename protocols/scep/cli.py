@@ -5,6 +5,7 @@
     gateway scep admin add|remove USER [--config scep] [--password P]     mscep_admin/webhook users
     gateway scep ra list|issue|import [--config scep] [--force] ...       RA certificates
     gateway scep config create ID --ca CA [--profile P]... [--approval manual] [--ndes]
+    gateway scep intune set|show|sync --config ID ...                    Microsoft Intune (intune/cli.py)
 
 Secrets are printed once on stdout and stored only hashed.
 """
@@ -24,6 +25,7 @@ from gateway.errors import ConfigError
 
 from .admins import remove_challenge_admin, set_challenge_admin
 from .challenge import issue_dynamic_challenge, set_static_challenge
+from .intune import cli as intune_cli
 from .ra import import_ra, issue_ra
 from .repository import ScepRepository
 from .service import PROTOCOL
@@ -194,3 +196,5 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.add_argument("--static-challenge", nargs="?", const="", help="set a static challenge (generated if no value)")
     s.add_argument("--no-challenge", action="store_true", help="enroll without challenge (use with --approval manual)")
     s.set_defaults(fn=cmd_config_create)
+
+    intune_cli.add_cli(sub, common, config)

@@ -49,6 +49,8 @@ from .challenge import (
     verifiers_for,
 )
 from .envelope import open_envelope, seal_envelope
+from .intune.clients import IntuneClients
+from .intune.verifier import IntuneChallengeVerifier
 from .message import (
     Outcome,
     PkiMessage,
@@ -169,6 +171,8 @@ class ScepService:
         self.keyring = RaKeyring(door, self.repo)
         self.clock: Clock = clock or door.clock
         self._contexts: dict[str, ConfigContext] = {}
+        self.intune = IntuneClients(door)
+        self._verifiers: dict[str, ChallengeVerifier] = {"intune": IntuneChallengeVerifier(door, self.intune)}
 
     def close(self) -> None:
         """Drop the caches (decrypted RA keys among them): the app is stopping."""
@@ -417,6 +421,9 @@ class ScepService:
         else:
             entity = renewal_of.entity_name
             attributes = {}
+            if ctx.settings.intune is not None:  # Intune vouches for renewals too (its challenge)
+                verifier, grant = await self._authorize(ctx, challenge_req)
+                attributes = dict(grant.entity_attributes) if grant else {}
 
         async def save_with_certificate(conn: AsyncConnection, cert: x509.Certificate) -> None:
             await self.repo.settle_transaction_in(conn, claim, serial=serial_hex(cert.serial_number))
@@ -449,7 +456,7 @@ class ScepService:
             return None, None
         if not request.challenge:
             raise ScepFailure(FailInfo.BAD_REQUEST, "a challenge password is required")
-        for verifier in verifiers_for(ctx.settings.verifiers, self.repo):
+        for verifier in verifiers_for(ctx.settings.verifiers, self.repo, self._verifiers):
             grant = await verifier.verify(request)
             if grant is not None:
                 return verifier, grant
@@ -606,6 +613,7 @@ def _issued_info(issued: IssuedCertificate) -> IssuedInfo:
         sha1_thumbprint=cert.fingerprint(hashes.SHA1()).hex(),
         not_after=cert.not_valid_after_utc,
         issuer=cert.issuer.rfc4514_string(),
+        certificate=cert,
     )
 
 
@@ -647,6 +655,7 @@ def install(app: web.Application) -> ScepService:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
         service.close()
+        await service.intune.close()
 
     app.cleanup_ctx.append(lifecycle)
     return service

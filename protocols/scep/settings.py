@@ -30,6 +30,8 @@ key                          default               meaning
 ``ndes``                     ``false``             serve this config on the NDES paths
 ``admin_over_http``          ``false``             allow mscep_admin / webhook on plain HTTP
 ``webhook_bind_cn``          none                  Jamf event field the challenge's CN is bound to
+``intune``                   none                  Microsoft Intune validates challenges and
+                                                   queues revocations (``intune/settings.py``)
 ===========================  ====================  ==============================================
 """
 
@@ -45,6 +47,7 @@ from gateway.errors import BadRequest, ConfigError
 
 from .cms import DIGESTS
 from .envelope import ALL_CIPHERS
+from .intune.settings import IntuneSettings, parse_intune, verifiers_with
 
 VERIFIER_NAMES_DEFAULT = ("dynamic", "static")
 MAX_CHALLENGE_LIFETIME = dt.timedelta(days=7)
@@ -71,6 +74,7 @@ class ScepSettings:
     ndes: bool = False
     admin_over_http: bool = False
     webhook_bind_cn: str | None = None
+    intune: IntuneSettings | None = None
 
     @classmethod
     def of(cls, rec: ProtocolConfigRecord) -> ScepSettings:
@@ -157,6 +161,12 @@ def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
     bind = raw.get("webhook_bind_cn")
     if bind is not None and bind not in WEBHOOK_FIELDS:
         raise _fail(config_id, "webhook_bind_cn", f"must be one of {list(WEBHOOK_FIELDS)}")
+    intune = parse_intune(raw.get("intune"), config_id)
+    if intune is not None and challenge == "none":
+        raise _fail(config_id, "challenge", "must be 'required' with settings.intune (Intune vouches for a "
+                    "request through its challenge)")
+    given = _list(raw, "challenge_verifiers", VERIFIER_NAMES_DEFAULT, None, config_id) \
+        if raw.get("challenge_verifiers") is not None else None
     ttl_delta = parse_duration(ttl, f"settings.dynamic_challenge_ttl of {config_id!r}")
     skew = parse_duration(skew_raw, f"settings.max_clock_skew of {config_id!r}") if skew_raw else None
     if max_life_raw is None:
@@ -170,7 +180,7 @@ def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
     return ScepSettings(
         approval=str(raw.get("approval", "auto")),
         challenge_required=challenge == "required",
-        verifiers=_list(raw, "challenge_verifiers", VERIFIER_NAMES_DEFAULT, None, config_id),
+        verifiers=verifiers_with(intune, given, VERIFIER_NAMES_DEFAULT, config_id),
         dynamic_challenge_ttl=ttl_delta,
         dynamic_challenge_limit=limit,
         ciphers=_list(raw, "content_encryption", ALL_CIPHERS, ALL_CIPHERS, config_id),
@@ -182,4 +192,5 @@ def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
         ndes=_bool(raw, "ndes", False, config_id),
         admin_over_http=_bool(raw, "admin_over_http", False, config_id),
         webhook_bind_cn=bind,
+        intune=intune,
     )

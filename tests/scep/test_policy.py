@@ -101,7 +101,7 @@ async def test_a_registered_verifier_decides_and_hears_the_outcome(env: Env, rec
 
 
 async def test_an_unavailable_verifier_is_a_clean_failure(env: Env) -> None:
-    await env.core.update_protocol_config("scep", settings={"challenge_verifiers": ["intune"]})
+    await env.core.update_protocol_config("scep", settings={"challenge_verifiers": ["radius"]})
     device = await env.device()
     rep = await env.post(device.pkcs_req(make_csr(device.key, "d", challenge=STATIC))[0])
-    assert rep.fail_info is FailInfo.BAD_REQUEST and "intune" in (rep.fail_text or "")
+    assert rep.fail_info is FailInfo.BAD_REQUEST and "radius" in (rep.fail_text or "")
