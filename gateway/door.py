@@ -14,10 +14,12 @@ it is the one place that decides what an adapter may see.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
@@ -418,6 +420,19 @@ async def open_door(config: Config, protocol: str) -> AsyncIterator[Door]:
         yield gw.door(protocol)
     finally:
         await gw.close()
+
+
+DoorCommand = Callable[[Door, argparse.Namespace], Awaitable[int]]
+
+
+def door_command(protocol: str, fn: DoorCommand) -> Callable[[argparse.Namespace], Awaitable[int]]:
+    """An argparse ``fn=`` for a protocol CLI command run on a door of ``--data-dir``."""
+    from .config import load_config
+
+    async def run(args: argparse.Namespace) -> int:
+        async with open_door(load_config(Path(args.data_dir)), protocol) as door:
+            return await fn(door, args)
+    return run
 
 
 def is_configuration_id(text: str) -> bool:

@@ -17,6 +17,7 @@ TARGETS: dict[str, str] = {
     "wstep-token": "fuzz.targets.wstep_token",
     "xcep-getpolicies": "fuzz.targets.xcep_getpolicies",
     "mde2-discover": "fuzz.targets.mde2_discover",
+    "intune-answers": "fuzz.targets.intune_answers",
     "ad-security-descriptor": "fuzz.targets.ad_security_descriptor",
 }
 """Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and

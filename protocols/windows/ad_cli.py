@@ -17,11 +17,9 @@ import argparse
 import copy
 import json
 import sys
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from gateway.config import load_config
-from gateway.door import Door, cli_actor, open_door
+from gateway.door import Door, DoorCommand, cli_actor, door_command
 from gateway.errors import BadRequest
 
 from .directory.check import check
@@ -139,14 +137,11 @@ async def cmd_check(door: Door, args: argparse.Namespace) -> int:
     return 0 if report.get("ok") else 1
 
 
-Command = Callable[[Door, argparse.Namespace], Awaitable[int]]
+Command = DoorCommand
 
 
 def _with_door(fn: Command) -> Callable[[argparse.Namespace], Awaitable[int]]:
-    async def run(args: argparse.Namespace) -> int:
-        async with open_door(load_config(Path(args.data_dir)), "windows") as door:
-            return await fn(door, args)
-    return run
+    return door_command("windows", fn)
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", parents: list[argparse.ArgumentParser],

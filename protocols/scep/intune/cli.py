@@ -16,11 +16,9 @@ import copy
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from gateway.config import load_config
-from gateway.door import Door, ProtocolConfigRecord, cli_actor, open_door
+from gateway.door import Door, DoorCommand, ProtocolConfigRecord, cli_actor, door_command
 from gateway.errors import BadRequest, ConfigError
 
 from ..settings import parse_settings
@@ -29,14 +27,11 @@ from .revocation import sync_revocations
 from .settings import VERIFIER, parse_intune, seal_secret
 
 PROTOCOL = "scep"
-Command = Callable[[Door, argparse.Namespace], Awaitable[int]]
+Command = DoorCommand
 
 
 def _with_door(fn: Command) -> Callable[[argparse.Namespace], Awaitable[int]]:
-    async def run(args: argparse.Namespace) -> int:
-        async with open_door(load_config(Path(args.data_dir)), PROTOCOL) as door:
-            return await fn(door, args)
-    return run
+    return door_command(PROTOCOL, fn)
 
 
 def intune_table(args: argparse.Namespace, current: dict[str, Any], door: Door, config_id: str) -> dict[str, Any]:

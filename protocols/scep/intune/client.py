@@ -188,21 +188,11 @@ class IntuneClient:
         body = {"downloadParameters": {"maxRequests": max_requests, "issuerName": issuer_name}}
         activity, answer = await self._call(PKI_SERVICE, "CertificateAuthorityRequests/downloadRevocationRequests",
                                             PKI_API_VERSION, body)
-        items = answer.get("value")
-        if not isinstance(items, list):
+        try:
+            out = parse_revocations(answer)
+        except IntuneUnavailable as exc:
             self._log_outcome(PKI_SERVICE, "downloadRevocationRequests", activity, "bad answer")
-            raise IntuneUnavailable(f"Intune's revocation list has no 'value' (activity {activity})")
-        out = []
-        for item in items:
-            try:
-                out.append(RevocationRequest(request_context=str(item["requestContext"]),
-                                             serial_number=str(item["serialNumber"]),
-                                             issuer_name=str(item.get("issuerName") or ""),
-                                             ca_configuration=item.get("caConfiguration")))
-            except (KeyError, TypeError, AttributeError):
-                self._log_outcome(PKI_SERVICE, "downloadRevocationRequests", activity, "bad answer")
-                raise IntuneUnavailable(f"Intune sent a malformed revocation request (activity {activity})") \
-                    from None
+            raise IntuneUnavailable(f"{exc.detail} (activity {activity})") from None
         self._log_outcome(PKI_SERVICE, "downloadRevocationRequests", activity, f"{len(out)} requests")
         return out
 
@@ -299,16 +289,7 @@ class IntuneClient:
             answer = await self._request("GET", url, token, activity, {}, None)
         except _Moved:
             raise IntuneUnavailable("Graph has no Intune service principal for this tenant") from None
-        values = answer.get("value")
-        if not isinstance(values, list):
-            raise IntuneUnavailable("Graph's service discovery answer has no 'value'")
-        found: dict[str, str] = {}
-        for item in values:
-            if isinstance(item, dict):
-                name = item.get("providerName") or item.get("serviceName")
-                uri = item.get("uri")
-                if isinstance(name, str) and isinstance(uri, str):
-                    found[name.lower()] = uri
+        found = parse_discovery(answer)
         log.info("intune graph discovery activity %s: %d services", activity, len(found))
         return found
 
@@ -325,7 +306,7 @@ class IntuneClient:
                 status, text = response.status, await response.text()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise _Transient(type(exc).__name__) from None
-        if status >= 500:
+        if status >= 500 or status == 429:  # throttled: retried like a 5xx
             raise _Transient(f"HTTP {status}")
         if status == 404:
             raise _Moved()
@@ -334,13 +315,7 @@ class IntuneClient:
                                   "check the app registration's API permissions")
         if not 200 <= status < 300:
             raise IntuneUnavailable(f"{_host(url)} answered HTTP {status}")
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            raise IntuneUnavailable(f"{_host(url)} answered with something other than JSON") from None
-        if not isinstance(answer, dict):
-            raise IntuneUnavailable(f"{_host(url)} answered with a JSON {type(answer).__name__}")
-        return answer
+        return parse_answer(text, _host(url))
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -415,6 +390,53 @@ class _PinnedSession(requests.Session):
         kwargs["verify"] = self._pinned_verify
         kwargs.setdefault("timeout", self._pinned_timeout)
         return super().request(*args, **kwargs)
+
+
+# --- parsing what Entra, Graph and Intune answer (fuzz target intune-answers) -----------------
+
+
+def parse_answer(text: str, host: str) -> dict[str, Any]:
+    """A JSON object, or IntuneUnavailable (never a JSONDecodeError or RecursionError)."""
+    try:
+        answer = json.loads(text)
+    except (ValueError, RecursionError):
+        raise IntuneUnavailable(f"{host} answered with something other than JSON") from None
+    if not isinstance(answer, dict):
+        raise IntuneUnavailable(f"{host} answered with a JSON {type(answer).__name__}")
+    return answer
+
+
+def parse_discovery(answer: dict[str, Any]) -> dict[str, str]:
+    """Graph's endpoints of Intune's service principal, by provider name (lower case)."""
+    values = answer.get("value")
+    if not isinstance(values, list):
+        raise IntuneUnavailable("Graph's service discovery answer has no 'value'")
+    found: dict[str, str] = {}
+    for item in values:
+        if isinstance(item, dict):
+            name = item.get("providerName") or item.get("serviceName")
+            uri = item.get("uri")
+            if isinstance(name, str) and isinstance(uri, str):
+                found[name.lower()] = uri
+    return found
+
+
+def parse_revocations(answer: dict[str, Any]) -> list[RevocationRequest]:
+    """The revocation requests of a downloadRevocationRequests answer."""
+    items = answer.get("value")
+    if not isinstance(items, list):
+        raise IntuneUnavailable("Intune's revocation list has no 'value'")
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), (str, int)) and not isinstance(
+                item.get(k), bool) for k in ("requestContext", "serialNumber")):
+            raise IntuneUnavailable("Intune sent a malformed revocation request")
+        issuer, ca_configuration = item.get("issuerName"), item.get("caConfiguration")
+        out.append(RevocationRequest(request_context=str(item["requestContext"]),
+                                     serial_number=str(item["serialNumber"]),
+                                     issuer_name=issuer if isinstance(issuer, str) else "",
+                                     ca_configuration=ca_configuration if isinstance(ca_configuration, str) else None))
+    return out
 
 
 def _b64(der: bytes) -> str:
