@@ -19,6 +19,7 @@ TARGETS: dict[str, str] = {
     "mde2-discover": "fuzz.targets.mde2_discover",
     "intune-answers": "fuzz.targets.intune_answers",
     "ad-security-descriptor": "fuzz.targets.ad_security_descriptor",
+    "ad-directory-entries": "fuzz.targets.ad_directory_entries",
 }
 """Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and
 ``test_one_input(data)``; the latter swallows the parser's declared client errors
