@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -38,8 +39,12 @@ def derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
 
 
+_SEALED_RE = re.compile(r"^v1\.[A-Za-z0-9_-]{38,}={0,2}$")  # 12-byte IV + 16-byte tag at least
+
+
 def is_sealed(value: str) -> bool:
-    return value.startswith(PREFIX)
+    """Whether ``value`` has the form :meth:`Sealer.seal` gives (not whether it opens)."""
+    return _SEALED_RE.match(value) is not None
 
 
 class Sealer:

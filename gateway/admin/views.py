@@ -14,6 +14,7 @@ from cryptography import x509
 from ..ca.backend import IssuedCertificate, RevocationReason
 from ..ca.pem import cert_to_pem, load_certificate
 from ..profiles.model import EKU_NAMES, Profile, format_period
+from ..sealing import is_sealed
 from ..store.records import (
     CARecord,
     CertificateRecord,
@@ -153,6 +154,22 @@ def profile_view(profile: Profile) -> dict[str, Any]:
     }
 
 
+SEALED = "(sealed)"
+
+
+def redacted(value: Any) -> Any:
+    """Settings as the admin API shows them: a sealed secret (a directory password, an Intune
+    client secret) is shown as ``(sealed)``, never its ciphertext; a PATCH that leaves the key
+    out keeps it."""
+    if isinstance(value, dict):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    if isinstance(value, str) and is_sealed(value):
+        return SEALED
+    return value
+
+
 def config_view(rec: ProtocolConfigRecord) -> dict[str, Any]:
     return {
         "id": rec.id,
@@ -160,7 +177,7 @@ def config_view(rec: ProtocolConfigRecord) -> dict[str, Any]:
         "ca": rec.ca_id,
         "profiles": list(rec.profiles),
         "default_profile": rec.default_profile,
-        "settings": dict(rec.settings),
+        "settings": redacted(dict(rec.settings)),
         "credentials": sorted(rec.credentials),  # names only; values are secrets
         "enabled": rec.enabled,
         "created_at": iso(rec.created_at),

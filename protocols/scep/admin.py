@@ -1,6 +1,8 @@
 """Admin API for SCEP under ``/admin/scep/...``: one-time challenges, the static challenge,
 challenge-admin credentials (mscep_admin page and webhook: enrollment credentials of the
-door, :mod:`.admins`) and the RA certificates.
+door, :mod:`.admins`), the RA certificates, and what an Intune administrator enters for an
+Intune configuration (SCEP server URL and the chain of the trusted certificate profile;
+never the client secret).
 
 Routes are declared as :class:`gateway.admin.spec.Route` entries like the core's, and
 added to the admin OpenAPI document, so they are authenticated by the admin app's
@@ -29,6 +31,7 @@ from gateway.errors import BadRequest, NotFound
 from .admins import remove_challenge_admin, set_challenge_admin
 from .challenge import STATIC, issue_dynamic_challenge, set_static_challenge
 from .ra import issue_ra
+from .intune.settings import IntuneSettings
 from .service import ScepService, install, service_of
 from .settings import CHALLENGE_LIFETIME_CEILING, ScepSettings
 
@@ -175,6 +178,47 @@ async def create_ra(request: web.Request) -> web.Response:
     return web.json_response(ra_view(ra), status=201)
 
 
+def _intune(rec: ProtocolConfigRecord) -> IntuneSettings:
+    intune = ScepSettings.of(rec).intune
+    if intune is None:
+        raise NotFound(f"SCEP configuration {rec.id!r} has no Intune connection; set it with "
+                       f"`gateway scep intune set --config {rec.id} ...`")
+    return intune
+
+
+async def _chain_pem(svc: ScepService, rec: ProtocolConfigRecord) -> str:
+    """The configuration's CA first, up to its root: the root goes in Intune's trusted
+    certificate profile (and each issuing CA in one of its own)."""
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in await svc.door.chain(rec.ca_id))
+
+
+async def get_intune(request: web.Request) -> web.Response:
+    """The values the Intune SCEP and trusted certificate profiles need (as ``gateway scep
+    intune show`` prints them), from the store, so they hold for any CA the API created."""
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    intune = _intune(rec)
+    return web.json_response({
+        "config": rec.id, "ca": rec.ca_id, "scep_server_url": f"{svc.door.config.http_url}/scep/{rec.id}",
+        "tenant": intune.tenant, "client_id": intune.client_id, "authority_url": intune.authority_url,
+        "graph_url": intune.graph_url, "revocation_sync_seconds": intune.revocation_sync_seconds,
+        "trusted_certificate_chain_pem": await _chain_pem(svc, rec),
+        "trusted_certificate_chain_url": str(request.app.router["getScepIntuneChain"].url_for(id=rec.id)),
+    })
+
+
+async def download_intune_chain(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    QueryArgs(request).done()
+    rec = await _config(request, svc)
+    _intune(rec)
+    return web.Response(
+        body=(await _chain_pem(svc, rec)).encode(), content_type="application/x-pem-file",
+        headers={"Content-Disposition": f'attachment; filename="{rec.ca_id}-chain.pem"'},
+    )
+
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/scep/{id}/challenges", create_challenge, "createScepChallenge",
           "Issue a one-time SCEP challenge password (optionally bound to a subject)", TAG,
@@ -201,6 +245,12 @@ ROUTES: tuple[Route, ...] = (
           "Issue a new RA (current: renew now; next: for GetNextCACert during a CA rollover)", TAG,
           (Reply(201, "The new RA certificate", "ScepRa"),), body="ScepRaCreate", body_optional=True,
           errors=(404, 503)),
+    Route("GET", "/scep/{id}/intune", get_intune, "getScepIntune",
+          "What the Intune SCEP and trusted certificate profiles need (never the client secret)", TAG,
+          (Reply(200, "SCEP server URL, Entra app and the chain to trust", "ScepIntune"),), errors=(404, 503)),
+    Route("GET", "/scep/{id}/intune/chain.pem", download_intune_chain, "getScepIntuneChain",
+          "Download the chain for Intune's trusted certificate profile (CA first, root last)", TAG,
+          (Reply(200, "PEM certificates", media_type="application/x-pem-file"),), errors=(404, 503)),
 )
 
 _S = {"type": "string"}
@@ -231,6 +281,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
          "issuer": _S, "serial": _S, "not_after": _DT, "sha256": _S, "certificate_pem": _S},
         ["id", "role", "subject", "issuer", "serial", "not_after", "sha256", "certificate_pem"]),
     "ScepRaList": openapi.object_schema({"items": {"type": "array", "items": openapi.ref("ScepRa")}}, ["items"]),
+    "ScepIntune": openapi.object_schema(
+        {"config": _S, "ca": _S,
+         "scep_server_url": {"type": "string", "description": "The SCEP certificate profile's SCEP Server URL"},
+         "tenant": _S, "client_id": {"type": "string", "description": "The Entra app registration's client id"},
+         "authority_url": _S, "graph_url": _S, "revocation_sync_seconds": {"type": "integer", "minimum": 0},
+         "trusted_certificate_chain_pem": {"type": "string", "description": (
+             "PEM, the configuration's CA first and the root last (the trusted certificate profile's)")},
+         "trusted_certificate_chain_url": {"type": "string", "description": "The same chain as a download"}},
+        ["config", "ca", "scep_server_url", "tenant", "client_id", "authority_url", "graph_url",
+         "revocation_sync_seconds", "trusted_certificate_chain_pem", "trusted_certificate_chain_url"],
+        closed=True),
 }
 
 

@@ -9,7 +9,7 @@ from gateway.errors import ConfigError
 from protocols.scep.intune.settings import AUTHORITY_URL, GRAPH_URL, parse_intune
 from protocols.scep.settings import parse_settings
 
-SEALED = "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # shape only: parsing never opens it
+SEALED = "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # shape only: parsing never opens it
 TABLE = {"tenant": "contoso.onmicrosoft.com", "client_id": "11111111-2222-3333-4444-555555555555",
          "client_secret": SEALED}
 
