@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import re
@@ -24,7 +25,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import AttributeOID, NameOID
 
 INTUNE_APP_ID = "0000000a-0000-0000-c000-000000000000"
@@ -36,6 +38,7 @@ API_VERSIONS = {SCEP_SERVICE: "2018-02-20", PKI_SERVICE: "5019-05-05"}
 ACTIONS = {SCEP_SERVICE: ("ScepActions", {"validateRequest", "successNotification", "failureNotification"}),
            PKI_SERVICE: ("CertificateAuthorityRequests", {"downloadRevocationRequests", "uploadRevocationResults"})}
 TOKEN_LIFETIME = 3599
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _EXPIRY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _THUMBPRINT = re.compile(r"^[0-9A-F]{40}$")
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
@@ -96,6 +99,7 @@ class IntuneSimulator:
     token_requests: list[str] = field(default_factory=list)  # the scope of each token request
     challenges: dict[str, Challenge] = field(default_factory=dict)
     base_url: str = ""
+    client_certificate: x509.Certificate | None = None  # the app's registered certificate (client assertions)
     ca_file: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +119,10 @@ class IntuneSimulator:
         value = secrets.token_urlsafe(32)
         self.challenges[value] = Challenge(value, device_id, user, subject_cn, time.time() + valid_for)
         return value
+
+    def register_certificate(self, certificate: x509.Certificate) -> None:
+        """Upload a certificate to the app registration: client assertions signed by its key sign in."""
+        self.client_certificate = certificate
 
     def expire(self, challenge: str) -> None:
         self.challenges[challenge].expires = time.time() - 1
@@ -233,7 +241,12 @@ class IntuneSimulator:
         if client_id != self.client_id:
             return _aad_error(400, "unauthorized_client", f"AADSTS700016: Application with identifier "
                                                           f"'{client_id}' was not found in the directory.")
-        if not secrets.compare_digest(secret.encode(), self.client_secret.encode()):
+        if form.get("client_assertion_type") == ASSERTION_TYPE:
+            refusal = self._assertion_refusal(str(form.get("client_assertion", "")), client_id, request)
+            if refusal is not None:
+                return _aad_error(401, "invalid_client", f"AADSTS700027: Client assertion failed signature "
+                                                         f"validation. {refusal}")
+        elif not secrets.compare_digest(secret.encode(), self.client_secret.encode()):
             return _aad_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided. Ensure the "
                                                      "secret being sent in the request is the client secret "
                                                      f"value, not the client secret ID, for a secret added to "
@@ -248,6 +261,50 @@ class IntuneSimulator:
         self._tokens[token] = (scope, time.time() + TOKEN_LIFETIME)
         return web.json_response({"token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
                                   "ext_expires_in": TOKEN_LIFETIME, "access_token": token})
+
+    def _assertion_refusal(self, assertion: str, client_id: str, request: web.Request) -> str | None:
+        """Why a client_assertion JWT does not sign in, or None: signature by the registered
+        certificate's key (RS256 or PS256), its thumbprint header, aud, iss == sub, exp."""
+        cert = self.client_certificate
+        if cert is None:
+            return "No certificate is registered for this application."
+        try:
+            head64, body64, sig64 = assertion.split(".")
+            header, claims = json.loads(_unb64(head64)), json.loads(_unb64(body64))
+            signature = _unb64(sig64)
+        except (ValueError, TypeError):
+            return "The assertion is not a JWT."
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            return "The assertion is not a JWT."
+        der = cert.public_bytes(serialization.Encoding.DER)
+        sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is SHA-1 by definition
+        sha256 = _b64url(hashlib.sha256(der).digest())
+        if _unpadded(header.get("x5t")) != sha1 and _unpadded(header.get("x5t#S256")) != sha256:
+            return "The key used is not registered for this application (x5t / x5t#S256)."
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            return "The registered certificate has no RSA key."
+        signed = f"{head64}.{body64}".encode()
+        pad: padding.AsymmetricPadding
+        if header.get("alg") == "RS256":
+            pad = padding.PKCS1v15()
+        elif header.get("alg") == "PS256":
+            pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+        else:
+            return f"Unsupported algorithm {header.get('alg')!r}."
+        try:
+            key.verify(signature, signed, pad, hashes.SHA256())
+        except InvalidSignature:
+            return "The signature does not verify with the registered certificate's key."
+        audience = f"{self.base_url}/{self.tenant}/oauth2/v2.0/token"
+        if claims.get("aud") != audience:
+            return f"Invalid audience {claims.get('aud')!r}."
+        if not claims.get("iss") == claims.get("sub") == client_id:
+            return "iss and sub must be the client id."
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp <= time.time():
+            return "The assertion has expired."
+        return None
 
     def _bearer(self, request: web.Request, scope: str) -> bool:
         header = request.headers.get("Authorization", "")
@@ -430,6 +487,19 @@ def _code(code: str, description: str = "") -> web.Response:
 
 def _service_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _unpadded(value: Any) -> str | None:
+    """A base64url thumbprint without its padding (msal pads it, RFC 7515 does not)."""
+    return value.rstrip("=") if isinstance(value, str) else None
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _aad_error(status: int, error: str, description: str) -> web.Response:

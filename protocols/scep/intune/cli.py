@@ -16,7 +16,11 @@ import copy
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.door import Door, DoorCommand, ProtocolConfigRecord, cli_actor, door_command
 from gateway.errors import BadRequest, ConfigError
@@ -24,7 +28,7 @@ from gateway.errors import BadRequest, ConfigError
 from ..settings import parse_settings
 from .clients import IntuneClients
 from .revocation import sync_revocations
-from .settings import VERIFIER, parse_intune, seal_secret
+from .settings import VERIFIER, parse_intune, seal_key, seal_secret
 
 PROTOCOL = "scep"
 Command = DoorCommand
@@ -48,7 +52,32 @@ def intune_table(args: argparse.Namespace, current: dict[str, Any], door: Door, 
         if not secret:
             raise BadRequest("the client secret read from stdin is empty")
         table["client_secret"] = seal_secret(door, config_id, secret)
+        table.pop("client_certificate", None)
+        table.pop("client_key", None)
+    if (args.client_certificate is None) != (args.client_key_file is None):
+        raise BadRequest("--client-certificate and --client-key-file go together")
+    if args.client_certificate is not None:
+        if args.client_secret_stdin:
+            raise BadRequest("give a client secret or a certificate, not both")
+        table["client_certificate"] = str(Path(args.client_certificate).resolve())
+        _thumbprint_of(Path(table["client_certificate"]))  # refused now if it is no certificate
+        try:
+            key_pem = Path(args.client_key_file).read_bytes()
+            serialization.load_pem_private_key(key_pem, password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise BadRequest(f"--client-key-file: not an unencrypted PEM private key ({type(exc).__name__})") from None
+        table["client_key"] = seal_key(door, config_id, key_pem)
+        table.pop("client_secret", None)
     return table
+
+
+def _thumbprint_of(path: Path) -> str:
+    """The SHA-1 thumbprint Entra shows for an uploaded certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"{path}: not a PEM certificate ({type(exc).__name__})") from None
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's thumbprint
 
 
 async def cmd_set(door: Door, args: argparse.Namespace) -> int:
@@ -77,6 +106,9 @@ def show(door: Door, config_id: str, ca_id: str, settings: dict[str, Any]) -> di
     if intune is not None:
         out.update(tenant=intune.tenant, client_id=intune.client_id, authority_url=intune.authority_url,
                    graph_url=intune.graph_url, revocation_sync_seconds=intune.revocation_sync_seconds)
+        if intune.client_certificate is not None:  # upload it under Certificates & secrets
+            out.update(client_certificate=str(intune.client_certificate),
+                       client_certificate_thumbprint=_thumbprint_of(intune.client_certificate))
     return out
 
 
@@ -115,6 +147,8 @@ def add_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: ar
     s.add_argument("--tenant", help="Entra tenant id (GUID) or name (contoso.onmicrosoft.com)")
     s.add_argument("--client-id", help="the app registration's application (client) id")
     s.add_argument("--client-secret-stdin", action="store_true", help="read the client secret from stdin (sealed)")
+    s.add_argument("--client-certificate", help="the app's PEM certificate, instead of a secret (its path is stored)")
+    s.add_argument("--client-key-file", help="its unencrypted PEM private key (read once, sealed)")
     s.add_argument("--authority-url", help="Entra ID base URL (default https://login.microsoftonline.com)")
     s.add_argument("--graph-url", help="Microsoft Graph base URL (default https://graph.microsoft.com)")
     s.add_argument("--ca-file", help="extra CA bundle for Entra ID, Graph and Intune (absolute path)")

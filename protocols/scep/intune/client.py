@@ -65,13 +65,31 @@ class IntuneConnection:
 
     tenant: str
     client_id: str
-    client_secret: str = field(repr=False)
+    client_secret: str | None = field(default=None, repr=False)
     authority_url: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com"
     ca_file: Path | None = None  # extra trust (tests: the simulator's CA); verification is always on
     provider: str = "enrollment-gateway/0.1"  # callerInfo and UserAgent (PROVIDER_NAME_AND_VERSION)
     timeout: float = 10.0  # per HTTP call
     retries: int = 3  # attempts in all, on 5xx, timeouts and connection errors (backoff 0.5 s, 1 s, 2 s ...)
+    client_certificate: bytes | None = None  # PEM: the app's certificate, instead of a secret
+    client_key: bytes | None = field(default=None, repr=False)  # its PEM private key, unencrypted in memory
+
+    def __post_init__(self) -> None:
+        has_certificate = self.client_certificate is not None or self.client_key is not None
+        if (self.client_secret is not None) == has_certificate or (
+                has_certificate and (self.client_certificate is None or self.client_key is None)):
+            raise ValueError("an Intune connection needs either a client secret or a certificate and its key")
+
+    def credential(self) -> str | dict[str, str]:
+        """msal's client_credential: the secret, or the certificate from which msal signs a
+        client_assertion (RS256, x5t = the SHA-1 thumbprint), so the key never leaves the process."""
+        if self.client_secret is not None:
+            return self.client_secret
+        assert self.client_certificate is not None and self.client_key is not None
+        certificate = x509.load_pem_x509_certificate(self.client_certificate)
+        return {"private_key": self.client_key.decode("ascii"), "thumbprint": _thumbprint(certificate),
+                "public_certificate": certificate.public_bytes(Encoding.PEM).decode("ascii")}
 
 
 class IntuneUnavailable(GatewayError):
@@ -329,7 +347,7 @@ class IntuneClient:
                 http = _PinnedSession(verify, conn.timeout)
                 try:
                     self._app = await asyncio.to_thread(
-                        msal.ConfidentialClientApplication, conn.client_id, client_credential=conn.client_secret,
+                        msal.ConfidentialClientApplication, conn.client_id, client_credential=conn.credential(),
                         authority=authority, instance_discovery=False, http_client=http)
                 except OSError as exc:
                     http.close()
@@ -360,7 +378,7 @@ class IntuneClient:
 
     def _scrub(self, text: str) -> str:
         secret = self._conn.client_secret
-        return text.replace(secret, "<secret>") if secret else text
+        return text.replace(secret, "<secret>") if secret else text  # a key's PEM is never in an answer
 
     def _client_session(self) -> aiohttp.ClientSession:
         if self._session is None:

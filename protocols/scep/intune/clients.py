@@ -14,7 +14,7 @@ import logging
 from gateway.door import Door
 
 from .client import IntuneClient, IntuneConnection
-from .settings import IntuneSettings, client_secret
+from .settings import IntuneSettings, client_certificate, client_key, client_secret
 
 log = logging.getLogger("gateway.scep.intune")
 
@@ -24,9 +24,13 @@ PROVIDER = "enrollment-gateway/0.1"
 
 def connection_for(door: Door, config_id: str, settings: IntuneSettings) -> IntuneConnection:
     """What the client needs, the secret unsealed (ConfigError when it does not open)."""
+    with_certificate = settings.client_certificate is not None
     return IntuneConnection(
         tenant=settings.tenant, client_id=settings.client_id,
-        client_secret=client_secret(door, config_id, settings), authority_url=settings.authority_url,
+        client_secret=None if with_certificate else client_secret(door, config_id, settings),
+        client_certificate=client_certificate(config_id, settings) if with_certificate else None,
+        client_key=client_key(door, config_id, settings) if with_certificate else None,
+        authority_url=settings.authority_url,
         graph_url=settings.graph_url, ca_file=settings.ca_file, provider=PROVIDER, timeout=settings.timeout,
         retries=settings.retries,
     )

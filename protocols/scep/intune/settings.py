@@ -9,6 +9,9 @@ key                          default                           meaning
 ``client_secret``            (required)                        its secret, **sealed** (``gateway
                                                                scep intune set`` seals it; a plain
                                                                text secret is refused)
+``client_certificate``       (or ``client_secret``)            absolute path of the app's PEM
+                                                               certificate (read at use)
+``client_key``               (with ``client_certificate``)     its private key PEM, **sealed**
 ``authority_url``            ``https://login.microsoftonline.com``  Entra ID (https only)
 ``graph_url``                ``https://graph.microsoft.com``   Microsoft Graph (https only)
 ``ca_file``                  the system store                  extra CA bundle for both
@@ -42,12 +45,14 @@ if TYPE_CHECKING:
 
 VERIFIER = "intune"
 """Its name in ``challenge_verifiers``."""
-KEYS = {"tenant", "client_id", "client_secret", "authority_url", "graph_url", "ca_file", "timeout_seconds",
+KEYS = {"tenant", "client_id", "client_secret", "client_certificate", "client_key", "authority_url", "graph_url", "ca_file", "timeout_seconds",
         "retries", "revocation_sync_seconds"}
 AUTHORITY_URL = "https://login.microsoftonline.com"
 GRAPH_URL = "https://graph.microsoft.com"
 SEAL_PURPOSE = "intune client secret"
+KEY_SEAL_PURPOSE = "intune client key"
 SET_COMMAND = "gateway scep intune set --config {id} --client-secret-stdin"
+CERT_COMMAND = "gateway scep intune set --config {id} --client-certificate CERT.pem --client-key-file KEY.pem"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,9 @@ class IntuneSettings:
 
     tenant: str
     client_id: str
-    client_secret: str = field(repr=False)  # sealed (v1.)
+    client_secret: str | None = field(default=None, repr=False)  # sealed (v1.)
+    client_certificate: Path | None = None
+    client_key: str | None = field(default=None, repr=False)  # sealed (v1.)
     authority_url: str = AUTHORITY_URL
     graph_url: str = GRAPH_URL
     ca_file: Path | None = None
@@ -74,8 +81,36 @@ def seal_secret(door: Door, config_id: str, secret: str) -> str:
     return door.sealer(SEAL_PURPOSE).seal(secret.encode(), seal_context(config_id))
 
 
+def seal_key(door: Door, config_id: str, key_pem: bytes) -> str:
+    return door.sealer(KEY_SEAL_PURPOSE).seal(key_pem, seal_context(config_id))
+
+
+def client_key(door: Door, config_id: str, settings: IntuneSettings) -> bytes:
+    """The unsealed private key PEM; ConfigError names what is wrong, never the value."""
+    try:
+        if settings.client_key is None:
+            raise sealing.SealError("no key")
+        return door.sealer(KEY_SEAL_PURPOSE).unseal(settings.client_key, seal_context(config_id))
+    except sealing.SealError:
+        raise ConfigError(
+            f"SCEP configuration {config_id!r}: settings.intune.client_key does not open with this CA "
+            f"passphrase; set it again with `{CERT_COMMAND.format(id=config_id)}`") from None
+
+
+def client_certificate(config_id: str, settings: IntuneSettings) -> bytes:
+    """The certificate PEM, read now (a renewed certificate is used without editing the table)."""
+    assert settings.client_certificate is not None
+    try:
+        return settings.client_certificate.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"SCEP configuration {config_id!r}: settings.intune.client_certificate "
+                          f"{settings.client_certificate} cannot be read ({exc.strerror})") from None
+
+
 def client_secret(door: Door, config_id: str, settings: IntuneSettings) -> str:
     """The unsealed client secret; ConfigError names what is wrong, never the value."""
+    if settings.client_secret is None:
+        raise ConfigError(f"SCEP configuration {config_id!r} authenticates with a certificate, not a secret")
     try:
         return door.sealer(SEAL_PURPOSE).unseal(settings.client_secret, seal_context(config_id)).decode()
     except (sealing.SealError, UnicodeDecodeError):
@@ -110,6 +145,32 @@ def _int(raw: dict[str, Any], key: str, config_id: str, default: int, low: int, 
     return value
 
 
+def _credential(raw: dict[str, Any], config_id: str) -> tuple[str | None, Path | None, str | None]:
+    """Exactly one way to sign in: a sealed secret, or a certificate path and its sealed key."""
+    secret, certificate, key = raw.get("client_secret"), raw.get("client_certificate"), raw.get("client_key")
+    if secret is not None and (certificate is not None or key is not None):
+        raise ConfigError(f"SCEP configuration {config_id!r}: settings.intune has both client_secret and "
+                          "client_certificate/client_key; keep one way to sign in")
+    if certificate is None and key is None:
+        if not isinstance(secret, str) or not secret:
+            raise _fail(config_id, "client_secret", f"is required (or client_certificate and client_key); set it "
+                        f"with `{SET_COMMAND.format(id=config_id)}` or `{CERT_COMMAND.format(id=config_id)}`")
+        if not sealing.is_sealed(secret):
+            raise _fail(config_id, "client_secret", "must be sealed (a plain-text secret is never stored); set it "
+                        f"with `{SET_COMMAND.format(id=config_id)}`")
+        return secret, None, None
+    if not isinstance(certificate, str) or not certificate.startswith("/"):
+        raise _fail(config_id, "client_certificate", "must be an absolute path (with client_key); set it with "
+                    f"`{CERT_COMMAND.format(id=config_id)}`")
+    if not isinstance(key, str) or not key:
+        raise _fail(config_id, "client_key", f"is required with client_certificate; set it with "
+                    f"`{CERT_COMMAND.format(id=config_id)}`")
+    if not sealing.is_sealed(key):
+        raise _fail(config_id, "client_key", "must be sealed (a plain-text private key is never stored); set it "
+                    f"with `{CERT_COMMAND.format(id=config_id)}`")
+    return None, Path(certificate), key
+
+
 def parse_intune(raw: Any, config_id: str) -> IntuneSettings | None:
     """The ``intune`` table, or None when the configuration has none."""
     if raw is None:
@@ -119,12 +180,7 @@ def parse_intune(raw: Any, config_id: str) -> IntuneSettings | None:
     unknown = sorted(set(raw) - KEYS)
     if unknown:
         raise ConfigError(f"SCEP configuration {config_id!r}: settings.intune has unknown keys {unknown}")
-    secret = raw.get("client_secret")
-    if not isinstance(secret, str) or not secret:
-        raise _fail(config_id, "client_secret", f"is required; set it with `{SET_COMMAND.format(id=config_id)}`")
-    if not sealing.is_sealed(secret):
-        raise _fail(config_id, "client_secret", "must be sealed (a plain-text secret is never stored); set it with "
-                    f"`{SET_COMMAND.format(id=config_id)}`")
+    secret, certificate, key = _credential(raw, config_id)
     ca_file = raw.get("ca_file")
     if ca_file is not None and (not isinstance(ca_file, str) or not ca_file.startswith("/")):
         raise _fail(config_id, "ca_file", "must be an absolute path")
@@ -133,7 +189,7 @@ def parse_intune(raw: Any, config_id: str) -> IntuneSettings | None:
         raise _fail(config_id, "timeout_seconds", "must be a number from 0.1 to 120")
     return IntuneSettings(
         tenant=_text(raw, "tenant", config_id), client_id=_text(raw, "client_id", config_id),
-        client_secret=secret, authority_url=_https(raw, "authority_url", config_id, AUTHORITY_URL),
+        client_secret=secret, client_certificate=certificate, client_key=key, authority_url=_https(raw, "authority_url", config_id, AUTHORITY_URL),
         graph_url=_https(raw, "graph_url", config_id, GRAPH_URL),
         ca_file=Path(ca_file) if ca_file is not None else None, timeout=float(timeout),
         retries=_int(raw, "retries", config_id, 3, 0, 10),
