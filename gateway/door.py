@@ -18,9 +18,9 @@ import argparse
 import contextlib
 import datetime as dt
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Protocol
 
 from aiohttp import web
 from cryptography import x509
@@ -70,6 +70,8 @@ __all__ = [
     "CertificateRecord", "EndEntityRecord", "ProtocolConfigRecord", "RequestRecord",
     "CertificateStatus", "GeneratedKeyCertificate", "IssuedCertificate", "IssueOverrides",
     "CsrPolicy", "PendingRequest", "RevocationReason", "serial_hex", "serial_int", "utcnow", "Clock",
+    # one-time challenges one protocol hands out for another (door.challenge_issuer)
+    "ChallengeIssuer", "OneTimeChallenge",
     # enrollment credentials (door.credentials)
     "Credentials", "CredentialInfo", "IssuedCredential", "LockedOut", "LockoutPolicy", "DEFAULT_LOCKOUT",
     "NO_LOCKOUT", "check_username",
@@ -83,6 +85,40 @@ Enrollment = IssuedCertificate | PendingRequest
 OwnTablesInTransaction = Callable[[AsyncConnection, x509.Certificate], Awaitable[None]]
 """Protocol state that must commit with the certificate (an ACME order turning valid,
 a SCEP transaction recorded): runs on the issuance transaction's connection."""
+
+
+@dataclass(frozen=True)
+class OneTimeChallenge:
+    """A challenge just issued: its value in clear (returned once, stored hashed by the
+    protocol that redeems it), when it expires and the subject it is bound to."""
+
+    value: str = field(repr=False)
+    config_id: str
+    expires_at: dt.datetime
+    bound_subject: str
+    url: str
+    """Where the device redeems it (the configuration's enrollment URL)."""
+
+
+class ChallengeIssuer(Protocol):
+    """What a protocol that redeems one-time challenges (SCEP) offers the protocols that
+    hand them out (the MDM web service): its adapter's ``challenge_issuer(door)``, reached
+    through :meth:`Door.challenge_issuer`, so no protocol imports another."""
+
+    async def issue(
+        self, config_id: str, *, bound_subject: str, profile: str, issued_by: str,
+        ttl: dt.timedelta | None = None, attributes: Mapping[str, str] | None = None,
+    ) -> OneTimeChallenge:
+        """A one-time challenge for the configuration ``config_id``, valid once, for a
+        request whose subject is ``bound_subject``, issued under ``profile``; ``ttl``
+        None takes the configuration's default. NotFound / BadRequest / Conflict."""
+
+    async def provision(self, config_id: str, ca_id: str, *, profiles: list[str], actor: str) -> str:
+        """Create a configuration of the redeeming protocol that accepts only these
+        one-time challenges, offering ``profiles``; returns its URL."""
+
+    def url(self, config_id: str) -> str:
+        """The enrollment URL of the configuration ``config_id``."""
 
 
 class ProtocolTables:
@@ -385,6 +421,17 @@ class Door:
     async def record_event(self, type: str, status: str, **fields: Any) -> int:
         """An audit event (identifiers and outcomes only: never secrets, CSRs or keys)."""
         return await self._gw.authority.events.record(type, status, **fields)
+
+    # --- other protocols' offers -------------------------------------------------------
+    def challenge_issuer(self, protocol: str) -> ChallengeIssuer | None:
+        """The one-time challenges ``protocol`` redeems (SCEP's), None when that protocol
+        is not installed or offers none. Its own door does the work, so what it writes
+        is audited and scoped as that protocol's."""
+        from .composition import adapter
+
+        found = adapter(protocol)
+        offer = getattr(found, "challenge_issuer", None) if found is not None else None
+        return None if offer is None else offer(self._gw.door(protocol))
 
     # --- enrollment credentials ----------------------------------------------------------
     @functools.cached_property

@@ -9,6 +9,10 @@ Nothing else of the core is reachable (the import contracts in ``.ci/run``). A p
 Alembic migrations in ``protocols/<name>/migrations/`` (a branch off the core's
 revision ``0001`` with ``branch_labels=("<name>",)``), and profiles it needs for
 certificates of its own (``profiles``: name to TOML text).
+
+Optional capabilities, looked up with ``getattr`` by the core: ``challenge_issuer(door)
+-> gateway.door.ChallengeIssuer`` (one-time challenges this protocol redeems and other
+protocols hand out: SCEP's, for the MDM web service; see ``Door.challenge_issuer``).
 """
 
 from __future__ import annotations

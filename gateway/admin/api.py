@@ -21,12 +21,34 @@ from ..web.keys import GATEWAY
 from . import cas, certificates, configs, entities, events, keygen, keys, pending, profiles
 from .auth import PRINCIPAL, REALM, authenticate, authorize
 from .inputs import MAX_BODY
+from . import openapi
 from .openapi import build_document
 from .spec import Handler, Reply, Route
 
 log = logging.getLogger("gateway.admin")
 
 OPENAPI = web.AppKey("admin_openapi", dict)
+
+
+def extend(admin: web.Application, routes: tuple[Route, ...], schemas: dict[str, dict[str, Any]], tag: str, *,
+           path_schemas: dict[str, dict[str, Any]] | None = None) -> None:
+    """A protocol's ``mount_admin``: register its routes and add them, their schemas and
+    its tag to the admin OpenAPI document (``path_schemas``: schemas of its own path
+    parameters, by name), so the middleware authenticates them and the document lists them."""
+    import copy
+
+    doc = copy.deepcopy(admin[OPENAPI])
+    doc["components"]["schemas"].update(copy.deepcopy(schemas))
+    for route in routes:
+        admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
+        op = openapi.operation(route)
+        for param in op.get("parameters", []):
+            if param.get("in") == "path" and param["name"] in (path_schemas or {}):
+                param["schema"] = dict((path_schemas or {})[param["name"]])
+        doc["paths"].setdefault(route.path, {})[route.method.lower()] = op
+    if tag not in [t["name"] for t in doc.get("tags", [])]:
+        doc.setdefault("tags", []).append({"name": tag})
+    admin[OPENAPI] = doc
 _PUBLIC = web.AppKey("admin_public_routes", frozenset)
 _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 

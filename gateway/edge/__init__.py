@@ -1,5 +1,5 @@
-"""Edge plumbing shared by every protocol: CMS (:mod:`.cms`), DER (:mod:`.der`) and
-HTTP Basic credentials (:mod:`.basic`).
+"""Edge plumbing shared by every protocol: CMS (:mod:`.cms`), DER (:mod:`.der`), safe XML
+(:mod:`.xml`), HTTP Basic credentials (:mod:`.basic`) and size-limited bodies (:mod:`.body`).
 
 Usable from the core and from ``protocols/``: these modules import only
 ``gateway.errors``, ``gateway.keys`` and third-party libraries (no store, no door).

@@ -13,6 +13,7 @@ from gateway.errors import GatewayError
 from . import admin, cli, http
 from .admins import set_challenge_admin
 from .challenge import set_static_challenge
+from .handoff import ScepChallengeIssuer
 from .intune.revocation import schedule
 from .intune.settings import parse_intune
 from .ra import RA_PROFILE, RA_PROFILE_TOML, issue_ra
@@ -77,6 +78,10 @@ class ScepAdapter:
 
     def mount_admin(self, admin_app: web.Application) -> None:
         admin.mount_admin(admin_app)
+
+    def challenge_issuer(self, door: Door) -> ScepChallengeIssuer:
+        """One-time challenges other protocols hand out (``Door.challenge_issuer``)."""
+        return ScepChallengeIssuer(door)
 
 
 def intune_profile(config: Config, rec: ProtocolConfigRecord) -> dict[str, Any]:

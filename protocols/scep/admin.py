@@ -11,7 +11,6 @@ middleware and documented the same way.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 from typing import Any
@@ -21,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.admin import openapi
-from gateway.admin.api import OPENAPI
+from gateway.admin.api import extend
 from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, read_json
 from gateway.admin.spec import Reply, Route
@@ -299,12 +298,5 @@ def mount_admin(admin: web.Application) -> None:
     """Register the routes, extend the admin OpenAPI document with them, and give the
     admin app its own :class:`ScepService` (it may be served without the HTTPS app)."""
     install(admin)
-    doc = copy.deepcopy(admin[OPENAPI])
-    doc["components"]["schemas"].update(copy.deepcopy(SCHEMAS))
-    for route in ROUTES:
-        admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
-        doc["paths"].setdefault(route.path, {})[route.method.lower()] = openapi.operation(route)
-    if TAG not in [t["name"] for t in doc.get("tags", [])]:
-        doc.setdefault("tags", []).append({"name": TAG})
-    admin[OPENAPI] = doc
+    extend(admin, ROUTES, SCHEMAS, TAG)
 

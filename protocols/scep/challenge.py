@@ -88,6 +88,7 @@ class ChallengeGrant:
     verifier: str
     entity_attributes: dict[str, Any] = field(default_factory=dict)
     token: str | None = None  # verifier-private handle (the dynamic challenge's digest)
+    profile: str | None = None  # the profile the challenge fixes (None: the configuration's default)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class DynamicChallengeVerifier:
         if not await self._repo.use_challenge(request.config.id, digest, now=request.now,
                                               used_by=request.transaction_id):
             raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was already used")
-        return ChallengeGrant(self.name, dict(rec.attributes), token=digest)
+        return ChallengeGrant(self.name, dict(rec.attributes), token=digest, profile=rec.profile)
 
     async def notify_success(self, request: ChallengeRequest, grant: ChallengeGrant, issued: IssuedInfo | None) -> None:
         return None
@@ -242,7 +243,7 @@ class IssuedChallenge:
 async def issue_dynamic_challenge(
     repo: ScepRepository, config_id: str, *, ttl: dt.timedelta, limit: int, source: str,
     issued_by: str | None, bound_subject: str | None = None, attributes: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
+    profile: str | None = None, now: dt.datetime | None = None,
 ) -> IssuedChallenge:
     """A new one-time challenge (the value is returned once and stored only hashed)."""
     now = now or utcnow()
@@ -252,7 +253,7 @@ async def issue_dynamic_challenge(
     rec = ChallengeRecord(
         challenge_sha256=challenge_digest(challenge), config_id=config_id, source=source,
         expires_at=now + ttl, issued_by=issued_by, bound_subject=bound_subject,
-        attributes=attributes or {}, created_at=now,
+        attributes=attributes or {}, profile=profile, created_at=now,
     )
     await repo.add_challenge(rec, limit=limit, now=now)
     return IssuedChallenge(challenge, rec.expires_at, bound_subject)

@@ -66,11 +66,12 @@ class SecretRecord:
 class ChallengeRecord:
     challenge_sha256: str
     config_id: str
-    source: str  # "ndes" | "api" | "cli" | "webhook"
+    source: str  # "ndes" | "api" | "cli" | "webhook" | another protocol ("mdm")
     expires_at: dt.datetime
     issued_by: str | None = None
     bound_subject: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    profile: str | None = None  # the profile the enrollment is issued under (None: the default)
     used_at: dt.datetime | None = None
     used_by: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)

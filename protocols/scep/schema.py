@@ -5,7 +5,8 @@
   GetNextCACert during a rollover) or ``retired`` (still decrypts until it expires).
 - ``scep_secrets``: hashed static challenges. (Challenge admins were here too; they are
   enrollment credentials of the core now, moved by ``migrations/scep_0003``.)
-- ``scep_challenges``: one-time dynamic challenges, by SHA-256 of the value.
+- ``scep_challenges``: one-time dynamic challenges, by SHA-256 of the value; a challenge
+  another protocol handed out may fix the profile (``migrations/scep_0006``).
 - ``scep_transactions``: transactionID -> the core request held for approval, or the
   certificate issued, so CertPoll and resent PKCSReqs find it.
 - ``scep_generations``: counters bumped in the transaction of every write to what
@@ -59,6 +60,7 @@ challenges = Table(
     Column("issued_by", String(255), nullable=True),
     Column("bound_subject", Text, nullable=True),
     Column("attributes", JSONDoc(), nullable=False),
+    Column("profile", String(64), nullable=True),  # migrations/scep_0006: None = the default
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
     Column("used_by", String(TRANSACTION_ID_LENGTH), nullable=True),

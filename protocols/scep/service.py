@@ -431,6 +431,8 @@ class ScepService:
         try:
             result = await self.door.enroll(
                 ctx.record.id, csr, entity=entity, entity_kind="device",
+                profile=(renewal_of.profile if renewal_of is not None
+                         else grant.profile if grant is not None else None),
                 event_type="renew" if renewal_of else "issue", actor=f"scep:{msg.transaction_id}",
                 request_id=request_id, entity_attributes=attributes or None,
                 record=ctx.record, within=save_with_certificate,
@@ -502,7 +504,8 @@ class ScepService:
         if rec.entity_id is not None:
             ent = await self.door.entity(rec.entity_id)
             entity = ent.name if ent is not None else None
-        return _Renewal(rec.serial, entity or _entity_name(csr, msg.transaction_id))
+        kept = rec.profile if rec.profile in ctx.record.profiles else None
+        return _Renewal(rec.serial, entity or _entity_name(csr, msg.transaction_id), kept)
 
     async def _request_id(self, ctx: ConfigContext, transaction_id: str) -> str:
         """The core request id for this transaction (:func:`request_id_for`); a fresh one
@@ -577,6 +580,7 @@ class ScepService:
 class _Renewal:
     serial: str
     entity_name: str
+    profile: str | None = None  # the renewed certificate's, when this configuration still offers it
 
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*")

@@ -8,14 +8,13 @@ so the admin app's middleware authenticates them and the document lists them.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin import openapi
-from gateway.admin.api import OPENAPI
+from gateway.admin.api import extend
 from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, read_json
 from gateway.admin.spec import Reply, Route
@@ -109,15 +108,4 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 
 def mount_admin(admin: web.Application) -> None:
     """Register the routes and extend the admin OpenAPI document with them."""
-    doc = copy.deepcopy(admin[OPENAPI])
-    doc["components"]["schemas"].update(copy.deepcopy(SCHEMAS))
-    for route in ROUTES:
-        admin.router.add_route(route.method, route.path, route.handler, name=route.operation_id)
-        op = openapi.operation(route)
-        for param in op.get("parameters", []):
-            if param.get("in") == "path" and param["name"] == "username":
-                param["schema"] = dict(USERNAME)
-        doc["paths"].setdefault(route.path, {})[route.method.lower()] = op
-    if TAG not in [t["name"] for t in doc.get("tags", [])]:
-        doc.setdefault("tags", []).append({"name": TAG})
-    admin[OPENAPI] = doc
+    extend(admin, ROUTES, SCHEMAS, TAG, path_schemas={"username": USERNAME})

@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from . import soap
-from . import xml as X
+from gateway.edge import xml as X
 from .wssecurity import WSSE
 from .wstep import BASE64, WST, WSTEP
-from .xml import Element
+from gateway.edge.xml import Element
 
 NS = "http://schemas.microsoft.com/windows/management/2012/01/enrollment"
 READ_NAMESPACES = (NS, NS + "/")

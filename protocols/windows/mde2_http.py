@@ -31,7 +31,7 @@ from gateway.door import door as door_of
 from gateway.errors import ConfigError, ErrorKind, GatewayError, NotFound
 
 from . import ces, mde2, paths, soap, wssecurity, wstep
-from . import xml as X
+from gateway.edge import xml as X
 from .paths import CERTIFICATE, USERNAME
 from .settings import WindowsSettings
 

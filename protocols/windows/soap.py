@@ -1,7 +1,7 @@
 """SOAP 1.2 with WS-Addressing, as the CEP and CES services speak it (WCF's wsHttpBinding).
 
 A request goes through :func:`endpoint`: body read with a size limit, parsed by
-:func:`protocols.windows.xml.parse`, checked by :func:`parse_envelope`, handed to the
+:func:`gateway.edge.xml.parse`, checked by :func:`parse_envelope`, handed to the
 handler; whatever goes wrong comes back as a SOAP 1.2 fault (HTTP 500 and
 ``application/soap+xml``, as WCF answers every fault), never a traceback.
 
@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gateway.edge.body import BodyTooLarge, read_limited
 from gateway.errors import ErrorKind, GatewayError
 
-from . import xml as X
-from .xml import Element
+from gateway.edge import xml as X
+from gateway.edge.xml import Element
 
 log = logging.getLogger("gateway.windows")
 
@@ -248,14 +249,10 @@ Handler = Callable[[web.Request, Envelope], Awaitable[Reply]]
 
 async def read_body(request: web.Request, max_bytes: int = X.MAX_BYTES) -> bytes:
     """The request body, refused (as a fault) past ``max_bytes`` without reading it all."""
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise SoapFault(f"request body larger than {max_bytes} bytes")
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        data += chunk
-        if len(data) > max_bytes:
-            raise SoapFault(f"request body larger than {max_bytes} bytes")
-    return bytes(data)
+    try:
+        return await read_limited(request, max_bytes)
+    except BodyTooLarge as exc:
+        raise SoapFault(exc.detail) from None
 
 
 def endpoint(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

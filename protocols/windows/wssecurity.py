@@ -42,8 +42,8 @@ from gateway.door import DEFAULT_LOCKOUT, CertificateRecord, Door, LockoutPolicy
 from gateway.errors import Conflict, ErrorKind, GatewayError
 from gateway.web.tls import peer_certificate
 
-from . import xml
-from .xml import Element
+from gateway.edge import xml
+from gateway.edge.xml import Element
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"

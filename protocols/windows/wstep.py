@@ -1,6 +1,6 @@
 """MS-WSTEP messages: the RequestSecurityToken a client sends and what the CES answers.
 
-Reading is namespace-strict (:mod:`protocols.windows.xml`): every element is looked up by
+Reading is namespace-strict (:mod:`gateway.edge.xml`): every element is looked up by
 its Clark name, never by the prefixes a client chose. Writing produces what the spec's
 examples (4.1.1.2, 4.1.4) and AD CS send:
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from gateway.errors import BadRequest
 
 from . import soap
-from . import xml as X
+from gateway.edge import xml as X
 from .wssecurity import WSSE
-from .xml import Element
+from gateway.edge.xml import Element
 
 WST = "http://docs.oasis-open.org/ws-sx/ws-trust/200512"
 WSTEP = "http://schemas.microsoft.com/windows/pki/2009/01/enrollment"

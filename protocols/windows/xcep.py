@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import xml as X
+from gateway.edge import xml as X
 from .access import Access
 from .soap import SoapFault
 from .templates import (
@@ -34,7 +34,7 @@ from .templates import (
     SERVER_VERSION_MASK,
     Template,
 )
-from .xml import Element
+from gateway.edge.xml import Element
 
 NS = "http://schemas.microsoft.com/windows/pki/2009/01/enrollmentpolicy"
 GET_POLICIES = f"{NS}/IPolicy/GetPolicies"

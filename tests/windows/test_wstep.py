@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from protocols.windows import soap, wstep
-from protocols.windows import xml as X
+from gateway.edge import xml as X
 
 from .helpers import assert_valid, capture
 from .wstep_helpers import rst_body

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from protocols.windows import soap
-from protocols.windows import xml as X
+from gateway.edge import xml as X
 from protocols.windows.schema import policy_versions
 
 from .helpers import GET_POLICIES, SOAP12, WSA, XCEP, WindowsServer, get_policies_body

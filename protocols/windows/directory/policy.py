@@ -40,7 +40,7 @@ from ..templates import (
 )
 from .. import wssecurity
 from ..wssecurity import Caller, FailedAuthentication
-from ..xml import Element
+from gateway.edge.xml import Element
 from . import sd
 from .ldap import Account, Directory, DirectoryConfig, TemplateEntry
 from .names import sid_of_certificate

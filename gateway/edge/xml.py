@@ -1,4 +1,5 @@
-"""Safe XML for the Windows enrollment services: one parser, namespace-strict lookups, builders.
+"""Safe XML for every SOAP service (Windows CEP/CES/MDE2, the MDM web service): one parser,
+namespace-strict lookups, builders.
 
 Everything a client sends is parsed by :func:`parse` and nothing else: lxml with entity
 resolution, DTD loading/validation and network access off, ``huge_tree`` off, a byte size
@@ -9,7 +10,7 @@ without one there are no entities to expand: no XXE, no billion laughs).
 Lookups go by Clark name (``{namespace}local``) only: an attacker picks the prefixes, so
 no XPath and no prefix maps from the document are ever used to find anything.
 
-API (stable; W2's wssecurity/wstep/ces modules use it):
+API (stable; the Windows and MDM protocol packages use it):
 
 - ``parse(data, *, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH) -> Element``; raises
   :class:`XmlError` (subclasses :class:`TooLarge`, :class:`TooDeep`,

@@ -1,0 +1,87 @@
+"""MDM web service fixtures: an initialized data directory made once (with the dev ``mdm``
+configuration, its SCEP configuration ``mdm-scep``, digital ID and credential), a running
+gateway per test, and zeep (an independent SOAP client) bound to its WSDL over HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+import requests
+import zeep
+from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
+
+from conformance.harness import GatewayInfo, running_gateway
+
+CONFIG = "mdm"
+SCEP_CONFIG = "mdm-scep"
+DIGITAL_ID = "dev-device"
+
+
+@pytest.fixture(scope="session")
+def mdm_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gateway import bootstrap
+
+    base = tmp_path_factory.mktemp("mdm-template") / "data"
+    asyncio.run(bootstrap.initialize(base))
+    return base
+
+
+@dataclass
+class MdmServer:
+    gw: Any
+    info: GatewayInfo
+    tmp: Path
+
+    @property
+    def dev(self) -> dict[str, Any]:
+        return next(e for e in self.info.data["protocols"]["mdm"] if e["config"] == CONFIG)
+
+    @property
+    def wsdl_url(self) -> str:
+        return str(self.dev["wsdl"])
+
+    def wsdl_for(self, config: str) -> str:
+        return f"{self.info.https}/mdmws/{config}/AdminService?wsdl"
+
+    def session(self, username: str | None = None, password: str | None = None) -> requests.Session:
+        s = requests.Session()
+        s.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment replaces verify (and proxies apply)
+        s.verify = self.info.tls_ca
+        if username is not None:
+            s.auth = (username, password or "")
+        return s
+
+    async def client(self, username: str | None = None, password: str | None = None, *, config: str = CONFIG,
+                     wsse: bool = False, soap12: bool = False) -> Any:
+        """A zeep client on the configuration's WSDL (fetched from the gateway), authenticating
+        with HTTP Basic (the dev credential unless told otherwise) or a WS-Security UsernameToken."""
+        username = self.dev["username"] if username is None else username
+        password = self.dev["password"] if password is None else password
+        session = self.session(None if wsse else username, password)
+        client = await asyncio.to_thread(zeep.Client, self.wsdl_for(config), transport=Transport(session=session),
+                                         wsse=UsernameToken(username, password) if wsse else None)
+        if soap12:
+            return client.bind("AdminService", "AdminServiceSoap12")
+        return client.service
+
+    async def call(self, service: Any, operation: str, **kwargs: Any) -> Any:
+        """A zeep call off the event loop (zeep is synchronous; the gateway runs on this loop)."""
+        return await asyncio.to_thread(getattr(service, operation), **kwargs)
+
+
+@pytest.fixture
+async def mdm(mdm_data_dir: Path, tmp_path: Path) -> AsyncIterator[MdmServer]:
+    target = tmp_path / "data"
+    shutil.copytree(mdm_data_dir, target)
+    async with running_gateway(target) as (gw, info):
+        yield MdmServer(gw, info, tmp_path)
+
+
+def variables(**values: str) -> dict[str, Any]:
+    return {"Variable": [{"Name": k, "Value": v} for k, v in values.items()]}
