@@ -291,6 +291,38 @@ async def _windows_user_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> 
     return Call(configuration="windows")
 
 
+@recipe("createMdmConfiguration")
+async def _mdm_config(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("POST", "/mdm", {"id": "walk-mdm", "platform": "maas360"}, expect=201)
+    return Call(configuration="walk-mdm")
+
+
+@recipe("createMdmDigitalId")
+async def _mdm_digital_id(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("POST", "/mdm/walk-mdm/digital-ids",
+                     {"name": "walk", "profile": "mdmws-p12-digital-signature", "rdn_format": "CN=<udid>"},
+                     expect=201)
+    return Call(configuration="walk-mdm")
+
+
+@recipe("deleteMdmDigitalId")
+async def _mdm_digital_id_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("DELETE", "/mdm/walk-mdm/digital-ids/walk", expect=204)
+    return Call(configuration="walk-mdm")
+
+
+@recipe("createMdmCredential")
+async def _mdm_credential(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    made = await admin.call("POST", "/mdm/walk-mdm/credentials", {"username": "walker"}, expect=201)
+    return Call(configuration="walk-mdm", secrets=[made["password"]])
+
+
+@recipe("deleteMdmCredential")
+async def _mdm_credential_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("DELETE", "/mdm/walk-mdm/credentials/walker", expect=204)
+    return Call(configuration="walk-mdm")
+
+
 # A GET that changes state: a forced CRL is numbered and stored like any other.
 @recipe("getCRL?force=true")
 async def _forced_crl(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
@@ -421,6 +453,15 @@ CLI_CHANGES: list[tuple[str, tuple[tuple[str, ...], ...], set[str]]] = [
       ("windows", "user", "unlock", "walker"), ("windows", "user", "remove", "walker")),
      {"credential_create", "config_update", "credential_disable", "credential_enable", "credential_unlock",
       "credential_delete"}),
+    ("mdm create, digital-id add/remove, credential add/unlock/remove",
+     (("mdm", "create", "walk-mdm", "--platform", "ivanti"),
+      ("mdm", "digital-id", "add", "walk", "--config", "walk-mdm", "--profile", "mdmws-p12-digital-signature",
+       "--rdn-format", "CN=<udid>"),
+      ("mdm", "digital-id", "remove", "walk", "--config", "walk-mdm"),
+      ("mdm", "credential", "add", "walker", "--config", "walk-mdm"),
+      ("mdm", "credential", "unlock", "walker", "--config", "walk-mdm"),
+      ("mdm", "credential", "remove", "walker", "--config", "walk-mdm")),
+     {"config_create", "mdm_digital_id", "credential_create", "credential_unlock", "credential_delete"}),
     ("ca create", (("ca", "create", "walk-root", "--name", "Walk Root"),), {"ca_create"}),
     ("ca crl --force", (("ca", "crl", "--force"),), {"crl_issue"}),
     ("apikey create/revoke", (("apikey", "create", "walk-cli"), ("apikey", "revoke", "walk-cli")),

@@ -166,7 +166,8 @@ def test_info_json_shows_the_current_static_challenge_and_a_stable_order(tmp_pat
     run_cli("scep", "static-challenge", "--config", "scep", "--value", "rotated-challenge-1", data_dir=data)
     info = json.loads(run_cli("info", "--json", data_dir=data).stdout)
     scep = info["protocols"]["scep"]
-    assert [e["config"] for e in scep] == ["scep", "aaa"]
+    # init made scep and, for the dev MDM configuration, mdm-scep; then the others by creation
+    assert [e["config"] for e in scep] == ["scep", "mdm-scep", "aaa"]
     assert scep[0]["challenge"] == "rotated-challenge-1"
     assert scep[0]["admin"]["username"] == "ndes-admin" and len(scep[0]["admin"]["password"]) >= 16
     creds = json.loads((data / "secrets/dev-credentials.json").read_text())

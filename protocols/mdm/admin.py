@@ -15,9 +15,11 @@ from gateway.admin.auth import actor
 from gateway.admin.inputs import Fields, QueryArgs, read_json
 from gateway.admin.spec import Reply, Route
 from gateway.door import CredentialInfo, Door, default_issuing_ca, door
+from gateway.keys import KEY_ALGORITHMS
 
 from . import profiles
 from .manage import (
+    CONFIG_ID,
     add_credential, add_digital_id, create_configuration, describe_with, mdm_configuration, remove_credential,
     remove_digital_id,
 )
@@ -167,7 +169,7 @@ _CONFIG = {"config": _S, "platform": _S, "platform_name": _S, "ca": _S, "enabled
            "digital_ids": {"type": "array", "items": openapi.ref("MdmDigitalId")}}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "MdmConfigurationCreate": openapi.object_schema(
-        {"id": {"type": "string", "pattern": "^[a-z0-9_-]{2,18}$"},
+        {"id": {"type": "string", "pattern": CONFIG_ID.pattern},
          "platform": {"type": "string", "enum": list(PLATFORMS)},
          "ca": {"type": "string", "description": "Issuing CA id (default: the dev issuing CA)"},
          "scep_config": {"type": "string", "description": "Hand out challenges of this SCEP configuration"},
@@ -179,7 +181,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
          "rdn_format": {"type": "string", "description": "e.g. CN=<deviceName>,OU=<igusername>"},
          "parent_dn": {"type": "string", "description": "RFC 4514, appended to the RDN format's result"},
          "ca": {"type": "string", "description": "Must be the configuration's CA"},
-         "key_algorithm": _S, "pkcs12_encryption": {"type": "string", "enum": list(PKCS12_ENCRYPTIONS)},
+         "key_algorithm": {"type": "string", "enum": list(KEY_ALGORITHMS)}, "pkcs12_encryption": {"type": "string", "enum": list(PKCS12_ENCRYPTIONS)},
          "description": {"type": "string", "maxLength": 255}},
         ["name", "profile", "rdn_format"], closed=True),
     "MdmDigitalId": openapi.object_schema(_DID, list(_DID)),

@@ -136,7 +136,7 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     config.add_argument("--config", default=DEFAULT_CONFIG, help=f"MDM configuration id (default: {DEFAULT_CONFIG})")
 
     s = sub.add_parser("create", parents=[common, out], help="an MDM configuration (and its SCEP configuration)")
-    s.add_argument("id", help="configuration id (2-13 characters with its SCEP configuration <id>-scep)")
+    s.add_argument("id", help="configuration id: 2-13 lower-case letters, digits, - and _")
     s.add_argument("--platform", required=True, choices=list(PLATFORMS), help="the MDM platform")
     s.add_argument("--ca", default=default_issuing_ca(), help="issuing CA id (default: the dev issuing CA)")
     g = s.add_mutually_exclusive_group()
@@ -160,12 +160,12 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.add_argument("--ca", help="must be the configuration's CA (a digital ID issues from it)")
     s.add_argument("--key-algorithm", help="key generated for PKCS#12 enrollments (default RSA-2048)")
     s.add_argument("--pkcs12-encryption", choices=list(PKCS12_ENCRYPTIONS), help="default legacy (3DES)")
-    s.add_argument("--description")
+    s.add_argument("--description", help="free text shown with the digital ID")
     s.set_defaults(fn=door_command(PROTOCOL, cmd_digital_id))
     s = did_sub.add_parser("list", parents=[common, config, out], help="digital IDs with their URLs")
     s.set_defaults(fn=door_command(PROTOCOL, cmd_digital_id))
     s = did_sub.add_parser("remove", parents=[common, config], help="remove a digital ID")
-    s.add_argument("name")
+    s.add_argument("name", help="digital ID name")
     s.set_defaults(fn=door_command(PROTOCOL, cmd_digital_id), json=False)
 
     cred = sub.add_parser("credential", help="user names and passwords the MDM authenticates with")
@@ -178,8 +178,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.set_defaults(fn=door_command(PROTOCOL, cmd_credential))
     for verb, text in (("unlock", "end a lockout"), ("remove", "delete a credential")):
         s = cred_sub.add_parser(verb, parents=[common, config], help=text)
-        s.add_argument("username")
+        s.add_argument("username", help="the credential's user name")
         s.set_defaults(fn=door_command(PROTOCOL, cmd_credential))
 
-    s = sub.add_parser("variables", help="the variables an RDN format may use")
+    s = sub.add_parser("variables", parents=[common], help="the variables an RDN format may use")
     s.set_defaults(fn=cmd_variables)

@@ -9,7 +9,7 @@ logged once with its traceback and answered without one.
 from __future__ import annotations
 
 from gateway.door import LockedOut
-from gateway.errors import ErrorKind, GatewayError
+from gateway.errors import ConfigError, ErrorKind, GatewayError
 
 CODES: dict[str, str] = {
     # code: what the caller did or should do (Sender), or what failed here (Receiver)
@@ -70,6 +70,8 @@ _BY_KIND = {
 def fault_for(exc: GatewayError) -> MdmFault:
     if isinstance(exc, LockedOut):
         return MdmFault("LockedOut", exc.detail)
+    if isinstance(exc, ConfigError):  # the operator's settings, not the caller's request
+        return MdmFault("InternalError", "this MDM configuration's settings are invalid; the log has the details")
     code = getattr(exc, "code", None)
     if isinstance(code, str) and code in CODES:  # RdnError carries its own
         return MdmFault(code, exc.detail)

@@ -5,6 +5,7 @@ it with the URLs an MDM administrator enters. One implementation for every front
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.door import Door, IssuedCredential, ProtocolConfigRecord
@@ -18,7 +19,9 @@ from .users import create_credential
 
 SCEP = "scep"
 SCEP_SUFFIX = "-scep"
-MAX_ID_WITH_SCEP = 18 - len(SCEP_SUFFIX)
+CONFIG_ID = re.compile(r"^[a-z0-9_-]{2,13}$")
+"""MDM configuration ids are 2-13 characters: ``<id>-scep``, its SCEP configuration's id,
+must fit the 18 characters of any configuration id."""
 
 
 async def mdm_configuration(door: Door, config_id: str) -> tuple[ProtocolConfigRecord, MdmSettings]:
@@ -34,13 +37,11 @@ async def create_configuration(door: Door, config_id: str, ca_id: str, platform:
     ``scep_config`` when given, else from ``<id>-scep``, provisioned here (one-time
     challenges only), unless ``provision_scep`` is false (no SCEP challenges)."""
     check_platform(platform)
+    if not CONFIG_ID.match(config_id):
+        raise BadRequest("an MDM configuration id is 2-13 characters: lower-case letters, digits, '-' and '_'")
     issuer = door.challenge_issuer(SCEP)
-    if scep_config is None and provision_scep:
-        if issuer is None:
-            raise BadRequest("the SCEP protocol is not installed: create the configuration without SCEP")
-        if len(config_id) > MAX_ID_WITH_SCEP:
-            raise BadRequest(f"an MDM configuration id is at most {MAX_ID_WITH_SCEP} characters when its SCEP "
-                             f"configuration {config_id}{SCEP_SUFFIX} is made with it (or name one with scep_config)")
+    if scep_config is None and provision_scep and issuer is None:
+        raise BadRequest("the SCEP protocol is not installed: create the configuration without SCEP")
     settings: dict[str, Any] = {"platform": platform, "digital_ids": {}}
     if scep_config is not None:
         settings["scep_config"] = scep_config

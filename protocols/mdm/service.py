@@ -36,7 +36,7 @@ from gateway.door import CertificateRecord, Door, ProtocolConfigRecord, Revocati
 from gateway.edge import xml as X
 from gateway.edge.basic import parse_basic
 from gateway.edge.xml import Element
-from gateway.errors import BadRequest, GatewayError
+from gateway.errors import BadRequest, ConfigError, GatewayError
 from gateway.keygen import check_password
 from gateway.profiles.model import EKU_NAMES
 
@@ -374,6 +374,11 @@ def credentials_of(request: web.Request, envelope: Envelope) -> tuple[str, str]:
         except GatewayError as exc:
             raise MdmFault("AuthenticationFailed", exc.detail) from None
         return basic.username, basic.password
+    return username_token(envelope)
+
+
+def username_token(envelope: Envelope) -> tuple[str, str]:
+    """(user name, password) of the WS-Security UsernameToken (PasswordText only)."""
     try:
         security = X.child(envelope.header, WSSE, "Security") if envelope.header is not None else None
         token = X.child(security, WSSE, "UsernameToken") if security is not None else None
@@ -413,6 +418,8 @@ class MdmService:
         except MdmFault as fault:
             return await self._refused(rec, operation, username, audit, fault, version)
         except GatewayError as exc:
+            if isinstance(exc, ConfigError):
+                log.warning("mdm %s: %s", rec.id, exc.detail)
             return await self._refused(rec, operation, username, audit, fault_for(exc), version)
         except Exception:
             log.exception("mdm %s %s: internal error", rec.id, operation)

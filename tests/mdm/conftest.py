@@ -85,3 +85,56 @@ async def mdm(mdm_data_dir: Path, tmp_path: Path) -> AsyncIterator[MdmServer]:
 
 def variables(**values: str) -> dict[str, Any]:
     return {"Variable": [{"Name": k, "Value": v} for k, v in values.items()]}
+
+
+# --- SCEP-challenge helpers (appended: micromdm's scepclient against the SCEP URL) -------
+
+
+@pytest.fixture
+def mdm_clock() -> Any:
+    """The gateway's clock for tests that move time (challenge expiry) instead of sleeping."""
+    from gateway.clock import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+async def mdm_timed(mdm_data_dir: Path, tmp_path: Path, mdm_clock: Any) -> AsyncIterator[MdmServer]:
+    """Like ``mdm``, with the gateway on ``mdm_clock``."""
+    target = tmp_path / "data"
+    shutil.copytree(mdm_data_dir, target)
+    async with running_gateway(target, clock=mdm_clock) as (gw, info):
+        yield MdmServer(gw, info, tmp_path)
+
+
+async def scep_ra_fingerprint(server: MdmServer, scep_config: str = SCEP_CONFIG) -> str:
+    """SHA-256 of the SCEP configuration's RA certificate, what scepclient's -ca-fingerprint pins."""
+    from cryptography.hazmat.primitives import hashes
+
+    from protocols.scep.service import ScepService
+
+    ctx = await ScepService(server.gw.door("scep")).context(scep_config)
+    return ctx.ra.current.certificate.fingerprint(hashes.SHA256()).hex()
+
+
+async def scep_certificates(server: MdmServer, scep_config: str = SCEP_CONFIG) -> list[Any]:
+    """Device certificates issued through the SCEP configuration (not its RA's)."""
+    from gateway.store.records import CertificateFilter
+    from protocols.scep.ra import RA_PROFILE
+
+    async with server.gw.store.read() as q:
+        found = list(await q.certificates.list(CertificateFilter(protocol_config=scep_config), limit=1000))
+    return [c for c in found if c.profile != RA_PROFILE]
+
+
+async def scepclient(server: MdmServer, url: str, workdir: Path, challenge: str, *args: str) -> tuple[int, str]:
+    """micromdm's scepclient enrolling at ``url`` with ``challenge`` (certificate: workdir/client.pem)."""
+    from conformance.harness import require_client
+    from conformance.scep.support import run
+
+    binary = require_client("scepclient", "Debian package scep")
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = await run(binary, "-server-url", url, "-private-key", str(workdir / "key.pem"),
+                       "-ca-fingerprint", await scep_ra_fingerprint(server), "-challenge", challenge, *args,
+                       cwd=workdir)
+    return result.returncode, result.stdout + result.stderr

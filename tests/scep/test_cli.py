@@ -41,7 +41,9 @@ def test_info_lists_the_dev_configuration(data_dir: Path) -> None:
     creds = json.loads((data_dir / "secrets" / "dev-credentials.json").read_text())["scep"]["scep"]
     assert info["protocols"]["scep"] == [
         {"config": "scep", "url": f"{info['http']}/scep/scep", "challenge": creds["challenge"],
-         "admin": {"username": "ndes-admin", "password": creds["admin_password"]}}
+         "admin": {"username": "ndes-admin", "password": creds["admin_password"]}},
+        # the dev MDM configuration's: its one-time challenges only, so no static challenge
+        {"config": "mdm-scep", "url": f"{info['http']}/scep/mdm-scep", "challenge": None},
     ]
 
 
@@ -52,7 +54,8 @@ def test_secrets_are_stored_hashed_and_the_ra_key_encrypted(data_dir: Path) -> N
         users = conn.execute("select protocol, protocol_config, kind, username, secret_hash "
                              "from enrollment_credentials where protocol = 'scep'").fetchall()
         (cert_pem, key_pem, role), = conn.execute(
-            "select certificate_pem, key_pem_encrypted, role from scep_ra_certificates").fetchall()
+            "select certificate_pem, key_pem_encrypted, role from scep_ra_certificates where config_id = 'scep'"
+        ).fetchall()
     # the static challenge is SCEP's own; the challenge admin is an enrollment credential
     assert {(k, n) for k, n, _ in secrets} == {("static_challenge", "static")}
     assert [u[:4] for u in users] == [("scep", "scep", "user", "ndes-admin")]

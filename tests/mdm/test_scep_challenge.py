@@ -1,0 +1,110 @@
+"""SCEP challenges from the MDM web service, redeemed by micromdm's real scepclient.
+
+The MDM asks ``RequestScepChallenge`` (zeep over HTTPS); the device enrolls at the
+returned SCEP URL with it. The challenge is single use, bound to the digital ID's subject
+and profile, and expires; the issued certificate is the configuration's to report on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zeep.exceptions
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from protocols.mdm.manage import add_digital_id
+
+from .conftest import CONFIG, SCEP_CONFIG, MdmServer, scep_certificates, scepclient, variables
+
+DID = "scep-device"
+PROFILE = "mdmws-digsig-keyenc-client-auth"
+SPEC = {"profile": PROFILE, "rdn_format": "CN=<deviceName>,OU=<igusername>", "parent_dn": "O=Acme,C=US"}
+
+
+async def scep_digital_id(server: MdmServer) -> None:
+    """A digital ID whose subject scepclient can produce (it always sends C and O)."""
+    await add_digital_id(server.gw.door("mdm"), CONFIG, DID, dict(SPEC), actor="test")
+
+
+async def challenge(server: MdmServer, svc: Any, device: str, user: str, **extra: Any) -> Any:
+    return await server.call(svc, "RequestScepChallenge", DigitalId=DID,
+                             Variables=variables(deviceName=device, igusername=user), **extra)
+
+
+def subject_args(cn: str, ou: str) -> tuple[str, ...]:
+    return ("-cn", cn, "-ou", ou, "-organization", "Acme", "-country", "US")
+
+
+def load(workdir: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((workdir / "client.pem").read_bytes())
+
+
+async def test_device_enrolls_with_bound_subject_and_profile_and_challenge_is_single_use(
+        mdm: MdmServer, tmp_path: Path) -> None:
+    await scep_digital_id(mdm)
+    svc = await mdm.client()
+    got = await challenge(mdm, svc, "ipad-7", "alice")
+    assert got.ScepUrl.endswith(f"/scep/{SCEP_CONFIG}")
+    assert x509.Name.from_rfc4514_string(got.Subject) == x509.Name.from_rfc4514_string("CN=ipad-7,OU=alice,O=Acme,C=US")
+    before = await scep_certificates(mdm)
+
+    code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "dev", got.Challenge, *subject_args("ipad-7", "alice"))
+    assert code == 0, out
+    cert = load(tmp_path / "dev")
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "ipad-7"
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "alice"
+    assert cert.subject == x509.Name.from_rfc4514_string(got.Subject)
+    rec = await mdm.gw.door("mdm").find_certificate(f"{cert.serial_number:x}")
+    assert rec is not None
+    assert rec.profile == PROFILE
+    assert rec.protocol_config == SCEP_CONFIG
+    after = await scep_certificates(mdm)
+    assert len(after) == len(before) + 1
+
+    # the same challenge again (a fresh key, same subject): refused, nothing new issued
+    code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "again", got.Challenge, *subject_args("ipad-7", "alice"))
+    assert code != 0, out
+    assert not (tmp_path / "again" / "client.pem").exists()
+    assert len(await scep_certificates(mdm)) == len(after)
+
+    # GetCertificateStatus finds the SCEP-issued certificate (its configuration's SCEP config)
+    status = await mdm.call(svc, "GetCertificateStatus", SerialNumber=f"{cert.serial_number:x}")
+    assert status.Status == "valid"
+    assert status.Profile == PROFILE
+    assert int(status.SerialNumber, 16) == cert.serial_number
+
+
+async def test_challenge_used_with_another_subject_is_refused(mdm: MdmServer, tmp_path: Path) -> None:
+    await scep_digital_id(mdm)
+    svc = await mdm.client()
+    got = await challenge(mdm, svc, "ipad-8", "bob")
+    before = await scep_certificates(mdm)
+    code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "other", got.Challenge, *subject_args("other", "bob"))
+    assert code != 0, out
+    assert not (tmp_path / "other" / "client.pem").exists()
+    assert len(await scep_certificates(mdm)) == len(before)
+
+
+async def test_expired_challenge_is_refused(mdm_timed: MdmServer, mdm_clock: Any, tmp_path: Path) -> None:
+    await scep_digital_id(mdm_timed)
+    svc = await mdm_timed.client()
+    got = await challenge(mdm_timed, svc, "ipad-9", "carol", ValidityMinutes=1)
+    expires = got.ExpiresAt if isinstance(got.ExpiresAt, dt.datetime) else dt.datetime.fromisoformat(
+        str(got.ExpiresAt).replace("Z", "+00:00"))
+    assert expires.replace(microsecond=0) == (mdm_clock() + dt.timedelta(minutes=1)).replace(microsecond=0)
+    before = await scep_certificates(mdm_timed)
+    mdm_clock.advance(dt.timedelta(minutes=2))
+    code, out = await scepclient(mdm_timed, got.ScepUrl, tmp_path / "late", got.Challenge,
+                                 *subject_args("ipad-9", "carol"))
+    assert code != 0, out
+    assert len(await scep_certificates(mdm_timed)) == len(before)
+
+
+async def test_status_of_an_unknown_serial_is_a_fault(mdm: MdmServer) -> None:
+    """The status lookup can say no (so the SCEP-issued finding above means something)."""
+    svc = await mdm.client()
+    with pytest.raises(zeep.exceptions.Fault):
+        await mdm.call(svc, "GetCertificateStatus", SerialNumber="00ff")
