@@ -1,0 +1,104 @@
+"""zeep, an independent SOAP client, drives every operation of the MDM web service over
+HTTPS from the served WSDL: SOAP 1.1 and 1.2, HTTP Basic and UsernameToken."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .conftest import CONFIG, DIGITAL_ID, MdmServer, variables
+
+DEVICE = {"deviceName": "ipad-7", "igusername": "alice"}
+SUBJECT = "CN=ipad-7,OU=alice,O=Enrollment Gateway Dev"
+
+
+async def _events(mdm: MdmServer, **params: str) -> list[dict]:  # type: ignore[type-arg]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=mdm.info.ssl_context())) as s:
+        async with s.get(f"{mdm.info.https}/admin/events", params={"limit": "500", **params},
+                         headers={"Authorization": f"Bearer {mdm.info.api_key}"}) as r:
+            assert r.status == 200
+            return list((await r.json())["items"])
+
+
+async def test_authenticate_over_both_soap_versions_and_both_credentials(mdm: MdmServer) -> None:
+    for kwargs in ({}, {"wsse": True}, {"soap12": True}, {"soap12": True, "wsse": True}):
+        svc = await mdm.client(**kwargs)  # type: ignore[arg-type]
+        got = await mdm.call(svc, "Authenticate")
+        assert (got.ConfigurationId, got.Platform, got.Username) == (CONFIG, "jamf", mdm.dev["username"]), kwargs
+
+
+async def test_lists_digital_ids_and_profiles(mdm: MdmServer) -> None:
+    svc = await mdm.client()
+    ids = await mdm.call(svc, "ListDigitalIds")
+    assert [d.Name for d in ids] == [DIGITAL_ID]
+    did = ids[0]
+    assert did.RequiredVariable == ["deviceName", "igusername"] and did.ServerKeyGeneration is True
+    assert did.WebServiceUrl == f"{mdm.info.https}/mdmws/{CONFIG}/AdminService"
+    assert did.ScepUrl == f"{mdm.info.http}/scep/mdm-scep"
+    profiles = {p.Name: p for p in await mdm.call(svc, "ListProfiles")}
+    from protocols.mdm.profiles import NAMES
+
+    assert set(profiles) == set(NAMES)
+    p = profiles["mdmws-p12-digsig-keyenc-client-auth"]
+    assert set(p.KeyUsage) == {"digital_signature", "key_encipherment"} and p.ExtendedKeyUsage == ["client_auth"]
+    assert p.ServerKeyGeneration is True and profiles["mdmws-digital-signature"].ServerKeyGeneration is False
+
+
+async def test_enroll_returns_a_pkcs12_that_opens_with_the_generated_password(mdm: MdmServer, tmp_path: Path) -> None:
+    svc = await mdm.client()
+    got = await mdm.call(svc, "Enroll", DigitalId=DIGITAL_ID, DeviceId="udid-7", Variables=variables(**DEVICE))
+    assert got.Password and got.Subject == SUBJECT
+    key, cert, chain = pkcs12.load_key_and_certificates(got.Pkcs12, got.Password.encode())
+    assert key is not None and cert is not None and chain
+    assert cert.subject.rfc4514_string() == SUBJECT and f"{cert.serial_number:x}" == got.SerialNumber
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.digital_signature and ku.key_encipherment and not ku.content_commitment
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    path = tmp_path / "device.p12"
+    path.write_bytes(got.Pkcs12)
+    out = subprocess.run(["openssl", "pkcs12", "-in", str(path), "-passin", f"pass:{got.Password}", "-nokeys",
+                          "-clcerts"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert x509.load_pem_x509_certificate(out.stdout[out.stdout.index("-----BEGIN"):].encode()) == cert
+    wrong = subprocess.run(["openssl", "pkcs12", "-in", str(path), "-passin", "pass:wrong-password", "-nokeys"],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode != 0
+
+    # the device is the end entity, and the call is audited with it
+    rec = await mdm.gw.door("mdm").find_certificate(got.SerialNumber)
+    entity = await mdm.gw.door("mdm").entity(rec.entity_id)
+    assert entity.name == "jamf:udid-7"
+    calls = [e for e in await _events(mdm, type="mdm_call") if e["detail"].get("operation") == "Enroll"]
+    assert calls and calls[0]["status"] == "success" and calls[0]["serial"] == got.SerialNumber
+    assert calls[0]["detail"]["platform"] == "jamf" and calls[0]["detail"]["device"] == "udid-7"
+    assert got.Password not in str(await _events(mdm))
+
+
+async def test_enroll_with_a_given_password_renew_revoke_and_status(mdm: MdmServer) -> None:
+    svc = await mdm.client(soap12=True, wsse=True)
+    first = await mdm.call(svc, "Enroll", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE),
+                           Password="device-password-1")
+    assert first.Password is None
+    pkcs12.load_key_and_certificates(first.Pkcs12, b"device-password-1")
+
+    renewed = await mdm.call(svc, "Renew", SerialNumber=first.SerialNumber, Password="device-password-2")
+    assert renewed.SerialNumber != first.SerialNumber and renewed.Subject == SUBJECT
+    key, cert, _ = pkcs12.load_key_and_certificates(renewed.Pkcs12, b"device-password-2")
+    old_key, _, _ = pkcs12.load_key_and_certificates(first.Pkcs12, b"device-password-1")
+    assert key is not None and old_key is not None and key.public_key() != old_key.public_key()
+    by_id = await mdm.call(svc, "Renew", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE))
+    assert by_id.Subject == SUBJECT and by_id.Password
+
+    revoked = await mdm.call(svc, "Revoke", SerialNumber=first.SerialNumber, Reason="keyCompromise")
+    assert revoked.Status == "revoked" and revoked.RevocationReason == "keyCompromise"
+    status = await mdm.call(svc, "GetCertificateStatus", SerialNumber=first.SerialNumber)
+    assert status.Status == "revoked" and status.RevokedAt is not None
+    assert (await mdm.call(svc, "GetCertificateStatus", SerialNumber=renewed.SerialNumber)).Status == "valid"
+    rec = await mdm.gw.door("mdm").find_certificate(first.SerialNumber)
+    assert rec.status == "revoked" and rec.revocation_reason == 1
