@@ -81,10 +81,10 @@ def fingerprints(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -
 
 
 async def ndes_chain(gw: Gateway) -> tuple[x509.Certificate, ...]:
-    """The CA chain (issuing CA first) of ``scep``, the one SCEP configuration a new data
-    directory has, which the NDES paths therefore serve."""
+    """The CA chain (issuing CA first) of ``scep``, the SCEP configuration of a new data
+    directory marked ``ndes`` (the other, ``mdm-scep``, is not), which the NDES paths serve."""
     door = gw.door("scep")
-    assert [c.id for c in await door.configurations(enabled_only=True)] == ["scep"]
+    assert [c.id for c in await door.configurations(enabled_only=True) if c.settings.get("ndes")] == ["scep"]
     return await door.chain((await door.configuration("scep")).ca_id)
 
 
