@@ -27,7 +27,7 @@ from .report import fraction_of_ceiling, goals, render
 from .settings import FULL, QUICK, Mode
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEGS = ("acme", "scep", "memory", "ceiling")
+LEGS = ("acme", "scep", "memory", "hsm", "ceiling")
 log = logging.getLogger("bench")
 
 
@@ -72,6 +72,11 @@ async def _run(mode: Mode, legs: set[str], workdir: Path) -> dict[str, Any]:
         log.info("memory leg")
         result["memory"] = await run_memory(workdir / "memory", mode.memory_checkpoints, mode.memory_time_limit,
                                             mode.stall_timeout)
+    if "hsm" in legs:
+        from .hsm_leg import run_hsm
+
+        log.info("PKCS#11 leg (SoftHSM2)")
+        result["hsm"] = await asyncio.to_thread(run_hsm, mode.ceiling_seconds, workdir / "hsm")
     if "ceiling" in legs:
         log.info("crypto ceiling")
         result["ceiling"] = measure_ceilings(mode, result)

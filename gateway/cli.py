@@ -158,7 +158,7 @@ async def cmd_ca_list(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
         rows = [
             {"id": r.id, "name": r.name, "kind": r.kind, "state": r.state, "parent": r.parent_id,
-             "key": r.key_algorithm}
+             "key": r.key_algorithm, "backend": r.backend}
             for r in gw.cas.records()
         ]
         _print_rows(rows, args.json)
@@ -170,6 +170,10 @@ async def cmd_ca_create(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
         validity = parse_duration(args.validity, "--validity") if args.validity else None
         h = gw.cas.hierarchy
+        token = _token_location(args)
+        if args.external and token is not None:
+            raise ConfigError("--external CAs keep their key here; a token key is for --backend pkcs11 roots "
+                              "and issuing CAs")
         if args.external:
             _, csr = await h.create_external_csr(args.id, args.name, args.key)
             if args.csr_out:
@@ -178,16 +182,41 @@ async def cmd_ca_create(args: argparse.Namespace) -> int:
                 sys.stdout.write(csr.decode())
         elif args.parent:
             parent = await gw.cas.local(args.parent)
-            await h.create_intermediate(parent, args.id, args.name, args.key, validity)
+            await h.create_intermediate(parent, args.id, args.name, args.key, validity, token=token)
         else:
-            await h.create_root(args.id, args.name, args.key, validity or parse_duration("P10Y", "validity"))
+            await h.create_root(args.id, args.name, args.key, validity or parse_duration("P10Y", "validity"),
+                                token=token)
         await gw.cas.load()
         await bootstrap.export_ca_files(gw)
         kind = "external_csr" if args.external else "intermediate" if args.parent else "root"
-        await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(), kind=kind)
-        print(f"created CA {args.id}", file=sys.stderr)
+        detail = {"backend": "pkcs11", "key_location": token.uri()} if token is not None else {}
+        await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(), kind=kind,
+                                         **detail)
+        where = f" (key on {token.token_name}, object {token.key_label!r})" if token is not None else ""
+        print(f"created CA {args.id}{where}", file=sys.stderr)
         return 0
     return await _with_gateway(args, run)
+
+
+def _token_location(args: argparse.Namespace) -> "Any":
+    """The PKCS#11 location ``--backend pkcs11`` asks for (None for a key held here)."""
+    backend = getattr(args, "backend", "local")
+    if backend == "local":
+        if args.pkcs11_uri or args.pkcs11_module or args.pkcs11_pin_env or args.pkcs11_pin_file:
+            raise ConfigError("the --pkcs11-* options need --backend pkcs11")
+        return None
+    if backend != "pkcs11":
+        raise ConfigError(f"--backend {backend}: gateway ca create makes local or pkcs11 CAs")
+    if not args.pkcs11_uri:
+        raise ConfigError("--backend pkcs11 needs --pkcs11-uri (e.g. 'pkcs11:token=gateway;object=my-ca')")
+    if args.pkcs11_pin_env and args.pkcs11_pin_file:
+        raise ConfigError("give --pkcs11-pin-env or --pkcs11-pin-file, not both")
+    pin_source = (f"env:{args.pkcs11_pin_env}" if args.pkcs11_pin_env
+                  else f"file:{Path(args.pkcs11_pin_file).resolve()}" if args.pkcs11_pin_file else None)
+    from .ca.pkcs11 import Pkcs11Location
+
+    return Pkcs11Location.from_uri(args.pkcs11_uri, default_label=args.id, module=args.pkcs11_module,
+                                   pin_source=pin_source)
 
 
 async def cmd_ca_import(args: argparse.Namespace) -> int:
@@ -424,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--external", action="store_true", help="make a CSR for an external root to sign")
     s.add_argument("--csr-out", help="where to write the CSR (default stdout)")
     s.add_argument("--validity", help="ISO 8601 duration, e.g. P10Y")
+    s.add_argument("--backend", choices=("local", "pkcs11"), default="local",
+                   help="where the CA key lives: encrypted in the data directory (local) or on a PKCS#11 token")
+    s.add_argument("--pkcs11-uri", help="RFC 7512 URI of the token and key label, e.g. "
+                   "'pkcs11:token=gateway;object=hsm-root?module-path=/usr/lib/softhsm/libsofthsm2.so'")
+    s.add_argument("--pkcs11-module", help="PKCS#11 module (default: the URI's module-path or $GATEWAY_PKCS11_MODULE)")
+    s.add_argument("--pkcs11-pin-env", help="environment variable holding the token PIN "
+                   "(default GATEWAY_PKCS11_PIN); the PIN is never stored")
+    s.add_argument("--pkcs11-pin-file", help="file holding the token PIN (instead of --pkcs11-pin-env)")
     s.set_defaults(fn=cmd_ca_create)
     s = ca.add_parser("import", parents=[common], help="import a signed CA certificate or an external root")
     s.add_argument("id", help="CA id (of the CA created with --external, or a new one for --root)")

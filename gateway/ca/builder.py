@@ -20,13 +20,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from ..errors import BadCSR, BadKey, BadRequest, GatewayError, PolicyViolation, Unavailable
-from ..keys import KeyDescription, check_key_strength, signature_hash_for
+from ..keys import KeyDescription, check_key_strength
 from ..profiles.model import (
     KEY_USAGE_FIELDS,
     IGNORED_REQUEST_EXTENSIONS,
@@ -40,6 +39,7 @@ from .backend import CsrPolicy as CsrPolicy  # re-exported: protocols read CSRs 
 from .backend import IssueOverrides
 from .pop import check_proof_of_possession as check_proof_of_possession
 from .pop import repair_legacy_strings
+from .signer import IssuerKey, sign_certificate
 
 MAX_CSR_BYTES = 64 * 1024
 MAX_SERIAL = 2**159  # RFC 5280: at most 20 octets, positive
@@ -64,7 +64,7 @@ class IssuerContext:
 
     ca_id: str
     certificate: x509.Certificate
-    private_key: CertificateIssuerPrivateKeyTypes
+    private_key: IssuerKey
     crl_url: str | None = None
     ocsp_url: str | None = None
     ca_issuers_url: str | None = None
@@ -217,7 +217,7 @@ def build_certificate(
     for ext in extra:
         builder = builder.add_extension(ext.value, critical=ext.critical)
 
-    return builder.sign(issuer.private_key, signature_hash_for(issuer.private_key))
+    return sign_certificate(builder, issuer.private_key)
 
 
 # -- keys and issuer ---------------------------------------------------------------

@@ -1,16 +1,18 @@
 """CA lifecycle: roots, issuing CAs under them, externally signed CAs, imported roots.
 
 Every CA key is generated here and stored only encrypted (PKCS#8, passphrase from
-config or environment). An externally signed CA starts as ``awaiting_certificate``
+config or environment), or generated on a PKCS#11 token and kept there
+(:mod:`gateway.ca.pkcs11`). An externally signed CA starts as ``awaiting_certificate``
 with an exported CSR; it becomes ``active`` once its signed certificate is imported
 and checked against the key it was made for and the chain given with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -29,6 +31,10 @@ from .builder import rfc7093_key_identifier
 from .local import LocalCA, certificate_record
 from .pem import cert_to_pem, certs_to_pem, load_certificate, load_certificates
 from .serials import new_serial
+from .signer import IssuerKey, TokenKey, sign_certificate
+
+if TYPE_CHECKING:
+    from .pkcs11 import Pkcs11Location
 
 CA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,31}$")
 SUB_CA_PROFILE = "sub-ca"
@@ -48,7 +54,7 @@ def ca_subject(name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _ca_extensions(builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes) -> x509.CertificateBuilder:
+def _ca_extensions(builder: x509.CertificateBuilder, key: IssuerKey) -> x509.CertificateBuilder:
     ski = x509.SubjectKeyIdentifier(rfc7093_key_identifier(key.public_key()))
     return (
         builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -65,7 +71,7 @@ def _ca_extensions(builder: x509.CertificateBuilder, key: CertificateIssuerPriva
 
 
 def self_signed_root(
-    key: CertificateIssuerPrivateKeyTypes, subject: x509.Name, validity: dt.timedelta
+    key: IssuerKey, subject: x509.Name, validity: dt.timedelta
 ) -> x509.Certificate:
     now = utcnow()
     builder = (
@@ -82,7 +88,7 @@ def self_signed_root(
     builder = builder.add_extension(
         x509.AuthorityKeyIdentifier(ski, None, None), critical=False
     )
-    return builder.sign(key, keys.signature_hash_for(key))
+    return sign_certificate(builder, key)
 
 
 class CAHierarchy:
@@ -103,18 +109,36 @@ class CAHierarchy:
     def _encrypt(self, key: CertificateIssuerPrivateKeyTypes) -> str:
         return keys.encrypt_private_key(key, self._passphrase).decode()
 
+    def _new_key(self, key_algorithm: str, token: "Pkcs11Location | None") -> IssuerKey:
+        """A software key, or a key generated on a token (which never leaves it)."""
+        if token is None:
+            return keys.generate_private_key(key_algorithm)
+        from .pkcs11 import Pkcs11Key
+
+        return Pkcs11Key.generate(token, key_algorithm)
+
+    def _key_fields(self, key: IssuerKey) -> dict[str, Any]:
+        """How a CA record keeps its key: encrypted here, or as the token location."""
+        from .pkcs11 import KIND, Pkcs11Key
+
+        if isinstance(key, Pkcs11Key):
+            return {"key_pem_encrypted": None, "backend": KIND, "backend_settings": key.location.settings()}
+        assert not isinstance(key, TokenKey)
+        return {"key_pem_encrypted": self._encrypt(key)}
+
     async def create_root(
         self, ca_id: str, name: str, key_algorithm: str = "EC-P384",
         validity: dt.timedelta = dt.timedelta(days=3650), organization: str | None = None,
+        token: "Pkcs11Location | None" = None,
     ) -> CARecord:
+        """A self-signed root; with ``token``, its key is generated on that PKCS#11 token."""
         await self._new_record_id(ca_id)
-        key = keys.generate_private_key(key_algorithm)
-        cert = self_signed_root(key, ca_subject(name, organization), validity)
+        key = await asyncio.to_thread(self._new_key, key_algorithm, token)
+        cert = await asyncio.to_thread(self_signed_root, key, ca_subject(name, organization), validity)
         rec = CARecord(
             id=ca_id, name=name, kind="root", state="active", parent_id=None,
             certificate_pem=cert_to_pem(cert), chain_pem="",
-            key_pem_encrypted=self._encrypt(key),
-            key_algorithm=keys.describe_public_key(key.public_key()).name,
+            key_algorithm=keys.describe_public_key(key.public_key()).name, **self._key_fields(key),
         )
         async with self._store.transaction() as q:
             await q.cas.insert(rec)
@@ -123,10 +147,12 @@ class CAHierarchy:
     async def create_intermediate(
         self, parent: LocalCA, ca_id: str, name: str, key_algorithm: str = "EC-P256",
         validity: dt.timedelta | None = None, organization: str | None = None,
+        token: "Pkcs11Location | None" = None,
     ) -> CARecord:
-        """An issuing CA signed by a local parent under the ``sub-ca`` profile."""
+        """An issuing CA signed by a local parent under the ``sub-ca`` profile; with
+        ``token``, its key is generated on that PKCS#11 token."""
         await self._new_record_id(ca_id)
-        key = keys.generate_private_key(key_algorithm)
+        key = await asyncio.to_thread(self._new_key, key_algorithm, token)
         profile = self._profiles.get(SUB_CA_PROFILE)
         if profile is None:
             raise NotFound(f"unknown certificate profile {SUB_CA_PROFILE!r}")
@@ -137,8 +163,7 @@ class CAHierarchy:
         rec = CARecord(
             id=ca_id, name=name, kind="intermediate", state="active", parent_id=parent.id,
             certificate_pem=cert_to_pem(cert), chain_pem=certs_to_pem(chain),
-            key_pem_encrypted=self._encrypt(key),
-            key_algorithm=keys.describe_public_key(key.public_key()).name,
+            key_algorithm=keys.describe_public_key(key.public_key()).name, **self._key_fields(key),
         )
         async with self._store.transaction() as q:
             await q.cas.insert(rec)

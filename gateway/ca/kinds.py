@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class BackendStartupError(Unavailable):
+    """A CA's backend cannot start for a reason the operator must fix (a token that is
+    missing, a wrong PIN): ``gateway serve`` refuses to start and names it, rather than
+    serving a gateway whose CA fails every request."""
+
 ENTRY_POINT_GROUP = "gateway.ca_backends"
 
 
@@ -43,11 +49,17 @@ def _local(record: CARecord, context: BackendContext) -> CABackend:
     return LocalCA(record, context.settings, context.hierarchy)
 
 
+def _pkcs11(record: CARecord, context: BackendContext) -> CABackend:
+    from . import pkcs11  # python-pkcs11 is loaded only by gateways that have such a CA
+
+    return pkcs11.build(record, context.settings, context.hierarchy)
+
+
 class BackendKinds:
     """The kinds known to one gateway: built-ins, plugins, and those registered in code."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, BackendFactory] = {"local": _local}
+        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11}
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:
@@ -68,8 +80,8 @@ class BackendKinds:
         self._factories[name] = factory
 
     def unregister(self, name: str) -> None:
-        if name == "local":
-            raise ValueError("the local backend kind is built in")
+        if name in ("local", "pkcs11"):
+            raise ValueError(f"the {name} backend kind is built in")
         self._factories.pop(name, None)
 
     @contextlib.contextmanager

@@ -38,6 +38,7 @@ from .builder import IssuerContext, build_certificate
 from .overrides import describe_name
 from .pem import load_certificate, load_certificates
 from .serials import new_serial
+from .signer import IssuerKey, TokenKey
 
 if TYPE_CHECKING:
     from .hierarchy import CAHierarchy
@@ -113,21 +114,25 @@ class LocalCA(CABackend):
 
     def __init__(self, record: CARecord, settings: LocalCASettings,
                  hierarchy: "CAHierarchy | None" = None) -> None:
-        if record.certificate_pem is None or record.key_pem_encrypted is None:
+        if record.certificate_pem is None:
             raise Unavailable(f"CA {record.id} cannot issue: no certificate or key yet")
         self.id = record.id
         self.record = record
         self._settings = settings
         self._hierarchy = hierarchy
         self.certificate = load_certificate(record.certificate_pem)
-        self._key: CertificateIssuerPrivateKeyTypes = keys.decrypt_private_key(
-            record.key_pem_encrypted.encode(), settings.passphrase
-        )
+        self._key: IssuerKey = self._load_key(record, settings)
         self._issuers = tuple(load_certificates(record.chain_pem))
+
+    def _load_key(self, record: CARecord, settings: LocalCASettings) -> IssuerKey:
+        """The CA key, decrypted with the gateway's passphrase (a token-backed kind overrides this)."""
+        if record.key_pem_encrypted is None:
+            raise Unavailable(f"CA {record.id} cannot issue: no key")
+        return keys.decrypt_private_key(record.key_pem_encrypted.encode(), settings.passphrase)
 
     # --- helpers ------------------------------------------------------------
     @property
-    def private_key(self) -> CertificateIssuerPrivateKeyTypes:
+    def private_key(self) -> IssuerKey:
         """For the CA tooling (sub-CA and OCSP signer issuance) inside the core only."""
         return self._key
 
@@ -135,8 +140,11 @@ class LocalCA(CABackend):
     def _slow_signer(self) -> bool:
         """Whether one signature with this CA's key costs enough to leave the event loop
         for: RSA (about 0.7 ms at 2048 bits) and EC beyond P-256; P-256 and EdDSA
-        sign in tens of microseconds, less than a thread hand-off."""
+        sign in tens of microseconds, less than a thread hand-off. A token key always leaves
+        the loop: the token is a device (or a library) that may take milliseconds."""
         key = self._key
+        if isinstance(key, TokenKey):
+            return True
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.curve.name != "secp256r1"
         return isinstance(key, rsa.RSAPrivateKey)
@@ -171,7 +179,10 @@ class LocalCA(CABackend):
 
     async def check(self, request: SignRequest) -> None:
         """A dry run: policy errors surface when a request is held, not when approved."""
-        self._build(request, new_serial())
+        if self._slow_signer:
+            await asyncio.to_thread(self._build, request, new_serial())
+        else:
+            self._build(request, new_serial())
 
     async def revoke(self, serial: int, reason: RevocationReason,
                      invalidity_date: dt.datetime | None = None) -> None:
@@ -185,16 +196,19 @@ class LocalCA(CABackend):
 
     async def sign_crl(self, entries: list[RevokedEntry], number: int,
                        this_update: dt.datetime, next_update: dt.datetime) -> bytes:
-        return build_crl(
-            issuer_cert=self.certificate,
-            issuer_key=self._key,
-            entries=entries,
-            crl_number=number,
-            this_update=this_update,
-            next_update=next_update,
-            # Expired certificates are never dropped from this CA's CRL.
-            expired_certs_on_crl=self.certificate.not_valid_before_utc,
-        )
+        def build() -> bytes:
+            return build_crl(
+                issuer_cert=self.certificate,
+                issuer_key=self._key,
+                entries=entries,
+                crl_number=number,
+                this_update=this_update,
+                next_update=next_update,
+                # Expired certificates are never dropped from this CA's CRL.
+                expired_certs_on_crl=self.certificate.not_valid_before_utc,
+            )
+
+        return await asyncio.to_thread(build) if self._slow_signer else build()
 
     async def ocsp_signer(
         self, validity: dt.timedelta,

@@ -21,7 +21,7 @@ from ..store import Store
 from ..store.records import CARecord
 from .backend import CABackend
 from .hierarchy import CAHierarchy
-from .kinds import KINDS, BackendContext, BackendKinds
+from .kinds import KINDS, BackendContext, BackendKinds, BackendStartupError
 from .local import LocalCA, LocalCASettings
 from .pem import cert_to_pem, certs_to_pem, load_certificate
 
@@ -40,6 +40,8 @@ class CARegistry:
         self._kinds = kinds
         self._backends: dict[str, CABackend] = {}
         self._records: dict[str, CARecord] = {}
+        self.startup_errors: dict[str, str] = {}
+        """CA id -> why its backend could not start (a missing token, a wrong PIN), from the last load."""
         self._lock = asyncio.Lock()
         self.hierarchy = CAHierarchy(store, settings.passphrase, profiles)
         self._context = BackendContext(settings, self.hierarchy)
@@ -49,6 +51,7 @@ class CARegistry:
             async with self._store.read() as q:
                 records = {r.id: r for r in await q.cas.list()}
             backends: dict[str, CABackend] = {}
+            errors: dict[str, str] = {}
             for rec in records.values():
                 if not _can_sign(rec):
                     continue
@@ -61,9 +64,18 @@ class CARegistry:
                     continue
                 try:
                     backends[rec.id] = self._kinds.build(rec, self._context)
+                except BackendStartupError as exc:
+                    errors[rec.id] = exc.detail
                 except Unavailable:
                     continue  # reported when the CA is asked for (a kind not installed here)
-            self._records, self._backends = records, backends
+            self._records, self._backends, self.startup_errors = records, backends, errors
+
+    def require_startable(self) -> None:
+        """Refuse to serve while a CA's backend cannot start (``gateway serve`` calls this)."""
+        if self.startup_errors:
+            from ..errors import ConfigError
+
+            raise ConfigError("; ".join(f"CA {ca_id}: {why}" for ca_id, why in sorted(self.startup_errors.items())))
 
     async def record(self, ca_id: str) -> CARecord:
         if ca_id not in self._records:

@@ -11,13 +11,12 @@ from collections.abc import Sequence
 
 from asn1crypto import core
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ObjectIdentifier
 
 from ..ca.backend import RevocationReason, RevokedEntry
+from ..ca.signer import IssuerKey, sign_crl
 from ..errors import BadRequest
-from ..keys import signature_hash_for
 
 EXPIRED_CERTS_ON_CRL = ObjectIdentifier("2.5.29.60")
 """X.509 expiredCertsOnCRL: revoked certificates expired after this time stay listed."""
@@ -29,7 +28,7 @@ __all__ = ["RevokedEntry", "build_crl"]
 def build_crl(
     *,
     issuer_cert: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer_key: IssuerKey,
     entries: Sequence[RevokedEntry],
     crl_number: int,
     this_update: dt.datetime,
@@ -67,7 +66,7 @@ def build_crl(
         builder = builder.add_extension(idp, critical=True)  # RFC 5280 5.2.5
     for entry in entries:
         builder = builder.add_revoked_certificate(_revoked_certificate(entry))
-    crl = builder.sign(issuer_key, signature_hash_for(issuer_key))
+    crl = sign_crl(builder, issuer_key)
     return crl.public_bytes(Encoding.DER)
 
 

@@ -32,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..ca.backend import RevocationReason
 from ..errors import BadRequest, GatewayError
+from ..ca.signer import IssuerKey, sign_certificate
 from ..keys import signature_hash_for
 
 CERT_ID_HASHES = ("sha1", "sha256", "sha384", "sha512")
@@ -180,7 +181,7 @@ def error_response(status: str) -> bytes:
 def build_ocsp_signing_certificate(
     *,
     issuer_cert: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer_key: IssuerKey,
     responder_key: CertificateIssuerPrivateKeyTypes | CertificatePublicKeyTypes,
     serial: int,
     not_before: dt.datetime,
@@ -216,7 +217,7 @@ def build_ocsp_signing_certificate(
         .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
         .add_extension(aki, critical=False)
     )
-    return builder.sign(issuer_key, signature_hash_for(issuer_key))
+    return sign_certificate(builder, issuer_key)
 
 
 def _cert_id(value: asn1_ocsp.CertId) -> CertId:

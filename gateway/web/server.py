@@ -56,6 +56,7 @@ async def start_listeners(gw: Gateway, sockets: tuple[socket.socket, socket.sock
 async def serve(gw: Gateway, banner: str = "", sockets: tuple[socket.socket, socket.socket] | None = None,
                 worker: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish."""
+    gw.cas.require_startable()
     listeners = await start_listeners(gw, sockets)
     gw.start_background()
     stop = asyncio.Event()

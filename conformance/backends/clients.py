@@ -1,0 +1,91 @@
+"""certbot, scepclient and curl EST issue through one CA, whatever its backend kind.
+
+Each backend suite (a key on a token, an upstream CA) creates its CA and calls
+:func:`issue_with_every_client`: an ACME, a SCEP and an EST configuration are made
+on that CA as an operator makes them (the admin path for ACME, the CLI for SCEP and
+EST), and each real client enrolls once. What comes back is checked by the suite
+(who signed it, how the CA's status services answer).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from conformance.acme.test_certbot import Certbot
+from conformance.est.support import sh
+from conformance.harness import GatewayInfo, require_client, run_cli
+from conformance.scep.support import run
+from protocols.scep.service import ScepService
+
+
+@dataclass
+class Issued:
+    """The certificate each client received (leaf first in ``chain`` where the client keeps one)."""
+
+    certbot: x509.Certificate
+    scepclient: x509.Certificate
+    curl_est: x509.Certificate
+
+    def all(self) -> dict[str, x509.Certificate]:
+        return {"certbot": self.certbot, "scepclient": self.scepclient, "curl_est": self.curl_est}
+
+
+async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
+    certbot = Certbot(info, tmp / "certbot")
+    config_id = f"{ca_id[:20]}-acme"
+    await gw.authority.create_config(config_id, "acme", ca_id, ["tls-server"],
+                                     settings={"validation_address": "127.0.0.1", "http01_port": certbot.port})
+    certbot.use(config_id)
+    name = f"{ca_id}.example.test"
+    await certbot.certonly(name)
+    return certbot.cert(name)
+
+
+async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
+    binary = require_client("scepclient", "Debian package scep")
+    config_id = f"{ca_id[:20]}-scep"
+    challenge = secrets.token_hex(8)
+    run_cli("scep", "config", "create", config_id, "--ca", ca_id, "--static-challenge", challenge,
+            data_dir=info.data_dir)
+    ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current.certificate
+    work = tmp / "scepclient"
+    work.mkdir(parents=True, exist_ok=True)
+    result = await run(binary, "-server-url", f"{info.http}/scep/{config_id}", "-private-key", str(work / "key.pem"),
+                       "-ca-fingerprint", ra.fingerprint(hashes.SHA256()).hex(), "-challenge", challenge,
+                       "-cn", f"{ca_id}-device", cwd=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
+
+
+async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
+    require_client("curl", "Debian package curl")
+    label = f"{ca_id[:20]}-est"
+    run_cli("est", "create", label, "--ca", ca_id, "--auth", "basic", data_dir=info.data_dir)
+    password = secrets.token_urlsafe(16)
+    run_cli("est", "user", "add", label, "device", "--password-stdin", data_dir=info.data_dir,
+            input=password.encode())
+    work = tmp / "curl-est"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca, "EST_PASSWORD": password}
+    result = await sh(
+        'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key '
+        f'-subj "/CN={ca_id}-est-device" -outform DER | openssl base64 -out device.b64 && '
+        'curl -sS --fail-with-body --cacert "$CA" -u "device:$EST_PASSWORD" -H "Content-Type: application/pkcs10" '
+        '--data-binary @device.b64 -o device.p7 "$EST/simpleenroll" && '
+        'openssl base64 -d -in device.p7 | openssl pkcs7 -inform DER -print_certs -out device.pem', work, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return x509.load_pem_x509_certificate((work / "device.pem").read_bytes())
+
+
+async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> Issued:
+    return Issued(
+        certbot=await certbot_through(gw, info, ca_id, tmp),
+        scepclient=await scepclient_through(gw, info, ca_id, tmp),
+        curl_est=await curl_est_through(info, ca_id, tmp),
+    )
