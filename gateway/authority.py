@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import keys
@@ -95,6 +96,22 @@ class EntityRefused(Forbidden):
     def __init__(self, entity_id: str, detail: str) -> None:
         super().__init__(detail)
         self.entity_id = entity_id
+
+
+def is_private_key(value: object) -> bool:
+    return isinstance(value, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey,
+                              ed448.Ed448PrivateKey))
+
+
+def _csr_for(backend: CABackend, key: Any, overrides: IssueOverrides) -> x509.CertificateSigningRequest | None:
+    """A CSR for a key the gateway holds, when the CA signs only CSRs (an upstream CA):
+    the subject and SANs the request asks for, signed with the key itself."""
+    if key is None or not backend.capabilities.needs_csr:
+        return None
+    builder = x509.CertificateSigningRequestBuilder().subject_name(overrides.subject or x509.Name([]))
+    if overrides.sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(overrides.sans)), critical=False)
+    return builder.sign(key, keys.signature_hash_for(key))
 
 
 def check_config_id(config_id: str) -> str:
@@ -471,7 +488,9 @@ class Authority:
         purpose: str, protocol: str | None, protocol_config: str | None, actor: str,
     ) -> IssuedCertificate:
         """A certificate for a key the gateway generated for itself (SCEP RA, the HTTPS
-        listener, signing or exchange certificates): stored and audited like any other."""
+        listener, signing or exchange certificates): stored and audited like any other.
+        ``public_key`` may be the private key itself, so that a CA that signs only CSRs
+        (an upstream CA) gets one made with it."""
         event = EventRecord(
             type="internal_issue", status="success", ca_id=ca_id, protocol_config=protocol_config,
             detail={k: v for k, v in {"actor": actor, "purpose": purpose, "protocol": protocol,
@@ -479,9 +498,10 @@ class Authority:
         )
         try:
             backend = await self.cas.backend(ca_id)
+            held = public_key if is_private_key(public_key) else None
             result = await self._issue(backend, SignRequest(
-                profile=self.profile(profile), public_key=public_key, csr=None, overrides=overrides,
-                protocol_config=protocol_config,
+                profile=self.profile(profile), public_key=held.public_key() if held is not None else public_key,
+                csr=_csr_for(backend, held, overrides), overrides=overrides, protocol_config=protocol_config,
             ), request_id=None, event=event)
             if not isinstance(result, IssuedCertificate):
                 raise Unavailable(f"CA {ca_id} cannot issue internal certificates without approval")
@@ -521,10 +541,10 @@ class Authority:
                 raise PolicyViolation(f"key algorithm {desc.name} is not allowed by profile {spec.name}")
             backend = await self.cas.backend(config.ca_id)
             key = keys.generate_private_key(desc)
+            overrides = IssueOverrides(subject=subject, sans=sans or None)
             result = await self._issue(backend, SignRequest(
-                profile=spec, public_key=key.public_key(), csr=None,
-                overrides=IssueOverrides(subject=subject, sans=sans or None),
-                entity_id=ent.id, protocol_config=config.id,
+                profile=spec, public_key=key.public_key(), csr=_csr_for(backend, key, overrides),
+                overrides=overrides, entity_id=ent.id, protocol_config=config.id,
             ), request_id=None)
             if not isinstance(result, IssuedCertificate):
                 raise Unavailable(f"CA {config.ca_id} holds the request; server key generation needs "
@@ -559,7 +579,11 @@ class Authority:
         A request an upstream CA holds is asked about again at that CA."""
         rec, backend = await self._request_backend(request_id)
         if rec.status == "upstream" and rec.upstream_handle is not None:
-            result = await backend.poll(rec.upstream_handle)
+            try:
+                result = await backend.poll(rec.upstream_handle)
+            except (PolicyViolation, BadRequest, Forbidden) as exc:  # the upstream decided: refused
+                await self._upstream_rejected(rec, exc.detail)
+                return PendingRequest(rec.id, rec.ca_id, "rejected", reason=exc.detail)
             if isinstance(result, Signed):
                 try:
                     issued = await self._commit(
@@ -584,6 +608,16 @@ class Authority:
         status = "pending" if rec.status in ("upstream", "approved") else rec.status
         return PendingRequest(rec.id, rec.ca_id, status,
                               serial=serial_int(rec.serial) if rec.serial else None, reason=rec.reason)
+
+    async def _upstream_rejected(self, rec: RequestRecord, reason: str) -> None:
+        async with self.store.transaction() as q:
+            moved = await q.requests.update(rec.id, expect="upstream", status="rejected", decided_by="upstream",
+                                            decided_at=self._now(), reason=reason)
+        if moved:
+            await self.events.record(
+                "reject", "success", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
+                ca_id=rec.ca_id, request_id=rec.id, actor="upstream", reason=reason,
+            )
 
     async def approve(self, request_id: str, operator: str) -> IssuedCertificate:
         rec, backend = await self._request_backend(request_id)

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
+from cryptography import x509
+
 from . import bootstrap, keygen_cli
 from .ca.backend import RevocationReason
 from .ca.pem import cert_to_pem, certs_to_pem
@@ -166,8 +168,46 @@ async def cmd_ca_list(args: argparse.Namespace) -> int:
     return await _with_gateway(args, run)
 
 
+async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
+    """A CA another server signs for (``--backend est``): its certificate and chain come
+    from the upstream itself; the credentials are sealed in the CA record."""
+    from .ca.upstream import est
+
+    if args.parent or args.external or args.pkcs11_uri:
+        raise ConfigError(f"--backend {args.backend} takes no --parent, --external or --pkcs11-* options")
+    if not args.upstream_url:
+        raise ConfigError(f"--backend {args.backend} needs --upstream-url")
+    trust = Path(args.upstream_trust).read_text() if args.upstream_trust else None
+    password = None
+    if args.upstream_password_env:
+        password = os.environ.get(args.upstream_password_env)
+        if not password:
+            raise ConfigError(f"the environment variable {args.upstream_password_env} is not set")
+    elif args.upstream_password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    settings = est.settings_for(
+        args.id, gw.cas.sealer(est.KIND), url=args.upstream_url, username=args.upstream_user, password=password,
+        client_certificate_pem=Path(args.upstream_client_cert).read_text() if args.upstream_client_cert else None,
+        client_key_pem=Path(args.upstream_client_key).read_bytes() if args.upstream_client_key else None,
+        trust_pem=trust,
+    )
+    issuing, chain = await est.discover(args.upstream_url, trust)
+    cns = issuing.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = args.name or (str(cns[0].value) if cns else issuing.subject.rfc4514_string())
+    await gw.cas.add_backend_ca(args.id, name, est.KIND, issuing, chain, settings)
+
+
 async def cmd_ca_create(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
+        if args.backend == "est":
+            await _create_upstream(gw, args)
+            await bootstrap.export_ca_files(gw)
+            await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(),
+                                             kind="upstream", backend=args.backend, upstream=args.upstream_url)
+            print(f"created CA {args.id} (signed for by the EST server {args.upstream_url})", file=sys.stderr)
+            return 0
+        if not args.name:
+            raise ConfigError("--name (the CA's common name) is required")
         validity = parse_duration(args.validity, "--validity") if args.validity else None
         h = gw.cas.hierarchy
         token = _token_location(args)
@@ -447,20 +487,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_ca_list)
     s = ca.add_parser("create", parents=[common], help="a root, an issuing CA (--parent) or an external CSR")
     s.add_argument("id", help="CA id (used by --ca and --parent)")
-    s.add_argument("--name", required=True, help="subject common name of the CA")
+    s.add_argument("--name", help="subject common name of the CA (an upstream CA: a display name, "
+                   "default its certificate's)")
     s.add_argument("--key", default="EC-P384", help="RSA-2048|RSA-3072|RSA-4096|EC-P256|EC-P384|EC-P521")
     s.add_argument("--parent", help="sign by this local CA (issuing CA)")
     s.add_argument("--external", action="store_true", help="make a CSR for an external root to sign")
     s.add_argument("--csr-out", help="where to write the CSR (default stdout)")
     s.add_argument("--validity", help="ISO 8601 duration, e.g. P10Y")
-    s.add_argument("--backend", choices=("local", "pkcs11"), default="local",
-                   help="where the CA key lives: encrypted in the data directory (local) or on a PKCS#11 token")
+    s.add_argument("--backend", choices=("local", "pkcs11", "est"), default="local",
+                   help="who signs: a key encrypted in the data directory (local), a key on a PKCS#11 token "
+                   "(pkcs11), or another EST server (est, with --upstream-*)")
     s.add_argument("--pkcs11-uri", help="RFC 7512 URI of the token and key label, e.g. "
                    "'pkcs11:token=gateway;object=hsm-root?module-path=/usr/lib/softhsm/libsofthsm2.so'")
     s.add_argument("--pkcs11-module", help="PKCS#11 module (default: the URI's module-path or $GATEWAY_PKCS11_MODULE)")
     s.add_argument("--pkcs11-pin-env", help="environment variable holding the token PIN "
                    "(default GATEWAY_PKCS11_PIN); the PIN is never stored")
     s.add_argument("--pkcs11-pin-file", help="file holding the token PIN (instead of --pkcs11-pin-env)")
+    s.add_argument("--upstream-url", help="the upstream's URL (est: https://host/.well-known/est[/label])")
+    s.add_argument("--upstream-trust", help="PEM bundle the upstream's TLS certificate must chain to "
+                   "(default: the system's roots)")
+    s.add_argument("--upstream-user", help="HTTP Basic user at the upstream")
+    s.add_argument("--upstream-password-env", help="environment variable holding that user's password")
+    s.add_argument("--upstream-password-stdin", action="store_true", help="read that password from stdin")
+    s.add_argument("--upstream-client-cert", help="PEM client certificate for TLS authentication at the upstream")
+    s.add_argument("--upstream-client-key", help="its PEM private key (sealed in the store; unencrypted PEM)")
     s.set_defaults(fn=cmd_ca_create)
     s = ca.add_parser("import", parents=[common], help="import a signed CA certificate or an external root")
     s.add_argument("id", help="CA id (of the CA created with --external, or a new one for --root)")

@@ -330,7 +330,9 @@ class Door:
         purpose: str, config_id: str | None = None, actor: str = "system",
     ) -> IssuedCertificate:
         """A certificate the protocol itself needs (SCEP RA, a signing or exchange
-        certificate) for a key it generated: recorded and audited like any issuance."""
+        certificate) for a key it generated: recorded and audited like any issuance.
+        Pass the private key rather than its public half where a CA that signs only
+        CSRs (an upstream CA) may be asked: the core makes the CSR with it."""
         return await self._gw.authority.issue_internal(
             ca_id, profile, public_key, overrides, purpose=purpose, protocol=self.protocol,
             protocol_config=config_id, actor=actor,
@@ -339,6 +341,11 @@ class Door:
     async def pending_request(self, request_id: str) -> RequestRecord | None:
         async with self._gw.store.read() as q:
             return await q.requests.get(request_id)
+
+    async def ca_holds_requests(self, ca_id: str) -> bool:
+        """Whether the CA may hold a request and decide later (an upstream CA with its own
+        approval queue), so that the protocol keeps what it needs to answer a retry."""
+        return (await self._gw.cas.backend(ca_id)).capabilities.holds
 
     async def poll(self, request_id: str) -> Enrollment:
         return await self._gw.authority.poll(request_id)

@@ -14,7 +14,9 @@ from .authority import Authority, CRLPolicy
 from .clock import Clock, system_clock
 from .ca.local import LocalCASettings
 from .ca.registry import CARegistry
+from .ca.backend import PendingRequest
 from .config import Config
+from .errors import GatewayError
 from .profiles.loader import default_profiles_dir, load_profiles
 from .profiles.model import Profile
 from .status.responder import OCSPResponder
@@ -96,6 +98,7 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
+        await self.cas.close()
         await self.store.close()
 
     # --- scheduled work ----------------------------------------------------------
@@ -115,6 +118,35 @@ class Gateway:
 
     def start_background(self) -> None:
         self._tasks.append(asyncio.create_task(self._crl_loop(), name="crl-scheduler"))
+        self._tasks.append(asyncio.create_task(self._upstream_loop(), name="upstream-poller"))
+
+    async def poll_upstream(self) -> int:
+        """Ask each upstream CA about the requests it holds; returns how many it decided.
+        A request decided here is issued (or rejected) exactly as when its client polls:
+        the next client poll then finds the certificate in the store."""
+        async with self.store.read() as q:
+            held = list(await q.requests.list(status="upstream"))
+        decided = 0
+        for rec in held:
+            try:
+                result = await self.authority.poll(rec.id)
+            except GatewayError as exc:  # the upstream is down or refused: the request stays held
+                log.warning("upstream poll of request %s at CA %s failed: %s", rec.id, rec.ca_id, exc.detail)
+                continue
+            if not isinstance(result, PendingRequest) or result.status != "pending":
+                decided += 1
+        return decided
+
+    async def _upstream_loop(self) -> None:
+        # One replica at a time is issue 17's (a lease); until then each process polls, and the
+        # compare-and-set on the request's status keeps a decision from being recorded twice.
+        interval = self.config.ca.upstream_poll_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_upstream()
+            except GatewayError as exc:
+                log.warning("upstream poll failed: %s", exc.detail)
 
     async def _crl_loop(self) -> None:
         interval = self.config.ca.crl_check_interval

@@ -217,11 +217,17 @@ class Capabilities:
     ``crl``: it signs CRLs (the core gathers the entries, numbers and stores them).
     ``ocsp``: it provides a delegated OCSP signing identity.
     ``hold``: a hold (certificateHold) can be released again at this CA.
+    ``needs_csr``: it signs CSRs, not public keys (an upstream CA): where the gateway
+    holds the key itself (server key generation, an RA key) the core makes the CSR.
+    ``holds``: it may take a request and decide later (:class:`PendingUpstream`), so a
+    protocol must be ready to answer "pending" even where its configuration approves at once.
     """
 
     crl: bool = False
     ocsp: bool = False
     hold: bool = False
+    needs_csr: bool = False
+    holds: bool = False
 
 
 class CABackend(abc.ABC):
@@ -279,3 +285,6 @@ class CABackend(abc.ABC):
         from ..errors import Unavailable
 
         raise Unavailable(f"CA {self.id} has no OCSP signer")
+
+    async def close(self) -> None:
+        """Release what the backend holds open (an upstream CA's HTTP connections)."""

@@ -10,11 +10,13 @@ the Authority only ever sees :class:`gateway.ca.backend.CABackend`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from .. import sealing
 from ..errors import Unavailable
 from ..store.records import CARecord
 from .backend import CABackend
@@ -32,6 +34,12 @@ class BackendStartupError(Unavailable):
     serving a gateway whose CA fails every request."""
 
 ENTRY_POINT_GROUP = "gateway.ca_backends"
+BUILT_IN = ("local", "pkcs11", "est")
+
+
+@functools.lru_cache(maxsize=4)
+def _sealing_master(passphrase: bytes) -> bytes:
+    return sealing.stretch(passphrase, salt=b"enrollment-gateway ca-backends v1")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,11 @@ class BackendContext:
 
     settings: LocalCASettings
     hierarchy: "CAHierarchy"
+
+    def sealer(self, kind: str) -> sealing.Sealer:
+        """Seals a kind's secrets (an upstream password, an ACME account key) in its
+        ``backend_settings``: opened with the CA passphrase, nothing in the store alone."""
+        return sealing.Sealer(sealing.derive(_sealing_master(self.settings.passphrase), f"ca:{kind}".encode()))
 
 
 BackendFactory = Callable[[CARecord, BackendContext], CABackend]
@@ -55,11 +68,17 @@ def _pkcs11(record: CARecord, context: BackendContext) -> CABackend:
     return pkcs11.build(record, context.settings, context.hierarchy)
 
 
+def _est(record: CARecord, context: BackendContext) -> CABackend:
+    from .upstream.est import KIND, EstUpstream
+
+    return EstUpstream(record, context.sealer(KIND))
+
+
 class BackendKinds:
     """The kinds known to one gateway: built-ins, plugins, and those registered in code."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11}
+        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11, "est": _est}
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:
@@ -80,7 +99,7 @@ class BackendKinds:
         self._factories[name] = factory
 
     def unregister(self, name: str) -> None:
-        if name in ("local", "pkcs11"):
+        if name in BUILT_IN:
             raise ValueError(f"the {name} backend kind is built in")
         self._factories.pop(name, None)
 

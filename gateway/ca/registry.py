@@ -9,18 +9,18 @@ reported missing.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any, Mapping
 
 from cryptography import x509
 
 from .. import keys
+from ..sealing import Sealer
 from ..errors import BadRequest, Conflict, NotFound, Unavailable
 from ..profiles.model import Profile
 from ..store import Store
 from ..store.records import CARecord
 from .backend import CABackend
-from .hierarchy import CAHierarchy
+from .hierarchy import CAHierarchy, check_ca_id
 from .kinds import KINDS, BackendContext, BackendKinds, BackendStartupError
 from .local import LocalCA, LocalCASettings
 from .pem import cert_to_pem, certs_to_pem, load_certificate
@@ -68,7 +68,10 @@ class CARegistry:
                     errors[rec.id] = exc.detail
                 except Unavailable:
                     continue  # reported when the CA is asked for (a kind not installed here)
+            retired = [b for b in self._backends.values() if all(b is not n for n in backends.values())]
             self._records, self._backends, self.startup_errors = records, backends, errors
+            for backend in retired:
+                await backend.close()
 
     def require_startable(self) -> None:
         """Refuse to serve while a CA's backend cannot start (``gateway serve`` calls this)."""
@@ -122,7 +125,7 @@ class CARegistry:
         if existing is not None:
             raise Conflict(f"CA {ca_id!r} exists")
         rec = CARecord(
-            id=ca_id or uuid.uuid4().hex, name=name, kind="upstream", state="active", parent_id=None,
+            id=check_ca_id(ca_id), name=name, kind="upstream", state="active", parent_id=None,
             certificate_pem=cert_to_pem(certificate), chain_pem=certs_to_pem(chain),
             key_pem_encrypted=None, key_algorithm=keys.describe_public_key(certificate.public_key()).name,
             backend=backend, backend_settings=dict(settings or {}),
@@ -131,6 +134,14 @@ class CARegistry:
             await q.cas.insert(rec)
         await self.load()
         return rec
+
+    def sealer(self, kind: str) -> Sealer:
+        """What seals a backend kind's secrets in a CA record (see BackendContext.sealer)."""
+        return self._context.sealer(kind)
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.close()
 
     def records(self) -> list[CARecord]:
         return sorted(self._records.values(), key=lambda r: (r.parent_id is not None, r.created_at, r.id))

@@ -209,7 +209,8 @@ async def _answer_held(ctx: Context, held: HeldRequest) -> web.Response:
 async def _enroll(ctx: Context, client: Client, request: csrs.Request, *, entity: str,
                   event_type: str) -> web.Response:
     policy = ctx.policy
-    held_key = request_key(request.csr) if policy.manual_approval else None
+    may_hold = policy.manual_approval or await ctx.door.ca_holds_requests(policy.ca_id)
+    held_key = request_key(request.csr) if may_hold else None
     if held_key is not None:
         held = await ctx.pending.find(policy.label, client.key, held_key)
         if held is not None:

@@ -133,7 +133,7 @@ async def issue_ra(
     any issuance, then installed as the configuration's ``role`` RA)."""
     key = keys.generate_private_key(RA_KEY_ALGORITHM)
     issued = await door.issue_internal(
-        ca_id, RA_PROFILE, key.public_key(), IssueOverrides(subject=ra_subject(config_id)),
+        ca_id, RA_PROFILE, key, IssueOverrides(subject=ra_subject(config_id)),
         purpose=RA_PURPOSE, config_id=config_id, actor=actor,
     )
     rec = RaRecord(

@@ -1,0 +1,208 @@
+"""A second gateway (its own process, data directory and CAs) as the EST upstream of the
+one under test: ``gateway ca create --backend est`` discovers its issuing CA from /cacerts,
+and certbot, scepclient and curl EST then get certificates the upstream signed, over
+HTTP Basic and over a TLS client certificate; a wrong upstream password is a clear,
+audited refusal with nothing stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conformance.harness import GatewayInfo, GatewayProcess, run_cli, running_gateway
+from gateway import bootstrap
+from gateway.store.records import CertificateFilter, EventFilter, serial_hex
+
+from .clients import curl_est_through, issue_with_every_client
+
+PASSWORD = "upstream-secret-1"
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayInfo]:
+    """The upstream gateway: an EST label per authentication kind for the front gateway."""
+    data_dir = tmp_path_factory.mktemp("upstream") / "data"
+    run_cli("init", data_dir=data_dir)
+    run_cli("est", "create", "front-basic", "--auth", "basic", data_dir=data_dir)
+    run_cli("est", "user", "add", "front-basic", "front", "--password-stdin", data_dir=data_dir,
+            input=PASSWORD.encode())
+    run_cli("est", "create", "front-cert", "--auth", "certificate", data_dir=data_dir)
+    proc = GatewayProcess(data_dir)
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+
+
+async def _events(gw: object, flt: EventFilter) -> list[object]:
+    async with gw.store.read() as q:  # type: ignore[attr-defined]
+        return list(await q.events.list(flt, limit=50))
+
+
+def _upstream_issuing(up: GatewayInfo) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(Path(up.ca("issuing")["certificate"]).read_bytes())
+
+
+def _upstream_store_has(up: GatewayInfo, cert: x509.Certificate) -> bool:
+    out = run_cli("cert", "list", "--json", data_dir=up.data_dir).stdout
+    return serial_hex(cert.serial_number) in {row["serial"] for row in json.loads(out)}
+
+
+async def test_every_client_issues_through_an_est_upstream_with_basic(upstream: GatewayInfo, tmp_path: Path) -> None:
+    front = tmp_path / "front"
+    await bootstrap.initialize(front)
+    created = run_cli("ca", "create", "up-est", "--backend", "est",
+                      "--upstream-url", f"{upstream.https}/.well-known/est/front-basic",
+                      "--upstream-trust", upstream.tls_ca, "--upstream-user", "front",
+                      "--upstream-password-env", "UP_PASSWORD", data_dir=front, env={"UP_PASSWORD": PASSWORD})
+    assert "signed for by the EST server" in created.stderr
+    listed = {r["id"]: r for r in json.loads(run_cli("ca", "list", "--json", data_dir=front).stdout)}
+    assert listed["up-est"]["backend"] == "est" and listed["up-est"]["kind"] == "upstream"
+    assert listed["up-est"]["name"] == "Gateway Dev Issuing CA"  # the upstream's, from /cacerts
+    issuing = _upstream_issuing(upstream)
+
+    async with running_gateway(front) as (gw, info):
+        async with gw.store.read() as q:
+            settings = (await q.cas.get("up-est")).backend_settings
+        assert PASSWORD not in json.dumps(settings) and settings["password"].startswith("v1.")
+
+        issued = await issue_with_every_client(gw, info, "up-est", tmp_path)
+        for client, cert in issued.all().items():
+            cert.verify_directly_issued_by(issuing)  # the upstream signed it
+            assert _upstream_store_has(upstream, cert), client
+            local = await gw.authority.certificate(serial_hex(cert.serial_number))
+            assert local.ca_id == "up-est"  # and the front gateway recorded it under the upstream CA
+        # the SCEP configuration's RA certificate came from the upstream too (a CSR the core made)
+        ra = [e for e in await _events(gw, EventFilter(type="internal_issue"))
+              if e.ca_id == "up-est" and e.status == "success"]
+        assert ra, "the SCEP RA certificate was not issued through the upstream"
+
+
+async def test_client_certificate_authentication_and_a_wrong_password(upstream: GatewayInfo, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "front-gateway")]))
+           .sign(key, hashes.SHA256()))
+    (tmp_path / "front.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    cert_pem = run_cli("cert", "issue", "--csr", str(tmp_path / "front.csr"), "--profile", "tls-client",
+                       data_dir=upstream.data_dir).stdout
+    (tmp_path / "front.pem").write_text(cert_pem)
+    (tmp_path / "front.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    front = tmp_path / "front"
+    await bootstrap.initialize(front)
+    run_cli("ca", "create", "up-cert", "--backend", "est", "--upstream-url", f"{upstream.https}/.well-known/est/front-cert",
+            "--upstream-trust", upstream.tls_ca, "--upstream-client-cert", str(tmp_path / "front.pem"),
+            "--upstream-client-key", str(tmp_path / "front.key"), data_dir=front)
+    run_cli("ca", "create", "up-wrong", "--backend", "est", "--upstream-url",
+            f"{upstream.https}/.well-known/est/front-basic", "--upstream-trust", upstream.tls_ca,
+            "--upstream-user", "front", "--upstream-password-stdin", data_dir=front, input=b"not-the-password\n")
+    async with running_gateway(front) as (gw, info):
+        async with gw.store.read() as q:
+            assert "BEGIN" not in (await q.cas.get("up-cert")).backend_settings["client_key"]
+        cert = await curl_est_through(info, "up-cert", tmp_path / "c")
+        cert.verify_directly_issued_by(_upstream_issuing(upstream))
+
+        with pytest.raises(AssertionError) as refused:
+            await curl_est_through(info, "up-wrong", tmp_path / "w")
+        assert "503" in str(refused.value) or "refused" in str(refused.value), refused.value
+        failures = await _events(gw, EventFilter(status="failure"))
+        assert any("refused the gateway's credentials (HTTP 401)" in (e.detail.get("detail") or "")
+                   for e in failures if e.ca_id == "up-wrong"), [e.detail for e in failures]
+        async with gw.store.read() as q:
+            assert not [c for c in await q.certificates.list(CertificateFilter(ca_id="up-wrong")) if c]
+
+
+def test_creation_refusals(upstream: GatewayInfo, tmp_path: Path) -> None:
+    front = tmp_path / "front"
+    run_cli("init", data_dir=front)
+
+    def refused(*args: str, **kw: object) -> str:
+        out = run_cli("ca", "create", "bad", "--backend", "est", *args, data_dir=front, check=False, **kw)  # type: ignore[arg-type]
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+        return out.stderr
+
+    url = f"{upstream.https}/.well-known/est/front-basic"
+    assert "needs --upstream-url" in refused()
+    assert "needs credentials" in refused("--upstream-url", url, "--upstream-trust", upstream.tls_ca)
+    assert "must be https://" in refused("--upstream-url", url.replace("https", "http"), "--upstream-user", "u",
+                                         "--upstream-password-stdin", input=b"p\n")
+    # the upstream's TLS certificate does not chain to the system's roots
+    assert "not trusted" in refused("--upstream-url", url, "--upstream-user", "front",
+                                    "--upstream-password-stdin", input=PASSWORD.encode() + b"\n")
+    assert '"bad"' not in run_cli("ca", "list", "--json", data_dir=front).stdout
+
+
+async def _upstream_admin(up: GatewayInfo, method: str, path: str, body: object = None) -> object:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, f"{up.https}/admin{path}", json=body, ssl=up.ssl_context(),
+                                   headers={"Authorization": f"Bearer {up.api_key}"}) as resp:
+            assert resp.status < 300, (resp.status, await resp.text())
+            return await resp.json()
+
+
+async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Path) -> None:
+    """The upstream holds requests for its operator (EST 202): the front gateway answers its
+    own client 202 too, its poller asks again, and an approval there becomes a certificate
+    here (a rejection there, a rejection here); curl retries with the same CSR, as RFC 7030
+    4.2.3 says, and gets the outcome."""
+    from conformance.est.support import sh
+
+    up_dir = tmp_path / "up"
+    run_cli("init", data_dir=up_dir)
+    run_cli("est", "create", "held", "--auth", "basic", "--approval", "manual", data_dir=up_dir)
+    run_cli("est", "user", "add", "held", "front", "--password-stdin", data_dir=up_dir, input=PASSWORD.encode())
+    proc = GatewayProcess(up_dir)
+    up = proc.start()
+    try:
+        front = tmp_path / "front"
+        await bootstrap.initialize(front)
+        run_cli("ca", "create", "up-held", "--backend", "est", "--upstream-url", f"{up.https}/.well-known/est/held",
+                "--upstream-trust", up.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
+                data_dir=front, input=PASSWORD.encode() + b"\n")
+        run_cli("est", "create", "devices", "--ca", "up-held", "--auth", "basic", data_dir=front)
+        run_cli("est", "user", "add", "devices", "dev1", "--password-stdin", data_dir=front, input=b"device-pass-1\n")
+        async with running_gateway(front) as (gw, info):
+            env = {"EST": f"{info.https}/.well-known/est/devices", "CA": info.tls_ca}
+            enroll = ('curl -sS --cacert "$CA" -u "dev1:device-pass-1" -H "Content-Type: application/pkcs10" '
+                      '--data-binary @{name}.b64 -o {name}.p7 -w "%{{http_code}}" "$EST/simpleenroll"')
+            for name in ("approved", "rejected"):
+                made = await sh(f'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key '
+                                f'-subj "/CN={name}" -outform DER | openssl base64 -out {name}.b64', tmp_path)
+                assert made.returncode == 0, made.stderr
+                first = await sh(enroll.format(name=name), tmp_path, env)
+                assert first.stdout == "202", first.stdout + first.stderr
+            async with gw.store.read() as q:
+                held_here = list(await q.requests.list(status="upstream"))
+            assert len(held_here) == 2
+            assert await gw.poll_upstream() == 0  # the upstream has not decided yet
+
+            waiting = await _upstream_admin(up, "GET", "/requests?status=pending")
+            items = {i["subject"]: i["id"] for i in waiting["items"]}  # type: ignore[index]
+            await _upstream_admin(up, "POST", f"/requests/{items['CN=approved']}/approve", {})
+            await _upstream_admin(up, "POST", f"/requests/{items['CN=rejected']}/reject", {"reason": "not ours"})
+            assert await gw.poll_upstream() == 2
+
+            again = await sh(enroll.format(name="approved"), tmp_path, env)
+            assert again.stdout == "200", again.stdout + again.stderr
+            done = await sh("openssl base64 -d -in approved.p7 | openssl pkcs7 -inform DER -print_certs", tmp_path)
+            cert = x509.load_pem_x509_certificate(done.stdout.encode())
+            assert cert.subject.rfc4514_string() == "CN=approved"
+            cert.verify_directly_issued_by(_upstream_issuing(up))
+            refused = await sh(enroll.format(name="rejected"), tmp_path, env)
+            assert refused.stdout not in ("200", "202"), refused.stdout
+            async with gw.store.read() as q:
+                rejected = [r for r in await q.requests.list(status="rejected")]
+            assert len(rejected) == 1 and rejected[0].decided_by == "upstream"
+            assert "not ours" in (rejected[0].reason or "") or "refused" in (rejected[0].reason or "")
+    finally:
+        proc.stop()

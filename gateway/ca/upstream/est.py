@@ -1,0 +1,195 @@
+"""EST upstream (RFC 7030 as a client): another EST server signs what this gateway's
+protocols accept.
+
+The gateway sends the device's CSR, unchanged, to ``<url>/simpleenroll`` with HTTP
+Basic or a TLS client certificate, and records what comes back. The upstream applies its
+own policy: the gateway's profile checks ran before (the request was accepted here
+first), but subject or SAN overrides of the gateway's configuration do not reach it.
+``202 Accepted`` with Retry-After is a request the upstream holds: the gateway keeps the
+CSR as the handle and sends it again when polled (RFC 7030 4.2.3). EST has no revocation:
+revoking here records the revocation and says so in the log; the upstream CA must be told
+by its operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from typing import Any
+
+import aiohttp
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from ...errors import BadRequest, PolicyViolation, Unavailable
+from ...sealing import Sealer
+from ...store.records import CARecord
+from ..backend import (
+    CABackend,
+    Capabilities,
+    PendingUpstream,
+    RevocationReason,
+    Signed,
+    SignRequest,
+    SignResult,
+)
+from ..pem import load_certificate, load_certificates
+from .http import Reply, UpstreamHttp, retry_after, ssl_context
+
+KIND = "est"
+log = logging.getLogger(__name__)
+
+
+def _spki(key: Any) -> bytes:
+    out: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return out
+
+
+_UNPARSEABLE = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType)
+"""What cryptography raises for certificates it cannot read (several are no ValueError)."""
+
+
+def parse_certs_only(body: bytes) -> list[x509.Certificate]:
+    """A base64 (or DER) PKCS#7 certs-only body, as EST answers /cacerts and /simpleenroll."""
+    raw = body.strip()
+    try:
+        der = base64.b64decode(b"".join(raw.split()), validate=True)
+    except ValueError:
+        der = raw
+    try:
+        certs = pkcs7.load_der_pkcs7_certificates(der)
+        for cert in certs:  # cryptography parses these lazily: fail here, not in whoever reads them
+            cert.subject, cert.issuer, cert.extensions, cert.public_key()
+    except _UNPARSEABLE:
+        raise Unavailable("the upstream EST server's answer is not a PKCS#7 certs-only message "
+                          "of certificates that parse") from None
+    return certs
+
+
+def issuing_and_chain(certs: list[x509.Certificate]) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """From an unordered /cacerts bag: the CA that issues (the one no other certificate
+    names as issuer) and its issuers up to the root."""
+    cas = [c for c in certs if _is_ca(c)] or certs
+    leaves = [c for c in cas if not any(o is not c and o.issuer == c.subject for o in cas)]
+    if len(leaves) != 1:
+        names = ", ".join(sorted(c.subject.rfc4514_string() for c in leaves)) or "none"
+        raise BadRequest(f"the upstream's /cacerts does not name one issuing CA (found: {names})")
+    issuing = leaves[0]
+    chain, current = [], issuing
+    while current.issuer != current.subject:
+        parent = next((c for c in cas if c.subject == current.issuer), None)
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return issuing, chain
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+class EstUpstream(CABackend):
+    capabilities = Capabilities(needs_csr=True, holds=True)
+
+    def __init__(self, record: CARecord, sealer: Sealer) -> None:
+        if record.certificate_pem is None:
+            raise Unavailable(f"CA {record.id} has no certificate")
+        s = record.backend_settings
+        self.id = record.id
+        self.url = str(s.get("url", "")).rstrip("/")
+        if not self.url.startswith("https://"):
+            raise Unavailable(f"CA {record.id}: the EST upstream URL must be https://")
+        self._certificate = load_certificate(record.certificate_pem)
+        self._issuers = tuple(load_certificates(record.chain_pem))
+        self._headers = {"Content-Type": "application/pkcs10", "Content-Transfer-Encoding": "base64"}
+        if s.get("username"):
+            password = sealer.unseal(str(s["password"]), f"{record.id}:password").decode()
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(str(s["username"]), password)
+        key = sealer.unseal(str(s["client_key"]), f"{record.id}:client_key") if s.get("client_key") else None
+        self._http = UpstreamHttp(record.id, f"EST server {self.url}",
+                                  ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
+
+    async def _enroll(self, csr_der: bytes) -> SignResult:
+        reply = await self._http.request(
+            "POST", f"{self.url}/simpleenroll", data=base64.encodebytes(csr_der), headers=self._headers)
+        if reply.status == 202:
+            return PendingUpstream(handle=base64.b64encode(csr_der).decode(), retry_after=retry_after(reply.headers))
+        if reply.status != 200:
+            raise _refusal(self.id, reply)
+        csr = x509.load_der_x509_csr(csr_der)
+        wanted = _spki(csr.public_key())
+        for cert in parse_certs_only(reply.body):
+            if _spki(cert.public_key()) == wanted:
+                return Signed(cert)
+        raise Unavailable(f"CA {self.id}: the upstream EST server returned no certificate for the CSR's key")
+
+    async def sign(self, request: SignRequest) -> SignResult:
+        if request.csr is None:
+            raise Unavailable(f"CA {self.id} is an EST upstream and signs CSRs only; this request has none")
+        return await self._enroll(request.csr.public_bytes(serialization.Encoding.DER))
+
+    async def poll(self, handle: str) -> SignResult:
+        return await self._enroll(base64.b64decode(handle))
+
+    async def revoke(self, serial: int, reason: RevocationReason,
+                     invalidity_date: dt.datetime | None = None) -> None:
+        log.warning("CA %s: certificate %x revoked here only: EST has no revocation, so the upstream CA's "
+                    "operator must revoke it there", self.id, serial)
+
+    async def chain(self) -> tuple[x509.Certificate, ...]:
+        return (self._certificate, *self._issuers)
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def _refusal(ca_id: str, reply: Reply) -> Exception:
+    if reply.status == 401:  # the gateway's own credentials: an operator's problem, not the client's
+        return Unavailable(f"CA {ca_id}: the upstream EST server refused the gateway's credentials "
+                           f"(HTTP {reply.status})")
+    if 400 <= reply.status < 500:
+        return PolicyViolation(f"the upstream EST server refused the request (HTTP {reply.status}: {reply.text()})")
+    return Unavailable(f"CA {ca_id}: the upstream EST server failed (HTTP {reply.status}: {reply.text()})")
+
+
+async def discover(url: str, trust_pem: str | None) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The upstream's issuing CA and chain from ``<url>/cacerts`` (when the CA is created)."""
+    http = UpstreamHttp("(new)", f"EST server {url}", ssl_context(trust_pem))
+    try:
+        reply = await http.request("GET", f"{url.rstrip('/')}/cacerts")
+    finally:
+        await http.close()
+    if reply.status != 200:
+        raise BadRequest(f"the upstream's /cacerts answered HTTP {reply.status}: {reply.text()}")
+    return issuing_and_chain(parse_certs_only(reply.body))
+
+
+def settings_for(ca_id: str, sealer: Sealer, *, url: str, username: str | None, password: str | None,
+                 client_certificate_pem: str | None, client_key_pem: bytes | None,
+                 trust_pem: str | None) -> dict[str, Any]:
+    """The CA record's ``backend_settings``, with the password and key sealed to this CA."""
+    if not url.startswith("https://"):
+        raise BadRequest("the EST upstream URL must be https://host/.well-known/est[/label]")
+    if bool(username) != bool(password):
+        raise BadRequest("EST upstream Basic authentication needs both a username and a password")
+    if bool(client_certificate_pem) != bool(client_key_pem):
+        raise BadRequest("an EST upstream client certificate needs its key (and the key its certificate)")
+    if not username and not client_certificate_pem:
+        raise BadRequest("the EST upstream needs credentials: a username and password, or a client certificate")
+    out: dict[str, Any] = {"url": url.rstrip("/"), "trust_pem": trust_pem}
+    if username and password:
+        out.update(username=username, password=sealer.seal(password.encode(), f"{ca_id}:password"))
+    if client_certificate_pem and client_key_pem:
+        load_certificate(client_certificate_pem)  # refuse a broken file now, not at the first enrollment
+        out.update(client_certificate=client_certificate_pem,
+                   client_key=sealer.seal(client_key_pem, f"{ca_id}:client_key"))
+    return out
+
