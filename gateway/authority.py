@@ -701,7 +701,7 @@ class Authority:
             await backend.release_hold(serial_int(rec.serial))
         else:
             assert reason is not None
-            await backend.revoke(serial_int(rec.serial), reason, invalidity_date)
+            await backend.revoke_certificate(x509.load_der_x509_certificate(rec.der), reason, invalidity_date)
         async with self.store.transaction() as q:
             updated = await q.certificates.update_status(
                 rec.serial, expect=set(expect), status=status,

@@ -169,8 +169,9 @@ async def cmd_ca_list(args: argparse.Namespace) -> int:
 
 
 async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
-    """A CA another server signs for (``--backend est``): its certificate and chain come
-    from the upstream itself; the credentials are sealed in the CA record."""
+    """A CA another server signs for (``--backend est`` or ``acme``): its certificate and
+    chain come from the upstream (EST /cacerts) or the operator (ACME: --upstream-chain);
+    the credentials are sealed in the CA record."""
     from .ca.upstream import est
 
     if args.parent or args.external or args.pkcs11_uri:
@@ -178,6 +179,9 @@ async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
     if not args.upstream_url:
         raise ConfigError(f"--backend {args.backend} needs --upstream-url")
     trust = Path(args.upstream_trust).read_text() if args.upstream_trust else None
+    if args.backend == "acme":
+        await _create_acme_upstream(gw, args, trust)
+        return
     password = None
     if args.upstream_password_env:
         password = os.environ.get(args.upstream_password_env)
@@ -197,14 +201,41 @@ async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
     await gw.cas.add_backend_ca(args.id, name, est.KIND, issuing, chain, settings)
 
 
+async def _create_acme_upstream(gw: Gateway, args: argparse.Namespace, trust: str | None) -> None:
+    from .ca.pem import load_certificates
+    from .ca.upstream import acme
+
+    if not args.upstream_chain:
+        raise ConfigError("--backend acme needs --upstream-chain: the upstream's issuing CA certificate, then "
+                          "its issuers (PEM; ACME publishes no CA certificates of its own)")
+    chain = load_certificates(Path(args.upstream_chain).read_text())
+    if not chain:
+        raise ConfigError(f"{args.upstream_chain} holds no PEM certificate")
+    hmac_key = None
+    if args.upstream_eab_hmac_env:
+        hmac_key = os.environ.get(args.upstream_eab_hmac_env)
+        if not hmac_key:
+            raise ConfigError(f"the environment variable {args.upstream_eab_hmac_env} is not set")
+    settings = await acme.register(
+        args.id, gw.cas.sealer(acme.KIND), directory=args.upstream_url, email=args.upstream_email,
+        eab_kid=args.upstream_eab_kid, eab_hmac=hmac_key, trust_pem=trust, challenge=args.upstream_challenge,
+        dns_hook=str(Path(args.upstream_dns_hook).resolve()) if args.upstream_dns_hook else None,
+        profile=args.upstream_profile,
+    )
+    cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = args.name or (str(cns[0].value) if cns else chain[0].subject.rfc4514_string())
+    await gw.cas.add_backend_ca(args.id, name, acme.KIND, chain[0], chain[1:], settings)
+
+
 async def cmd_ca_create(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
-        if args.backend == "est":
+        if args.backend in ("est", "acme"):
             await _create_upstream(gw, args)
             await bootstrap.export_ca_files(gw)
             await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(),
                                              kind="upstream", backend=args.backend, upstream=args.upstream_url)
-            print(f"created CA {args.id} (signed for by the EST server {args.upstream_url})", file=sys.stderr)
+            what = "EST server" if args.backend == "est" else "ACME CA"
+            print(f"created CA {args.id} (signed for by the {what} {args.upstream_url})", file=sys.stderr)
             return 0
         if not args.name:
             raise ConfigError("--name (the CA's common name) is required")
@@ -494,16 +525,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--external", action="store_true", help="make a CSR for an external root to sign")
     s.add_argument("--csr-out", help="where to write the CSR (default stdout)")
     s.add_argument("--validity", help="ISO 8601 duration, e.g. P10Y")
-    s.add_argument("--backend", choices=("local", "pkcs11", "est"), default="local",
+    s.add_argument("--backend", choices=("local", "pkcs11", "est", "acme"), default="local",
                    help="who signs: a key encrypted in the data directory (local), a key on a PKCS#11 token "
-                   "(pkcs11), or another EST server (est, with --upstream-*)")
+                   "(pkcs11), another EST server (est) or an ACME CA (acme), with --upstream-*")
     s.add_argument("--pkcs11-uri", help="RFC 7512 URI of the token and key label, e.g. "
                    "'pkcs11:token=gateway;object=hsm-root?module-path=/usr/lib/softhsm/libsofthsm2.so'")
     s.add_argument("--pkcs11-module", help="PKCS#11 module (default: the URI's module-path or $GATEWAY_PKCS11_MODULE)")
     s.add_argument("--pkcs11-pin-env", help="environment variable holding the token PIN "
                    "(default GATEWAY_PKCS11_PIN); the PIN is never stored")
     s.add_argument("--pkcs11-pin-file", help="file holding the token PIN (instead of --pkcs11-pin-env)")
-    s.add_argument("--upstream-url", help="the upstream's URL (est: https://host/.well-known/est[/label])")
+    s.add_argument("--upstream-url", help="the upstream's URL (est: https://host/.well-known/est[/label]; "
+                   "acme: its directory URL)")
+    s.add_argument("--upstream-chain", help="acme: PEM file of the upstream's issuing CA certificate, then its issuers")
+    s.add_argument("--upstream-email", help="acme: the account's contact address")
+    s.add_argument("--upstream-eab-kid", help="acme: external account binding key id (used once, not stored)")
+    s.add_argument("--upstream-eab-hmac-env", help="acme: environment variable holding the EAB HMAC key (base64url)")
+    s.add_argument("--upstream-challenge", choices=("http-01", "dns-01"), default="http-01",
+                   help="acme: http-01 answered on this gateway's HTTP listener, or dns-01 through --upstream-dns-hook")
+    s.add_argument("--upstream-dns-hook", help="acme: command run as '<hook> present|cleanup <domain> <txt value>'")
+    s.add_argument("--upstream-profile", help="acme: the upstream's certificate profile to order (draft ACME profiles)")
     s.add_argument("--upstream-trust", help="PEM bundle the upstream's TLS certificate must chain to "
                    "(default: the system's roots)")
     s.add_argument("--upstream-user", help="HTTP Basic user at the upstream")

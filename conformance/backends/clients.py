@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 
 from conformance.acme.test_certbot import Certbot
 from conformance.est.support import sh
@@ -29,11 +29,12 @@ class Issued:
     """The certificate each client received (leaf first in ``chain`` where the client keeps one)."""
 
     certbot: x509.Certificate
-    scepclient: x509.Certificate
+    scep: x509.Certificate
     curl_est: x509.Certificate
+    scep_client: str = "scepclient"
 
     def all(self) -> dict[str, x509.Certificate]:
-        return {"certbot": self.certbot, "scepclient": self.scepclient, "curl_est": self.curl_est}
+        return {"certbot": self.certbot, self.scep_client: self.scep, "curl_est": self.curl_est}
 
 
 async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
@@ -47,18 +48,59 @@ async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> 
     return certbot.cert(name)
 
 
-async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
-    binary = require_client("scepclient", "Debian package scep")
+def _scep_config(info: GatewayInfo, ca_id: str, ra_ca: str | None) -> tuple[str, str]:
     config_id = f"{ca_id[:20]}-scep"
     challenge = secrets.token_hex(8)
     run_cli("scep", "config", "create", config_id, "--ca", ca_id, "--static-challenge", challenge,
-            data_dir=info.data_dir)
+            *(("--ra-ca", ra_ca) if ra_ca else ()), data_dir=info.data_dir)
+    return config_id, challenge
+
+
+async def certmonger_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
+                             ra_ca: str | None = None) -> x509.Certificate:
+    """certmonger's SCEP client, which (unlike scepclient) puts a DNS SAN in its CSR (-D):
+    what an ACME CA that reads names from SANs only (Pebble) needs."""
+    from conformance.scep.support import Certmonger
+    from conformance.scep.test_certmonger import scep_submit
+
+    scep_submit()
+    require_client("getcert")
+    require_client("dbus-daemon", "Debian package dbus")
+    config_id, challenge = _scep_config(info, ca_id, ra_ca)
+    name = f"{ca_id}-device.example.test"
+    cm = Certmonger(tmp / "certmonger").start()
+    try:
+        # The RA and its chain named explicitly (as an admin does for an RA from another
+        # hierarchy): certmonger otherwise anchors the RA's signature at a root it picks itself.
+        ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current
+        pem = serialization.Encoding.PEM
+        (tmp / "ra.pem").write_bytes(ra.certificate.public_bytes(pem))
+        (tmp / "ra-chain.pem").write_bytes(b"".join(c.public_bytes(pem) for c in ra.chain))
+        (tmp / "signing-ca.pem").write_bytes((await gw.door("scep").chain(ca_id))[0].public_bytes(pem))
+        added = await cm.getcert("add-scep-ca", "-c", "UP", "-u", f"{info.http}/scep/{config_id}",
+                                 "-r", str(tmp / "ra.pem"), "-I", str(tmp / "ra-chain.pem"),
+                                 "-N", str(tmp / "signing-ca.pem"))
+        assert added.returncode == 0, added.stdout + added.stderr
+        cert, key = tmp / "certmonger" / "cert.pem", tmp / "certmonger" / "key.pem"
+        req = await cm.getcert("request", "-c", "UP", "-I", "up", "-f", str(cert), "-k", str(key),
+                               "-L", challenge, "-N", f"CN={name}", "-D", name)
+        assert req.returncode == 0, req.stdout + req.stderr
+        assert await cm.wait_status("up", {"MONITORING"}, timeout=120) == "MONITORING"
+        return x509.load_pem_x509_certificate(cert.read_bytes())
+    finally:
+        cm.stop()
+
+
+async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
+                             ra_ca: str | None = None) -> x509.Certificate:
+    binary = require_client("scepclient", "Debian package scep")
+    config_id, challenge = _scep_config(info, ca_id, ra_ca)
     ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current.certificate
     work = tmp / "scepclient"
     work.mkdir(parents=True, exist_ok=True)
     result = await run(binary, "-server-url", f"{info.http}/scep/{config_id}", "-private-key", str(work / "key.pem"),
                        "-ca-fingerprint", ra.fingerprint(hashes.SHA256()).hex(), "-challenge", challenge,
-                       "-cn", f"{ca_id}-device", cwd=work)
+                       "-cn", f"{ca_id}-device.example.test", cwd=work)
     assert result.returncode == 0, result.stdout + result.stderr
     return x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
 
@@ -75,7 +117,8 @@ async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Cer
     env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca, "EST_PASSWORD": password}
     result = await sh(
         'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key '
-        f'-subj "/CN={ca_id}-est-device" -outform DER | openssl base64 -out device.b64 && '
+        f'-subj "/CN={ca_id}-est-device.example.test" -addext "subjectAltName=DNS:{ca_id}-est-device.example.test" '
+        '-outform DER | openssl base64 -out device.b64 && '
         'curl -sS --fail-with-body --cacert "$CA" -u "device:$EST_PASSWORD" -H "Content-Type: application/pkcs10" '
         '--data-binary @device.b64 -o device.p7 "$EST/simpleenroll" && '
         'openssl base64 -d -in device.p7 | openssl pkcs7 -inform DER -print_certs -out device.pem', work, env)
@@ -83,9 +126,16 @@ async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Cer
     return x509.load_pem_x509_certificate((work / "device.pem").read_bytes())
 
 
-async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> Issued:
+async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
+                                  ra_ca: str | None = None, scep_client: str = "scepclient") -> Issued:
+    """``ra_ca``: the CA of the SCEP RA certificate, where ``ca_id`` cannot issue one.
+    Every name is DNS-shaped, so that an ACME upstream can validate it; ``scep_client``
+    ``certmonger`` where the CA needs the name in a SAN too."""
+    scep = (await certmonger_through(gw, info, ca_id, tmp, ra_ca) if scep_client == "certmonger"
+            else await scepclient_through(gw, info, ca_id, tmp, ra_ca))
     return Issued(
         certbot=await certbot_through(gw, info, ca_id, tmp),
-        scepclient=await scepclient_through(gw, info, ca_id, tmp),
+        scep=scep,
         curl_est=await curl_est_through(info, ca_id, tmp),
+        scep_client=scep_client,
     )

@@ -109,7 +109,7 @@ async def test_every_client_issues_from_a_token_key(softhsm: SoftHsm, tmp_path: 
         assert crl.get_revoked_certificate_by_serial_number(issued.curl_est.serial_number) is None
         full_chain = tmp_path / "full-chain.pem"
         full_chain.write_bytes(chain.read_bytes() + (data_dir / "cas" / "hsm-issuing.pem").read_bytes())
-        for cert, expect in ((revoked, "revoked"), (issued.scepclient, "good")):
+        for cert, expect in ((revoked, "revoked"), (issued.scep, "good")):
             leaf = tmp_path / "ocsp-leaf.pem"
             leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             ocsp = await run("openssl", "ocsp", "-issuer", str(data_dir / "cas" / "hsm-issuing.pem"),

@@ -261,6 +261,12 @@ class CABackend(abc.ABC):
                      invalidity_date: dt.datetime | None = None) -> None:
         """Tell the CA a certificate is revoked (``certificate_hold``: put on hold)."""
 
+    async def revoke_certificate(self, certificate: x509.Certificate, reason: RevocationReason,
+                                 invalidity_date: dt.datetime | None = None) -> None:
+        """:meth:`revoke` for a CA that needs the certificate itself, not only its serial
+        (ACME's revokeCert); the core calls this one."""
+        await self.revoke(certificate.serial_number, reason, invalidity_date)
+
     async def release_hold(self, serial: int) -> None:
         """Release a hold (only asked when ``capabilities.hold``)."""
         from ..errors import Unavailable

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -21,6 +21,7 @@ from ..errors import Unavailable
 from ..store.records import CARecord
 from .backend import CABackend
 from .local import LocalCA, LocalCASettings
+from .upstream.http01 import Http01Tokens
 
 if TYPE_CHECKING:
     from .hierarchy import CAHierarchy
@@ -34,7 +35,7 @@ class BackendStartupError(Unavailable):
     serving a gateway whose CA fails every request."""
 
 ENTRY_POINT_GROUP = "gateway.ca_backends"
-BUILT_IN = ("local", "pkcs11", "est")
+BUILT_IN = ("local", "pkcs11", "est", "acme")
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,6 +49,8 @@ class BackendContext:
 
     settings: LocalCASettings
     hierarchy: "CAHierarchy"
+    http01: Http01Tokens = field(default_factory=Http01Tokens)
+    """http-01 answers the gateway serves for ACME upstreams (one set per registry)."""
 
     def sealer(self, kind: str) -> sealing.Sealer:
         """Seals a kind's secrets (an upstream password, an ACME account key) in its
@@ -68,6 +71,12 @@ def _pkcs11(record: CARecord, context: BackendContext) -> CABackend:
     return pkcs11.build(record, context.settings, context.hierarchy)
 
 
+def _acme(record: CARecord, context: BackendContext) -> CABackend:
+    from .upstream.acme import KIND, AcmeUpstream
+
+    return AcmeUpstream(record, context.sealer(KIND), context.http01)
+
+
 def _est(record: CARecord, context: BackendContext) -> CABackend:
     from .upstream.est import KIND, EstUpstream
 
@@ -78,7 +87,7 @@ class BackendKinds:
     """The kinds known to one gateway: built-ins, plugins, and those registered in code."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11, "est": _est}
+        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11, "est": _est, "acme": _acme}
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:

@@ -22,6 +22,7 @@ from ..store.records import CARecord
 from .backend import CABackend
 from .hierarchy import CAHierarchy, check_ca_id
 from .kinds import KINDS, BackendContext, BackendKinds, BackendStartupError
+from .upstream.http01 import Http01Tokens
 from .local import LocalCA, LocalCASettings
 from .pem import cert_to_pem, certs_to_pem, load_certificate
 
@@ -134,6 +135,11 @@ class CARegistry:
             await q.cas.insert(rec)
         await self.load()
         return rec
+
+    @property
+    def http01(self) -> Http01Tokens:
+        """The http-01 answers ACME upstreams are waiting for (served on plain HTTP)."""
+        return self._context.http01
 
     def sealer(self, kind: str) -> Sealer:
         """What seals a backend kind's secrets in a CA record (see BackendContext.sealer)."""

@@ -145,6 +145,15 @@ def create_http_app(gateway: Gateway) -> web.Application:
 
     app = _base_app(gateway)
     _add_metrics(app, gateway, secure=False)
+    app.router.add_get("/.well-known/acme-challenge/{token}", acme_challenge)
     for adapter in adapters():
         adapter.mount(app, secure=False)
     return app
+
+
+async def acme_challenge(request: web.Request) -> web.Response:
+    """http-01 for an upstream ACME CA validating a name this gateway ordered (RFC 8555 8.3)."""
+    answer = request.app[GATEWAY].cas.http01.get(request.match_info["token"])
+    if answer is None:
+        raise web.HTTPNotFound(text="no such challenge\n")
+    return web.Response(text=answer, content_type="application/octet-stream")

@@ -168,7 +168,7 @@ async def create_ra(request: web.Request) -> web.Response:
     f = Fields(await read_json(request, optional=True))
     role = f.text("role", choices=("current", "next")) or "current"
     f.done()
-    ca_id = rec.ca_id
+    ca_id = ScepSettings.of(rec).ra_ca or rec.ca_id
     if role == "next":
         ca_id = ScepSettings.of(rec).next_ca or ""
         if not ca_id:

@@ -91,7 +91,7 @@ async def cmd_ra(args: argparse.Namespace) -> int:
     async def run(door: Door, repo: ScepRepository) -> int:
         rec = await door.configuration(args.config)
         if args.ra_command == "issue":
-            ca_id = rec.ca_id
+            ca_id = ScepSettings.of(rec).ra_ca or rec.ca_id
             if args.role == "next":
                 ca_id = ScepSettings.of(rec).next_ca or ""
                 if not ca_id:
@@ -127,10 +127,12 @@ async def cmd_config_create(args: argparse.Namespace) -> int:
             settings["ndes"] = True
         if args.no_challenge:
             settings["challenge"] = "none"
+        if args.ra_ca:
+            settings["ra_ca"] = args.ra_ca
         rec = await door.create_configuration(
             args.id, args.ca, args.profile or ["device"], settings=settings, actor=ACTOR,
         )
-        await issue_ra(door, repo, rec.id, rec.ca_id, actor=ACTOR)
+        await issue_ra(door, repo, rec.id, args.ra_ca or rec.ca_id, actor=ACTOR)
         out: dict[str, Any] = {"config": rec.id}
         if args.static_challenge is not None:
             out["challenge"] = await set_static_challenge(repo, rec.id, args.static_challenge or None)
@@ -195,6 +197,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.add_argument("--ndes", action="store_true", help="serve it on the NDES paths")
     s.add_argument("--static-challenge", nargs="?", const="", help="set a static challenge (generated if no value)")
     s.add_argument("--no-challenge", action="store_true", help="enroll without challenge (use with --approval manual)")
+    s.add_argument("--ra-ca", help="CA that issues the RA certificate (default --ca; give a local CA when --ca is "
+                   "an ACME upstream, which cannot issue one)")
     s.set_defaults(fn=cmd_config_create)
 
     intune_cli.add_cli(sub, common, config)

@@ -213,7 +213,7 @@ class ScepService:
             return cached
         rec = await self.door.configuration(config_id)
         settings = ScepSettings.of(rec)
-        ra = await self.keyring.ra_set(rec.id, rec.ca_id)  # RA lifecycle runs on the door's clock
+        ra = await self.keyring.ra_set(rec.id, settings.ra_ca or rec.ca_id)  # on the door's clock
         ctx = ConfigContext(rec, settings, ra, await self.door.chain(rec.ca_id), key)
         if len(self._contexts) > 1000:
             self._contexts.clear()
@@ -240,7 +240,9 @@ class ScepService:
             if len(ctx.ca_chain) == 1:
                 return CONTENT_TYPE_CA_CERT, _der(ctx.ca_certificate)
             return CONTENT_TYPE_CA_RA_CERT, scms.degenerate_certificates(ctx.ca_chain)
-        certs = _unique([ra.certificate, *ctx.ca_chain, *ra.chain])
+        # The RA's own issuers first: where another CA issued the RA (settings.ra_ca), clients
+        # such as certmonger take the first root they meet as the anchor of the RA's signature.
+        certs = _unique([ra.certificate, *ra.chain, *ctx.ca_chain])
         return CONTENT_TYPE_CA_RA_CERT, scms.degenerate_certificates(certs)
 
     async def ca_caps(self, config_id: str) -> str:
@@ -256,7 +258,7 @@ class ScepService:
         nxt = ctx.ra.next
         if nxt is None or nxt.chain[:1] != next_chain[:1]:
             await issue_ra(self.door, self.repo, ctx.record.id, ctx.settings.next_ca, role="next")
-            ra = await self.keyring.ra_set(ctx.record.id, ctx.record.ca_id)
+            ra = await self.keyring.ra_set(ctx.record.id, ctx.settings.ra_ca or ctx.record.ca_id)
             nxt = ra.next
             assert nxt is not None
         inner = scms.degenerate_certificates(_unique([nxt.certificate, *next_chain]))

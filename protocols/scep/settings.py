@@ -27,6 +27,8 @@ key                          default               meaning
                                                    ``null`` stored at creation still disables)
 ``renewal``                  ``true``              accept RenewalReq (and advertise Renewal)
 ``next_ca``                  none                  CA id published by GetNextCACert (rollover)
+``ra_ca``                    the config's CA       CA id that issues the RA certificate (for a CA
+                                                   that cannot: an ACME upstream)
 ``ndes``                     ``false``             serve this config on the NDES paths
 ``admin_over_http``          ``false``             allow mscep_admin / webhook on plain HTTP
 ``webhook_bind_cn``          none                  Jamf event field the challenge's CN is bound to
@@ -71,6 +73,7 @@ class ScepSettings:
     max_challenge_lifetime: dt.timedelta = MAX_CHALLENGE_LIFETIME
     renewal: bool = True
     next_ca: str | None = None
+    ra_ca: str | None = None
     ndes: bool = False
     admin_over_http: bool = False
     webhook_bind_cn: str | None = None
@@ -158,6 +161,9 @@ def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
     next_ca = raw.get("next_ca")
     if next_ca is not None and not isinstance(next_ca, str):
         raise _fail(config_id, "next_ca", "must be a CA id")
+    ra_ca = raw.get("ra_ca")
+    if ra_ca is not None and not isinstance(ra_ca, str):
+        raise _fail(config_id, "ra_ca", "must be a CA id")
     bind = raw.get("webhook_bind_cn")
     if bind is not None and bind not in WEBHOOK_FIELDS:
         raise _fail(config_id, "webhook_bind_cn", f"must be one of {list(WEBHOOK_FIELDS)}")
@@ -189,6 +195,7 @@ def parse_settings(raw: dict[str, Any], config_id: str) -> ScepSettings:
         max_challenge_lifetime=max_life,
         renewal=_bool(raw, "renewal", True, config_id),
         next_ca=next_ca,
+        ra_ca=ra_ca,
         ndes=_bool(raw, "ndes", False, config_id),
         admin_over_http=_bool(raw, "admin_over_http", False, config_id),
         webhook_bind_cn=bind,
