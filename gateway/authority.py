@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import keys
+from . import distribution, keys
 from .ca.backend import (
     CABackend,
     CertificateStatus,
@@ -399,6 +399,8 @@ class Authority:
                 event_id = await q.events.add(event)
             if within is not None:
                 await within(q.connection, cert)
+            if rec.protocol_config is not None:  # pushed to its destinations after the commit
+                await distribution.enqueue_issued(q, rec, cert, await backend.chain())
         if event is not None:
             log_committed(event, event_id)
         CERTIFICATES_ISSUED.labels(ca=backend.id).inc()
@@ -709,6 +711,9 @@ class Authority:
                 revoked_at=self._now() if status != "valid" else None,
                 invalidity_date=invalidity_date,
             )
+            if updated is not None:
+                await distribution.enqueue_revoked(q, rec, status, int(reason) if reason is not None else None,
+                                                   self._now())
         if updated is None:
             raise Conflict(f"certificate {rec.serial} changed meanwhile; cannot {verb}")
         if backend.capabilities.crl and reissue_crl:

@@ -93,6 +93,7 @@ class CASettings:
     crl_overlap: str = "P3D"  # a CRL is reissued once it is this close to nextUpdate
     crl_check_interval: float = 300.0  # seconds between scheduled CRL checks
     upstream_poll_interval: float = 30.0  # seconds between asking upstream CAs about requests they hold
+    outbox_interval: float = 2.0  # seconds between delivery passes over the distribution outbox
     ocsp_response_validity: str = "PT4H"
     ocsp_signer_validity: str = "P30D"
 

@@ -24,6 +24,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .door import Door
+    from .distribution import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,16 @@ class Gateway:
     clock: Clock = system_clock
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _doors: dict[str, "Door"] = field(default_factory=dict)
+    _deliverer: "Deliverer | None" = None
+
+    @property
+    def deliverer(self) -> "Deliverer":
+        """Pushes the outbox to distribution destinations (gateway/distribution.py)."""
+        if self._deliverer is None:
+            from .distribution import Deliverer
+
+            self._deliverer = Deliverer(self.store, self.cas.sealer("distribution"))
+        return self._deliverer
 
     def door(self, protocol: str) -> "Door":
         """The protocol's one door into this core (built once per protocol)."""
@@ -98,6 +109,8 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
+        if self._deliverer is not None:
+            await self._deliverer.close()
         await self.cas.close()
         await self.store.close()
 
@@ -119,6 +132,10 @@ class Gateway:
     def start_background(self) -> None:
         self._tasks.append(asyncio.create_task(self._crl_loop(), name="crl-scheduler"))
         self._tasks.append(asyncio.create_task(self._upstream_loop(), name="upstream-poller"))
+        from .distribution import loop as outbox_loop
+
+        self._tasks.append(asyncio.create_task(outbox_loop(self.deliverer, self.config.ca.outbox_interval),
+                                               name="outbox-delivery"))
 
     async def poll_upstream(self) -> int:
         """Ask each upstream CA about the requests it holds; returns how many it decided.

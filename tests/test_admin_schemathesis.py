@@ -31,10 +31,10 @@ MAX_EXAMPLES = 80
 """Per operation and generation mode; with ~35 operations a run takes about a minute."""
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           negative_data_rejection, positive_data_acceptance]
-CONTENT_FIELDS = {"certificate", "chain", "csr", "expires_at", "rdn_format", "parent_dn"}
+CONTENT_FIELDS = {"certificate", "chain", "csr", "expires_at", "rdn_format", "parent_dn", "identifiers"}
 """Body fields a schema cannot fully describe: PEM certificates and CSRs ("a valid CSR"),
 an API key's expiry ("in the future"), an MDM digital ID's RDN format and parent DN (a DN
-grammar with variables). A well-typed but unusable value is a
+grammar with variables), an EAB key's identifiers (DNS names and IP networks). A well-typed but unusable value is a
 documented 400, so positive data acceptance is not asked of bodies that carry one
 (every other check is)."""
 

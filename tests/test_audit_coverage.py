@@ -323,6 +323,19 @@ async def _mdm_credential_delete(admin: Admin, gw: Any, state: dict[str, Any]) -
     return Call(configuration="walk-mdm")
 
 
+@recipe("retryOutbox")
+async def _outbox_retry(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    from gateway.store.records import DestinationRecord, OutboxRecord
+
+    async with gw.store.transaction() as q:
+        await q.destinations.insert(DestinationRecord(id="walk-dest", protocol_config="est",
+                                                      url="https://127.0.0.1:9/none", settings={}))
+        await q.outbox.add(OutboxRecord(id="walk-entry", destination_id="walk-dest", event="issued",
+                                        payload={}, status="failed", attempts=12))
+    await admin.call("POST", "/outbox/walk-entry/retry")
+    return Call(configuration="est")
+
+
 # A GET that changes state: a forced CRL is numbered and stored like any other.
 @recipe("getCRL?force=true")
 async def _forced_crl(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
@@ -463,6 +476,8 @@ CLI_CHANGES: list[tuple[str, tuple[tuple[str, ...], ...], set[str]]] = [
       ("mdm", "credential", "remove", "walker", "--config", "walk-mdm")),
      {"config_create", "mdm_digital_id", "credential_create", "credential_unlock", "credential_delete"}),
     ("ca create", (("ca", "create", "walk-root", "--name", "Walk Root"),), {"ca_create"}),
+    ("distribution add", (("distribution", "add", "est", "https://receiver.example.test/certs"),),
+     {"destination_create"}),
     ("ca crl --force", (("ca", "crl", "--force"),), {"crl_issue"}),
     ("apikey create/revoke", (("apikey", "create", "walk-cli"), ("apikey", "revoke", "walk-cli")),
      {"apikey_create", "apikey_revoke"}),

@@ -128,4 +128,7 @@ def create_admin_app(gateway: Gateway) -> web.Application:
         if route.public:
             public.add(route.handler)
     app[_PUBLIC] = frozenset(public)
+    from . import outbox
+
+    extend(app, outbox.ROUTES, outbox.SCHEMAS, outbox.TAG)
     return app

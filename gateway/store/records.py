@@ -160,6 +160,36 @@ class EventFilter:
 
 
 @dataclass
+class DestinationRecord:
+    """Where a protocol configuration's certificates are pushed (gateway/distribution.py)."""
+
+    id: str
+    protocol_config: str
+    url: str
+    settings: dict[str, Any]  # auth (secrets sealed), trust_pem, include_chain, include_revocations
+    enabled: bool = True
+    created_at: dt.datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class OutboxRecord:
+    """One delivery owed to a destination, written with what it announces."""
+
+    id: str
+    destination_id: str
+    event: str  # "issued" | "revoked"
+    payload: dict[str, Any]
+    serial: str | None = None
+    status: str = "pending"  # "pending" | "delivered" | "failed"
+    attempts: int = 0
+    next_attempt_at: dt.datetime = field(default_factory=utcnow)
+    lease_until: dt.datetime | None = None
+    last_error: str | None = None
+    created_at: dt.datetime = field(default_factory=utcnow)
+    delivered_at: dt.datetime | None = None
+
+
+@dataclass
 class ApiKeyRecord:
     """An admin API key (or registered client certificate); only its SHA-256 is stored.
 

@@ -167,6 +167,36 @@ events = Table(
     Index(None, "type"),
 )
 
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("protocol_config", String(ID_LENGTH), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("settings", JSONDoc(), nullable=False),  # auth (secrets sealed), trust, what to send
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "protocol_config"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),  # also the receiver's idempotency key
+    Column("destination_id", String(ID_LENGTH), nullable=False),
+    Column("event", String(32), nullable=False),  # "issued" | "revoked"
+    Column("serial", String(SERIAL_LENGTH), nullable=True),
+    Column("payload", JSONDoc(), nullable=False),
+    Column("status", String(16), nullable=False),  # "pending" | "delivered" | "failed"
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

@@ -26,11 +26,12 @@ from .configs import ConfigQueries
 from .entities import EntityQueries
 from .events import EventQueries
 from .generations import CONFIG, GenerationQueries
+from .outbox import DestinationQueries, OutboxQueries
 from .requests import RequestQueries
 
 __all__ = [
     "Queries", "TableQueries", "CAQueries", "CertificateQueries", "RequestQueries", "ConfigQueries",
-    "EntityQueries", "EventQueries", "ApiKeyQueries", "GenerationQueries", "CONFIG",
+    "EntityQueries", "EventQueries", "DestinationQueries", "OutboxQueries", "ApiKeyQueries", "GenerationQueries", "CONFIG",
     "normalize_serial", "normalize_fingerprint",
 ]
 
@@ -54,6 +55,14 @@ class Queries:
     @cached_property
     def requests(self) -> RequestQueries:
         return RequestQueries(self.connection)
+
+    @cached_property
+    def destinations(self) -> DestinationQueries:
+        return DestinationQueries(self.connection)
+
+    @cached_property
+    def outbox(self) -> OutboxQueries:
+        return OutboxQueries(self.connection)
 
     @cached_property
     def configs(self) -> ConfigQueries:

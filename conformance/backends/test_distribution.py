@@ -1,0 +1,216 @@
+"""Certificate distribution to HTTPS receivers (aiohttp servers on 127.0.0.1 that check
+TLS client certificates or Basic): every certificate curl EST gets is POSTed once with its
+chain, revocations follow, failures are retried with backoff and shown in the outbox, and
+a gateway killed with SIGKILL between issuance and delivery delivers after its restart,
+once per outbox id at the receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bench.tlsutil import write_localhost_certificate
+from conformance.harness import GatewayInfo, GatewayProcess, free_port, run_cli, running_gateway
+from gateway import bootstrap
+from gateway.ca.backend import RevocationReason
+from gateway.config import load_config
+from gateway.store.records import serial_hex
+
+from .clients import curl_est_enroll, est_label
+
+
+@dataclass
+class Receiver:
+    """What the destination got; ``fail_first`` requests are answered 503."""
+
+    workdir: Path
+    client_ca: Path | None = None  # require a TLS client certificate chaining to this
+    basic: tuple[str, str] | None = None
+    fail_first: int = 0
+    port: int = field(default_factory=free_port)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    refused: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/certificates"
+
+    @property
+    def tls_ca(self) -> Path:
+        return self.workdir / "receiver.pem"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.basic is not None:
+            want = "Basic " + base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+            if request.headers.get("Authorization") != want:
+                return web.Response(status=401)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            self.refused += 1
+            return web.Response(status=503, text="try later")
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        self.received.append({"key": request.headers.get("Idempotency-Key"), "event": request.headers.get(
+            "X-Gateway-Event"), "body": await request.json(), "peer": peer})
+        return web.json_response({"ok": True})
+
+    async def start(self) -> "Receiver":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_localhost_certificate(self.tls_ca, self.workdir / "receiver.key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls_ca, self.workdir / "receiver.key")
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cafile=str(self.client_ca))
+        app = web.Application()
+        app.router.add_post("/certificates", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def wait(self, count: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} deliveries arrived"
+            await asyncio.sleep(0.2)
+
+
+def _client_certificate(data_dir: Path, tmp: Path) -> tuple[Path, Path]:
+    """A tls-client certificate from the gateway's own CA, as the gateway's identity at the receiver."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-distribution")]))
+           .sign(key, hashes.SHA256()))
+    (tmp / "dist.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    cert = run_cli("cert", "issue", "--csr", str(tmp / "dist.csr"), "--profile", "tls-client", "--chain",
+                   data_dir=data_dir).stdout
+    (tmp / "dist.pem").write_text(cert)
+    (tmp / "dist.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    return tmp / "dist.pem", tmp / "dist.key"
+
+
+async def _outbox(info_dir: Path, status: str | None = None) -> list[dict[str, Any]]:
+    args = ["outbox", "list", "--json", *(("--status", status) if status else ())]
+    return list(json.loads(run_cli(*args, data_dir=info_dir).stdout))
+
+
+async def test_certificates_and_revocations_reach_a_client_certificate_receiver(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    cert_path, key_path = _client_certificate(data_dir, tmp_path)
+    receiver = await Receiver(tmp_path / "rx", client_ca=data_dir / "cas" / "root.pem", fail_first=1).start()
+    try:
+        async with running_gateway(data_dir) as (gw, info):
+            label, password = est_label(info, "issuing", "shipped")
+            added = run_cli("distribution", "add", label, receiver.url, "--client-cert", str(cert_path),
+                            "--client-key", str(key_path), "--trust", str(receiver.tls_ca), "--chain",
+                            "--revocations", "--json", data_dir=data_dir)
+            dest = json.loads(added.stdout)[0]
+            assert dest["auth"] == "certificate" and "BEGIN" not in added.stdout
+            unrelated_label, unrelated_password = est_label(info, "issuing", "kept-here")
+
+            cert = await curl_est_enroll(info, label, password, tmp_path / "a", "a.example.test")
+            await curl_est_enroll(info, unrelated_label, unrelated_password, tmp_path / "b", "b.example.test")
+            assert await gw.deliverer.run_once() == 0  # the receiver answers 503 the first time ...
+            [pending] = await _outbox(data_dir, "pending")
+            assert pending["attempts"] == 1 and "HTTP 503" in pending["last_error"]
+            assert receiver.refused == 1 and not receiver.received
+            async with gw.store.transaction() as q:  # ... and the backoff (5 s) is not waited for here
+                await q.outbox.update(pending["id"], next_attempt_at=pending_now())
+            assert await gw.deliverer.run_once() == 1
+            assert await gw.deliverer.run_once() == 0  # nothing twice
+
+            [got] = receiver.received
+            assert got["key"] == pending["id"] and got["event"] == "issued"
+            assert got["peer"]["subject"] == ((("commonName", "gateway-distribution"),),)
+            body = got["body"]
+            assert body["serial"] == serial_hex(cert.serial_number) and body["protocol_config"] == label
+            assert x509.load_pem_x509_certificate(body["certificate"].encode()) == cert
+            issuing = x509.load_pem_x509_certificate(body["chain"][0].encode())
+            cert.verify_directly_issued_by(issuing)
+
+            await gw.authority.revoke(serial_hex(cert.serial_number), RevocationReason.superseded, actor="test")
+            assert await gw.deliverer.run_once() == 1
+            revoked = receiver.received[-1]
+            assert revoked["event"] == "revoked" and revoked["body"]["reason"] == 4
+            assert revoked["body"]["serial"] == serial_hex(cert.serial_number)
+            assert len(receiver.received) == 2  # the other label's certificate went nowhere
+            delivered = await _outbox(data_dir, "delivered")
+            assert {e["event"] for e in delivered} == {"issued", "revoked"}
+
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{info.https}/admin/outbox?status=delivered", ssl=info.ssl_context(),
+                                       headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
+                    assert resp.status == 200
+                    assert len((await resp.json())["items"]) == 2
+    finally:
+        await receiver.stop()
+
+
+def pending_now() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+
+
+def _set_interval(data_dir: Path, seconds: float) -> None:
+    cfg = load_config(data_dir)
+    cfg.ca.outbox_interval = seconds
+    cfg.save()
+
+
+async def test_a_gateway_killed_before_delivery_delivers_after_restart_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir)
+    receiver = await Receiver(tmp_path / "rx", basic=("gateway", "rx-password-1")).start()
+    try:
+        run_cli("est", "create", "devices", "--auth", "basic", data_dir=data_dir)
+        run_cli("est", "user", "add", "devices", "device", "--password-stdin", data_dir=data_dir, input=b"dev-pass-1\n")
+        run_cli("distribution", "add", "devices", receiver.url, "--user", "gateway", "--password-stdin",
+                "--trust", str(receiver.tls_ca), data_dir=data_dir, input=b"rx-password-1\n")
+        _set_interval(data_dir, 3600)  # the first process never gets round to delivering
+        first = GatewayProcess(data_dir)
+        info: GatewayInfo = first.start()
+        try:
+            cert = await curl_est_enroll(info, "devices", "dev-pass-1", tmp_path / "a", "a.example.test")
+            [pending] = await _outbox(data_dir, "pending")
+            assert pending["serial"] == serial_hex(cert.serial_number)
+        finally:
+            assert first.proc is not None
+            first.proc.kill()  # SIGKILL: no shutdown, nothing flushed
+            first.proc.wait()
+            first.proc = None
+        assert not receiver.received
+
+        _set_interval(data_dir, 0.5)
+        second = GatewayProcess(data_dir, https_port=first.https_port, http_port=first.http_port)
+        with second:
+            await receiver.wait(1)
+            await asyncio.sleep(2)  # several more delivery passes
+        assert len(receiver.received) == 1
+        got = receiver.received[0]
+        assert got["key"] == pending["id"] and got["body"]["serial"] == serial_hex(cert.serial_number)
+        [done] = await _outbox(data_dir, "delivered")
+        assert done["id"] == pending["id"] and done["attempts"] == 1
+        assert "rx-password-1" not in (second.log_path.read_text() + first.log_path.read_text())
+    finally:
+        await receiver.stop()

@@ -1,0 +1,204 @@
+"""Certificate distribution: every certificate a protocol configuration issues (and,
+when asked, each revocation) is pushed to the configuration's HTTPS destinations.
+
+Durable and never in the way: the outbox row is written in the transaction that
+stores the certificate, so a crash cannot lose a delivery or announce a certificate
+that did not commit, and issuance never waits for a destination. A worker in each
+gateway process delivers due rows: it claims a row with a lease (compare-and-set, so
+two replicas never send it at once), POSTs the JSON payload with the row id as
+``Idempotency-Key`` (a delivery interrupted after the receiver took it is sent again:
+at least once, and the key lets the receiver keep it once), and on failure retries with
+exponential backoff until ``MAX_ATTEMPTS``, then marks it ``failed`` (visible in
+``GET /admin/outbox`` and ``gateway outbox list``; ``retry`` sends it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import uuid
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .ca.pem import load_certificate
+from .ca.upstream.http import UpstreamHttp, ssl_context
+from .errors import BadRequest, GatewayError, NotFound
+from .sealing import Sealer
+from .store import Store
+from .store.queries import Queries
+from .store.records import CertificateRecord, DestinationRecord, OutboxRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+"""About 6 hours of retries with the backoff below, then ``failed``."""
+LEASE = dt.timedelta(seconds=60)
+BATCH = 50
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """5 s, 10 s, 20 s ... capped at one hour."""
+    return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def enqueue_issued(q: Queries, rec: CertificateRecord, cert: x509.Certificate,
+                         chain: tuple[x509.Certificate, ...]) -> int:
+    """Outbox rows for a certificate just inserted on ``q`` (same transaction); returns how many."""
+    if rec.protocol_config is None:
+        return 0
+    destinations = await q.destinations.list(rec.protocol_config, enabled_only=True)
+    for dest in destinations:
+        payload: dict[str, Any] = {
+            "event": "issued", "protocol_config": rec.protocol_config, "ca": rec.ca_id, "serial": rec.serial,
+            "subject": rec.subject, "sans": rec.sans, "profile": rec.profile, "entity": rec.entity_id,
+            "not_before": rec.not_before.isoformat(), "not_after": rec.not_after.isoformat(),
+            "certificate": _pem(cert),
+        }
+        if dest.settings.get("include_chain"):
+            payload["chain"] = [_pem(c) for c in chain]
+        await q.outbox.add(OutboxRecord(id=uuid.uuid4().hex, destination_id=dest.id, event="issued",
+                                        serial=rec.serial, payload=payload))
+    return len(destinations)
+
+
+async def enqueue_revoked(q: Queries, rec: CertificateRecord, status: str, reason: int | None,
+                          at: dt.datetime | None) -> None:
+    """Outbox rows announcing a status change (revoked, hold, valid again) to destinations
+    that asked for revocations."""
+    if rec.protocol_config is None:
+        return
+    for dest in await q.destinations.list(rec.protocol_config, enabled_only=True):
+        if not dest.settings.get("include_revocations"):
+            continue
+        payload = {"event": "revoked" if status == "revoked" else status, "protocol_config": rec.protocol_config,
+                   "ca": rec.ca_id, "serial": rec.serial, "status": status, "reason": reason,
+                   "at": at.isoformat() if at else None}
+        await q.outbox.add(OutboxRecord(id=uuid.uuid4().hex, destination_id=dest.id, event=str(payload["event"]),
+                                        serial=rec.serial, payload=payload))
+
+
+def destination_settings(destination_id: str, sealer: Sealer, *, url: str, username: str | None,
+                         password: str | None, client_certificate_pem: str | None, client_key_pem: bytes | None,
+                         trust_pem: str | None, include_chain: bool, include_revocations: bool) -> dict[str, Any]:
+    """A destination's settings, its password or client key sealed to it."""
+    if not url.startswith("https://"):
+        raise BadRequest("a distribution destination URL must be https://")
+    if bool(username) != bool(password):
+        raise BadRequest("Basic authentication needs a username and a password")
+    if bool(client_certificate_pem) != bool(client_key_pem):
+        raise BadRequest("a client certificate needs its key (and the key its certificate)")
+    out: dict[str, Any] = {"trust_pem": trust_pem, "include_chain": include_chain,
+                           "include_revocations": include_revocations}
+    if username and password:
+        out.update(username=username, password=sealer.seal(password.encode(), f"{destination_id}:password"))
+    if client_certificate_pem and client_key_pem:
+        load_certificate(client_certificate_pem)
+        out.update(client_certificate=client_certificate_pem,
+                   client_key=sealer.seal(client_key_pem, f"{destination_id}:client_key"))
+    return out
+
+
+class Deliverer:
+    """Delivers due outbox rows (one per gateway process; replicas share the work)."""
+
+    def __init__(self, store: Store, sealer: Sealer) -> None:
+        self._store = store
+        self._sealer = sealer
+        self._clients: dict[str, tuple[dict[str, Any], UpstreamHttp, dict[str, str]]] = {}
+
+    def _client(self, dest: DestinationRecord) -> tuple[UpstreamHttp, dict[str, str]]:
+        cached = self._clients.get(dest.id)
+        if cached is not None and cached[0] == dest.settings:
+            return cached[1], cached[2]
+        s = dest.settings
+        key = self._sealer.unseal(str(s["client_key"]), f"{dest.id}:client_key") if s.get("client_key") else None
+        http = UpstreamHttp(f"destination {dest.id}", f"receiver at {dest.url}",
+                            ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
+        headers = {"Content-Type": "application/json"}
+        if s.get("username"):
+            password = self._sealer.unseal(str(s["password"]), f"{dest.id}:password").decode()
+            token = base64.b64encode(f"{s['username']}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        self._clients[dest.id] = (dict(s), http, headers)
+        return http, headers
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many were delivered."""
+        now = utcnow()
+        async with self._store.read() as q:
+            due = await q.outbox.due(now, BATCH)
+        delivered = 0
+        for entry in due:
+            async with self._store.transaction() as q:
+                if not await q.outbox.claim(entry.id, now, now + LEASE):
+                    continue  # another worker has it
+                dest = await q.destinations.get(entry.destination_id)
+            if await self._deliver(entry, dest):
+                delivered += 1
+        return delivered
+
+    async def _deliver(self, entry: OutboxRecord, dest: DestinationRecord | None) -> bool:
+        error: str
+        if dest is None or not dest.enabled:
+            error = "the destination was removed or disabled"
+        else:
+            try:
+                http, headers = self._client(dest)
+                reply = await http.request(
+                    "POST", dest.url, data=json.dumps({"id": entry.id, **entry.payload}).encode(),
+                    headers={**headers, "Idempotency-Key": entry.id, "X-Gateway-Event": entry.event})
+                if 200 <= reply.status < 300:
+                    async with self._store.transaction() as q:
+                        await q.outbox.update(entry.id, status="delivered", delivered_at=utcnow(),
+                                              attempts=entry.attempts + 1, lease_until=None, last_error=None)
+                    log.info("delivered %s of %s to %s", entry.event, entry.serial, dest.url)
+                    return True
+                error = f"HTTP {reply.status}: {reply.text(120)}"
+            except GatewayError as exc:
+                error = exc.detail
+        attempts = entry.attempts + 1
+        failed = attempts >= MAX_ATTEMPTS or dest is None or not dest.enabled
+        async with self._store.transaction() as q:
+            await q.outbox.update(entry.id, attempts=attempts, last_error=error[:500], lease_until=None,
+                                  status="failed" if failed else "pending",
+                                  next_attempt_at=utcnow() + backoff(attempts))
+        log.warning("delivery %s of %s %s (attempt %d): %s", entry.id, entry.event, entry.serial or "",
+                    attempts, error)
+        return False
+
+    async def retry(self, entry_id: str) -> OutboxRecord:
+        """An operator's 'send it again': a failed (or pending) row becomes due now."""
+        async with self._store.transaction() as q:
+            entry = await q.outbox.get(entry_id)
+            if entry is None:
+                raise NotFound(f"no outbox entry {entry_id}")
+            if entry.status == "delivered":
+                raise BadRequest(f"outbox entry {entry_id} was delivered")
+            await q.outbox.update(entry_id, status="pending", next_attempt_at=utcnow(), lease_until=None)
+            found = await q.outbox.get(entry_id)
+        assert found is not None
+        return found
+
+    async def close(self) -> None:
+        for _, http, _ in self._clients.values():
+            await http.close()
+        self._clients.clear()
+
+
+async def loop(deliverer: Deliverer, interval: float) -> None:
+    while True:
+        try:
+            while await deliverer.run_once() >= BATCH:
+                pass
+        except GatewayError as exc:
+            log.warning("outbox delivery pass failed: %s", exc.detail)
+        await asyncio.sleep(interval)
