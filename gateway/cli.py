@@ -182,13 +182,10 @@ async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
     if args.backend == "acme":
         await _create_acme_upstream(gw, args, trust)
         return
-    password = None
-    if args.upstream_password_env:
-        password = os.environ.get(args.upstream_password_env)
-        if not password:
-            raise ConfigError(f"the environment variable {args.upstream_password_env} is not set")
-    elif args.upstream_password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+    if args.backend == "adcs":
+        await _create_adcs_upstream(gw, args, trust)
+        return
+    password = _upstream_password(args)
     settings = est.settings_for(
         args.id, gw.cas.sealer(est.KIND), url=args.upstream_url, username=args.upstream_user, password=password,
         client_certificate_pem=Path(args.upstream_client_cert).read_text() if args.upstream_client_cert else None,
@@ -199,6 +196,36 @@ async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
     cns = issuing.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     name = args.name or (str(cns[0].value) if cns else issuing.subject.rfc4514_string())
     await gw.cas.add_backend_ca(args.id, name, est.KIND, issuing, chain, settings)
+
+
+def _upstream_password(args: argparse.Namespace) -> str | None:
+    if args.upstream_password_env:
+        password = os.environ.get(args.upstream_password_env)
+        if not password:
+            raise ConfigError(f"the environment variable {args.upstream_password_env} is not set")
+        return password
+    if args.upstream_password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return None
+
+
+async def _create_adcs_upstream(gw: Gateway, args: argparse.Namespace, trust: str | None) -> None:
+    from .ca.upstream import wstep
+
+    if not args.upstream_ca_cert:
+        raise ConfigError("--backend adcs needs --upstream-ca-cert: the AD CS issuing CA certificate and its "
+                          "chain (PEM; MS-WSTEP publishes no CA certificate)")
+    issuing, chain = wstep.discover(args.upstream_url, Path(args.upstream_ca_cert).read_text(), trust)
+    settings = wstep.settings_for(
+        args.id, gw.cas.sealer(wstep.KIND), url=args.upstream_url, username=args.upstream_user,
+        password=_upstream_password(args),
+        client_certificate_pem=Path(args.upstream_client_cert).read_text() if args.upstream_client_cert else None,
+        client_key_pem=Path(args.upstream_client_key).read_bytes() if args.upstream_client_key else None,
+        trust_pem=trust, template=args.upstream_template,
+    )
+    cns = issuing.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    name = args.name or (str(cns[0].value) if cns else issuing.subject.rfc4514_string())
+    await gw.cas.add_backend_ca(args.id, name, wstep.KIND, issuing, list(chain), settings)
 
 
 async def _create_acme_upstream(gw: Gateway, args: argparse.Namespace, trust: str | None) -> None:
@@ -229,12 +256,12 @@ async def _create_acme_upstream(gw: Gateway, args: argparse.Namespace, trust: st
 
 async def cmd_ca_create(args: argparse.Namespace) -> int:
     async def run(gw: Gateway) -> int:
-        if args.backend in ("est", "acme"):
+        if args.backend in ("est", "acme", "adcs"):
             await _create_upstream(gw, args)
             await bootstrap.export_ca_files(gw)
             await gw.authority.events.record("ca_create", "success", ca_id=args.id, actor=_cli_actor(),
                                              kind="upstream", backend=args.backend, upstream=args.upstream_url)
-            what = "EST server" if args.backend == "est" else "ACME CA"
+            what = {"est": "EST server", "acme": "ACME CA", "adcs": "AD CS enrollment service"}[args.backend]
             print(f"created CA {args.id} (signed for by the {what} {args.upstream_url})", file=sys.stderr)
             return 0
         if not args.name:
@@ -525,9 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--external", action="store_true", help="make a CSR for an external root to sign")
     s.add_argument("--csr-out", help="where to write the CSR (default stdout)")
     s.add_argument("--validity", help="ISO 8601 duration, e.g. P10Y")
-    s.add_argument("--backend", choices=("local", "pkcs11", "est", "acme"), default="local",
+    s.add_argument("--backend", choices=("local", "pkcs11", "est", "acme", "adcs"), default="local",
                    help="who signs: a key encrypted in the data directory (local), a key on a PKCS#11 token "
-                   "(pkcs11), another EST server (est) or an ACME CA (acme), with --upstream-*")
+                   "(pkcs11), another EST server (est), an ACME CA (acme) or an AD CS / Microsoft CA through "
+                   "its CES (adcs, MS-WSTEP), with --upstream-*")
     s.add_argument("--pkcs11-uri", help="RFC 7512 URI of the token and key label, e.g. "
                    "'pkcs11:token=gateway;object=hsm-root?module-path=/usr/lib/softhsm/libsofthsm2.so'")
     s.add_argument("--pkcs11-module", help="PKCS#11 module (default: the URI's module-path or $GATEWAY_PKCS11_MODULE)")
@@ -535,7 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default GATEWAY_PKCS11_PIN); the PIN is never stored")
     s.add_argument("--pkcs11-pin-file", help="file holding the token PIN (instead of --pkcs11-pin-env)")
     s.add_argument("--upstream-url", help="the upstream's URL (est: https://host/.well-known/est[/label]; "
-                   "acme: its directory URL)")
+                   "acme: its directory URL; adcs: the CES URL, .../service.svc/CES)")
+    s.add_argument("--upstream-ca-cert", help="adcs: PEM file of the issuing CA certificate and its chain")
+    s.add_argument("--upstream-template", help="adcs: the certificate template to ask for (e.g. WebServer)")
     s.add_argument("--upstream-chain", help="acme: PEM file of the upstream's issuing CA certificate, then its issuers")
     s.add_argument("--upstream-email", help="acme: the account's contact address")
     s.add_argument("--upstream-eab-kid", help="acme: external account binding key id (used once, not stored)")
@@ -625,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_events import add_command as add_events_command
 
     add_events_command(sub, common)
+    from .cli_distribution import add_commands as add_distribution_commands
+
+    add_distribution_commands(sub, common)
     return p
 
 

@@ -37,14 +37,14 @@ class Issued:
         return {"certbot": self.certbot, self.scep_client: self.scep, "curl_est": self.curl_est}
 
 
-async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
+async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path, key: str = "ecdsa") -> x509.Certificate:
     certbot = Certbot(info, tmp / "certbot")
     config_id = f"{ca_id[:20]}-acme"
     await gw.authority.create_config(config_id, "acme", ca_id, ["tls-server"],
                                      settings={"validation_address": "127.0.0.1", "http01_port": certbot.port})
     certbot.use(config_id)
     name = f"{ca_id}.example.test"
-    await certbot.certonly(name)
+    await certbot.certonly(name, extra=("--key-type", key) if key != "ecdsa" else ())
     return certbot.cert(name)
 
 
@@ -105,19 +105,25 @@ async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
     return x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
 
 
-async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Certificate:
-    require_client("curl", "Debian package curl")
-    label = f"{ca_id[:20]}-est"
+def est_label(info: GatewayInfo, ca_id: str, label: str | None = None) -> tuple[str, str]:
+    """An EST label with Basic auth on ``ca_id`` and its user ``device``: (label, password)."""
+    label = label or f"{ca_id[:20]}-est"
     run_cli("est", "create", label, "--ca", ca_id, "--auth", "basic", data_dir=info.data_dir)
     password = secrets.token_urlsafe(16)
     run_cli("est", "user", "add", label, "device", "--password-stdin", data_dir=info.data_dir,
             input=password.encode())
-    work = tmp / "curl-est"
+    return label, password
+
+
+async def curl_est_enroll(info: GatewayInfo, label: str, password: str, work: Path, name: str,
+                          key: str = "ecdsa") -> x509.Certificate:
+    """curl + openssl /simpleenroll for ``name`` (CN and DNS SAN), as the README shows."""
+    require_client("curl", "Debian package curl")
     work.mkdir(parents=True, exist_ok=True)
     env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca, "EST_PASSWORD": password}
     result = await sh(
-        'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout device.key '
-        f'-subj "/CN={ca_id}-est-device.example.test" -addext "subjectAltName=DNS:{ca_id}-est-device.example.test" '
+        f'openssl req -new -newkey {"rsa:2048" if key == "rsa" else "ec -pkeyopt ec_paramgen_curve:P-256"} '
+        f'-nodes -keyout device.key -subj "/CN={name}" -addext "subjectAltName=DNS:{name}" '
         '-outform DER | openssl base64 -out device.b64 && '
         'curl -sS --fail-with-body --cacert "$CA" -u "device:$EST_PASSWORD" -H "Content-Type: application/pkcs10" '
         '--data-binary @device.b64 -o device.p7 "$EST/simpleenroll" && '
@@ -126,16 +132,23 @@ async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path) -> x509.Cer
     return x509.load_pem_x509_certificate((work / "device.pem").read_bytes())
 
 
+async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path, key: str = "ecdsa") -> x509.Certificate:
+    label, password = est_label(info, ca_id)
+    return await curl_est_enroll(info, label, password, tmp / "curl-est", f"{ca_id}-est-device.example.test", key)
+
+
 async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
-                                  ra_ca: str | None = None, scep_client: str = "scepclient") -> Issued:
+                                  ra_ca: str | None = None, scep_client: str = "scepclient",
+                                  key: str = "ecdsa") -> Issued:
     """``ra_ca``: the CA of the SCEP RA certificate, where ``ca_id`` cannot issue one.
     Every name is DNS-shaped, so that an ACME upstream can validate it; ``scep_client``
-    ``certmonger`` where the CA needs the name in a SAN too."""
+    ``certmonger`` where the CA needs the name in a SAN too; ``key`` ``rsa`` for a CA whose
+    policy takes RSA keys only (AD CS templates often do; scepclient's keys are RSA anyway)."""
     scep = (await certmonger_through(gw, info, ca_id, tmp, ra_ca) if scep_client == "certmonger"
             else await scepclient_through(gw, info, ca_id, tmp, ra_ca))
     return Issued(
-        certbot=await certbot_through(gw, info, ca_id, tmp),
+        certbot=await certbot_through(gw, info, ca_id, tmp, key),
         scep=scep,
-        curl_est=await curl_est_through(info, ca_id, tmp),
+        curl_est=await curl_est_through(info, ca_id, tmp, key),
         scep_client=scep_client,
     )

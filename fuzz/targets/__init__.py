@@ -22,6 +22,7 @@ TARGETS: dict[str, str] = {
     "ad-directory-entries": "fuzz.targets.ad_directory_entries",
     "mdm-soap": "fuzz.targets.mdm_soap",
     "est-upstream-answer": "fuzz.targets.est_upstream_answer",
+    "wstep-upstream-answer": "fuzz.targets.wstep_upstream_answer",
 }
 """Target name -> module. Each module has ``DESCRIPTION``, ``seeds()`` and
 ``test_one_input(data)``; the latter swallows the parser's declared client errors

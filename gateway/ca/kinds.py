@@ -35,7 +35,7 @@ class BackendStartupError(Unavailable):
     serving a gateway whose CA fails every request."""
 
 ENTRY_POINT_GROUP = "gateway.ca_backends"
-BUILT_IN = ("local", "pkcs11", "est", "acme")
+BUILT_IN = ("local", "pkcs11", "est", "acme", "adcs")
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,6 +77,12 @@ def _acme(record: CARecord, context: BackendContext) -> CABackend:
     return AcmeUpstream(record, context.sealer(KIND), context.http01)
 
 
+def _adcs(record: CARecord, context: BackendContext) -> CABackend:
+    from .upstream.wstep import KIND, WstepUpstream
+
+    return WstepUpstream(record, context.sealer(KIND))
+
+
 def _est(record: CARecord, context: BackendContext) -> CABackend:
     from .upstream.est import KIND, EstUpstream
 
@@ -87,7 +93,8 @@ class BackendKinds:
     """The kinds known to one gateway: built-ins, plugins, and those registered in code."""
 
     def __init__(self) -> None:
-        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11, "est": _est, "acme": _acme}
+        self._factories: dict[str, BackendFactory] = {"local": _local, "pkcs11": _pkcs11, "est": _est, "acme": _acme,
+                                                       "adcs": _adcs}
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:

@@ -48,7 +48,7 @@ def _spki(key: Any) -> bytes:
     return out
 
 
-_UNPARSEABLE = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, x509.DuplicateExtension,
+UNPARSEABLE = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, x509.DuplicateExtension,
                 x509.UnsupportedGeneralNameType)
 """What cryptography raises for certificates it cannot read (several are no ValueError)."""
 
@@ -64,7 +64,7 @@ def parse_certs_only(body: bytes) -> list[x509.Certificate]:
         certs = pkcs7.load_der_pkcs7_certificates(der)
         for cert in certs:  # cryptography parses these lazily: fail here, not in whoever reads them
             cert.subject, cert.issuer, cert.extensions, cert.public_key()
-    except _UNPARSEABLE:
+    except UNPARSEABLE:
         raise Unavailable("the upstream EST server's answer is not a PKCS#7 certs-only message "
                           "of certificates that parse") from None
     return certs
@@ -114,7 +114,7 @@ class EstUpstream(CABackend):
             password = sealer.unseal(str(s["password"]), f"{record.id}:password").decode()
             self._headers["Authorization"] = aiohttp.encode_basic_auth(str(s["username"]), password)
         key = sealer.unseal(str(s["client_key"]), f"{record.id}:client_key") if s.get("client_key") else None
-        self._http = UpstreamHttp(record.id, f"EST server {self.url}",
+        self._http = UpstreamHttp(f"CA {record.id}", f"EST server {self.url}",
                                   ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
 
     async def _enroll(self, csr_der: bytes) -> SignResult:
@@ -162,7 +162,7 @@ def _refusal(ca_id: str, reply: Reply) -> Exception:
 
 async def discover(url: str, trust_pem: str | None) -> tuple[x509.Certificate, list[x509.Certificate]]:
     """The upstream's issuing CA and chain from ``<url>/cacerts`` (when the CA is created)."""
-    http = UpstreamHttp("(new)", f"EST server {url}", ssl_context(trust_pem))
+    http = UpstreamHttp("new CA", f"EST server {url}", ssl_context(trust_pem))
     try:
         reply = await http.request("GET", f"{url.rstrip('/')}/cacerts")
     finally:

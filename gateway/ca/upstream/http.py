@@ -50,8 +50,9 @@ def ssl_context(trust_pem: str | None, client_cert_pem: str | None = None,
 class UpstreamHttp:
     """One upstream's connection pool (made on first use, inside the running loop)."""
 
-    def __init__(self, ca_id: str, what: str, context: ssl.SSLContext) -> None:
-        self.ca_id, self.what, self._ssl = ca_id, what, context
+    def __init__(self, owner: str, what: str, context: ssl.SSLContext) -> None:
+        """``owner`` starts every error message (``CA corp-est``); ``what`` names the peer."""
+        self.owner, self.what, self._ssl = owner, what, context
         self._session: aiohttp.ClientSession | None = None
 
     async def request(self, method: str, url: str, *, data: bytes | None = None,
@@ -63,13 +64,13 @@ class UpstreamHttp:
                                              ssl=self._ssl, allow_redirects=False) as resp:
                 body = await resp.content.read(MAX_BODY + 1)
                 if len(body) > MAX_BODY:
-                    raise Unavailable(f"CA {self.ca_id}: the {self.what} sent more than {MAX_BODY} bytes")
+                    raise Unavailable(f"{self.owner}: the {self.what} sent more than {MAX_BODY} bytes")
                 return Reply(resp.status, dict(resp.headers), body)
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise Unavailable(f"CA {self.ca_id}: the {self.what}'s TLS certificate is not trusted "
+            raise Unavailable(f"{self.owner}: the {self.what}'s TLS certificate is not trusted "
                               f"({exc.certificate_error})") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise Unavailable(f"CA {self.ca_id}: the {self.what} at {url} is unreachable "
+            raise Unavailable(f"{self.owner}: the {self.what} is unreachable "
                               f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})") from None
 
     async def close(self) -> None:
