@@ -658,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_distribution import add_commands as add_distribution_commands
 
     add_distribution_commands(sub, common)
+    from .cli_notifications import add_commands as add_notify_commands
+
+    add_notify_commands(sub, common)
     return p
 
 

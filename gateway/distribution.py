@@ -31,7 +31,7 @@ from .errors import BadRequest, GatewayError, NotFound
 from .sealing import Sealer
 from .store import Store
 from .store.queries import Queries
-from .store.records import CertificateRecord, DestinationRecord, OutboxRecord, utcnow
+from .store.records import CertificateRecord, DestinationRecord, NotificationHandlerRecord, OutboxRecord, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,50 @@ class Deliverer:
                 if not await q.outbox.claim(entry.id, now, now + LEASE):
                     continue  # another worker has it
                 dest = await q.destinations.get(entry.destination_id)
-            if await self._deliver(entry, dest):
-                delivered += 1
+                handler = await q.notifications.get(entry.destination_id) if dest is None else None
+            if handler is not None:
+                ok = await self._notify(entry, handler)
+            else:
+                ok = await self._deliver(entry, dest)
+            delivered += ok
         return delivered
+
+    async def _post(self, handler: NotificationHandlerRecord, url: str, body: bytes,
+                    headers: dict[str, str]) -> tuple[int, str]:
+        http = UpstreamHttp(f"notification {handler.name}", f"webhook {url}",
+                            ssl_context(handler.settings.get("trust_pem")))
+        try:
+            reply = await http.request("POST", url, data=body, headers=headers)
+        finally:
+            await http.close()
+        return reply.status, reply.text(120)
+
+    async def _notify(self, entry: OutboxRecord, handler: NotificationHandlerRecord) -> bool:
+        from .notifications import deliver
+
+        try:
+            error = None if not handler.enabled else await deliver(handler, entry, self._sealer, self._post)
+            if not handler.enabled:
+                error = "the notification handler is disabled"
+        except GatewayError as exc:
+            error = exc.detail
+        if error is None:
+            async with self._store.transaction() as q:
+                await q.outbox.update(entry.id, status="delivered", delivered_at=utcnow(),
+                                      attempts=entry.attempts + 1, lease_until=None, last_error=None)
+            log.info("notified %s: %s %s", handler.name, entry.event, entry.serial or "")
+            return True
+        await self._failed(entry, error, final=not handler.enabled)
+        return False
+
+    async def _failed(self, entry: OutboxRecord, error: str, *, final: bool) -> None:
+        attempts = entry.attempts + 1
+        async with self._store.transaction() as q:
+            await q.outbox.update(entry.id, attempts=attempts, last_error=error[:500], lease_until=None,
+                                  status="failed" if final or attempts >= MAX_ATTEMPTS else "pending",
+                                  next_attempt_at=utcnow() + backoff(attempts))
+        log.warning("delivery %s of %s %s (attempt %d): %s", entry.id, entry.event, entry.serial or "",
+                    attempts, error)
 
     async def _deliver(self, entry: OutboxRecord, dest: DestinationRecord | None) -> bool:
         error: str
@@ -165,14 +206,7 @@ class Deliverer:
                 error = f"HTTP {reply.status}: {reply.text(120)}"
             except GatewayError as exc:
                 error = exc.detail
-        attempts = entry.attempts + 1
-        failed = attempts >= MAX_ATTEMPTS or dest is None or not dest.enabled
-        async with self._store.transaction() as q:
-            await q.outbox.update(entry.id, attempts=attempts, last_error=error[:500], lease_until=None,
-                                  status="failed" if failed else "pending",
-                                  next_attempt_at=utcnow() + backoff(attempts))
-        log.warning("delivery %s of %s %s (attempt %d): %s", entry.id, entry.event, entry.serial or "",
-                    attempts, error)
+        await self._failed(entry, error, final=dest is None or not dest.enabled)
         return False
 
     async def retry(self, entry_id: str) -> OutboxRecord:

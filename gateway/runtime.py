@@ -136,6 +136,11 @@ class Gateway:
 
         self._tasks.append(asyncio.create_task(outbox_loop(self.deliverer, self.config.ca.outbox_interval),
                                                name="outbox-delivery"))
+        from .notifications import Notifier
+        from .notifications import loop as notify_loop
+
+        self._tasks.append(asyncio.create_task(notify_loop(Notifier(self.store), self.config.ca.outbox_interval),
+                                               name="notifications"))
 
     async def poll_upstream(self) -> int:
         """Ask each upstream CA about the requests it holds; returns how many it decided.

@@ -190,6 +190,21 @@ class OutboxRecord:
 
 
 @dataclass
+class NotificationHandlerRecord:
+    """Who is told about which enrollment events, how (gateway/notifications.py)."""
+
+    id: str
+    name: str
+    events: list[str]
+    conditions: dict[str, Any]
+    action: str  # "webhook" | "email"
+    settings: dict[str, Any]
+    expiring_days: int | None = None
+    enabled: bool = True
+    created_at: dt.datetime = field(default_factory=utcnow)
+
+
+@dataclass
 class ApiKeyRecord:
     """An admin API key (or registered client certificate); only its SHA-256 is stored.
 

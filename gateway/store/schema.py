@@ -197,6 +197,21 @@ outbox = Table(
     Index(None, "status", "next_attempt_at"),
 )
 
+notification_handlers = Table(
+    "notification_handlers",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("events", JSONDoc(), nullable=False),  # "issued" | "pending" | "rejected" | "revoked" | "expiring"
+    Column("conditions", JSONDoc(), nullable=False),  # protocol_config, ca, profile, status
+    Column("action", String(16), nullable=False),  # "webhook" | "email"
+    Column("settings", JSONDoc(), nullable=False),  # the action's target, secrets sealed, templates
+    Column("expiring_days", Integer, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,

@@ -26,12 +26,13 @@ from .configs import ConfigQueries
 from .entities import EntityQueries
 from .events import EventQueries
 from .generations import CONFIG, GenerationQueries
+from .notifications import NotificationQueries
 from .outbox import DestinationQueries, OutboxQueries
 from .requests import RequestQueries
 
 __all__ = [
     "Queries", "TableQueries", "CAQueries", "CertificateQueries", "RequestQueries", "ConfigQueries",
-    "EntityQueries", "EventQueries", "DestinationQueries", "OutboxQueries", "ApiKeyQueries", "GenerationQueries", "CONFIG",
+    "EntityQueries", "EventQueries", "DestinationQueries", "OutboxQueries", "NotificationQueries", "ApiKeyQueries", "GenerationQueries", "CONFIG",
     "normalize_serial", "normalize_fingerprint",
 ]
 
@@ -63,6 +64,10 @@ class Queries:
     @cached_property
     def outbox(self) -> OutboxQueries:
         return OutboxQueries(self.connection)
+
+    @cached_property
+    def notifications(self) -> NotificationQueries:
+        return NotificationQueries(self.connection)
 
     @cached_property
     def configs(self) -> ConfigQueries:

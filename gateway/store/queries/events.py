@@ -50,3 +50,8 @@ class EventQueries(TableQueries):
             .order_by(_c.created_at.desc(), _c.id.desc()).limit(limit).offset(offset)
         )
         return await self._all(EventRecord, stmt, "events")
+
+    async def after(self, event_id: int, limit: int = 500) -> EventRecords:
+        """Events with an id above ``event_id``, oldest first (a cursor's next batch)."""
+        stmt = select(t.events).where(_c.id > event_id).order_by(_c.id).limit(limit)
+        return await self._all(EventRecord, stmt, "events")

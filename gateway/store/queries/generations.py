@@ -26,6 +26,12 @@ class GenerationQueries(TableQueries):
         with translated(f"{name} generation"):
             await self._conn.execute(_BUMP, {"counter": name})
 
+    async def advance(self, name: str, old: int, new: int) -> bool:
+        """Compare-and-set a cursor kept as a counter: False if another process moved it."""
+        stmt = t.generations.update().where((_c.name == name) & (_c.value == old)).values(value=new)
+        with translated(f"{name} generation"):
+            return (await self._conn.execute(stmt)).rowcount == 1
+
     async def get(self, name: str = CONFIG) -> int:
         with translated(f"{name} generation"):
             value = (await self._conn.execute(_GET, {"name": name})).scalar()

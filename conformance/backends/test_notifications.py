@@ -1,0 +1,161 @@
+"""Notifications to real receivers on 127.0.0.1: a webhook (aiohttp over TLS) that checks
+the HMAC signature, and aiosmtpd as an SMTP server that requires STARTTLS. curl EST
+enrollments and an operator's revocation become signed webhook calls; a request held for
+approval becomes an e-mail from the template; a certificate near expiry is announced once;
+handlers whose conditions do not match stay silent."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bench.tlsutil import write_localhost_certificate
+from conformance.harness import free_port, run_cli, running_gateway
+from gateway import bootstrap
+from gateway.ca.backend import RevocationReason
+from gateway.notifications import Notifier
+from gateway.store.records import serial_hex
+
+from .clients import curl_est_enroll, est_label
+
+SECRET = "webhook-signing-secret-1"
+
+
+@dataclass
+class Webhook:
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        parts = dict(p.split("=", 1) for p in request.headers["X-Gateway-Signature"].split(","))
+        expected = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, parts["v1"]) or abs(time.time() - int(parts["t"])) > 300:
+            return web.Response(status=401)
+        self.calls.append({"key": request.headers["Idempotency-Key"], **json.loads(body)})
+        return web.json_response({})
+
+    async def start(self) -> "Webhook":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_localhost_certificate(self.workdir / "hook.pem", self.workdir / "hook.key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.workdir / "hook.pem", self.workdir / "hook.key")
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class Mailbox:
+    """aiosmtpd on 127.0.0.1 that refuses mail before STARTTLS."""
+
+    def __init__(self, workdir: Path) -> None:
+        from aiosmtpd.controller import Controller
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_localhost_certificate(workdir / "smtp.pem", workdir / "smtp.key")
+        self.tls_ca = workdir / "smtp.pem"
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(workdir / "smtp.pem", workdir / "smtp.key")
+        self.messages: list[Any] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, tls_context=context,
+                                     require_starttls=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        self.messages.append((bool(session.ssl), envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+async def _pass(gw: Any) -> None:
+    """What the background tasks do every [ca] outbox_interval, once, here."""
+    while await Notifier(gw.store).run_once():
+        pass
+    await gw.deliverer.run_once()
+
+
+async def test_webhook_and_email_notifications(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    hook = await Webhook(tmp_path / "hook").start()
+    mailbox = Mailbox(tmp_path / "smtp")
+    mailbox.controller.start()
+    try:
+        async with running_gateway(data_dir) as (gw, info):
+            label, password = est_label(info, "issuing", "watched")
+            held_label, held_password = est_label(info, "issuing", "held")
+            run_cli("est", "set", "held", "--approval", "manual", data_dir=data_dir)
+            quiet_label, quiet_password = est_label(info, "issuing", "quiet")
+            run_cli("notify", "add", "pki-hook", "--event", "issued", "--event", "revoked", "--config", label,
+                    "--webhook", hook.url, "--secret-env", "HOOK_SECRET", "--trust", str(hook.workdir / "hook.pem"),
+                    data_dir=data_dir, env={"HOOK_SECRET": SECRET})
+            run_cli("notify", "add", "approvers", "--event", "pending", "--config", "held",
+                    "--email-to", "pki-approvers@example.test", "--from", "gateway@example.test",
+                    "--smtp-host", "127.0.0.1", "--smtp-port", str(mailbox.port), "--trust", str(mailbox.tls_ca),
+                    "--subject", "Approve ${protocol_config} request ${request}", data_dir=data_dir)
+            listed = run_cli("notify", "list", "--json", data_dir=data_dir).stdout
+            assert SECRET not in listed and "v1." not in listed
+
+            cert = await curl_est_enroll(info, label, password, tmp_path / "a", "a.example.test")
+            await curl_est_enroll(info, quiet_label, quiet_password, tmp_path / "q", "q.example.test")
+            await _pass(gw)
+            [issued] = hook.calls
+            assert issued["event"] == "issued" and issued["serial"] == serial_hex(cert.serial_number)
+            assert issued["subject"] == "CN=a.example.test" and issued["protocol_config"] == label
+
+            await gw.authority.revoke(serial_hex(cert.serial_number), RevocationReason.key_compromise, actor="test")
+            await _pass(gw)
+            assert [c["event"] for c in hook.calls] == ["issued", "revoked"]
+            assert len({c["key"] for c in hook.calls}) == 2
+            await _pass(gw)
+            assert len(hook.calls) == 2  # nothing twice
+
+            from .clients import sh
+
+            env = {"EST": f"{info.https}/.well-known/est/held", "CA": info.tls_ca}
+            made = await sh('openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout h.key '
+                            '-subj "/CN=held.example.test" -outform DER | openssl base64 -out h.b64 && '
+                            f'curl -sS --cacert "$CA" -u "device:{held_password}" '
+                            '-H "Content-Type: application/pkcs10" --data-binary @h.b64 -o /dev/null '
+                            '-w "%{http_code}" "$EST/simpleenroll"', tmp_path, env)
+            assert made.stdout == "202", made.stdout + made.stderr
+            await _pass(gw)
+            [(tls, rcpts, mail)] = mailbox.messages
+            assert tls and rcpts == ["pki-approvers@example.test"]
+            assert mail["Subject"].startswith("Approve held request ") and len(mail["Subject"]) > 25
+            assert "pending on held" in mail.get_payload()
+
+            # a certificate inside the window is announced once, however often the scan runs
+            run_cli("notify", "add", "expiry", "--event", "expiring", "--expiring-days", "3650", "--config", quiet_label,
+                    "--webhook", hook.url, "--secret-env", "HOOK_SECRET", "--trust", str(hook.workdir / "hook.pem"),
+                    data_dir=data_dir, env={"HOOK_SECRET": SECRET})
+            notifier = Notifier(gw.store)
+            assert await notifier.expiring() == 1
+            assert await notifier.expiring() == 0
+            await gw.deliverer.run_once()
+            assert [c["event"] for c in hook.calls] == ["issued", "revoked", "expiring"]
+            assert hook.calls[-1]["subject"] == "CN=q.example.test"
+    finally:
+        mailbox.controller.stop()
+        await hook.stop()
