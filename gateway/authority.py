@@ -400,7 +400,7 @@ class Authority:
             if within is not None:
                 await within(q.connection, cert)
             if rec.protocol_config is not None:  # pushed to its destinations after the commit
-                await distribution.enqueue_issued(q, rec, cert, await backend.chain())
+                await distribution.enqueue_issued(q, rec, cert, backend.chain)
         if event is not None:
             log_committed(event, event_id)
         CERTIFICATES_ISSUED.labels(ca=backend.id).inc()

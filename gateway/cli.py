@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, TypeVar
 
 from cryptography import x509
 
@@ -26,6 +26,9 @@ from .logs import configure as configure_logging
 from .logs import emit_banner
 from .runtime import Gateway
 from .store.records import CertificateFilter
+
+if TYPE_CHECKING:
+    from .ca.pkcs11 import Pkcs11Location
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -198,15 +201,19 @@ async def _create_upstream(gw: Gateway, args: argparse.Namespace) -> None:
     await gw.cas.add_backend_ca(args.id, name, est.KIND, issuing, chain, settings)
 
 
+def read_secret(env_name: str | None, from_stdin: bool) -> str | None:
+    """A secret from a named environment variable (which must be set) or stdin's first line;
+    None when neither is asked for. Never from the command line, where ps would show it."""
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"the environment variable {env_name} is not set")
+        return value
+    return sys.stdin.readline().rstrip("\n") if from_stdin else None
+
+
 def _upstream_password(args: argparse.Namespace) -> str | None:
-    if args.upstream_password_env:
-        password = os.environ.get(args.upstream_password_env)
-        if not password:
-            raise ConfigError(f"the environment variable {args.upstream_password_env} is not set")
-        return password
-    if args.upstream_password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return None
+    return read_secret(args.upstream_password_env, args.upstream_password_stdin)
 
 
 async def _create_adcs_upstream(gw: Gateway, args: argparse.Namespace, trust: str | None) -> None:
@@ -296,7 +303,7 @@ async def cmd_ca_create(args: argparse.Namespace) -> int:
     return await _with_gateway(args, run)
 
 
-def _token_location(args: argparse.Namespace) -> "Any":
+def _token_location(args: argparse.Namespace) -> "Pkcs11Location | None":
     """The PKCS#11 location ``--backend pkcs11`` asks for (None for a key held here)."""
     backend = getattr(args, "backend", "local")
     if backend == "local":

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -19,19 +18,13 @@ if TYPE_CHECKING:
 
 async def cmd_add(args: argparse.Namespace) -> int:
     from .admin.outbox import destination_view
-    from .cli import _cli_actor, _print_rows, _with_gateway
+    from .cli import _cli_actor, _print_rows, _with_gateway, read_secret
     from .distribution import destination_settings
     from .store.records import DestinationRecord
 
     async def run(gw: "Gateway") -> int:
         await gw.authority.config(args.config)  # the configuration must exist
-        password = None
-        if args.password_env:
-            password = os.environ.get(args.password_env)
-            if not password:
-                raise ConfigError(f"the environment variable {args.password_env} is not set")
-        elif args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
+        password = read_secret(args.password_env, args.password_stdin)
         dest_id = uuid.uuid4().hex[:16]
         settings = destination_settings(
             dest_id, gw.cas.sealer("distribution"), url=args.url, username=args.user, password=password,

@@ -4,7 +4,6 @@ SMTP password given here is sealed in the store and never printed."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,17 +22,8 @@ def _view(rec: Any) -> dict[str, Any]:
             "expiring_days": rec.expiring_days, "enabled": rec.enabled}
 
 
-def _secret(env: str | None, stdin: bool) -> str | None:
-    if env:
-        value = os.environ.get(env)
-        if not value:
-            raise ConfigError(f"the environment variable {env} is not set")
-        return value
-    return sys.stdin.readline().rstrip("\n") if stdin else None
-
-
 async def cmd_add(args: argparse.Namespace) -> int:
-    from .cli import _cli_actor, _print_rows, _with_gateway
+    from .cli import _cli_actor, _print_rows, _with_gateway, read_secret
     from .notifications import EVENTS, handler_settings, new_id
     from .store.records import NotificationHandlerRecord
 
@@ -51,10 +41,10 @@ async def cmd_add(args: argparse.Namespace) -> int:
         handler_id = new_id()
         settings = handler_settings(
             handler_id, gw.cas.sealer("distribution"), action, url=args.webhook,
-            secret=_secret(args.secret_env, args.secret_stdin and action == "webhook"),
+            secret=read_secret(args.secret_env, args.secret_stdin and action == "webhook"),
             smtp_host=args.smtp_host, smtp_port=args.smtp_port, starttls=not args.smtp_no_starttls,
             smtp_user=args.smtp_user,
-            smtp_password=_secret(args.smtp_password_env, args.smtp_password_stdin and action == "email"),
+            smtp_password=read_secret(args.smtp_password_env, args.smtp_password_stdin and action == "email"),
             sender=args.sender, to=args.email_to or [], trust_pem=Path(args.trust).read_text() if args.trust else None,
             subject=args.subject, body=args.body)
         conditions = {k: v for k, v in (("protocol_config", args.config), ("ca", args.ca), ("profile", args.profile),

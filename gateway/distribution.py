@@ -15,18 +15,17 @@ exponential backoff until ``MAX_ATTEMPTS``, then marks it ``failed`` (visible in
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .ca.pem import load_certificate
-from .ca.upstream.http import UpstreamHttp, ssl_context
+from .ca.upstream.http import UpstreamHttp, open_credentials, seal_credentials, ssl_context
 from .errors import BadRequest, GatewayError, NotFound
 from .sealing import Sealer
 from .store import Store
@@ -51,8 +50,9 @@ def _pem(cert: x509.Certificate) -> str:
 
 
 async def enqueue_issued(q: Queries, rec: CertificateRecord, cert: x509.Certificate,
-                         chain: tuple[x509.Certificate, ...]) -> int:
-    """Outbox rows for a certificate just inserted on ``q`` (same transaction); returns how many."""
+                         chain: Callable[[], Awaitable[tuple[x509.Certificate, ...]]]) -> int:
+    """Outbox rows for a certificate just inserted on ``q`` (same transaction); returns how
+    many. ``chain`` is asked only when a destination wants the chain."""
     if rec.protocol_config is None:
         return 0
     destinations = await q.destinations.list(rec.protocol_config, enabled_only=True)
@@ -64,7 +64,7 @@ async def enqueue_issued(q: Queries, rec: CertificateRecord, cert: x509.Certific
             "certificate": _pem(cert),
         }
         if dest.settings.get("include_chain"):
-            payload["chain"] = [_pem(c) for c in chain]
+            payload["chain"] = [_pem(c) for c in await chain()]
         await q.outbox.add(OutboxRecord(id=uuid.uuid4().hex, destination_id=dest.id, event="issued",
                                         serial=rec.serial, payload=payload))
     return len(destinations)
@@ -92,19 +92,11 @@ def destination_settings(destination_id: str, sealer: Sealer, *, url: str, usern
     """A destination's settings, its password or client key sealed to it."""
     if not url.startswith("https://"):
         raise BadRequest("a distribution destination URL must be https://")
-    if bool(username) != bool(password):
-        raise BadRequest("Basic authentication needs a username and a password")
-    if bool(client_certificate_pem) != bool(client_key_pem):
-        raise BadRequest("a client certificate needs its key (and the key its certificate)")
-    out: dict[str, Any] = {"trust_pem": trust_pem, "include_chain": include_chain,
-                           "include_revocations": include_revocations}
-    if username and password:
-        out.update(username=username, password=sealer.seal(password.encode(), f"{destination_id}:password"))
-    if client_certificate_pem and client_key_pem:
-        load_certificate(client_certificate_pem)
-        out.update(client_certificate=client_certificate_pem,
-                   client_key=sealer.seal(client_key_pem, f"{destination_id}:client_key"))
-    return out
+    sealed = seal_credentials(destination_id, sealer, peer="destination", username=username, password=password,
+                              client_certificate_pem=client_certificate_pem, client_key_pem=client_key_pem,
+                              required=False)
+    return {"trust_pem": trust_pem, "include_chain": include_chain, "include_revocations": include_revocations,
+            **sealed}
 
 
 class Deliverer:
@@ -119,16 +111,12 @@ class Deliverer:
         cached = self._clients.get(dest.id)
         if cached is not None and cached[0] == dest.settings:
             return cached[1], cached[2]
-        s = dest.settings
-        key = self._sealer.unseal(str(s["client_key"]), f"{dest.id}:client_key") if s.get("client_key") else None
-        http = UpstreamHttp(f"destination {dest.id}", f"receiver at {dest.url}",
-                            ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
+        username, password, http = open_credentials(dest.id, self._sealer, dest.settings,
+                                                    label=f"destination {dest.id}", peer=f"receiver at {dest.url}")
         headers = {"Content-Type": "application/json"}
-        if s.get("username"):
-            password = self._sealer.unseal(str(s["password"]), f"{dest.id}:password").decode()
-            token = base64.b64encode(f"{s['username']}:{password}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        self._clients[dest.id] = (dict(s), http, headers)
+        if username and password:
+            headers["Authorization"] = aiohttp.encode_basic_auth(username, password)
+        self._clients[dest.id] = (dict(dest.settings), http, headers)
         return http, headers
 
     async def run_once(self) -> int:

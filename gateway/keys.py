@@ -105,11 +105,16 @@ def generate_private_key(algorithm: str | KeyDescription) -> CertificateIssuerPr
 
 def signature_hash_for(key: CertificateIssuerPrivateKeyTypes) -> SignatureHash | None:
     """The digest a CA signs with, matched to its key strength (None for EdDSA)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+    return signature_hash_for_public(key.public_key())
+
+
+def signature_hash_for_public(public: object) -> SignatureHash | None:
+    """:func:`signature_hash_for` by the public half (a key held in a token has only that here)."""
+    if isinstance(public, ec.EllipticCurvePublicKey):
         by_size: dict[int, SignatureHash] = {256: hashes.SHA256(), 384: hashes.SHA384()}
-        return by_size.get(key.curve.key_size, hashes.SHA512())
-    if isinstance(key, rsa.RSAPrivateKey):
-        return hashes.SHA256() if key.key_size < 3072 else hashes.SHA384()
+        return by_size.get(public.curve.key_size, hashes.SHA512())
+    if isinstance(public, rsa.RSAPublicKey):
+        return hashes.SHA256() if public.key_size < 3072 else hashes.SHA384()
     return None
 
 

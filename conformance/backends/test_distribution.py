@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.tlsutil import write_localhost_certificate
 from conformance.harness import GatewayInfo, GatewayProcess, free_port, run_cli, running_gateway
 from gateway import bootstrap
 from gateway.ca.backend import RevocationReason
@@ -30,6 +28,7 @@ from gateway.config import load_config
 from gateway.store.records import serial_hex
 
 from .clients import curl_est_enroll, est_label
+from .tls import server_context
 
 
 @dataclass
@@ -68,13 +67,7 @@ class Receiver:
         return web.json_response({"ok": True})
 
     async def start(self) -> "Receiver":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        write_localhost_certificate(self.tls_ca, self.workdir / "receiver.key")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.tls_ca, self.workdir / "receiver.key")
-        if self.client_ca is not None:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cafile=str(self.client_ca))
+        context = server_context(self.workdir, "receiver", self.client_ca)
         app = web.Application()
         app.router.add_post("/certificates", self._handle)
         self._runner = web.AppRunner(app)

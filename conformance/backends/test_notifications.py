@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import ssl
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -18,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.tlsutil import write_localhost_certificate
 from conformance.harness import free_port, run_cli, running_gateway
 from gateway import bootstrap
 from gateway.ca.backend import RevocationReason
@@ -26,6 +24,7 @@ from gateway.notifications import Notifier
 from gateway.store.records import serial_hex
 
 from .clients import curl_est_enroll, est_label
+from .tls import server_context
 
 SECRET = "webhook-signing-secret-1"
 
@@ -51,10 +50,7 @@ class Webhook:
         return web.json_response({})
 
     async def start(self) -> "Webhook":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        write_localhost_certificate(self.workdir / "hook.pem", self.workdir / "hook.key")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.workdir / "hook.pem", self.workdir / "hook.key")
+        context = server_context(self.workdir, "hook")
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app)
@@ -73,11 +69,8 @@ class Mailbox:
     def __init__(self, workdir: Path) -> None:
         from aiosmtpd.controller import Controller
 
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_localhost_certificate(workdir / "smtp.pem", workdir / "smtp.key")
+        context = server_context(workdir, "smtp")
         self.tls_ca = workdir / "smtp.pem"
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(workdir / "smtp.pem", workdir / "smtp.key")
         self.messages: list[Any] = []
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, tls_context=context,

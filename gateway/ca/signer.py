@@ -21,7 +21,7 @@ from asn1crypto import parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from ..errors import GatewayError, Unavailable
-from ..keys import SignatureHash
+from ..keys import SignatureHash, signature_hash_for_public
 
 
 class TokenKey(abc.ABC):
@@ -51,13 +51,7 @@ IssuerKey = Union[CertificateIssuerPrivateKeyTypes, TokenKey]
 
 def hash_for(key: IssuerKey) -> SignatureHash | None:
     """The digest a CA signs with, matched to its key strength (None for EdDSA)."""
-    public = key.public_key()
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        by_size: dict[int, SignatureHash] = {256: hashes.SHA256(), 384: hashes.SHA384()}
-        return by_size.get(public.curve.key_size, hashes.SHA512())
-    if isinstance(public, rsa.RSAPublicKey):
-        return hashes.SHA256() if public.key_size < 3072 else hashes.SHA384()
-    return None
+    return signature_hash_for_public(key.public_key())
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,19 +93,31 @@ def _check(key: TokenKey, signature: bytes, tbs: bytes, algorithm: SignatureHash
                           "public key (wrong key on the token?)") from None
 
 
+def _stand_in_for(key: TokenKey, algorithm: SignatureHash | None) -> CertificateIssuerPrivateKeyTypes:
+    if algorithm is None:
+        raise GatewayError("a token key needs a signature hash")
+    return _stand_in(_family(key))
+
+
+def _token_signed(key: TokenKey, algorithm: SignatureHash, draft_der: bytes, tbs: bytes,
+                  schema: type[asn1_x509.Certificate] | type[asn1_crl.CertificateList]) -> bytes:
+    """The draft's TBS signed by the token and the structure put back together around it."""
+    algorithm_der = schema.load(draft_der)["signature_algorithm"].dump()
+    signature = key.sign(tbs, algorithm)
+    _check(key, signature, tbs, algorithm)
+    return _signed_structure(tbs, algorithm_der, signature)
+
+
 def sign_certificate(builder: x509.CertificateBuilder, key: IssuerKey) -> x509.Certificate:
     """``builder.sign`` for any :data:`IssuerKey`."""
     algorithm = hash_for(key)
     if not isinstance(key, TokenKey):
         return builder.sign(key, algorithm)
-    if algorithm is None:
-        raise GatewayError("a token key needs a signature hash")
-    draft = builder.sign(_stand_in(_family(key)), algorithm)
-    tbs = draft.tbs_certificate_bytes
-    algorithm_der = asn1_x509.Certificate.load(draft.public_bytes(serialization.Encoding.DER))["signature_algorithm"].dump()
-    signature = key.sign(tbs, algorithm)
-    _check(key, signature, tbs, algorithm)
-    return x509.load_der_x509_certificate(_signed_structure(tbs, algorithm_der, signature))
+    draft = builder.sign(_stand_in_for(key, algorithm), algorithm)
+    assert algorithm is not None
+    return x509.load_der_x509_certificate(_token_signed(
+        key, algorithm, draft.public_bytes(serialization.Encoding.DER), draft.tbs_certificate_bytes,
+        asn1_x509.Certificate))
 
 
 def sign_crl(builder: x509.CertificateRevocationListBuilder, key: IssuerKey) -> x509.CertificateRevocationList:
@@ -119,11 +125,8 @@ def sign_crl(builder: x509.CertificateRevocationListBuilder, key: IssuerKey) -> 
     algorithm = hash_for(key)
     if not isinstance(key, TokenKey):
         return builder.sign(key, algorithm)
-    if algorithm is None:
-        raise GatewayError("a token key needs a signature hash")
-    draft = builder.sign(_stand_in(_family(key)), algorithm)
-    tbs = draft.tbs_certlist_bytes
-    algorithm_der = asn1_crl.CertificateList.load(draft.public_bytes(serialization.Encoding.DER))["signature_algorithm"].dump()
-    signature = key.sign(tbs, algorithm)
-    _check(key, signature, tbs, algorithm)
-    return x509.load_der_x509_crl(_signed_structure(tbs, algorithm_der, signature))
+    draft = builder.sign(_stand_in_for(key, algorithm), algorithm)
+    assert algorithm is not None
+    return x509.load_der_x509_crl(_token_signed(
+        key, algorithm, draft.public_bytes(serialization.Encoding.DER), draft.tbs_certlist_bytes,
+        asn1_crl.CertificateList))

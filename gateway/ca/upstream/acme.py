@@ -117,7 +117,7 @@ class AcmeUpstream(CABackend):
     def _order(self, csr: x509.CertificateSigningRequest) -> x509.Certificate:
         from acme import challenges
 
-        names = _identifiers(csr)
+        _identifiers(csr)  # refused before an order is placed
         acme = self._acme()
         pem = csr.public_bytes(serialization.Encoding.PEM)
         order = acme.new_order(pem, profile=self.profile) if self.profile else acme.new_order(pem)

@@ -14,7 +14,6 @@ by its operator.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import logging
 from typing import Any
 
@@ -27,17 +26,9 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from ...errors import BadRequest, PolicyViolation, Unavailable
 from ...sealing import Sealer
 from ...store.records import CARecord
-from ..backend import (
-    CABackend,
-    Capabilities,
-    PendingUpstream,
-    RevocationReason,
-    Signed,
-    SignRequest,
-    SignResult,
-)
-from ..pem import load_certificate, load_certificates
-from .http import Reply, UpstreamHttp, retry_after, ssl_context
+from ..backend import Capabilities, PendingUpstream, Signed, SignRequest, SignResult
+from .base import UpstreamCA
+from .http import Reply, UpstreamHttp, retry_after, seal_credentials, ssl_context
 
 KIND = "est"
 log = logging.getLogger(__name__)
@@ -96,26 +87,15 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-class EstUpstream(CABackend):
+class EstUpstream(UpstreamCA):
     capabilities = Capabilities(needs_csr=True, holds=True)
+    protocol = "EST"
 
     def __init__(self, record: CARecord, sealer: Sealer) -> None:
-        if record.certificate_pem is None:
-            raise Unavailable(f"CA {record.id} has no certificate")
-        s = record.backend_settings
-        self.id = record.id
-        self.url = str(s.get("url", "")).rstrip("/")
-        if not self.url.startswith("https://"):
-            raise Unavailable(f"CA {record.id}: the EST upstream URL must be https://")
-        self._certificate = load_certificate(record.certificate_pem)
-        self._issuers = tuple(load_certificates(record.chain_pem))
+        super().__init__(record, sealer, peer="EST server", url=str(record.backend_settings.get("url", "")).rstrip("/"))
         self._headers = {"Content-Type": "application/pkcs10", "Content-Transfer-Encoding": "base64"}
-        if s.get("username"):
-            password = sealer.unseal(str(s["password"]), f"{record.id}:password").decode()
-            self._headers["Authorization"] = aiohttp.encode_basic_auth(str(s["username"]), password)
-        key = sealer.unseal(str(s["client_key"]), f"{record.id}:client_key") if s.get("client_key") else None
-        self._http = UpstreamHttp(f"CA {record.id}", f"EST server {self.url}",
-                                  ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
+        if self._username and self._password:
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(self._username, self._password)
 
     async def _enroll(self, csr_der: bytes) -> SignResult:
         reply = await self._http.request(
@@ -138,17 +118,6 @@ class EstUpstream(CABackend):
 
     async def poll(self, handle: str) -> SignResult:
         return await self._enroll(base64.b64decode(handle))
-
-    async def revoke(self, serial: int, reason: RevocationReason,
-                     invalidity_date: dt.datetime | None = None) -> None:
-        log.warning("CA %s: certificate %x revoked here only: EST has no revocation, so the upstream CA's "
-                    "operator must revoke it there", self.id, serial)
-
-    async def chain(self) -> tuple[x509.Certificate, ...]:
-        return (self._certificate, *self._issuers)
-
-    async def close(self) -> None:
-        await self._http.close()
 
 
 def _refusal(ca_id: str, reply: Reply) -> Exception:
@@ -178,18 +147,7 @@ def settings_for(ca_id: str, sealer: Sealer, *, url: str, username: str | None, 
     """The CA record's ``backend_settings``, with the password and key sealed to this CA."""
     if not url.startswith("https://"):
         raise BadRequest("the EST upstream URL must be https://host/.well-known/est[/label]")
-    if bool(username) != bool(password):
-        raise BadRequest("EST upstream Basic authentication needs both a username and a password")
-    if bool(client_certificate_pem) != bool(client_key_pem):
-        raise BadRequest("an EST upstream client certificate needs its key (and the key its certificate)")
-    if not username and not client_certificate_pem:
-        raise BadRequest("the EST upstream needs credentials: a username and password, or a client certificate")
-    out: dict[str, Any] = {"url": url.rstrip("/"), "trust_pem": trust_pem}
-    if username and password:
-        out.update(username=username, password=sealer.seal(password.encode(), f"{ca_id}:password"))
-    if client_certificate_pem and client_key_pem:
-        load_certificate(client_certificate_pem)  # refuse a broken file now, not at the first enrollment
-        out.update(client_certificate=client_certificate_pem,
-                   client_key=sealer.seal(client_key_pem, f"{ca_id}:client_key"))
-    return out
+    sealed = seal_credentials(ca_id, sealer, peer="EST upstream", username=username, password=password,
+                              client_certificate_pem=client_certificate_pem, client_key_pem=client_key_pem)
+    return {"url": url.rstrip("/"), "trust_pem": trust_pem, **sealed}
 

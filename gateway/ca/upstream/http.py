@@ -8,11 +8,15 @@ import os
 import ssl
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import aiohttp
 
-from ...errors import Unavailable
+from ...errors import BadRequest, Unavailable
+from ..pem import load_certificate
+
+if TYPE_CHECKING:
+    from ...sealing import Sealer
 
 TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10)
 MAX_BODY = 1 << 20
@@ -82,3 +86,35 @@ class UpstreamHttp:
 def retry_after(headers: Mapping[str, Any], default: int = 60) -> int:
     value = str(headers.get("Retry-After", "")).strip()
     return max(1, min(int(value), 86400)) if value.isdigit() else default
+
+
+def seal_credentials(owner: str, sealer: "Sealer", *, peer: str, username: str | None, password: str | None,
+                     client_certificate_pem: str | None, client_key_pem: bytes | None,
+                     required: bool = True) -> dict[str, Any]:
+    """Settings fields for HTTP Basic (password sealed) and/or a TLS client certificate (key
+    sealed), both bound to ``owner`` (a CA or destination id); each half of a pair refused
+    alone, and at least one kind when ``required``. ``peer`` names the far side in messages."""
+    if bool(username) != bool(password):
+        raise BadRequest(f"{peer} authentication needs both a username and a password")
+    if bool(client_certificate_pem) != bool(client_key_pem):
+        raise BadRequest(f"a {peer} client certificate needs its key (and the key its certificate)")
+    if required and not username and not client_certificate_pem:
+        raise BadRequest(f"the {peer} needs credentials: a username and password, or a client certificate")
+    out: dict[str, Any] = {}
+    if username and password:
+        out.update(username=username, password=sealer.seal(password.encode(), f"{owner}:password"))
+    if client_certificate_pem and client_key_pem:
+        load_certificate(client_certificate_pem)  # refuse a broken file now, not at the first request
+        out.update(client_certificate=client_certificate_pem, client_key=sealer.seal(client_key_pem, f"{owner}:client_key"))
+    return out
+
+
+def open_credentials(owner: str, sealer: "Sealer", settings: Mapping[str, Any], *, label: str,
+                     peer: str) -> tuple[str | None, str | None, UpstreamHttp]:
+    """What :func:`seal_credentials` sealed, opened: (username, password, the HTTPS pool with
+    the trust anchors and client certificate of ``settings``)."""
+    username = str(settings["username"]) if settings.get("username") else None
+    password = sealer.unseal(str(settings["password"]), f"{owner}:password").decode() if username else None
+    key = sealer.unseal(str(settings["client_key"]), f"{owner}:client_key") if settings.get("client_key") else None
+    context = ssl_context(settings.get("trust_pem"), settings.get("client_certificate"), key)
+    return username, password, UpstreamHttp(label, peer, context)

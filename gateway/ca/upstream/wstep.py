@@ -42,18 +42,11 @@ from ...edge import xml as X
 from ...errors import BadRequest, PolicyViolation, Unavailable
 from ...sealing import Sealer
 from ...store.records import CARecord
-from ..backend import (
-    CABackend,
-    Capabilities,
-    PendingUpstream,
-    RevocationReason,
-    Signed,
-    SignRequest,
-    SignResult,
-)
-from ..pem import load_certificate, load_certificates
+from ..backend import Capabilities, PendingUpstream, Signed, SignRequest, SignResult
+from ..pem import load_certificates
+from .base import UpstreamCA
 from .est import UNPARSEABLE, issuing_and_chain
-from .http import Reply, UpstreamHttp, ssl_context
+from .http import Reply, seal_credentials, ssl_context
 
 KIND = "adcs"
 log = logging.getLogger(__name__)
@@ -323,28 +316,15 @@ def refusal(ca_id: str, answer: Answer) -> Exception:
     return Unavailable(f"CA {ca_id}: the upstream CES failed{code}: {text}")
 
 
-class WstepUpstream(CABackend):
+class WstepUpstream(UpstreamCA):
     capabilities = Capabilities(needs_csr=True, holds=True)
+    protocol = "MS-WSTEP"
+    revoke_there = "the AD CS operator must revoke it there (certutil -revoke)"
 
     def __init__(self, record: CARecord, sealer: Sealer) -> None:
-        if record.certificate_pem is None:
-            raise Unavailable(f"CA {record.id} has no certificate")
+        super().__init__(record, sealer, peer="CES", url=str(record.backend_settings.get("url", "")))
         s = record.backend_settings
-        self.id = record.id
-        self.url = str(s.get("url", ""))
-        if not self.url.startswith("https://"):
-            raise Unavailable(f"CA {record.id}: the CES URL must be https://")
         self.template = str(s["template"]) if s.get("template") else None
-        self._certificate = load_certificate(record.certificate_pem)
-        self._issuers = tuple(load_certificates(record.chain_pem))
-        self._username: str | None = None
-        self._password: str | None = None
-        if s.get("username"):
-            self._username = str(s["username"])
-            self._password = sealer.unseal(str(s["password"]), f"{record.id}:password").decode()
-        key = sealer.unseal(str(s["client_key"]), f"{record.id}:client_key") if s.get("client_key") else None
-        self._http = UpstreamHttp(f"CA {record.id}", f"CES {self.url}",
-                                  ssl_context(s.get("trust_pem"), s.get("client_certificate"), key))
 
     async def _ask(self, envelope: bytes) -> Answer:
         reply = await self._http.request("POST", self.url, data=envelope, headers={
@@ -390,16 +370,6 @@ class WstepUpstream(CABackend):
             return PendingUpstream(handle=handle, retry_after=result.retry_after)
         return result
 
-    async def revoke(self, serial: int, reason: RevocationReason,
-                     invalidity_date: dt.datetime | None = None) -> None:
-        log.warning("CA %s: certificate %x revoked here only: MS-WSTEP has no revocation, so the AD CS "
-                    "operator must revoke it there (certutil -revoke)", self.id, serial)
-
-    async def chain(self) -> tuple[x509.Certificate, ...]:
-        return (self._certificate, *self._issuers)
-
-    async def close(self) -> None:
-        await self._http.close()
 
 
 def _is_soap(reply: Reply) -> bool:
@@ -449,23 +419,12 @@ def settings_for(ca_id: str, sealer: Sealer, *, url: str, username: str | None, 
     """The CA record's ``backend_settings``, with the password and key sealed to this CA."""
     if not url.startswith("https://"):
         raise BadRequest("the CES URL must be https://host/<CA>_CES_<Auth>/service.svc/CES")
-    if bool(username) != bool(password):
-        raise BadRequest("CES UsernameToken authentication needs both a username and a password")
-    if bool(client_certificate_pem) != bool(client_key_pem):
-        raise BadRequest("a CES client certificate needs its key (and the key its certificate)")
-    if not username and not client_certificate_pem:
-        raise BadRequest("the CES upstream needs credentials: a username and password, or a client certificate")
+    sealed = seal_credentials(ca_id, sealer, peer="CES upstream", username=username, password=password,
+                              client_certificate_pem=client_certificate_pem, client_key_pem=client_key_pem)
     if username and client_certificate_pem:
         raise BadRequest("the CES upstream takes one authentication: a username and password, "
                          "or a client certificate")
     if template is not None and (not template.strip() or len(template) > 256):
         raise BadRequest("the certificate template name must be 1-256 characters")
-    out: dict[str, Any] = {"url": url, "trust_pem": trust_pem, "template": template or None,
-                           "auth": "username" if username else "certificate"}
-    if username and password:
-        out.update(username=username, password=sealer.seal(password.encode(), f"{ca_id}:password"))
-    if client_certificate_pem and client_key_pem:
-        load_certificate(client_certificate_pem)  # refuse a broken file now, not at the first enrollment
-        out.update(client_certificate=client_certificate_pem,
-                   client_key=sealer.seal(client_key_pem, f"{ca_id}:client_key"))
-    return out
+    return {"url": url, "trust_pem": trust_pem, "template": template or None,
+            "auth": "username" if username else "certificate", **sealed}
