@@ -112,6 +112,13 @@ def parse(data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
             else:
                 depth -= 1
     except etree.XMLSyntaxError as exc:
+        # libxml2 2.14 (lxml 6) stops at 256 levels itself, and iterparse may hit that limit
+        # while filling its first buffer, before any event reaches the count above; the
+        # outcome is the same refusal whichever limit tripped first.
+        if exc.code == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+            if "depth" in (exc.msg or "").lower():
+                raise TooDeep(f"XML nested deeper than {max_depth} elements") from None
+            raise TooLarge(f"XML exceeds a parser limit: {exc.msg}") from None
         raise MalformedXml(f"not well-formed XML: {exc.msg}") from None
     if root is None:
         raise MalformedXml("empty XML document")

@@ -87,6 +87,17 @@ def test_the_parser_stops_a_depth_bomb() -> None:
         X.parse(DEPTH_BOMB)
 
 
+@pytest.mark.parametrize("levels", [40, 200, 300])
+def test_our_depth_limit_holds_below_and_above_libxml2s_own(levels: int) -> None:
+    """libxml2 2.14 stops at 256 by itself; our limit (32) must trip on either side of it."""
+    deep = (b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>'
+            + b"<a>" * levels + b"</a>" * levels + b"</s:Body></s:Envelope>")
+    with pytest.raises(X.TooDeep):
+        X.parse(deep)
+    if levels + 2 < 256:  # within libxml2's own limit a larger max_depth lets it through
+        assert X.parse(deep, max_depth=levels + 2).tag.endswith("}Envelope")
+
+
 def test_the_parser_refuses_oversized_and_non_utf8_bodies() -> None:
     with pytest.raises(X.TooLarge):
         X.parse(TOO_LARGE)
