@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from conformance.acme.test_certbot import Certbot
 from conformance.est.support import sh
@@ -31,10 +31,9 @@ class Issued:
     certbot: x509.Certificate
     scep: x509.Certificate
     curl_est: x509.Certificate
-    scep_client: str = "scepclient"
 
     def all(self) -> dict[str, x509.Certificate]:
-        return {"certbot": self.certbot, self.scep_client: self.scep, "curl_est": self.curl_est}
+        return {"certbot": self.certbot, "scepclient": self.scep, "curl_est": self.curl_est}
 
 
 async def certbot_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path, key: str = "ecdsa") -> x509.Certificate:
@@ -56,48 +55,30 @@ def _scep_config(info: GatewayInfo, ca_id: str, ra_ca: str | None) -> tuple[str,
     return config_id, challenge
 
 
-async def certmonger_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
-                             ra_ca: str | None = None) -> x509.Certificate:
-    """certmonger's SCEP client, which (unlike scepclient) puts a DNS SAN in its CSR (-D):
-    what an ACME CA that reads names from SANs only (Pebble) needs."""
-    from conformance.scep.support import Certmonger
-    from conformance.scep.test_certmonger import scep_submit
-
-    scep_submit()
-    require_client("getcert")
-    require_client("dbus-daemon", "Debian package dbus")
-    config_id, challenge = _scep_config(info, ca_id, ra_ca)
-    name = f"{ca_id}-device.example.test"
-    cm = Certmonger(tmp / "certmonger").start()
-    try:
-        # The RA and its chain named explicitly (as an admin does for an RA from another
-        # hierarchy): certmonger otherwise anchors the RA's signature at a root it picks itself.
-        ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current
-        pem = serialization.Encoding.PEM
-        (tmp / "ra.pem").write_bytes(ra.certificate.public_bytes(pem))
-        (tmp / "ra-chain.pem").write_bytes(b"".join(c.public_bytes(pem) for c in ra.chain))
-        (tmp / "signing-ca.pem").write_bytes((await gw.door("scep").chain(ca_id))[0].public_bytes(pem))
-        added = await cm.getcert("add-scep-ca", "-c", "UP", "-u", f"{info.http}/scep/{config_id}",
-                                 "-r", str(tmp / "ra.pem"), "-I", str(tmp / "ra-chain.pem"),
-                                 "-N", str(tmp / "signing-ca.pem"))
-        assert added.returncode == 0, added.stdout + added.stderr
-        cert, key = tmp / "certmonger" / "cert.pem", tmp / "certmonger" / "key.pem"
-        req = await cm.getcert("request", "-c", "UP", "-I", "up", "-f", str(cert), "-k", str(key),
-                               "-L", challenge, "-N", f"CN={name}", "-D", name)
-        assert req.returncode == 0, req.stdout + req.stderr
-        assert await cm.wait_status("up", {"MONITORING"}, timeout=120) == "MONITORING"
-        return x509.load_pem_x509_certificate(cert.read_bytes())
-    finally:
-        cm.stop()
+async def _csr_with_dns_san(work: Path, name: str, challenge: str) -> None:
+    """The key and ``csr.pem`` that scepclient sends as they are when it finds them beside its
+    key (Debian's scepclient 2.1 has no flag for a SAN): a PKCS#1 RSA key, the challenge as the
+    CSR's challengePassword attribute and ``name`` as CN and DNS SAN."""
+    (work / "req.cnf").write_text(
+        "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\nreq_extensions = ext\n"
+        f"[dn]\nCN = {name}\n[attrs]\nchallengePassword = {challenge}\n"
+        f"[ext]\nsubjectAltName = DNS:{name}\n")
+    made = await sh("openssl genrsa -traditional -out key.pem 2048 2>/dev/null && "
+                    "openssl req -new -key key.pem -config req.cnf -out csr.pem", work, {})
+    assert made.returncode == 0, made.stdout + made.stderr
 
 
 async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
-                             ra_ca: str | None = None) -> x509.Certificate:
+                             ra_ca: str | None = None, dns_san: bool = False) -> x509.Certificate:
+    """``dns_san``: the CSR carries the name as a DNS SAN too (made with openssl beforehand),
+    for an upstream CA that reads names from SANs only (Pebble)."""
     binary = require_client("scepclient", "Debian package scep")
     config_id, challenge = _scep_config(info, ca_id, ra_ca)
     ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current.certificate
     work = tmp / "scepclient"
     work.mkdir(parents=True, exist_ok=True)
+    if dns_san:
+        await _csr_with_dns_san(work, f"{ca_id}-device.example.test", challenge)
     result = await run(binary, "-server-url", f"{info.http}/scep/{config_id}", "-private-key", str(work / "key.pem"),
                        "-ca-fingerprint", ra.fingerprint(hashes.SHA256()).hex(), "-challenge", challenge,
                        "-cn", f"{ca_id}-device.example.test", cwd=work)
@@ -138,17 +119,15 @@ async def curl_est_through(info: GatewayInfo, ca_id: str, tmp: Path, key: str = 
 
 
 async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
-                                  ra_ca: str | None = None, scep_client: str = "scepclient",
-                                  key: str = "ecdsa") -> Issued:
+                                  ra_ca: str | None = None, key: str = "ecdsa",
+                                  dns_san: bool = False) -> Issued:
     """``ra_ca``: the CA of the SCEP RA certificate, where ``ca_id`` cannot issue one.
-    Every name is DNS-shaped, so that an ACME upstream can validate it; ``scep_client``
-    ``certmonger`` where the CA needs the name in a SAN too; ``key`` ``rsa`` for a CA whose
+    Every name is DNS-shaped, so that an ACME upstream can validate it; ``dns_san`` where the
+    CA needs scepclient's name in a SAN too; ``key`` ``rsa`` for a CA whose
     policy takes RSA keys only (AD CS templates often do; scepclient's keys are RSA anyway)."""
-    scep = (await certmonger_through(gw, info, ca_id, tmp, ra_ca) if scep_client == "certmonger"
-            else await scepclient_through(gw, info, ca_id, tmp, ra_ca))
+    scep = await scepclient_through(gw, info, ca_id, tmp, ra_ca, dns_san=dns_san)
     return Issued(
         certbot=await certbot_through(gw, info, ca_id, tmp, key),
         scep=scep,
         curl_est=await curl_est_through(info, ca_id, tmp, key),
-        scep_client=scep_client,
     )

@@ -54,9 +54,8 @@ async def test_every_client_issues_through_pebble(tmp_path: Path) -> None:
         assert settings["account_key"].startswith("v1.") and '"d"' not in json.dumps(settings)
         intermediate = x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())[0]
 
-        # scepclient puts no SAN in its CSR and Pebble reads names from SANs only: certmonger is the SCEP client here
-        issued = await issue_with_every_client(gw, info, "up-acme", tmp_path, ra_ca="issuing",
-                                               scep_client="certmonger")
+        # Pebble reads names from SANs only: scepclient sends a CSR made with a DNS SAN beforehand
+        issued = await issue_with_every_client(gw, info, "up-acme", tmp_path, ra_ca="issuing", dns_san=True)
         for client, cert in issued.all().items():
             cert.verify_directly_issued_by(intermediate)  # Pebble signed it
             assert pebble.cert_status(cert.serial_number)["Status"] == "Valid", client
