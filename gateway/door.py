@@ -49,6 +49,7 @@ from .credentials import (
 )
 from . import metrics, sealing
 from .errors import BadRequest, ErrorKind, GatewayError, NotFound
+from .leases import new_holder, release_lease, take_lease
 from .profiles.model import Profile
 from .sealing import Sealer
 from .store.queries import CONFIG as CONFIG_GENERATION
@@ -75,6 +76,8 @@ __all__ = [
     # enrollment credentials (door.credentials)
     "Credentials", "CredentialInfo", "IssuedCredential", "LockedOut", "LockoutPolicy", "DEFAULT_LOCKOUT",
     "NO_LOCKOUT", "check_username",
+    # a holder id for door.take_lease
+    "new_holder",
 ]
 
 if TYPE_CHECKING:
@@ -439,6 +442,15 @@ class Door:
         found = adapter(protocol)
         offer = getattr(found, "challenge_issuer", None) if found is not None else None
         return None if offer is None else offer(self._gw.door(protocol))
+
+    # --- cluster-wide jobs --------------------------------------------------------------
+    async def take_lease(self, job: str, holder: str, *, ttl: dt.timedelta) -> bool:
+        """Take or renew the lease on this protocol's ``job`` (run it only while this is
+        True): one holder across every worker and replica (:mod:`gateway.leases`)."""
+        return await take_lease(self._gw.store, f"{self.protocol}:{job}", holder, now=self.clock(), ttl=ttl)
+
+    async def release_lease(self, job: str, holder: str) -> None:
+        await release_lease(self._gw.store, f"{self.protocol}:{job}", holder)
 
     # --- enrollment credentials ----------------------------------------------------------
     @functools.cached_property

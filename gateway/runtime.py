@@ -6,6 +6,7 @@ Built once from a :class:`Config` and shared by the web app, the CLI and tests.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from .ca.registry import CARegistry
 from .ca.backend import PendingRequest
 from .config import Config
 from .errors import GatewayError
+from .leases import new_holder, release_lease, take_lease
 from .profiles.loader import default_profiles_dir, load_profiles
 from .profiles.model import Profile
 from .status.responder import OCSPResponder
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from .distribution import Deliverer
 
 log = logging.getLogger(__name__)
+
+UPSTREAM_POLL_JOB = "upstream-poll"
+CRL_REFRESH_JOB = "crl-refresh"
+"""Cluster-wide jobs: run by the one process holding the job's lease (gateway/leases.py)."""
 
 
 def load_all_profiles(config: Config) -> dict[str, Profile]:
@@ -53,6 +59,9 @@ class Gateway:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _doors: dict[str, "Door"] = field(default_factory=dict)
     _deliverer: "Deliverer | None" = None
+    holder: str = field(default_factory=new_holder)
+    """This process's id in ``job_leases`` (the cluster-wide jobs it runs while it holds them)."""
+    _held: set[str] = field(default_factory=set)
 
     @property
     def deliverer(self) -> "Deliverer":
@@ -109,6 +118,12 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
+        for job in sorted(self._held):
+            try:
+                await release_lease(self.store, job, self.holder)
+            except GatewayError:  # the store is down: the lease runs out by itself
+                pass
+        self._held.clear()
         if self._deliverer is not None:
             await self._deliverer.close()
         await self.cas.close()
@@ -159,19 +174,35 @@ class Gateway:
                 decided += 1
         return decided
 
+    async def holds(self, job: str, interval: float) -> bool:
+        """Take or renew the cluster-wide lease on ``job``, run every ``interval`` seconds:
+        True while this process is the one that runs it (other replicas wait for the
+        lease to run out, twice the interval and half a minute, if this one dies)."""
+        ttl = dt.timedelta(seconds=2 * interval + 30)
+        if await take_lease(self.store, job, self.holder, now=self.clock(), ttl=ttl):
+            self._held.add(job)
+            return True
+        self._held.discard(job)
+        return False
+
     async def _upstream_loop(self) -> None:
-        # One replica at a time is issue 17's (a lease); until then each process polls, and the
-        # compare-and-set on the request's status keeps a decision from being recorded twice.
+        # One replica at a time (the lease); the compare-and-set on the request's status
+        # also keeps a decision from being recorded twice if two ever overlap.
         interval = self.config.ca.upstream_poll_interval
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.poll_upstream()
+                if await self.holds(UPSTREAM_POLL_JOB, interval):
+                    await self.poll_upstream()
             except GatewayError as exc:
                 log.warning("upstream poll failed: %s", exc.detail)
 
     async def _crl_loop(self) -> None:
         interval = self.config.ca.crl_check_interval
         while True:
-            await self.refresh_crls()
+            try:
+                if await self.holds(CRL_REFRESH_JOB, interval):
+                    await self.refresh_crls()
+            except GatewayError as exc:  # the store is down: try again at the next tick
+                log.warning("CRL refresh skipped: %s", exc.detail)
             await asyncio.sleep(interval)

@@ -6,6 +6,7 @@ event, and the right typed error.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from gateway.ca import local as local_module
 from gateway.ca.backend import IssuedCertificate, IssueOverrides, PendingRequest, RevocationReason
 from gateway.config import Config
 from gateway.runtime import Gateway
-from gateway.store.records import CertificateFilter, EventFilter, serial_hex
+from gateway.store.records import CertificateFilter, EventFilter, serial_hex, utcnow
 
 from .support import csr_pem, make_csr, make_key, openssl, tamper_signature, write_pem
 
@@ -399,3 +400,39 @@ async def test_scheduled_crl_refresh_reissues_only_when_due(core: Gateway) -> No
     assert rec is not None and rec.crl_number > number and rec.crl_next_update > soon  # type: ignore[operator]
     crl = x509.load_der_x509_crl(rec.crl_der or b"")
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == rec.crl_number
+
+
+async def test_one_process_of_the_cluster_runs_the_crl_refresh_and_another_takes_over(core: Gateway) -> None:
+    """Two gateways on one store (two replicas): the CRL scheduler runs where the
+    ``crl-refresh`` lease is held; when its holder gives it up, the other runs it."""
+    from gateway.leases import release_lease
+    from gateway.runtime import CRL_REFRESH_JOB
+
+    other = await Gateway.open(core.config, store=core.store)
+    core.config.ca.crl_check_interval = 0.05
+    refreshed: dict[str, int] = {"core": 0, "other": 0}
+
+    def counting(name: str, gw: Gateway) -> None:
+        async def refresh(force: bool = False) -> int:
+            refreshed[name] += 1
+            return 0
+        gw.refresh_crls = refresh  # type: ignore[method-assign]
+
+    counting("core", core)
+    counting("other", other)
+    first = asyncio.create_task(core._crl_loop())
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(other._crl_loop())
+    try:
+        await asyncio.sleep(0.4)
+        assert refreshed["core"] >= 3 and refreshed["other"] == 0, refreshed
+        async with core.store.read() as q:
+            assert await q.leases.holder(CRL_REFRESH_JOB, utcnow()) == core.holder
+        first.cancel()
+        await release_lease(core.store, CRL_REFRESH_JOB, core.holder)  # what close() does
+        await asyncio.sleep(0.3)
+        assert refreshed["other"] >= 2, refreshed
+    finally:
+        first.cancel()
+        second.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)

@@ -115,7 +115,7 @@ def parse(data: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
         # libxml2 2.14 (lxml 6) stops at 256 levels itself, and iterparse may hit that limit
         # while filling its first buffer, before any event reaches the count above; the
         # outcome is the same refusal whichever limit tripped first.
-        if exc.code == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+        if getattr(exc, "code", None) == etree.ErrorTypes.ERR_RESOURCE_LIMIT:  # not in lxml-stubs
             if "depth" in (exc.msg or "").lower():
                 raise TooDeep(f"XML nested deeper than {max_depth} elements") from None
             raise TooLarge(f"XML exceeds a parser limit: {exc.msg}") from None

@@ -235,6 +235,15 @@ generations = Table(
 """Counters bumped in the transaction of each write they guard (``config``: protocol
 configurations), so every process can tell its caches are stale with one read."""
 
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(96), nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+)
+"""Who runs each cluster-wide scheduled job until when (gateway/leases.py)."""
+
 enrollment_credentials = Table(
     "enrollment_credentials",
     metadata,

@@ -12,8 +12,8 @@
 - ``scep_generations``: counters bumped in the transaction of every write to what
   workers cache (``tables``: RA certificates and secrets), so each worker and replica
   sees another's change on its next request (created by ``migrations/scep_0002``).
-- ``scep_leases``: who runs a once-per-cluster job (the Intune revocation sync of a
-  configuration) until when; taken by compare-and-set on expiry (``migrations/scep_0005``).
+- (``scep_leases``, from ``migrations/scep_0005``, was dropped by ``scep_0007``: the
+  Intune revocation sync's lease is the core's now, ``door.take_lease``.)
 """
 
 from __future__ import annotations
@@ -87,14 +87,6 @@ generations = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False, server_default="0"),
-)
-
-leases = Table(
-    "scep_leases",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("holder", String(64), nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 TABLES_GENERATION = "tables"

@@ -44,7 +44,7 @@ async def test_migration_creates_exactly_the_schema(store: Store) -> None:
 
     async with store.engine.connect() as conn:
         heads, diffs = await conn.run_sync(inspect)
-    assert "scep_0006" in heads
+    assert "scep_0007" in heads
     assert diffs == []
 
 

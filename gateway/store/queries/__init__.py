@@ -26,13 +26,14 @@ from .configs import ConfigQueries
 from .entities import EntityQueries
 from .events import EventQueries
 from .generations import CONFIG, GenerationQueries
+from .leases import LeaseQueries
 from .notifications import NotificationQueries
 from .outbox import DestinationQueries, OutboxQueries
 from .requests import RequestQueries
 
 __all__ = [
     "Queries", "TableQueries", "CAQueries", "CertificateQueries", "RequestQueries", "ConfigQueries",
-    "EntityQueries", "EventQueries", "DestinationQueries", "OutboxQueries", "NotificationQueries", "ApiKeyQueries", "GenerationQueries", "CONFIG",
+    "EntityQueries", "EventQueries", "DestinationQueries", "OutboxQueries", "NotificationQueries", "ApiKeyQueries", "GenerationQueries", "LeaseQueries", "CONFIG",
     "normalize_serial", "normalize_fingerprint",
 ]
 
@@ -88,3 +89,7 @@ class Queries:
     @cached_property
     def generations(self) -> GenerationQueries:
         return GenerationQueries(self.connection)
+
+    @cached_property
+    def leases(self) -> LeaseQueries:
+        return LeaseQueries(self.connection)

@@ -30,7 +30,7 @@ succeeded without a second revocation. Every request is audited
 
 :class:`RevocationSync` runs a pass every ``revocation_sync_seconds`` for each enabled
 Intune configuration, in one process of the cluster at a time: the pass is guarded by
-a lease in ``scep_leases`` (:mod:`.lease`).
+a lease (``door.take_lease``: one holder across the cluster).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from cryptography import x509
 
-from gateway.door import Door, ProtocolConfigRecord, RevocationReason, serial_hex
+from gateway.door import Door, ProtocolConfigRecord, RevocationReason, new_holder, serial_hex
 from gateway.errors import ErrorKind, GatewayError
 
 from ..challenge import normalized_name
@@ -53,7 +53,6 @@ from ..ra import RA_PROFILE
 from ..settings import ScepSettings
 from .client import NON_RETRYABLE, NOT_FOUND, IntuneClient, RevocationRequest, RevocationResult
 from .clients import IntuneClients
-from .lease import new_holder, release_lease, take_lease
 
 log = logging.getLogger("gateway.scep.intune")
 
@@ -205,7 +204,7 @@ class RevocationSync:
             if last is not None and now - last < interval:
                 continue
             name = self.lease_name(rec.id)
-            if not await take_lease(self._door.tables, name, self.holder, now=now, ttl=interval + LEASE_SLACK):
+            if not await self._door.take_lease(name, self.holder, ttl=interval + LEASE_SLACK):
                 continue  # another process runs it; look again at the next tick (it may die)
             self._last[rec.id] = now
             self._held.add(name)
@@ -242,7 +241,7 @@ class RevocationSync:
             self._task = None
         for name in sorted(self._held):
             with contextlib.suppress(GatewayError):
-                await release_lease(self._door.tables, name, self.holder, now=self._door.clock())
+                await self._door.release_lease(name, self.holder)
         self._held.clear()
 
 

@@ -6,7 +6,7 @@ Create Date: 2027-02-02
 
 The Intune revocation sync of a configuration must run in one replica (and worker) at a
 time: each takes the row named after the job with a compare-and-set on ``expires_at``
-(``protocols/scep/intune/lease.py``), and renews it while it keeps the job.
+and renews it while it keeps the job (dropped by scep_0007: the core's job_leases now).
 """
 
 from __future__ import annotations
