@@ -27,6 +27,7 @@ from .store import Store
 if TYPE_CHECKING:
     from .door import Door
     from .distribution import Deliverer
+    from .status.upstream import UpstreamStatus
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,19 @@ class Gateway:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _doors: dict[str, "Door"] = field(default_factory=dict)
     _deliverer: "Deliverer | None" = None
+    _upstream_status: "UpstreamStatus | None" = None
     holder: str = field(default_factory=new_holder)
     """This process's id in ``job_leases`` (the cluster-wide jobs it runs while it holds them)."""
     _held: set[str] = field(default_factory=set)
+
+    @property
+    def upstream_status(self) -> "UpstreamStatus":
+        """Where upstream CAs publish CRL and OCSP, from their certificates (gateway/status/upstream.py)."""
+        if self._upstream_status is None:
+            from .status.upstream import UpstreamStatus
+
+            self._upstream_status = UpstreamStatus(self.store)
+        return self._upstream_status
 
     @property
     def deliverer(self) -> "Deliverer":

@@ -6,14 +6,18 @@ audited refusal with nothing stored."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+from urllib.parse import quote
 from typing import Iterator
 
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from conformance.harness import GatewayInfo, GatewayProcess, run_cli, running_gateway
@@ -83,6 +87,28 @@ async def test_every_client_issues_through_an_est_upstream_with_basic(upstream: 
         ra = [e for e in await _events(gw, EventFilter(type="internal_issue"))
               if e.ca_id == "up-est" and e.status == "success"]
         assert ra, "the SCEP RA certificate was not issued through the upstream"
+
+        # CRL and OCSP are the upstream's: the front redirects to what its certificates name
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{info.http}/crl/up-est.crl", allow_redirects=False) as resp:
+                assert resp.status == 302
+                assert resp.headers["Location"] == f"{upstream.http}/crl/issuing.crl"
+            async with session.get(f"{info.http}/crl/up-est.crl") as resp:
+                crl = x509.load_der_x509_crl(await resp.read())
+            assert crl.is_signature_valid(issuing.public_key())  # type: ignore[arg-type]
+            request = (ocsp.OCSPRequestBuilder()
+                       .add_certificate(issued.curl_est, issuing, hashes.SHA256()).build())
+            encoded = quote(base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode(), safe="")
+            async with session.get(f"{info.http}/ocsp/up-est/{encoded}", allow_redirects=False) as resp:
+                assert resp.status == 302 and resp.headers["Location"].startswith(f"{upstream.http}/ocsp/issuing/")
+            async with session.get(f"{info.http}/ocsp/up-est/{encoded}") as resp:
+                answer = ocsp.load_der_ocsp_response(await resp.read())
+            assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+            assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+            async with session.post(f"{info.http}/ocsp/up-est", data=request.public_bytes(serialization.Encoding.DER),
+                                    headers={"Content-Type": "application/ocsp-request"}) as resp:
+                refused = ocsp.load_der_ocsp_response(await resp.read())
+            assert refused.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED  # not this responder's CA
 
 
 async def test_client_certificate_authentication_and_a_wrong_password(upstream: GatewayInfo, tmp_path: Path) -> None:

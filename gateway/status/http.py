@@ -2,6 +2,7 @@
 
 These are served on both listeners; the CDP and AIA URLs in issued certificates
 point at the plain HTTP one (RFC 5280 4.2.1.13: no TLS for revocation checking).
+For an upstream CA the CRL and OCSP GET redirect to the upstream's (:mod:`.upstream`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ MAX_OCSP_REQUEST = 64 * 1024
 
 async def crl(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    der = await gw.authority.crl(request.match_info["ca_id"])
+    ca_id = request.match_info["ca_id"]
+    if not (await gw.cas.backend(ca_id)).capabilities.crl:  # an upstream CA: its own CRL
+        where = (await gw.upstream_status.urls(ca_id)).crl
+        if where is None:
+            raise NotFound(f"CA {ca_id} publishes its CRL upstream, and no certificate it issued names it yet")
+        raise web.HTTPFound(where)
+    der = await gw.authority.crl(ca_id)
     return web.Response(
         body=der, content_type="application/pkix-crl",
         headers={"Cache-Control": "public, max-age=300"},
@@ -55,12 +62,30 @@ async def ocsp_post(request: web.Request) -> web.Response:
 async def ocsp_get(request: web.Request) -> web.Response:
     # RFC 6960 A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}
     raw = request.match_info["encoded"]
+    await _redirect_upstream(request, raw)
     try:
         der = base64.b64decode(unquote(raw).replace(" ", "+"), validate=True)
     except (binascii.Error, ValueError):
         count_ocsp(None, "malformed_request")
         return _ocsp(error_response("malformed_request"))
     return await _answer(request, der)
+
+
+async def _redirect_upstream(request: web.Request, encoded: str) -> None:
+    """An upstream CA's OCSP GET goes to the responder its certificates name (RFC 6960
+    A.1 keeps the request in the path, so it survives the redirect); otherwise this
+    responder answers (``unauthorized`` where it is not the CA's)."""
+    gw = request.app[GATEWAY]
+    ca_id = request.match_info["ca_id"]
+    try:
+        backend = await gw.cas.backend(ca_id)
+    except GatewayError:
+        return  # unknown CA: answered as OCSP
+    if backend.capabilities.ocsp:
+        return
+    where = (await gw.upstream_status.urls(ca_id)).ocsp
+    if where is not None:
+        raise web.HTTPFound(f"{where.rstrip('/')}/{encoded}")
 
 
 async def _answer(request: web.Request, der: bytes) -> web.Response:
