@@ -114,13 +114,14 @@ def _with_workers(cfg: Config, args: argparse.Namespace) -> Config:
 
 async def cmd_serve(args: argparse.Namespace) -> int:
     from .web.server import serve
-    from .web.workers import run_workers, worker_sockets
+    from .web.workers import run_workers, set_parent_death_signal, worker_sockets
 
     data_dir = Path(args.data_dir)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError("--workers must be from 1 to 64")
     inherited = worker_sockets()
     if inherited is not None:  # a worker process started by the command below
+        set_parent_death_signal()  # first: a parent that dies while this worker starts ends it too
         index, https_sock, http_sock = inherited
         cfg = _with_workers(_config(args), args)
         configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)

@@ -37,11 +37,12 @@ def _worker_pids(proc: GatewayProcess) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper that is not its parent any more is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def _gone(pids: list[int], timeout: float = 30.0) -> bool:
@@ -83,6 +84,34 @@ def test_a_worker_that_dies_stops_the_service(tmp_path: Path) -> None:
         assert proc.proc.returncode not in (0, None)
         assert _gone(pids)
         assert f"worker {pids[0]} exited" in proc.log_path.read_text()
+    finally:
+        proc.stop()
+
+
+def test_workers_stop_when_the_parent_is_killed_and_a_restart_binds_the_ports(tmp_path: Path) -> None:
+    """kill -9 of ``gateway serve`` leaves no orphan serving with parent pid 1: the workers
+    see their parent pipe close (and get the parent death signal) and stop, so the same
+    command started again binds the same ports."""
+    data_dir = _init(tmp_path, workers=2)
+    proc = GatewayProcess(data_dir)
+    info = proc.start()
+    try:
+        pids = _worker_pids(proc)
+        assert proc.proc is not None
+        proc.proc.kill()  # SIGKILL: the parent cannot forward anything
+        proc.proc.wait(timeout=10)
+        assert _gone(pids, timeout=30), [p for p in pids if _alive(p)]
+        log = proc.log_path.read_text()
+        assert "parent) is gone; this worker stops" in log or "shutting down" in log, log[-2000:]
+        proc.proc = None
+        again = GatewayProcess(data_dir, https_port=proc.https_port, http_port=proc.http_port)
+        again.start()
+        try:
+            with urllib.request.urlopen(f"{info.http}/healthz", timeout=5) as resp:
+                assert json.loads(resp.read())["status"] == "ok"
+            assert "Address already in use" not in again.log_path.read_text()
+        finally:
+            assert again.stop() == 0
     finally:
         proc.stop()
 

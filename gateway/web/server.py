@@ -14,6 +14,7 @@ from ..logs import emit_banner, quiet_client_http_errors
 from ..runtime import Gateway
 from .app import create_http_app, create_https_app
 from .tls import load_pem_bundle, server_context
+from .workers import watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ async def serve(gw: Gateway, banner: str = "", sockets: tuple[socket.socket, soc
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if worker is not None:
+        watch_parent(stop.set)
     if banner:
         emit_banner(banner)
     log.info("%s on %s and %s (event loop: %s)", "gateway listening" if worker is None else f"worker {worker} serving",

@@ -14,6 +14,8 @@ Each worker answers ``/metrics`` with its own counters, and the kernel picks whi
 worker a scrape reaches: to scrape every process, run single-worker gateways as
 replicas on ports of their own instead. Gauges read from the store (CRL age) agree.
 
+Workers stop when the parent dies, however it dies (:func:`watch_parent`).
+
 Inherited sockets (not SO_REUSEPORT) so that no other process of the same user can bind
 the port alongside the gateway and take a share of its connections.
 """
@@ -26,14 +28,14 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..config import Config
 from ..logs import emit_banner
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "GATEWAY_WORKER"  # "<index>:<https fd>,<http fd>", set only in worker processes
+WORKER_ENV = "GATEWAY_WORKER"  # "<index>:<https fd>,<http fd>,<parent pipe fd>", set only in worker processes
 MAX_WORKERS = 64
 
 
@@ -49,8 +51,59 @@ def worker_sockets() -> tuple[int, socket.socket, socket.socket] | None:
     if not value:
         return None
     index, _, fds = value.partition(":")
-    https_fd, http_fd = (int(fd) for fd in fds.split(","))
+    https_fd, http_fd = (int(fd) for fd in fds.split(",")[:2])
     return int(index), socket.socket(fileno=https_fd), socket.socket(fileno=http_fd)
+
+
+def _parent_pipe() -> int | None:
+    value = os.environ.get(WORKER_ENV, "")
+    fds = value.partition(":")[2].split(",")
+    return int(fds[2]) if len(fds) > 2 else None
+
+
+def set_parent_death_signal() -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies (prctl
+    PR_SET_PDEATHSIG); elsewhere the pipe below does it alone."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl here: the pipe still watches
+        pass
+
+
+def watch_parent(stop: Callable[[], None]) -> None:
+    """In a worker: call ``stop`` (a graceful shutdown) when the ``gateway serve`` parent dies.
+
+    A worker must not outlive its parent: orphaned workers would go on serving on the
+    inherited sockets, and a restarted gateway could not bind its ports. Two watches, as
+    either alone can miss: the parent death signal, and end-of-file on a pipe whose only
+    write end the parent holds (closed by the kernel however the parent dies, kill -9 too).
+    """
+    fd = _parent_pipe()
+    if fd is None:
+        return
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            return  # the parent never writes; ignore anything that is not end-of-file
+        loop.remove_reader(fd)
+        log.error("the gateway serve process (parent) is gone; this worker stops")
+        stop()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+    readable()  # the parent may already be gone (before the reader was added)
 
 
 def _bind(cfg: Config) -> list[socket.socket]:
@@ -70,7 +123,10 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
     ended first (1 if it ended cleanly: a worker never should on its own).
     """
     sockets = _bind(cfg)
-    fds = ",".join(str(s.fileno()) for s in sockets)
+    # The pipe's write end stays here, never written: the workers see end-of-file on
+    # theirs when this process dies (watch_parent).
+    parent_read, parent_write = os.pipe()
+    fds = ",".join(str(fd) for fd in (*(s.fileno() for s in sockets), parent_read))
     procs: list[asyncio.subprocess.Process] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,8 +136,10 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
         for index in range(cfg.server.workers):
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.cli", "serve", *argv,
-                env={**os.environ, WORKER_ENV: f"{index}:{fds}"}, pass_fds=[s.fileno() for s in sockets],
+                env={**os.environ, WORKER_ENV: f"{index}:{fds}"},
+                pass_fds=[*(s.fileno() for s in sockets), parent_read],
             ))
+        os.close(parent_read)  # only the workers hold it open now
         if banner:
             emit_banner(banner)
         log.info("gateway listening on %s and %s with %d worker processes (pids %s)", cfg.https_url,
@@ -102,6 +160,11 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
             loop.remove_signal_handler(sig)
         for sock in sockets:
             sock.close()
+        for fd in (parent_read, parent_write):
+            try:
+                os.close(fd)
+            except OSError:  # already closed
+                pass
 
 
 async def _stop_all(procs: list[asyncio.subprocess.Process], timeout: float) -> None:
