@@ -1,8 +1,8 @@
 """Prometheus metrics, in one registry per process (``/metrics``).
 
-Counters live in the serving process: each of ``[server] workers`` counts what it
-served (scrape every worker, or sum; see README "Metrics"), and a CLI command counts
-in its own short-lived process (``gateway cert issue`` counts under protocol ``cli``
+Counters live in the serving process; with ``[server] workers > 1`` each worker writes
+them to a shared directory and a scrape of any worker sums them all
+(:func:`scrape_registry`). A CLI command counts in its own short-lived process (``gateway cert issue`` counts under protocol ``cli``
 there, which no scrape sees). What the store knows is read when ``/metrics`` is
 scraped (:func:`refresh_from_store`), so it is the same on every worker and replica:
 CRL age, and certificates issued outside any configuration by source
@@ -16,10 +16,11 @@ code, configuration and CA labels name only configurations and CAs that exist
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import TYPE_CHECKING, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -58,11 +59,25 @@ OCSP_RESPONSES = Counter(
     "or the error status of an unsuccessful response",
     ["ca", "status"], registry=REGISTRY,
 )
-CRL_AGE = Gauge(
-    "gateway_crl_age_seconds", "Seconds since thisUpdate of the CA's latest stored CRL",
-    ["ca"], registry=REGISTRY,
-)
 
+
+class _CrlAge(Collector):
+    """Seconds since thisUpdate of each CA's latest stored CRL, as read at the last scrape
+    (from the store, so the same whichever worker or replica answers)."""
+
+    def __init__(self) -> None:
+        self.ages: dict[str, float] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("gateway_crl_age_seconds",
+                                   "Seconds since thisUpdate of the CA's latest stored CRL", labels=["ca"])
+        for ca, age in sorted(self.ages.items()):
+            family.add_metric([ca], age)
+        yield family
+
+
+CRL_AGE = _CrlAge()
+REGISTRY.register(CRL_AGE)
 
 
 class _DirectIssued(Collector):
@@ -112,10 +127,8 @@ async def refresh_from_store(gateway: "Gateway") -> None:
     async with gateway.store.read() as q:
         cas = await q.cas.list()
         direct = await q.certificates.outside_configurations()
-    CRL_AGE.clear()
-    for ca in cas:
-        if ca.crl_this_update is not None:
-            CRL_AGE.labels(ca.id).set(max(0.0, (now - ca.crl_this_update).total_seconds()))
+    CRL_AGE.ages = {ca.id: max(0.0, (now - ca.crl_this_update).total_seconds())
+                    for ca in cas if ca.crl_this_update is not None}
     counts: dict[tuple[str, str], int] = {}
     for ca_id, event_type, actor, count in direct:
         key = (ca_id, _source(event_type, actor))
@@ -132,3 +145,22 @@ def _source(event_type: str | None, actor: str | None) -> str:
     if actor is not None and (actor == "cli" or actor.startswith("cli:")):
         return "cli"
     return "admin"
+
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by ``gateway serve`` for its workers (gateway/web/workers.py): prometheus_client
+then keeps every worker's counters in files there, and any worker's scrape sums them."""
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What ``/metrics`` renders: this process's registry, or with ``[server] workers > 1``
+    the counters and histograms of every worker summed (prometheus_client's multiprocess
+    mode) beside the store-derived families, which every worker reads alike."""
+    path = os.environ.get(MULTIPROCESS_ENV)
+    if not path:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    registry.register(CRL_AGE)
+    registry.register(DIRECT_ISSUED)
+    return registry

@@ -343,3 +343,25 @@ async def test_the_store_counts_certificates_outside_configurations_by_event_and
         ("root1", "issue", "cli", 1), ("root1", "issue", "apikey:ops", 1),
         ("root1", "internal_issue", "bootstrap", 1), ("root1", None, None, 1),
     ], key=str)
+
+
+async def test_every_worker_answers_with_the_counters_of_all_workers(tmp_path: Path) -> None:
+    """With two workers, requests land on both (the kernel picks); any scrape sums them."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(await _template(), data_dir)
+    cfg = load_config(data_dir)
+    cfg.server.workers = 2
+    cfg.save()
+    healthz = sample("gateway_http_requests_total", method="GET", route="/healthz", status="200")
+    with GatewayProcess(data_dir) as info:
+        seen: set[int] = set()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(40):  # a new connection each: either worker answers
+                async with session.get(f"{info.http}/healthz", headers={"Connection": "close"}) as resp:
+                    seen.add((await resp.json())["worker"])
+        assert seen == {0, 1}
+        scrapes = [await scrape(info) for _ in range(6)]
+    counts = [s.get(healthz, 0) for s in scrapes]
+    # every scrape sees at least the 40 probes (plus the harness's readiness probes), whichever worker answered
+    assert all(c >= 40 for c in counts), counts
+    assert counts == sorted(counts)

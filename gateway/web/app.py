@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..errors import HTTP_STATUS, GatewayError, Unauthorized
-from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, refresh_from_store
+from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, refresh_from_store, scrape_registry
 from ..runtime import Gateway
 from ..status import http as status_http
 from .keys import GATEWAY
@@ -83,7 +83,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """This process's metrics (one worker's, with ``[server] workers > 1``), with the
+    """The gateway's metrics (every worker's summed, with ``[server] workers > 1``), with the
     store-derived gauges read now. ``[server] metrics = "key"``: for any admin API key
     (an auditor's will do) or registered client certificate, on the HTTPS listener only."""
     gw = request.app[GATEWAY]
@@ -96,7 +96,7 @@ async def metrics(request: web.Request) -> web.Response:
             return web.json_response({"error": exc.kind.value, "detail": exc.detail}, status=401,
                                      headers={"WWW-Authenticate": REALM})
     await refresh_from_store(gw)
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=generate_latest(scrape_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _add_metrics(app: web.Application, gateway: Gateway, *, secure: bool) -> None:

@@ -10,9 +10,9 @@ Workers are replicas of each other on one machine: they share the store as repli
 on several machines would (``Config.store_has_replicas``), so ACME nonces are recorded
 in the database and any worker accepts a nonce another one issued. Background work
 (scheduled CRLs, the ACME janitor) runs in every worker, as it does on every replica.
-Each worker answers ``/metrics`` with its own counters, and the kernel picks which
-worker a scrape reaches: to scrape every process, run single-worker gateways as
-replicas on ports of their own instead. Gauges read from the store (CRL age) agree.
+Workers keep their counters in a directory of this process's (prometheus_client's
+multiprocess mode), so ``/metrics`` on any worker sums every worker's; the families read
+from the store (CRL age, certificates issued outside configurations) are read once.
 
 Workers stop when the parent dies, however it dies (:func:`watch_parent`).
 
@@ -26,12 +26,15 @@ import asyncio
 import logging
 import os
 import signal
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from ..config import Config
 from ..logs import emit_banner
+from ..metrics import MULTIPROCESS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
     # The pipe's write end stays here, never written: the workers see end-of-file on
     # theirs when this process dies (watch_parent).
     parent_read, parent_write = os.pipe()
+    metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     fds = ",".join(str(fd) for fd in (*(s.fileno() for s in sockets), parent_read))
     procs: list[asyncio.subprocess.Process] = []
     stop = asyncio.Event()
@@ -136,7 +140,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
         for index in range(cfg.server.workers):
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.cli", "serve", *argv,
-                env={**os.environ, WORKER_ENV: f"{index}:{fds}"},
+                env={**os.environ, WORKER_ENV: f"{index}:{fds}", MULTIPROCESS_ENV: metrics_dir},
                 pass_fds=[*(s.fileno() for s in sockets), parent_read],
             ))
         os.close(parent_read)  # only the workers hold it open now
@@ -160,6 +164,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
             loop.remove_signal_handler(sig)
         for sock in sockets:
             sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         for fd in (parent_read, parent_write):
             try:
                 os.close(fd)
