@@ -25,6 +25,7 @@ from .info import gather_info
 from .logs import configure as configure_logging
 from .logs import emit_banner
 from .runtime import Gateway
+from .store import Store
 from .store.records import CertificateFilter
 
 if TYPE_CHECKING:
@@ -125,8 +126,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         index, https_sock, http_sock = inherited
         cfg = _with_workers(_config(args), args)
         configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)
-        gw = await Gateway.open(cfg)
-        await serve(gw, sockets=(https_sock, http_sock), worker=index)
+        await serve(cfg, sockets=(https_sock, http_sock), worker=index)
         return 0
     if not bootstrap.is_initialized(data_dir):
         configure_logging(args.log_format or "text", args.log_level or "INFO")  # before config.toml exists
@@ -135,7 +135,6 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         await bootstrap.initialize(data_dir, server=_init_server_settings(args))
     cfg = _with_workers(_config(args), args)
     configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)
-    info = await gather_info(cfg)
     if cfg.server.workers > 1:
         argv = ["--data-dir", str(data_dir), "--workers", str(cfg.server.workers),
                 "--host", cfg.server.host, "--https-port", str(cfg.server.https_port),
@@ -144,10 +143,27 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             argv += ["--log-format", args.log_format]
         if args.log_level:
             argv += ["--log-level", args.log_level]
-        return await run_workers(cfg, argv, banner=_banner(info))
-    gw = await Gateway.open(cfg)
-    await serve(gw, banner=_banner(info))
+        return await run_workers(cfg, argv, banner=await _banner_if_reachable(cfg))
+    await serve(cfg, banner=lambda gw: _banner_now(cfg, gw.store))
     return 0
+
+
+async def _banner_now(cfg: Config, store: Store | None = None) -> str:
+    return _banner(await gather_info(cfg, store))
+
+
+async def _banner_if_reachable(cfg: Config) -> str:
+    """The workers' banner; while the store is unreachable the workers wait for it (and
+    answer 503), so the parent says so instead of failing."""
+    from .web.unready import store_unreachable
+
+    try:
+        return await _banner_now(cfg)
+    except GatewayError as exc:
+        if not store_unreachable(exc):
+            raise
+        return (f"gateway starting on {cfg.https_url} and {cfg.http_url}: the store is unreachable, "
+                "the workers answer 503 until it is (gateway info --json once it is up)")
 
 
 async def cmd_info(args: argparse.Namespace) -> int:

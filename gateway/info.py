@@ -9,17 +9,21 @@ from .config import Config
 from .store import Store
 
 
-async def gather_info(config: Config) -> dict[str, Any]:
+async def gather_info(config: Config, store: Store | None = None) -> dict[str, Any]:
+    """``store``: an open one to read (the running server's); otherwise one is opened."""
     from .composition import adapters, protocol_names
 
     creds = read_dev_credentials(config)
-    store = await Store.open(config.store_url)
+    opened = store is None
+    if store is None:
+        store = await Store.open(config.store_url)
     try:
         async with store.read() as q:
             cas = await q.cas.list()
             configs = await q.configs.list()
     finally:
-        await store.close()
+        if opened:
+            await store.close()
     cas_dir = config.data_dir / "cas"
     # Keyed by protocol, or by the key an adapter asks for (Windows: ``xcep``, the name of
     # the policy protocol whose URLs an admin puts into Group Policy).

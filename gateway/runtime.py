@@ -17,7 +17,7 @@ from .ca.local import LocalCASettings
 from .ca.registry import CARegistry
 from .ca.backend import PendingRequest
 from .config import Config
-from .errors import GatewayError
+from .errors import ErrorKind, GatewayError
 from .leases import new_holder, release_lease, take_lease
 from .profiles.loader import default_profiles_dir, load_profiles
 from .profiles.model import Profile
@@ -151,6 +151,11 @@ class Gateway:
             try:
                 await self.authority.crl(ca.id, force=force)
                 count += 1
+            except GatewayError as exc:
+                if exc.kind is ErrorKind.UNAVAILABLE:  # the store (or the CA) is away: next tick
+                    log.warning("CRL refresh stopped at CA %s: %s", ca.id, exc.detail)
+                    break
+                log.error("CRL refresh failed for CA %s: %s", ca.id, exc.detail)
             except Exception:  # one CA's failure must not stop the others' CRLs
                 log.exception("CRL refresh failed for CA %s", ca.id)
         return count

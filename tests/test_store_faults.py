@@ -9,6 +9,9 @@ at the exact statement the test chooses (an engine event on the gateway's own en
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -204,3 +207,75 @@ async def test_scep_enrollment_cut_by_a_lost_connection_is_http_503_never_failur
             assert rep.status is PkiStatus.SUCCESS and rep.transaction_id == tid, rep.fail_text
             async with gw.store.read() as q:
                 assert await q.certificates.count() == certificates + 1
+
+
+async def _health(http: str) -> tuple[int, dict[str, Any]]:
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(f"{http}/healthz") as resp:
+                return resp.status, await resp.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return 0, {}
+
+
+async def _until(http: str, status: int, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: tuple[int, dict[str, Any]] = (0, {})
+    while time.monotonic() < deadline:
+        last = await _health(http)
+        if last[0] == status:
+            return last[1]
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"/healthz never answered {status}; last {last}")
+
+
+async def test_the_gateway_starts_while_postgresql_is_down_and_is_ready_when_it_is_back(
+        tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL behind a loopback proxy that the test takes away: ``gateway serve``
+    started without its database answers /healthz 503 not-ready (it does not exit), is
+    ready once the database is back, not ready while it is away again, ready after."""
+    from urllib.parse import urlsplit
+
+    from conformance.harness import ROOT, free_port, gateway_command
+    from conformance.tcp_proxy import TcpProxy
+
+    target = urlsplit(pg_url.replace("postgresql+asyncpg", "postgresql", 1))
+    proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    proxied = pg_url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}", 1)
+    data_dir = tmp_path / "data"
+    https_port, http_port = free_port(), free_port()
+    await bootstrap.initialize(data_dir, store_url=proxied)
+    await proxy.stop()  # the database host goes down before the gateway starts
+    log_path = tmp_path / "serve.log"
+    http = f"http://127.0.0.1:{http_port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            gateway_command("serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                            "--https-port", str(https_port), "--http-port", str(http_port)),
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        body = await _until(http, 503)
+        assert body == {"status": "not-ready", "reason": "the store is unreachable"}
+        await asyncio.sleep(2)
+        assert proc.poll() is None, log_path.read_text()  # waiting, not exited
+        await proxy.start()  # the database is back
+        assert (await _until(http, 200))["status"] == "ok"
+        await proxy.stop()  # away again while serving
+        assert (await _until(http, 503)) == body
+        await proxy.start()
+        assert (await _until(http, 200))["status"] == "ok"
+    finally:
+        proc.terminate()
+        for _ in range(300):  # waited for here, not in proc.wait(): the proxy runs on this loop
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            proc.kill()
+        code = proc.wait()
+        await proxy.stop()
+    text_log = log_path.read_text()
+    assert code == 0, text_log
+    assert "store unreachable" in text_log and "Traceback" not in text_log, text_log

@@ -20,15 +20,12 @@ from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, refresh_from_store, scrape_re
 from ..runtime import Gateway
 from ..status import http as status_http
 from .keys import GATEWAY
+from .unready import NOT_READY, RETRY_AFTER_SECONDS, store_unreachable
 from .workers import worker_index
 
 log = logging.getLogger("gateway.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-RETRY_AFTER_SECONDS = 5
-"""What a 503 (store unavailable, CA not ready) asks the client to wait before retrying."""
 
 
 def error_response(exc: GatewayError) -> web.Response:
@@ -74,7 +71,13 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    await gw.store.retrying(lambda q: q.cas.list())  # the store answers (a lost connection: once more)
+    try:
+        await gw.store.retrying(lambda q: q.cas.list())  # the store answers (a lost connection: once more)
+    except GatewayError as exc:
+        if not store_unreachable(exc):
+            raise
+        # not ready: a load balancer sends requests elsewhere until the store answers again
+        return web.json_response(NOT_READY, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     body: dict[str, object] = {"status": "ok", "cas": [ca.id for ca in gw.cas.issuing()]}
     worker = worker_index()
     if worker is not None:

@@ -7,14 +7,18 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from ..logs import emit_banner, quiet_client_http_errors
+from ..config import Config
+from ..errors import GatewayError
 from ..runtime import Gateway
 from .app import create_http_app, create_https_app
 from .tls import load_pem_bundle, server_context
-from .workers import watch_parent
+from .unready import when_reachable
+from .workers import bind_listeners, watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +58,34 @@ async def start_listeners(gw: Gateway, sockets: tuple[socket.socket, socket.sock
     return Listeners(https, http)
 
 
-async def serve(gw: Gateway, banner: str = "", sockets: tuple[socket.socket, socket.socket] | None = None,
-                worker: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish."""
-    gw.cas.require_startable()
-    listeners = await start_listeners(gw, sockets)
-    gw.start_background()
+async def serve(cfg: Config, banner: Callable[[Gateway], Awaitable[str]] | None = None,
+                sockets: tuple[socket.socket, socket.socket] | None = None, worker: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish.
+    While the store is unreachable at start, answer 503 and wait for it (:mod:`.unready`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if worker is not None:
         watch_parent(stop.set)
-    if banner:
-        emit_banner(banner)
+    if sockets is None:
+        https_sock, http_sock = bind_listeners(cfg)
+        sockets = (https_sock, http_sock)
+    gw = await when_reachable(lambda: Gateway.open(cfg), sockets[1], stop)
+    if gw is None:  # stopped before the store ever answered
+        return
+    try:
+        gw.cas.require_startable()
+        listeners = await start_listeners(gw, sockets)
+    except BaseException:
+        await gw.close()
+        raise
+    gw.start_background()
+    if banner is not None:
+        try:
+            emit_banner(await banner(gw))
+        except GatewayError as exc:  # the store went away again: serving (503s) goes on
+            log.warning("no banner: %s", exc.detail)
     log.info("%s on %s and %s (event loop: %s)", "gateway listening" if worker is None else f"worker {worker} serving",
              gw.config.https_url, gw.config.http_url, type(loop).__module__.split(".")[0])
     try:

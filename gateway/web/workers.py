@@ -109,7 +109,7 @@ def watch_parent(stop: Callable[[], None]) -> None:
     readable()  # the parent may already be gone (before the reader was added)
 
 
-def _bind(cfg: Config) -> list[socket.socket]:
+def bind_listeners(cfg: Config) -> list[socket.socket]:
     sockets = []
     for port in (cfg.server.https_port, cfg.server.http_port):
         family = socket.AF_INET6 if ":" in cfg.server.host else socket.AF_INET
@@ -125,7 +125,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
     Returns 0 after a signal stopped them all, else the exit code of the worker that
     ended first (1 if it ended cleanly: a worker never should on its own).
     """
-    sockets = _bind(cfg)
+    sockets = bind_listeners(cfg)
     # The pipe's write end stays here, never written: the workers see end-of-file on
     # theirs when this process dies (watch_parent).
     parent_read, parent_write = os.pipe()
