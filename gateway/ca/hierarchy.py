@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -25,7 +25,8 @@ from ..errors import BadRequest, Conflict, NotFound, PolicyViolation, Unavailabl
 from ..profiles.model import Profile
 from ..status.ocsp import build_ocsp_signing_certificate
 from ..store import SerialCollision, Store
-from ..store.records import CARecord, utcnow
+from ..events import log_committed
+from ..store.records import CARecord, EventRecord, serial_hex, utcnow
 from .backend import IssueOverrides, Signed, SignRequest
 from .builder import rfc7093_key_identifier
 from .local import LocalCA, certificate_record
@@ -34,6 +35,7 @@ from .serials import new_serial
 from .signer import IssuerKey, TokenKey, sign_certificate
 
 if TYPE_CHECKING:
+    from ..store.queries import Queries
     from .pkcs11 import Pkcs11Location
 
 CA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,31}$")
@@ -177,12 +179,10 @@ class CAHierarchy:
             assert isinstance(signed, Signed)  # a local CA signs at once
             try:
                 async with self._store.transaction() as q:
-                    await q.certificates.insert(certificate_record(
-                        signed.certificate, ca_id=parent.id, profile=profile, entity_id=None,
-                        protocol_config=None, request_id=None,
-                    ))
+                    logged = await _insert_audited(q, signed.certificate, parent.id, profile, purpose=profile)
             except SerialCollision:
                 continue
+            logged()
             return signed.certificate
         raise Unavailable("could not allocate a unique serial number")
 
@@ -293,20 +293,29 @@ class CAHierarchy:
             )
             try:
                 async with self._store.transaction() as q:
-                    await q.certificates.insert(
-                        certificate_record(
-                            cert, ca_id=ca.id, profile=OCSP_SIGNER_PROFILE, entity_id=None,
-                            protocol_config=None, request_id=None,
-                        )
-                    )
+                    logged = await _insert_audited(q, cert, ca.id, OCSP_SIGNER_PROFILE, purpose="ocsp-signer")
                     await q.cas.update(
                         ca.id, ocsp_certificate_pem=cert_to_pem(cert),
                         ocsp_key_pem_encrypted=self._encrypt(key),
                     )
             except SerialCollision:
                 continue
+            logged()
             return cert, key
         raise Conflict("could not allocate a serial for the OCSP signer")
+
+
+async def _insert_audited(q: "Queries", cert: x509.Certificate, ca_id: str, profile: str, *,
+                          purpose: str) -> Callable[[], None]:
+    """Store a certificate the gateway issued for itself (a sub-CA, an OCSP signer) with its
+    ``internal_issue`` event in the same transaction: every stored certificate has its
+    audit event, whatever dies when. Returns what logs the event once committed."""
+    await q.certificates.insert(certificate_record(cert, ca_id=ca_id, profile=profile, entity_id=None,
+                                                   protocol_config=None, request_id=None))
+    event = EventRecord(type="internal_issue", status="success", ca_id=ca_id, serial=serial_hex(cert.serial_number),
+                        detail={"actor": "gateway", "purpose": purpose, "profile": profile})
+    event_id = await q.events.add(event)
+    return lambda: log_committed(event, event_id)
 
 
 def verify_chain(cert: x509.Certificate, chain: list[x509.Certificate]) -> None:

@@ -1,0 +1,175 @@
+"""Mixed ACME + SCEP + EST load that keeps going through replica deaths, and records
+every answer that was not a certificate.
+
+Each client retries what a real client retries: a dropped or refused connection, a
+``503`` with ``Retry-After`` (ACME ``serverInternal``, EST, SCEP), a SCEP ``PENDING``
+(a SCEP client resends the same PKCSReq: same transactionID, which the gateway answers
+with the certificate it already issued, if it did). Anything else is a violation: the
+suite asserts there are none. Every certificate received is kept for the store checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
+
+from bench.acme_client import AcmeError, AcmeWorker
+from bench.scep_load import get_ca_certs
+from bench.scep_message import ScepCheckFailed, check_cert_rep, make_device, pkcs_req, recipient
+
+TRANSPORT = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError, ConnectionError)
+"""A connection refused, reset or cut mid-answer (the replica died): retried."""
+
+MAX_TRIES = 40
+
+
+@dataclass
+class Outcomes:
+    received: list[tuple[str, x509.Certificate]] = field(default_factory=list)
+    retried: collections.Counter[str] = field(default_factory=collections.Counter)
+    violations: list[str] = field(default_factory=list)
+
+    def got(self, client: str, cert: x509.Certificate) -> None:
+        self.received.append((client, cert))
+
+
+def _pause(tries: int) -> float:
+    return min(0.2 * (tries + 1), 2.0)
+
+
+async def acme_loop(directory: str, ctx: ssl.SSLContext, name: str, stop: asyncio.Event, out: Outcomes) -> None:
+    worker: AcmeWorker | None = None
+    index = 0
+    tries = 0
+    while not stop.is_set() and tries < MAX_TRIES:
+        try:
+            if worker is None:
+                worker = AcmeWorker(directory, ctx, name)
+                await worker.setup()
+            issued = await worker.issue(index)
+            out.got("acme", x509.load_pem_x509_certificates(issued.chain_pem)[0])
+            index += 1
+            tries = 0
+            continue
+        except TRANSPORT as exc:
+            out.retried[f"acme transport {type(exc).__name__}"] += 1
+        except AcmeError as exc:
+            if exc.status == 503 and exc.type.endswith(":serverInternal"):
+                out.retried["acme 503 serverInternal"] += 1
+            elif exc.status == 400 and exc.type.endswith(":badNonce"):  # four in a row across deaths
+                out.retried["acme badNonce"] += 1
+            else:
+                out.violations.append(f"acme: {exc}")
+        tries += 1
+        if worker is not None:
+            await worker.close()
+            worker = None  # a new session (and account) after any failure: no half state kept
+        await asyncio.sleep(_pause(tries))
+    if worker is not None:
+        await worker.close()
+
+
+async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, out: Outcomes) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    known: list[x509.Certificate] = []
+    index = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while not stop.is_set():
+            try:
+                known = known or await get_ca_certs(url)
+            except TRANSPORT:
+                await asyncio.sleep(0.3)
+                continue
+            except Exception as exc:  # GetCACert must answer while any replica lives
+                out.retried[f"scep GetCACert {type(exc).__name__}"] += 1
+                await asyncio.sleep(0.3)
+                continue
+            request = pkcs_req(make_device(f"{name}-{index}", key), f"{name}-{index}", challenge, recipient(known))
+            for tries in range(MAX_TRIES):  # the same PKCSReq resent, as SCEP clients do
+                try:
+                    async with session.post(f"{url}?operation=PKIOperation", data=request.body,
+                                            headers={"Content-Type": "application/x-pki-message"}) as resp:
+                        body = await resp.read()
+                        status = resp.status
+                except TRANSPORT as exc:
+                    out.retried[f"scep transport {type(exc).__name__}"] += 1
+                    await asyncio.sleep(_pause(tries))
+                    continue
+                if status == 503:
+                    out.retried["scep 503"] += 1
+                    await asyncio.sleep(_pause(tries))
+                    continue
+                if status != 200:
+                    out.violations.append(f"scep: HTTP {status} {body[:200]!r}")
+                    break
+                try:
+                    out.got("scep", check_cert_rep(request, body, known))
+                except ScepCheckFailed as exc:
+                    if "pkiStatus 3" in str(exc) or "PENDING" in str(exc):
+                        out.retried["scep PENDING"] += 1
+                        await asyncio.sleep(_pause(tries))
+                        continue
+                    out.violations.append(f"scep: {exc}")
+                break
+            index += 1
+
+
+async def est_loop(url: str, ctx: ssl.SSLContext, user: str, password: str, name: str,
+                   stop: asyncio.Event, out: Outcomes) -> None:
+    index = 0
+    auth = aiohttp.BasicAuth(user, password)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                     connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+        while not stop.is_set():
+            cn = f"{name}-{index}.est.example.test"
+            key = ec.generate_private_key(ec.SECP256R1())
+            csr = (x509.CertificateSigningRequestBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+                   .sign(key, hashes.SHA256()))
+            body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+            for tries in range(MAX_TRIES):
+                try:
+                    async with session.post(f"{url}/simpleenroll", data=body, auth=auth,
+                                            headers={"Content-Type": "application/pkcs10"}) as resp:
+                        answer = await resp.read()
+                        status = resp.status
+                except TRANSPORT as exc:
+                    out.retried[f"est transport {type(exc).__name__}"] += 1
+                    await asyncio.sleep(_pause(tries))
+                    continue
+                if status == 503:
+                    out.retried["est 503"] += 1
+                    await asyncio.sleep(_pause(tries))
+                    continue
+                if status != 200:
+                    out.violations.append(f"est: HTTP {status} {answer[:200]!r}")
+                    break
+                certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(answer))
+                out.got("est", certs[0])
+                break
+            index += 1
+
+
+async def run_load(info: Any, acme_directory: str, stop: asyncio.Event, out: Outcomes) -> None:
+    """Two clients of each protocol until ``stop``."""
+    ctx = ssl.create_default_context(cafile=info.tls_ca)
+    scep = next(e for e in info.data["protocols"]["scep"] if e["config"] == "scep")
+    est = next(e for e in info.data["protocols"]["est"] if e["config"] == "est")
+    await asyncio.gather(
+        *(acme_loop(acme_directory, ctx, f"chaos-acme-{i}", stop, out) for i in range(2)),
+        *(scep_loop(scep["url"], scep["challenge"], f"chaos-scep-{i}", stop, out) for i in range(2)),
+        *(est_loop(est["url"], ctx, est["username"], est["password"], f"chaos-est-{i}", stop, out)
+          for i in range(2)),
+    )
