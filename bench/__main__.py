@@ -27,7 +27,7 @@ from .report import fraction_of_ceiling, goals, render
 from .settings import FULL, QUICK, Mode
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEGS = ("acme", "scep", "memory", "hsm", "ceiling")
+LEGS = ("acme", "scep", "memory", "hsm", "replicas", "ceiling")
 log = logging.getLogger("bench")
 
 
@@ -77,6 +77,11 @@ async def _run(mode: Mode, legs: set[str], workdir: Path) -> dict[str, Any]:
 
         log.info("PKCS#11 leg (SoftHSM2)")
         result["hsm"] = await asyncio.to_thread(run_hsm, mode.ceiling_seconds, workdir / "hsm")
+    if "replicas" in legs:
+        from .replicas_leg import run_replicas
+
+        log.info("replicas leg (PostgreSQL, haproxy)")
+        result["replicas"] = await run_replicas(mode, workdir / "replicas")
     if "ceiling" in legs:
         log.info("crypto ceiling")
         result["ceiling"] = measure_ceilings(mode, result)

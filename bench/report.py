@@ -135,6 +135,11 @@ def render(result: dict[str, Any]) -> str:
             out.append(f"  {proto.upper()}: {c['rate_all_cores']:.0f}/s on {c['processes']} cores "
                        f"({c['rate_one_core']:.0f}/s on one) for {ops}; gateway c8 = "
                        f"{'-' if frac is None else f'{frac * 100:.1f}%'} of it")
+    replicas = result.get("replicas")
+    if replicas:
+        from .replicas_leg import render as render_replicas
+
+        out.extend(render_replicas(replicas))
     hsm = result.get("hsm")
     if hsm:
         from .hsm_leg import render as render_hsm

@@ -95,8 +95,8 @@ class Haproxy:
 
 @dataclass
 class Cluster:
-    """``size`` replicas on ``store_url`` behind haproxy (``size`` 1 and SQLite: one process,
-    no proxy, for the single-process kill rounds)."""
+    """``size`` replicas on ``store_url`` behind haproxy (``size`` 1: one process, no proxy
+    unless ``balanced``; ``store_url`` None: SQLite in the data directory)."""
 
     work: Path
     store_url: str | None
@@ -106,10 +106,12 @@ class Cluster:
     info: GatewayInfo | None = None
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment of every replica."""
+    balanced: bool | None = None
+    """haproxy in front (None: when there is more than one replica)."""
 
     async def start(self) -> GatewayInfo:
         self.replicas = [GatewayProcess(self.work / f"replica{i}" / "data", env=self.env) for i in range(self.size)]
-        if self.size > 1:
+        if self.balanced if self.balanced is not None else self.size > 1:
             self.proxy = Haproxy(self.work, self.replicas)
             public = {"public_https_port": self.proxy.https_port, "public_http_port": self.proxy.http_port}
         else:
