@@ -279,3 +279,61 @@ async def test_the_gateway_starts_while_postgresql_is_down_and_is_ready_when_it_
     text_log = log_path.read_text()
     assert code == 0, text_log
     assert "store unreachable" in text_log and "Traceback" not in text_log, text_log
+
+
+async def test_a_locked_sqlite_database_is_a_retryable_503_never_the_drivers_message(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock past the busy timeout (a backup, a
+    stuck CLI): the client gets 503 with Retry-After and no trace of "database is
+    locked"; once the lock is gone the same request succeeds."""
+    import base64
+    import sqlite3
+    import threading
+
+    import aiohttp
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes as h
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (cx509.CertificateSigningRequestBuilder()
+           .subject_name(cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "locked.example.test")]))
+           .sign(key, h.SHA256()))
+    from cryptography.hazmat.primitives import serialization as ser
+
+    body = base64.b64encode(csr.public_bytes(ser.Encoding.DER))
+    async with running_gateway(data_dir) as (_gw, info):
+        est = next(e for e in info.data["protocols"]["est"] if e["config"] == "est")
+        holding, release = threading.Event(), threading.Event()
+
+        def hold_the_write_lock() -> None:
+            conn = sqlite3.connect(data_dir / "gateway.db", isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            holding.set()
+            release.wait(60)
+            conn.execute("ROLLBACK")
+            conn.close()
+
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        try:
+            assert holding.wait(10)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+                async with session.post(f"{est['url']}/simpleenroll", data=body, ssl=info.ssl_context(),
+                                        auth=aiohttp.BasicAuth(est["username"], est["password"]),
+                                        headers={"Content-Type": "application/pkcs10"}) as resp:
+                    text_body = await resp.text()
+                    assert resp.status == 503, (resp.status, text_body)
+                    assert int(resp.headers["Retry-After"]) > 0
+                    assert "locked" not in text_body.lower()
+                release.set()
+                holder.join(10)
+                async with session.post(f"{est['url']}/simpleenroll", data=body, ssl=info.ssl_context(),
+                                        auth=aiohttp.BasicAuth(est["username"], est["password"]),
+                                        headers={"Content-Type": "application/pkcs10"}) as resp:
+                    assert resp.status == 200, await resp.text()
+        finally:
+            release.set()
+            holder.join(10)
