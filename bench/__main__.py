@@ -27,7 +27,7 @@ from .report import fraction_of_ceiling, goals, render
 from .settings import FULL, QUICK, Mode
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEGS = ("acme", "scep", "memory", "hsm", "replicas", "ceiling")
+LEGS = ("acme", "scep", "est", "memory", "hsm", "replicas", "ceiling")
 log = logging.getLogger("bench")
 
 
@@ -68,6 +68,11 @@ async def _run(mode: Mode, legs: set[str], workdir: Path) -> dict[str, Any]:
     if "scep" in legs:
         log.info("SCEP leg (private network namespace)")
         result["scep"] = await asyncio.to_thread(_scep_leg, mode, workdir)
+    if "est" in legs:
+        from .est_leg import run_est
+
+        log.info("EST leg (against the crypto ceiling)")
+        result["est"] = await run_est(mode, workdir / "est")
     if "memory" in legs:
         log.info("memory leg")
         result["memory"] = await run_memory(workdir / "memory", mode.memory_checkpoints, mode.memory_time_limit,

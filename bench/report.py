@@ -65,6 +65,7 @@ def goals(result: dict[str, Any]) -> dict[str, Any]:
         "acme_half_of_ceiling": ok(acme.get("fraction_of_ceiling"), 0.5),
         "scep_half_of_ceiling": ok(scep.get("fraction_of_ceiling"), 0.5),
         "memory_growth_bytes_per_issuance": mem.get("growth_bytes_per_issuance"),
+        "est_quarter_of_ceiling": ok((result.get("est") or {}).get("fraction_of_ceiling_c8"), 0.25),
     }
 
 
@@ -135,6 +136,11 @@ def render(result: dict[str, Any]) -> str:
             out.append(f"  {proto.upper()}: {c['rate_all_cores']:.0f}/s on {c['processes']} cores "
                        f"({c['rate_one_core']:.0f}/s on one) for {ops}; gateway c8 = "
                        f"{'-' if frac is None else f'{frac * 100:.1f}%'} of it")
+    est = result.get("est")
+    if est:
+        from .est_leg import render as render_est
+
+        out.extend(render_est(est))
     replicas = result.get("replicas")
     if replicas:
         from .replicas_leg import render as render_replicas

@@ -152,3 +152,46 @@ def test_report_renders_unavailable_legs_and_goals() -> None:
     text = render(result)
     assert "unavailable" in text and "stalled 1/1" in text and "no namespace" in text
     assert result["goals"]["acme_c8_at_least_pebble"] is None
+
+
+def test_est_leg_verifies_key_issuer_and_unique_serials_and_renders() -> None:
+    """The EST leg's check: a certificate for another key or from another CA is invalid,
+    a repeated serial is a duplicate; its table and the EST goal render."""
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import pkcs7
+    from cryptography.x509.oid import NameOID
+
+    from bench.est_leg import _verify
+    from bench.est_leg import render as render_est
+
+    def cert(issuer_key, issuer_name, key, serial, subject=None):  # type: ignore[no-untyped-def]
+        now = dt.datetime.now(dt.timezone.utc)
+        subject = subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "d")])
+        return (x509.CertificateBuilder().subject_name(subject)
+                .issuer_name(issuer_name).public_key(key.public_key()).serial_number(serial)
+                .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(issuer_key, hashes.SHA256()))
+
+    ca_key, other_ca = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")])
+    ca = cert(ca_key, ca_name, ca_key, 1, ca_name)
+    device = ec.generate_private_key(ec.SECP256R1())
+    spki = device.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def answer(c: x509.Certificate) -> bytes:
+        return base64.b64encode(pkcs7.serialize_certificates([c], serialization.Encoding.DER))
+
+    good = cert(ca_key, ca_name, device, 10)
+    verdict = _verify([(answer(good), spki), (answer(good), spki),
+                       (answer(cert(other_ca, ca_name, device, 11)), spki),
+                       (answer(cert(ca_key, ca_name, ec.generate_private_key(ec.SECP256R1()), 12)), spki)], ca)
+    assert (verdict.checked, verdict.valid_unique, verdict.duplicate_serial, verdict.invalid) == (4, 1, 1, 2)
+    text = "\n".join(render_est({"peer": "none", "c1": {"rate": 10.0}, "c8": {"rate": 20.0},
+                                 "ceiling": {"rate_all_cores": 100.0, "rate_one_core": 60.0},
+                                 "fraction_of_ceiling_c8": 0.2}))
+    assert "20.0%" in text and "/simpleenroll" in text
+    assert goals({"est": {"fraction_of_ceiling_c8": 0.2}})["est_quarter_of_ceiling"] is False
