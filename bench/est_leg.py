@@ -45,7 +45,7 @@ def est_operations(ca_key: str = "EC-P256", csr_key: str = "EC-P256") -> list[ce
 class EstWorker:
     def __init__(self, url: str, ctx: ssl.SSLContext, user: str, password: str, prefix: str) -> None:
         self.url, self.ctx, self.prefix = f"{url}/simpleenroll", ctx, prefix
-        self.auth = aiohttp.BasicAuth(user, password)
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.session: aiohttp.ClientSession | None = None
 
     async def setup(self) -> None:
@@ -67,8 +67,8 @@ class EstWorker:
         public = key.public_key().public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
         body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
-        async with self.session.post(self.url, data=body, auth=self.auth,
-                                     headers={"Content-Type": "application/pkcs10"}) as resp:
+        async with self.session.post(self.url, data=body,
+                                     headers={"Content-Type": "application/pkcs10", "Authorization": self.auth}) as resp:
             answer = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}: {answer[:200]!r}")

@@ -306,6 +306,7 @@ async def test_a_locked_sqlite_database_is_a_retryable_503_never_the_drivers_mes
     body = base64.b64encode(csr.public_bytes(ser.Encoding.DER))
     async with running_gateway(data_dir) as (_gw, info):
         est = next(e for e in info.data["protocols"]["est"] if e["config"] == "est")
+        basic = "Basic " + base64.b64encode(f"{est['username']}:{est['password']}".encode()).decode()
         holding, release = threading.Event(), threading.Event()
 
         def hold_the_write_lock() -> None:
@@ -322,8 +323,7 @@ async def test_a_locked_sqlite_database_is_a_retryable_503_never_the_drivers_mes
             assert holding.wait(10)
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
                 async with session.post(f"{est['url']}/simpleenroll", data=body, ssl=info.ssl_context(),
-                                        auth=aiohttp.BasicAuth(est["username"], est["password"]),
-                                        headers={"Content-Type": "application/pkcs10"}) as resp:
+                                        headers={"Content-Type": "application/pkcs10", "Authorization": basic}) as resp:
                     text_body = await resp.text()
                     assert resp.status == 503, (resp.status, text_body)
                     assert int(resp.headers["Retry-After"]) > 0
@@ -331,8 +331,7 @@ async def test_a_locked_sqlite_database_is_a_retryable_503_never_the_drivers_mes
                 release.set()
                 holder.join(10)
                 async with session.post(f"{est['url']}/simpleenroll", data=body, ssl=info.ssl_context(),
-                                        auth=aiohttp.BasicAuth(est["username"], est["password"]),
-                                        headers={"Content-Type": "application/pkcs10"}) as resp:
+                                        headers={"Content-Type": "application/pkcs10", "Authorization": basic}) as resp:
                     assert resp.status == 200, await resp.text()
         finally:
             release.set()

@@ -128,7 +128,7 @@ async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, ou
 async def est_loop(url: str, ctx: ssl.SSLContext, user: str, password: str, name: str,
                    stop: asyncio.Event, out: Outcomes) -> None:
     index = 0
-    auth = aiohttp.BasicAuth(user, password)
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
                                      connector=aiohttp.TCPConnector(ssl=ctx)) as session:
         while not stop.is_set():
@@ -141,8 +141,9 @@ async def est_loop(url: str, ctx: ssl.SSLContext, user: str, password: str, name
             body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
             for tries in range(MAX_TRIES):
                 try:
-                    async with session.post(f"{url}/simpleenroll", data=body, auth=auth,
-                                            headers={"Content-Type": "application/pkcs10"}) as resp:
+                    async with session.post(f"{url}/simpleenroll", data=body,
+                                            headers={"Content-Type": "application/pkcs10",
+                                                     "Authorization": auth}) as resp:
                         answer = await resp.read()
                         status = resp.status
                 except TRANSPORT as exc:

@@ -127,8 +127,8 @@ async def _est(info: GatewayInfo, body: bytes) -> tuple[int, bytes]:
     url = est["url"].replace(cluster_public(info), info.https)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/simpleenroll", data=body, ssl=info.ssl_context(),
-                                auth=aiohttp.BasicAuth(est["username"], est["password"]),
-                                headers={"Content-Type": "application/pkcs10"}) as resp:
+                                headers={"Content-Type": "application/pkcs10", "Authorization": "Basic " + base64.b64encode(
+                                    f"{est['username']}:{est['password']}".encode()).decode()}) as resp:
             return resp.status, await resp.read()
 
 
