@@ -411,6 +411,13 @@ class Door:
         async with self._gw.store.read() as q:
             return await q.entities.get(entity_id)
 
+    async def entity_status_on(self, conn: AsyncConnection, entity_id: str) -> str | None:
+        """An end entity's status read on ``conn``, a connection of :attr:`tables`: an
+        adapter that reads its own tables for a request (ACME's account) gets it in that
+        same round trip instead of a read of its own. None: no such entity."""
+        rec = await EntityQueries(conn).get(entity_id)
+        return rec.status if rec is not None else None
+
     async def register_entity(
         self, conn: AsyncConnection, name: str, *, entity_id: str, kind: str = "device",
         config_id: str | None = None, attributes: dict[str, Any] | None = None,

@@ -43,6 +43,10 @@ log = logging.getLogger("gateway.acme")
 InAccountTransaction = Callable[[AsyncConnection], Awaitable[object]]
 """Core state that commits with a new account (its end entity, registered through the door)."""
 
+EntityStatusOn = Callable[[AsyncConnection, str], Awaitable[str | None]]
+"""The core end entity's status read on the account read's connection (door.entity_status_on):
+one round trip per request for both."""
+
 
 class NonceReused(GatewayError, nonces.NonceReused):
     """A nonce the store has already recorded as used (on any replica)."""
@@ -79,6 +83,17 @@ def _account(row: Row[Any]) -> Account:
         entity_id=m["entity_id"], status=m["status"], contact=list(m["contact"]), tos_agreed=m["tos_agreed"],
         eab_kid=m["eab_kid"], allowed_identifiers=m["allowed_identifiers"], created_at=m["created_at"],
     )
+
+
+async def _load_account(conn: AsyncConnection, config_id: str, account_id: str,
+                        entity_status: EntityStatusOn | None) -> Account | None:
+    row = (await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id, "config_id": config_id})).first()
+    if row is None:
+        return None
+    account = _account(row)
+    if entity_status is not None:
+        account.entity_status = await entity_status(conn, account.entity_id) or "active"
+    return account
 
 
 def _account_values(a: Account) -> dict[str, Any]:
@@ -209,13 +224,14 @@ class AcmeStore:
         return True
 
     async def use_nonce_and_load_account(
-        self, nonce: str, expires: dt.datetime, config_id: str, account_id: str
+        self, nonce: str, expires: dt.datetime, config_id: str, account_id: str,
+        entity_status: EntityStatusOn | None = None,
     ) -> Account | None:
-        """One transaction for the two things every kid-signed request needs."""
+        """One transaction for the things every kid-signed request needs (with
+        ``entity_status``, the account's end entity status too)."""
         async with self._write("nonce") as conn:
             await self._use_nonce(conn, nonce, expires)
-            row = (await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id, "config_id": config_id})).first()
-        return _account(row) if row is not None else None
+            return await _load_account(conn, config_id, account_id, entity_status)
 
     # --- rate limits ----------------------------------------------------------------------
     async def _count(self, conn: AsyncConnection, key: str, limit: RateLimit, now: dt.datetime,
@@ -252,10 +268,10 @@ class AcmeStore:
                                                                c.thumbprint == thumbprint))).first()
         return _account(row) if row is not None else None
 
-    async def get_account(self, config_id: str, account_id: str) -> Account | None:
+    async def get_account(self, config_id: str, account_id: str,
+                          entity_status: EntityStatusOn | None = None) -> Account | None:
         async with self._read("account") as conn:
-            row = (await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id, "config_id": config_id})).first()
-        return _account(row) if row is not None else None
+            return await _load_account(conn, config_id, account_id, entity_status)
 
     async def create_account(
         self, account: Account, *, register_entity: InAccountTransaction, limit: RateLimit | None,
