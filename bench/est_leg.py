@@ -21,12 +21,11 @@ from typing import Any
 
 import aiohttp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 
 from . import ceiling
+from .acme_client import make_csr
 from .gateway_setup import Unavailable, initialize
 from .loop import Limits, timed_run
 from .settings import Mode
@@ -58,15 +57,8 @@ class EstWorker:
 
     async def issue(self, index: int) -> tuple[bytes, bytes]:
         assert self.session is not None
-        name = f"{self.prefix}-{index}.est.bench.example"
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-               .sign(key, hashes.SHA256()))
-        public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-        body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+        csr, public = make_csr(f"{self.prefix}-{index}.est.bench.example")
+        body = base64.b64encode(csr)
         async with self.session.post(self.url, data=body,
                                      headers={"Content-Type": "application/pkcs10", "Authorization": self.auth}) as resp:
             answer = await resp.read()

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.procs import stop as stop_process
 from conformance.harness import GatewayInfo, GatewayProcess, free_port, require_client
 from gateway import bootstrap
 
@@ -83,13 +84,7 @@ class Haproxy:
             self.proc = subprocess.Popen([self.binary, "-db", "-f", str(path)], stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -19,12 +19,10 @@ from typing import Any
 
 import aiohttp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 
-from bench.acme_client import AcmeError, AcmeWorker
+from bench.acme_client import AcmeError, AcmeWorker, make_csr
 from bench.scep_load import get_ca_certs
 from bench.scep_message import ScepCheckFailed, check_cert_rep, make_device, pkcs_req, recipient
 
@@ -80,6 +78,27 @@ async def acme_loop(directory: str, ctx: ssl.SSLContext, name: str, stop: asynci
         await worker.close()
 
 
+async def _post_until_answered(session: aiohttp.ClientSession, protocol: str, url: str, body: bytes,
+                               headers: dict[str, str], out: Outcomes, tries: int) -> bytes | None:
+    """POST ``body``, retrying a cut connection and a 503 as a client does; the 200 body,
+    or None once the answer was a violation (recorded) or ``tries`` ran out."""
+    for attempt in range(tries):
+        try:
+            async with session.post(url, data=body, headers=headers) as resp:
+                answer, status = await resp.read(), resp.status
+        except TRANSPORT as exc:
+            out.retried[f"{protocol} transport {type(exc).__name__}"] += 1
+        else:
+            if status == 200:
+                return answer
+            if status != 503:
+                out.violations.append(f"{protocol}: HTTP {status} {answer[:200]!r}")
+                return None
+            out.retried[f"{protocol} 503"] += 1
+        await asyncio.sleep(_pause(attempt))
+    return None
+
+
 async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, out: Outcomes) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     known: list[x509.Certificate] = []
@@ -96,22 +115,11 @@ async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, ou
                 await asyncio.sleep(0.3)
                 continue
             request = pkcs_req(make_device(f"{name}-{index}", key), f"{name}-{index}", challenge, recipient(known))
-            for tries in range(MAX_TRIES):  # the same PKCSReq resent, as SCEP clients do
-                try:
-                    async with session.post(f"{url}?operation=PKIOperation", data=request.body,
-                                            headers={"Content-Type": "application/x-pki-message"}) as resp:
-                        body = await resp.read()
-                        status = resp.status
-                except TRANSPORT as exc:
-                    out.retried[f"scep transport {type(exc).__name__}"] += 1
-                    await asyncio.sleep(_pause(tries))
-                    continue
-                if status == 503:
-                    out.retried["scep 503"] += 1
-                    await asyncio.sleep(_pause(tries))
-                    continue
-                if status != 200:
-                    out.violations.append(f"scep: HTTP {status} {body[:200]!r}")
+            for tries in range(MAX_TRIES):  # the same PKCSReq resent, as SCEP clients do (PENDING too)
+                body = await _post_until_answered(session, "scep", f"{url}?operation=PKIOperation", request.body,
+                                                  {"Content-Type": "application/x-pki-message"}, out,
+                                                  MAX_TRIES - tries)
+                if body is None:
                     break
                 try:
                     out.got("scep", check_cert_rep(request, body, known))
@@ -128,38 +136,16 @@ async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, ou
 async def est_loop(url: str, ctx: ssl.SSLContext, user: str, password: str, name: str,
                    stop: asyncio.Event, out: Outcomes) -> None:
     index = 0
-    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    headers = {"Content-Type": "application/pkcs10",
+               "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
                                      connector=aiohttp.TCPConnector(ssl=ctx)) as session:
         while not stop.is_set():
-            cn = f"{name}-{index}.est.example.test"
-            key = ec.generate_private_key(ec.SECP256R1())
-            csr = (x509.CertificateSigningRequestBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-                   .sign(key, hashes.SHA256()))
-            body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
-            for tries in range(MAX_TRIES):
-                try:
-                    async with session.post(f"{url}/simpleenroll", data=body,
-                                            headers={"Content-Type": "application/pkcs10",
-                                                     "Authorization": auth}) as resp:
-                        answer = await resp.read()
-                        status = resp.status
-                except TRANSPORT as exc:
-                    out.retried[f"est transport {type(exc).__name__}"] += 1
-                    await asyncio.sleep(_pause(tries))
-                    continue
-                if status == 503:
-                    out.retried["est 503"] += 1
-                    await asyncio.sleep(_pause(tries))
-                    continue
-                if status != 200:
-                    out.violations.append(f"est: HTTP {status} {answer[:200]!r}")
-                    break
-                certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(answer))
-                out.got("est", certs[0])
-                break
+            csr, _ = make_csr(f"{name}-{index}.est.example.test")
+            answer = await _post_until_answered(session, "est", f"{url}/simpleenroll", base64.b64encode(csr),
+                                                headers, out, MAX_TRIES)
+            if answer is not None:
+                out.got("est", pkcs7.load_der_pkcs7_certificates(base64.b64decode(answer))[0])
             index += 1
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
+from bench.acme_client import make_csr
 from bench.scep_load import get_ca_certs
 from bench.scep_message import ScepCheckFailed, check_cert_rep, make_device, pkcs_req, recipient
 from conformance.acme.support import RawClient
@@ -114,12 +114,7 @@ async def test_a_one_time_scep_challenge_is_single_use_across_replicas(cluster: 
 
 
 def _csr(cn: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-           .sign(key, hashes.SHA256()))
-    return base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+    return base64.b64encode(make_csr(cn)[0])
 
 
 async def _est(info: GatewayInfo, body: bytes) -> tuple[int, bytes]:
