@@ -128,6 +128,8 @@ class Gateway:
                 await task
             except asyncio.CancelledError:
                 pass
+            except Exception as exc:  # a job that failed as it was stopped: one line, not a traceback
+                log.warning("background job %s ended with %s: %s", task.get_name(), type(exc).__name__, exc)
         self._tasks.clear()
         for job in sorted(self._held):
             try:

@@ -74,3 +74,32 @@ async def test_a_write_lock_held_elsewhere_does_not_stall_the_loop(tmp_path: Pat
     finally:
         other.close()
         await store.close()
+
+
+async def test_a_writer_cancelled_while_waiting_for_the_lock_ends_cleanly(tmp_path: Path) -> None:
+    """Shutdown cancels a background job whose BEGIN IMMEDIATE is still waiting in the
+    worker thread: the task ends cancelled (not with sqlite3's "Recursive use of cursors",
+    which a clean-up racing the thread's call raised), and the store goes on working."""
+    path = tmp_path / "g.db"
+    store = await Store.open(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write() -> None:
+            async with store.transaction() as q:
+                await q.connection.execute(text("SELECT 1"))
+
+        writer = asyncio.ensure_future(write())
+        await asyncio.sleep(0.3)
+        assert not writer.done()
+        writer.cancel()
+        await asyncio.sleep(0.2)
+        other.execute("COMMIT")  # the thread's BEGIN IMMEDIATE now gets the lock
+        done, _ = await asyncio.wait([writer], timeout=10)
+        assert done and writer.cancelled(), writer.exception()
+        async with store.transaction() as q:  # the connection came back usable, not in a transaction
+            assert (await q.connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        other.close()
+        await store.close()

@@ -25,6 +25,7 @@ connection strictly sequential.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from functools import partial
 from typing import Any, Callable
@@ -53,7 +54,16 @@ class LoopThreadConnection(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._connection is None or not self._running or _must_wait(fn, args):
             # aiosqlite leaves its private _execute unannotated (it returns fn's result)
-            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+            call = asyncio.ensure_future(super()._execute(fn, *args, **kwargs))  # type: ignore[no-untyped-call]
+            try:
+                return await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # Cancelled (shutdown) while the thread still runs the call: wait for it,
+                # or the caller's clean-up (a cursor close, a rollback) runs on the
+                # connection at the same time and sqlite3 refuses ("Recursive use of
+                # cursors not allowed"), which surfaced at shutdown as a traceback.
+                await asyncio.wait([call])
+                raise
         return fn(*args, **kwargs)
 
 
