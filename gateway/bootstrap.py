@@ -39,6 +39,10 @@ returns) expect RSA throughout the chain, so the dev root is RSA too."""
 PROTOCOL_CAS = {"scep": RSA_ISSUING_CA, "windows": RSA_ISSUING_CA}  # windows: legacy CSPs, AD CS-like
 
 
+DEV_CONSOLE_USER = "dev-owner"
+"""The console login ``gateway init`` makes (an Owner), printed by init and ``gateway info``."""
+
+
 def _write_secret(path: Path, data: bytes) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -158,6 +162,11 @@ async def initialize(data_dir: Path, *, force: bool = False, store_url: str | No
                 ApiKeyRecord(id=uuid.uuid4().hex, name="dev-admin", key_sha256=api_key_hash(api_key))
             )
         creds: dict[str, Any] = {"admin_api_key": api_key}
+        from .admin.roles import OWNER
+        from .console.users import ConsoleUsers
+
+        owner = await ConsoleUsers(gw.store, gw.clock).add(DEV_CONSOLE_USER, OWNER, actor="gateway init")
+        creds["console"] = {"username": DEV_CONSOLE_USER, "password": owner.secret, "role": OWNER}
         creds.update(await bootstrap_protocols(gw, ISSUING_CA))
         _write_secret(data_dir / DEV_CREDENTIALS, json.dumps(creds, indent=2).encode())
     finally:

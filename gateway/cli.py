@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, TypeVar
 
 from cryptography import x509
 
+from .admin.roles import ROLES
+
 from . import bootstrap, keygen_cli
 from .ca.backend import RevocationReason
 from .ca.pem import cert_to_pem, certs_to_pem
@@ -83,6 +85,11 @@ async def cmd_init(args: argparse.Namespace) -> int:
     await bootstrap.initialize(Path(args.data_dir), force=args.force, store_url=args.store_url,
                                server=_init_server_settings(args))
     print(f"initialized {Path(args.data_dir).resolve()}")
+    creds = bootstrap.read_dev_credentials(_config(args))
+    console = creds.get("console") or {}
+    if console:
+        print(f"console: sign in as {console['username']} with password {console['password']} "
+              f"(role {console['role']}; development login, shown by gateway info --json)")
     print("dev credentials: gateway info --json --data-dir", args.data_dir)
     return 0
 
@@ -93,6 +100,7 @@ def _banner(info: dict[str, Any]) -> str:
         f"  HTTPS            {info['https']}",
         f"  HTTP (CRL/OCSP)  {info['http']}",
         f"  admin API        {info['admin']['url']}  (OpenAPI: {info['admin']['url']}/openapi.json)",
+        f"  console          {info['console']['url']}",
         f"  TLS trust anchor {info['tls_ca']}",
     ]
     for ca in info["cas"]:
@@ -665,8 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     key = sub.add_parser("apikey", help="admin API keys").add_subparsers(dest="key_command", required=True)
     s = key.add_parser("create", parents=[common], help="create an admin API key (printed once)")
     s.add_argument("name", help="unique name (1-64 letters, digits, _.@:-)")
-    s.add_argument("--role", choices=["admin", "auditor"], default="admin",
-                   help="admin: every route; auditor: read-only (GET)")
+    s.add_argument("--role", choices=list(ROLES), default="admin",
+                   help="owner, ca-admin, certificate-admin, ca-auditor, protocol-operator, protocol-auditor; "
+                        "admin (= owner) and auditor (reads everything) as before (default: admin)")
     s.add_argument("--expires", help="lifetime: 30d, 12h, 2w or an ISO 8601 duration (default: never)")
     s.set_defaults(fn=cmd_apikey_create)
     s = key.add_parser("list", parents=[common], help="keys and client certificates (never the key)")
@@ -685,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_notifications import add_commands as add_notify_commands
 
     add_notify_commands(sub, common)
+    from .cli_users import add_commands as add_user_commands
+
+    add_user_commands(sub, common)
     return p
 
 

@@ -20,6 +20,7 @@ from ..runtime import Gateway
 from ..web.keys import GATEWAY
 from . import cas, certificates, configs, entities, events, keygen, keys, pending, profiles
 from .auth import PRINCIPAL, REALM, authenticate, authorize
+from .roles import area_of
 from .inputs import MAX_BODY
 from . import openapi
 from .openapi import build_document
@@ -98,23 +99,44 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _json_error("internal", "internal server error", 500)
 
 
+_AREAS = web.AppKey("admin_route_areas", dict)
+_CONSOLE = web.AppKey("admin_accepts_console_sessions", bool)
+
+
+def route_area(request: web.Request) -> str:
+    """The role area (gateway.admin.roles) of the matched route, from its path template
+    (every admin route is named by its operation id)."""
+    route = request.match_info.route
+    areas: dict[str, str] = request.app[_AREAS]
+    name = route.name or ""
+    area = areas.get(name)
+    if area is None:
+        canonical = route.resource.canonical if route.resource is not None else ""
+        relative = canonical[len("/admin"):] if canonical.startswith("/admin/") else canonical
+        area = areas[name] = area_of(relative, route.name)
+    return area
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = request.match_info.route
     if route.handler not in request.app[_PUBLIC]:
-        principal = await authenticate(request, request.app[GATEWAY])
-        authorize(principal, request.method)
+        principal = await authenticate(request, request.app[GATEWAY], console=request.app[_CONSOLE])
+        authorize(principal, request.method, route_area(request))
         request[PRINCIPAL] = principal
     return await handler(request)
 
 
-def create_admin_app(gateway: Gateway) -> web.Application:
-    """The ``/admin/`` sub-app; mount it on the HTTPS application only."""
+def create_admin_app(gateway: Gateway, *, console: bool = False) -> web.Application:
+    """The ``/admin/`` sub-app; mount it on the HTTPS application only. ``console``: the
+    copy on the console's private socket, where console sessions authenticate too."""
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
+    app[_CONSOLE] = console
+    app[_AREAS] = {}
     from ..composition import adapters
 
     from ..door import DOORS
@@ -128,7 +150,8 @@ def create_admin_app(gateway: Gateway) -> web.Application:
         if route.public:
             public.add(route.handler)
     app[_PUBLIC] = frozenset(public)
-    from . import outbox
+    from . import outbox, statistics
 
     extend(app, outbox.ROUTES, outbox.SCHEMAS, outbox.TAG)
+    extend(app, statistics.ROUTES, statistics.SCHEMAS, statistics.TAG)
     return app

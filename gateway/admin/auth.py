@@ -6,7 +6,9 @@ its API key record holds ``"cert:" + sha256(DER).hex()`` in ``key_sha256``. The 
 handshake proves the peer holds that certificate's key, so an exact fingerprint
 match authenticates without any chain building. A key, when presented, always
 decides (a wrong key is refused even if a registered certificate came with it).
-Either carries a role (``admin`` or read-only ``auditor``) and may expire.
+Either carries a role (:mod:`.roles`) and may expire. On the console's internal
+admin listener a console session (``X-Console-Session``) authenticates too, as the
+console user with that user's role (:mod:`gateway.console.sessions`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..errors import Forbidden, Unauthorized
 from ..runtime import Gateway
 from ..secrets import api_key_hash
 from ..store.records import ApiKeyRecord
+from .roles import READ_METHODS, may
 
 REALM = 'Bearer realm="gateway-admin"'
 CERT_PREFIX = "cert:"
@@ -33,10 +36,10 @@ CERT_PREFIX = "cert:"
 class Principal:
     """The authenticated caller; ``actor`` is what audit events record."""
 
-    kind: str  # "api_key" | "certificate"
+    kind: str  # "api_key" | "certificate" | "console"
     key_id: str
-    actor: str  # the API key's name, or the client certificate's subject
-    role: str = "admin"  # "admin" | "auditor" (gateway.admin.keys.ROLES)
+    actor: str  # the API key's name, the client certificate's subject, or "console:<user>"
+    role: str = "owner"  # one of gateway.admin.roles.ROLES
 
 
 PRINCIPAL = web.RequestKey("admin_principal", Principal)
@@ -84,7 +87,21 @@ def peer_certificate(request: web.Request) -> bytes | None:
     return bytes(der) if der else None
 
 
-async def authenticate(request: web.Request, gateway: Gateway) -> Principal:
+async def _console_principal(gateway: Gateway, token: str) -> Principal:
+    from ..console.sessions import Sessions
+
+    session = await Sessions(gateway.store, gateway.clock).find(token)
+    return Principal("console", session.username, f"console:{session.username}", session.role)
+
+
+async def authenticate(request: web.Request, gateway: Gateway, *, console: bool = False) -> Principal:
+    """The caller; ``console``: on the console's private socket, where only console
+    sessions authenticate (gateway.console.internal)."""
+    if console:
+        token = request.headers.get("X-Console-Session")
+        if not token:
+            raise Unauthorized("a console session is required")
+        return await _console_principal(gateway, token)
     key = presented_key(request)
     if key is not None:
         async with gateway.store.read() as q:
@@ -106,13 +123,11 @@ async def authenticate(request: web.Request, gateway: Gateway) -> Principal:
     raise Unauthorized("an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
 
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def authorize(principal: Principal, method: str) -> None:
-    """Auditors read; only admins change anything (403 otherwise)."""
-    if principal.role != "admin" and method not in READ_METHODS:
-        raise Forbidden(f"the {principal.role} role may only read; this change needs an admin key")
+def authorize(principal: Principal, method: str, area: str) -> None:
+    """403 unless the principal's role may call ``method`` in ``area`` (gateway.admin.roles)."""
+    if not may(principal.role, area, method):
+        what = "read" if method.upper() in READ_METHODS else "change"
+        raise Forbidden(f"the {principal.role} role may not {what} {area}")
 
 
 def actor(request: web.Request) -> str:

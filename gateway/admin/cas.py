@@ -121,7 +121,7 @@ async def get_crl(request: web.Request) -> web.Response:
     ca_id = request.match_info["id"]
     gw = request.app[GATEWAY]
     if force:  # a new CRL is a change: admins only, and audited like the CLI's ``ca crl --force``
-        authorize(request[PRINCIPAL], "POST")
+        authorize(request[PRINCIPAL], "POST", "cas")
     der = await gw.authority.crl(ca_id, force=force)
     if force:
         await gw.authority.events.record("crl_issue", "success", ca_id=ca_id, actor=actor(request), forced=True)

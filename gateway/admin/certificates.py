@@ -44,6 +44,9 @@ def read_filter(r: _Reader) -> CertificateFilter:
         subject_contains=r.text("subject"),
         expires_before=r.time("expires_before"),
         issued_after=r.time("issued_after"),
+        san_contains=r.text("san"),
+        expires_after=r.time("expires_after"),
+        issued_before=r.time("issued_before"),
     )
 
 
@@ -254,6 +257,9 @@ _FILTER_QUERY = (
     Query("expires_before", {"type": "string", "format": "date-time"},
           "notAfter before this time (ISO 8601; UTC when no offset)."),
     Query("issued_after", {"type": "string", "format": "date-time"}, "Issued at or after this time."),
+    Query("issued_before", {"type": "string", "format": "date-time"}, "Issued before this time."),
+    Query("expires_after", {"type": "string", "format": "date-time"}, "notAfter at or after this time."),
+    Query("san", {"type": "string"}, "Case-insensitive substring of any subject alternative name."),
 )
 _CERT = "Certificates"
 _MODIFY_ERRORS = (404, 409, 503)

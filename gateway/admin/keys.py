@@ -1,8 +1,8 @@
 """Admin API keys: create, list, revoke; roles and expiry. Shared by the CLI and the API.
 
 A key is shown once at creation; the store keeps its SHA-256 only, and no listing shows
-either. ``auditor`` keys read (GET) and are refused every change; ``admin`` keys do
-everything. Each create and revoke is an audit event naming who did it.
+either. A key has a role (gateway.admin.roles: the six PKIaaS roles, plus
+``admin`` = Owner and ``auditor`` = read everything, the names from before roles). Each create and revoke is an audit event naming who did it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from .openapi import API_KEY_NAME_PATTERN, LIFETIME_PATTERN
 from .inputs import Fields, QueryArgs, page_in_memory, read_json
 from .spec import PAGE, Reply, Route
 
-ROLES = ("admin", "auditor")
-"""``admin``: every route. ``auditor``: reads only (GET); every change is 403."""
+from .roles import ROLES  # noqa: E402 - re-exported: the API key roles are the console's roles
 NAME_PATTERN = API_KEY_NAME_PATTERN
 _NAME = re.compile(NAME_PATTERN)
 _SHORT = re.compile(LIFETIME_PATTERN)

@@ -6,6 +6,8 @@ Paths are relative to the ``/admin`` server URL. Schemas are JSON Schema 2020-12
 
 from __future__ import annotations
 
+from .roles import ROLES
+
 import re
 from typing import Any, Iterable
 
@@ -102,7 +104,8 @@ BULK_REASON = {
 }
 FILTER_PROPS = {
     "ca": F, "status": {"type": "string", "enum": ["valid", "hold"]}, "profile": F, "entity": F,
-    "protocol_config": F, "subject": F, "expires_before": DT, "issued_after": DT,
+    "protocol_config": F, "subject": F, "expires_before": DT, "issued_after": DT, "issued_before": DT,
+    "expires_after": DT, "san": F,
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -333,7 +336,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "RejectRequest": object_schema({"reason": T}, ["reason"], closed=True),
     "ApiKey": object_schema(
-        {"id": S, "name": S, "role": {"type": "string", "enum": ["admin", "auditor"]},
+        {"id": S, "name": S, "role": {"type": "string", "enum": list(ROLES)},
          "kind": {"type": "string", "enum": ["api_key", "certificate"]}, "created_at": DT, "expires_at": NDT,
          "status": {"type": "string", "enum": ["active", "expired", "revoked"]}},
         ["id", "name", "role", "kind", "created_at", "expires_at", "status"],
@@ -343,7 +346,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                                              ["key"])]},
     "ApiKeyCreate": object_schema(
         {"name": {"type": "string", "pattern": API_KEY_NAME_PATTERN, "description": "Unique."},
-         "role": {"type": "string", "enum": ["admin", "auditor"], "default": "admin"},
+         "role": {"type": "string", "enum": list(ROLES), "default": "admin"},
          "expires_at": {**DT, "description": "When it stops working (future)."},
          "expires_in": {"type": "string", "pattern": LIFETIME_PATTERN,
                         "description": "Lifetime instead of expires_at: 90m, 12h, 30d, 2w."}},

@@ -81,6 +81,9 @@ class CertificateFilter:
     subject_contains: str | None = None
     expires_before: dt.datetime | None = None
     issued_after: dt.datetime | None = None
+    san_contains: str | None = None
+    expires_after: dt.datetime | None = None
+    issued_before: dt.datetime | None = None
 
 
 @dataclass

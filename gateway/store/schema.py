@@ -244,6 +244,31 @@ job_leases = Table(
 )
 """Who runs each cluster-wide scheduled job until when (gateway/leases.py)."""
 
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("cert_sha256", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=True),
+    UniqueConstraint("cert_sha256"),
+)
+"""Console users: a role and an optional TLS client certificate (SHA-256 of its DER);
+the password lives in ``enrollment_credentials`` (protocol ``console``), with its lockout."""
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("username", String(64), ForeignKey("console_users.username", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+"""Console sessions, shared by every worker and replica; the cookie's token is kept hashed."""
+
 enrollment_credentials = Table(
     "enrollment_credentials",
     metadata,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Text, and_, bindparam, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...errors import NotFound
@@ -63,6 +63,12 @@ def _conditions(flt: CertificateFilter | None) -> list[ColumnElement[bool]]:
         conds.append(_c.not_after < flt.expires_before)
     if flt.issued_after is not None:
         conds.append(_c.created_at >= flt.issued_after)
+    if flt.san_contains:  # the SANs' JSON text: DNS names, IPs, e-mail addresses, URIs
+        conds.append(func.lower(cast(_c.sans, Text)).contains(flt.san_contains.lower(), autoescape=True))
+    if flt.expires_after is not None:
+        conds.append(_c.not_after >= flt.expires_after)
+    if flt.issued_before is not None:
+        conds.append(_c.created_at < flt.issued_before)
     return conds
 
 
