@@ -103,17 +103,19 @@ _AREAS = web.AppKey("admin_route_areas", dict)
 _CONSOLE = web.AppKey("admin_accepts_console_sessions", bool)
 
 
-def route_area(request: web.Request) -> str:
+def route_area(request: web.Request) -> str | None:
     """The role area (gateway.admin.roles) of the matched route, from its path template
-    (every admin route is named by its operation id)."""
+    (every admin route is named by its operation id); None when nothing matched (the 404
+    or 405 that follows is the answer, for every role)."""
     route = request.match_info.route
+    if request.match_info.http_exception is not None or not route.name:
+        return None
     areas: dict[str, str] = request.app[_AREAS]
-    name = route.name or ""
-    area = areas.get(name)
+    area = areas.get(route.name)
     if area is None:
         canonical = route.resource.canonical if route.resource is not None else ""
         relative = canonical[len("/admin"):] if canonical.startswith("/admin/") else canonical
-        area = areas[name] = area_of(relative, route.name)
+        area = areas[route.name] = area_of(relative, route.name)
     return area
 
 
@@ -122,7 +124,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = request.match_info.route
     if route.handler not in request.app[_PUBLIC]:
         principal = await authenticate(request, request.app[GATEWAY], console=request.app[_CONSOLE])
-        authorize(principal, request.method, route_area(request))
+        area = route_area(request)
+        if area is not None:
+            authorize(principal, request.method, area)
         request[PRINCIPAL] = principal
     return await handler(request)
 

@@ -19,8 +19,10 @@ PAGE_SIZE = 50
 CSV_BATCH = 500
 CSV_COLUMNS = ("serial", "status", "subject", "sans", "ca", "profile", "protocol_config", "not_before", "not_after",
                "revocation_reason", "revoked_at", "fingerprint_sha256", "created_at")
-FINAL_REASONS = [r.name for r in RevocationReason
+FINAL_REASONS = [r.name.split("_")[0] + "".join(w.capitalize() for w in r.name.split("_")[1:])
+                 for r in RevocationReason
                  if r not in (RevocationReason.certificate_hold, RevocationReason.remove_from_crl)]
+"""RFC 5280 names (keyCompromise), as the admin API takes them; holds are the Suspend button."""
 
 
 def _filters(source: Any) -> dict[str, str]:
@@ -86,20 +88,39 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     return response
 
 
+_KEY_USAGE_FLAGS = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                    "key_agreement", "key_cert_sign", "crl_sign")
+
+
+def _extension_text(value: Any) -> str:
+    """An extension's value as an operator reads it (cryptography's repr otherwise)."""
+    if isinstance(value, x509.SubjectAlternativeName):
+        return ", ".join(str(getattr(n, "value", n)) for n in value)
+    if isinstance(value, x509.ExtendedKeyUsage):
+        return ", ".join(getattr(u, "_name", u.dotted_string) for u in value)
+    if isinstance(value, x509.BasicConstraints):
+        return f"CA={value.ca}" + (f", pathlen={value.path_length}" if value.path_length is not None else "")
+    if isinstance(value, x509.KeyUsage):
+        flags = [f for f in _KEY_USAGE_FLAGS if getattr(value, f)]
+        if value.key_agreement:
+            flags += [f for f in ("encipher_only", "decipher_only") if getattr(value, f)]
+        return ", ".join(flags)
+    if isinstance(value, x509.SubjectKeyIdentifier):
+        return value.digest.hex(":")
+    if isinstance(value, x509.AuthorityKeyIdentifier):
+        return value.key_identifier.hex(":") if value.key_identifier else "-"
+    if isinstance(value, x509.CRLDistributionPoints):
+        return ", ".join(str(n.value) for dp in value for n in (dp.full_name or []))
+    if isinstance(value, x509.AuthorityInformationAccess):
+        return ", ".join(f"{getattr(d.access_method, '_name', d.access_method.dotted_string)}: "
+                         f"{d.access_location.value}" for d in value)
+    return repr(value)
+
+
 def _decoded(pem: str) -> dict[str, Any]:
     cert = x509.load_pem_x509_certificate(pem.encode())
-    extensions = []
-    for ext in cert.extensions:
-        name = getattr(ext.oid, "_name", None) or ext.oid.dotted_string
-        value = ext.value
-        text = getattr(value, "__repr__")()
-        if isinstance(value, x509.SubjectAlternativeName):
-            text = ", ".join(str(getattr(n, "value", n)) for n in value)
-        elif isinstance(value, x509.ExtendedKeyUsage):
-            text = ", ".join(getattr(u, "_name", u.dotted_string) for u in value)
-        elif isinstance(value, x509.BasicConstraints):
-            text = f"CA={value.ca}" + (f", pathlen={value.path_length}" if value.path_length is not None else "")
-        extensions.append({"name": name, "critical": ext.critical, "value": text})
+    extensions = [{"name": getattr(ext.oid, "_name", None) or ext.oid.dotted_string, "critical": ext.critical,
+                   "value": _extension_text(ext.value)} for ext in cert.extensions]
     return {"issuer": cert.issuer.rfc4514_string(), "subject": cert.subject.rfc4514_string(),
             "signature": cert.signature_hash_algorithm.name if cert.signature_hash_algorithm else "-",
             "version": cert.version.name, "extensions": extensions}

@@ -1,0 +1,256 @@
+"""The console in a real browser: Playwright drives Debian's chromium against a real
+``gateway serve`` over HTTPS.
+
+What an operator does every day, end to end: sign in, find a certificate issued through
+the admin API by the filters, revoke it from its page and see OCSP answer revoked,
+approve a request an EST client (curl) left pending, make an EAB key and see it shown
+once, and what an auditor may not do (not offered, and refused when forced), and a form
+without its CSRF token refused. Every page is photographed into
+``test-output/console/`` (kept by CI as artefacts; the README's images come from there).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
+
+from conformance.harness import ROOT, GatewayInfo, GatewayProcess, require_client, run_cli
+
+SHOTS = ROOT / "test-output" / "console"
+
+
+def _chromium() -> str:
+    wrapper = require_client("chromium", "Debian's chromium package (.ci/run installs it)")
+    real = Path("/usr/lib/chromium/chromium")
+    return str(real) if real.exists() else wrapper
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayInfo]:
+    data_dir = tmp_path_factory.mktemp("console") / "data"
+    run_cli("init", data_dir=data_dir)
+    with GatewayProcess(data_dir) as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def browser(gateway: GatewayInfo) -> Iterator[Any]:
+    from playwright import sync_api
+
+    executable = _chromium()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _page(browser: Any) -> Any:
+    # the dev TLS certificate chains to the gateway's own root, which this browser profile does not know
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1360, "height": 900})
+    return context.new_page()
+
+
+def _sign_in(page: Any, gateway: GatewayInfo, username: str, password: str) -> None:
+    page.goto(f"{gateway.https}/console/")
+    assert "/console/login" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{gateway.https}/console/")
+
+
+def _owner(gateway: GatewayInfo) -> tuple[str, str]:
+    console = gateway.data["console"]
+    return console["username"], console["password"]
+
+
+def _shot(page: Any, name: str) -> None:
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 1000
+
+
+def _admin(gateway: GatewayInfo, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    req = urllib.request.Request(
+        f"{gateway.https}/admin{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {gateway.api_key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=gateway.ssl_context(), timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def _csr(cn: str) -> tuple[x509.CertificateSigningRequest, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+           .sign(key, hashes.SHA256()))
+    return csr, key
+
+
+def _ocsp_status(gateway: GatewayInfo, cert_pem: str) -> ocsp.OCSPCertStatus:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    issuer = x509.load_pem_x509_certificates(Path(gateway.ca("issuing")["chain"]).read_bytes())[0]
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    req = urllib.request.Request(gateway.ca("issuing")["ocsp"], data=request.public_bytes(serialization.Encoding.DER),
+                                 headers={"Content-Type": "application/ocsp-request"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        answer = ocsp.load_der_ocsp_response(resp.read())
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    return answer.certificate_status
+
+
+def test_sign_in_find_revoke_and_ocsp_says_revoked(gateway: GatewayInfo, browser: Any) -> None:
+    cn = f"console-{uuid.uuid4().hex[:8]}.example.test"
+    csr, _key = _csr(cn)
+    issued = _admin(gateway, "POST", "/certificates", {
+        "ca": "issuing", "profile": "tls-server", "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+    assert _ocsp_status(gateway, issued["pem"]) == ocsp.OCSPCertStatus.GOOD
+
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    assert page.locator("h1").inner_text() == "Dashboard"
+    _shot(page, "dashboard")
+
+    page.goto(f"{gateway.https}/console/certificates")
+    page.fill("input[name=subject]", cn[:16])
+    page.select_option("select[name=status]", "valid")
+    page.click("form.filters button[type=submit]")
+    rows = page.locator("#certificates tr", has_text=cn)
+    assert rows.count() == 1, page.content()
+    assert "1 certificate match" in page.content()
+    _shot(page, "certificates")
+    page.fill("input[name=san]", "no-such-name.invalid")  # the SAN filter narrows too
+    page.click("form.filters button[type=submit]")
+    assert page.locator("#certificates tr", has_text=cn).count() == 0
+
+    page.goto(f"{gateway.https}/console/certificates?subject={cn}")
+    page.locator("#certificates a", has_text=issued["serial"][:16]).click()
+    page.wait_for_url(re.compile(r".*/console/certificates/[0-9a-f]+$"))
+    assert cn in page.content()
+    _shot(page, "certificate")
+    page.select_option("#reason", "keyCompromise")
+    page.once("dialog", lambda dialog: dialog.accept())  # the page asks before revoking
+    page.click("#revoke")
+    page.wait_for_url(re.compile(r".*done=revoke$"))
+    assert page.locator("#cert-status").inner_text().startswith("revoked")
+    assert _ocsp_status(gateway, issued["pem"]) == ocsp.OCSPCertStatus.REVOKED
+
+    events = _admin(gateway, "GET", f"/events?serial={issued['serial']}&type=revoke")["items"]
+    assert [e["detail"].get("actor") for e in events] == [f"console:{_owner(gateway)[0]}"]
+
+    page.goto(f"{gateway.https}/console/events?type=revoke")
+    assert page.locator("#events tr", has_text=f"console:{_owner(gateway)[0]}").count() >= 1
+    _shot(page, "events")
+
+
+def test_a_pending_est_request_is_approved_in_the_console(gateway: GatewayInfo, browser: Any,
+                                                          tmp_path: Path) -> None:
+    curl = require_client("curl")
+    est = gateway.data["protocols"]["est"][0]
+    _admin(gateway, "PATCH", f"/protocol-configs/{est['config']}", {"settings": {"approval": "manual"}})
+    cn = f"held-{uuid.uuid4().hex[:8]}.example.test"
+    csr, _key = _csr(cn)
+    body = tmp_path / "csr.b64"
+    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    first = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
+                            "-u", f"{est['username']}:{est['password']}", "-H", "Content-Type: application/pkcs10",
+                            "--data-binary", f"@{body}", f"{est['url']}/simpleenroll"],
+                           capture_output=True, text=True, timeout=60)
+    assert first.stdout == "202", first
+
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/requests")
+    row = page.locator("#requests tr", has_text=cn)
+    assert row.count() == 1, page.content()
+    _shot(page, "requests")
+    row.locator("button.approve").click()
+    page.wait_for_url(re.compile(r".*done=approve$"))
+    page.goto(f"{gateway.https}/console/requests?status=issued")
+    assert page.locator("#requests tr", has_text=cn).count() == 1
+
+    again = subprocess.run([curl, "-s", "-o", str(tmp_path / "issued.p7"), "-w", "%{http_code}", "--cacert",
+                            gateway.tls_ca, "-u", f"{est['username']}:{est['password']}", "-H",
+                            "Content-Type: application/pkcs10", "--data-binary", f"@{body}",
+                            f"{est['url']}/simpleenroll"], capture_output=True, text=True, timeout=60)
+    assert again.stdout == "200", again  # the approved request is collected with the same CSR
+    _admin(gateway, "PATCH", f"/protocol-configs/{est['config']}", {"settings": {"approval": "auto"}})
+
+
+def test_an_eab_key_is_shown_once(gateway: GatewayInfo, browser: Any) -> None:
+    acme = gateway.data["protocols"]["acme"][0]["config"]
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/configs/{acme}")
+    assert "/directory" in page.content()  # the URL clients need, with a copy button
+    page.fill("input[name=label]", "console-test")
+    page.click("#create-credential")
+    secret = page.locator("#secret-value").inner_text().strip()
+    assert len(secret) >= 40
+    _shot(page, "eab-key-shown-once")
+    page.goto(f"{gateway.https}/console/configs/{acme}")
+    assert page.locator("#secret").count() == 0
+    assert secret not in page.content()
+    assert "console-test" in page.content()  # listed, without its key
+    _shot(page, "config")
+    for name in ("cas", "cas/issuing", "profiles", "profiles/tls-server", "configs", "entities"):
+        page.goto(f"{gateway.https}/console/{name}")
+        assert page.locator("h1").count() == 1
+        _shot(page, name.replace("/", "-"))
+
+
+def test_an_auditor_cannot_revoke_and_forcing_it_is_refused(gateway: GatewayInfo, browser: Any) -> None:
+    password = "auditor-" + uuid.uuid4().hex
+    run_cli("user", "add", "auditor1", "--role", "ca-auditor", "--password-env", "AUDITOR_PW",
+            data_dir=gateway.data_dir, env={"AUDITOR_PW": password})
+    csr, _key = _csr(f"audited-{uuid.uuid4().hex[:8]}.example.test")
+    issued = _admin(gateway, "POST", "/certificates", {
+        "ca": "issuing", "profile": "tls-server", "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+    page = _page(browser)
+    _sign_in(page, gateway, "auditor1", password)
+    assert page.locator("header nav a", has_text="Protocols").count() == 0  # not a protocol role
+    page.goto(f"{gateway.https}/console/certificates/{issued['serial']}")
+    assert page.locator("#cert-status").inner_text().startswith("valid")
+    assert page.locator("#revoke").count() == 0 and page.locator("#suspend").count() == 0
+    _shot(page, "certificate-as-auditor")
+    csrf = page.locator("header form.who input[name=csrf]").get_attribute("value")
+    forced = page.request.post(f"{gateway.https}/console/certificates/{issued['serial']}/revoke",
+                               form={"csrf": csrf, "reason": "keyCompromise"})
+    assert forced.status == 403
+    assert "may not change certificates" in forced.text()
+    assert _admin(gateway, "GET", f"/certificates/{issued['serial']}")["status"] == "valid"
+    page.goto(f"{gateway.https}/console/configs")
+    assert page.locator("p.error").count() == 1  # the API refused protocol reads to this role
+
+
+def test_a_form_without_its_csrf_token_is_refused(gateway: GatewayInfo, browser: Any) -> None:
+    csr, _key = _csr(f"csrf-{uuid.uuid4().hex[:8]}.example.test")
+    issued = _admin(gateway, "POST", "/certificates", {
+        "ca": "issuing", "profile": "tls-server", "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    for form in ({}, {"csrf": "not-the-token"}):
+        answer = page.request.post(f"{gateway.https}/console/certificates/{issued['serial']}/suspend", form=form)
+        assert answer.status == 403 and "CSRF" in answer.text()
+    assert _admin(gateway, "GET", f"/certificates/{issued['serial']}")["status"] == "valid"
+    page.click("header form.who button")  # sign out
+    page.wait_for_url(re.compile(r".*/console/login$"))
+    _shot(page, "login")
+    page.goto(f"{gateway.https}/console/certificates")
+    assert "/console/login" in page.url  # the session is gone
