@@ -187,7 +187,7 @@ async def test_openapi_validates_and_lists_every_registered_route(app: web.Appli
     }
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert registered == documented
-    assert len(registered) == 38  # + API keys and PKCS#12 keygen (issue 11), outbox and destinations (16), statistics (19)
+    assert len(registered) == 42  # + API keys and PKCS#12 keygen (issue 11), outbox and destinations (16), statistics and console users (19)
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             if path == "/openapi.json":

@@ -115,6 +115,24 @@ async def _revoke_api_key(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     return Call()
 
 
+@recipe("createConsoleUser")
+async def _create_console_user(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    made = await admin.call("POST", "/console-users", {"username": "walk-user", "role": "ca-auditor"}, expect=201)
+    return Call(secrets=[made["password"]])
+
+
+@recipe("setConsoleUserRole")
+async def _set_console_user_role(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("POST", "/console-users/walk-user/role", {"role": "protocol-auditor"})
+    return Call()
+
+
+@recipe("deleteConsoleUser")
+async def _delete_console_user(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("DELETE", "/console-users/walk-user", expect=204)
+    return Call()
+
+
 @recipe("createCA")
 async def _create_ca(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     made = await admin.call("POST", "/cas", {"kind": "external_csr", "id": "walk-ext", "name": "Walk Sub"},

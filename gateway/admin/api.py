@@ -154,8 +154,9 @@ def create_admin_app(gateway: Gateway, *, console: bool = False) -> web.Applicat
         if route.public:
             public.add(route.handler)
     app[_PUBLIC] = frozenset(public)
-    from . import outbox, statistics
+    from . import console_users, outbox, statistics
 
     extend(app, outbox.ROUTES, outbox.SCHEMAS, outbox.TAG)
     extend(app, statistics.ROUTES, statistics.SCHEMAS, statistics.TAG)
+    extend(app, console_users.ROUTES, console_users.SCHEMAS, console_users.TAG)
     return app

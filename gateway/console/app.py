@@ -60,6 +60,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Pending", "/console/requests", "requests"),
     ("End entities", "/console/entities", "entities"),
     ("Events", "/console/events", "events"),
+    ("Users", "/console/users", "access"),
 )
 
 

@@ -15,7 +15,7 @@ from ..credentials import LockedOut
 from ..errors import Unauthorized
 from ..events import EventRecorder
 from ..web.keys import GATEWAY
-from .app import (COOKIE, LOGIN_COOKIE, SESSIONS, TOKEN, USERS, api, form, login_token, redirect, render,
+from .app import (COOKIE, LOGIN_COOKIE, SESSION, SESSIONS, TOKEN, USERS, api, form, login_token, redirect, render,
                   set_login_cookie, set_session_cookie)
 from .charts import bar_chart
 
@@ -94,6 +94,9 @@ async def login_certificate(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     await request.app[SESSIONS].end(request[TOKEN])
+    username = request[SESSION].username
+    await EventRecorder(request.app[GATEWAY].store).record("console_logout", "success", actor=f"console:{username}",
+                                                           username=username)
     response = redirect("/console/login")
     response.del_cookie(COOKIE, path="/")
     return response

@@ -189,3 +189,35 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/entities/{id}/status", set_entity_status)
     app.router.add_get("/events", list_events)
     app.router.add_get("/events.csv", export_events)
+    app.router.add_get("/users", list_users)
+    app.router.add_post("/users", create_user)
+    app.router.add_post("/users/{username}", change_user)
+
+
+# --- console users (Owners) ----------------------------------------------------------------------
+async def list_users(request: web.Request, *, created: dict[str, Any] | None = None,
+                     status: int = 200) -> web.Response:
+    from ..admin.roles import ROLE_TITLES, ROLES
+
+    items = (await api(request, "GET", "/console-users")).body["items"]
+    return render(request, "users.html", {"items": items, "roles": [(r, ROLE_TITLES[r]) for r in ROLES],
+                                          "created": created, "done": request.query.get("done")}, status=status)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    fields = await form(request)
+    created = (await api(request, "POST", "/console-users",
+                         body={"username": fields.get("username", "").strip(), "role": fields.get("role", "")})).body
+    return await list_users(request, created=created, status=201)
+
+
+async def change_user(request: web.Request) -> web.StreamResponse:
+    fields = await form(request)
+    name = request.match_info["username"]
+    from urllib.parse import quote
+
+    if fields.get("action") == "remove":
+        await api(request, "DELETE", f"/console-users/{quote(name, safe='')}")
+    else:
+        await api(request, "POST", f"/console-users/{quote(name, safe='')}/role", body={"role": fields.get("role", "")})
+    raise redirect("/console/users?done=saved")

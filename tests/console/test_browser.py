@@ -254,3 +254,49 @@ def test_a_form_without_its_csrf_token_is_refused(gateway: GatewayInfo, browser:
     _shot(page, "login")
     page.goto(f"{gateway.https}/console/certificates")
     assert "/console/login" in page.url  # the session is gone
+
+
+def test_bulk_revoke_confirms_the_count_and_csv_exports_the_match(gateway: GatewayInfo, browser: Any) -> None:
+    batch = f"bulk-{uuid.uuid4().hex[:8]}"
+    serials = []
+    for n in range(3):
+        csr, _key = _csr(f"{batch}-{n}.example.test")
+        serials.append(_admin(gateway, "POST", "/certificates", {
+            "ca": "issuing", "profile": "tls-server",
+            "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})["serial"])
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/certificates?subject={batch}")
+    csv_answer = page.request.get(f"{gateway.https}/console/certificates.csv?subject={batch}")
+    assert csv_answer.status == 200 and csv_answer.headers["content-type"].startswith("text/csv")
+    lines = csv_answer.text().strip().splitlines()
+    assert lines[0].startswith("serial,status,subject") and len(lines) == 4
+    assert {line.split(",")[0] for line in lines[1:]} == set(serials)
+    page.select_option("form.bulk select[name=reason]", "superseded")
+    page.click("form.bulk button[type=submit]")
+    assert page.locator("h1").inner_text() == "Revoke 3 certificates?"
+    _shot(page, "bulk-revoke-confirm")
+    page.click("#confirm-bulk")
+    assert page.locator("#bulk-result").inner_text() == "Matched 3, revoked 3, failed 0."
+    for serial in serials:
+        cert = _admin(gateway, "GET", f"/certificates/{serial}")
+        assert (cert["status"], cert["revocation_reason"]) == ("revoked", "superseded")
+
+
+def test_an_owner_adds_a_user_whose_password_is_shown_once(gateway: GatewayInfo, browser: Any) -> None:
+    name = f"op-{uuid.uuid4().hex[:6]}"
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/users")
+    page.fill("input[name=username]", name)
+    page.select_option("form.grid select[name=role]", "protocol-operator")
+    page.click("#add-user")
+    password = page.locator("#secret-value").inner_text().strip()
+    _shot(page, "users")
+    page.goto(f"{gateway.https}/console/users")
+    assert password not in page.content() and page.locator("#users tr", has_text=name).count() == 1
+    other = _page(browser)
+    _sign_in(other, gateway, name, password)
+    nav = other.locator("header nav").inner_text()
+    assert "Protocols" in nav and "Users" not in nav and "Certificates" not in nav
+    assert other.request.get(f"{gateway.https}/console/users").status == 403
