@@ -309,6 +309,18 @@ async def _windows_user_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> 
     return Call(configuration="windows")
 
 
+@recipe("createEstUser")
+async def _est_user(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    made = await admin.call("POST", "/est/est/users", {"username": "walker"}, expect=201)
+    return Call(configuration="est", secrets=[made["password"]])
+
+
+@recipe("deleteEstUser")
+async def _est_user_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("DELETE", "/est/est/users/walker", expect=204)
+    return Call(configuration="est")
+
+
 @recipe("createMdmConfiguration")
 async def _mdm_config(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     await admin.call("POST", "/mdm", {"id": "walk-mdm", "platform": "maas360"}, expect=201)

@@ -114,9 +114,7 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Refused as exc:
         response = render(request, "error.html", {"status": exc.answer.status, "detail": exc.answer.error},
                           status=exc.answer.status if exc.answer.status >= 400 else 502)
-    except web.HTTPException as exc:
-        if exc.status >= 400 and exc.status != 404:
-            raise
+    except web.HTTPException as exc:  # redirects, 403 before a session, 404, 405
         exc.headers.update(SECURITY_HEADERS)
         raise
     except GatewayError as exc:

@@ -18,6 +18,7 @@ CREDENTIALS: dict[str, tuple[str, str, str]] = {
     "scep": ("/scep/{id}/challenges", "one-time challenge", "challenge"),
     "mdm": ("/mdm/{id}/credentials", "MDM credential", "password"),
     "windows": ("/windows/{id}/users", "user", "password"),
+    "est": ("/est/{id}/users", "EST user", "password"),
 }
 
 
@@ -114,7 +115,7 @@ async def create_credential(request: web.Request) -> web.Response:
         body["label"] = fields["label"]
     if config["protocol"] == "scep" and fields.get("subject"):
         body["subject"] = fields["subject"]
-    if config["protocol"] in ("mdm", "windows"):
+    if config["protocol"] in ("mdm", "windows", "est"):
         body["username"] = fields.get("username", "")
     answer = await api(request, "POST", kind[0].format(id=config_id), body=body, allow=(400, 409))
     if not answer.ok:

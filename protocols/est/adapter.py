@@ -74,9 +74,11 @@ class EstAdapter:
         cli.add_commands(subparsers, common)
 
     def mount_admin(self, admin: web.Application) -> None:
-        """Nothing extra: EST settings are plain JSON on the core's protocol-config routes
-        (``PATCH /admin/protocol-configs/<label>``); users and passwords are managed with
-        ``gateway est user``."""
+        """EST users (``/admin/est/<label>/users``); EST settings are plain JSON on the
+        core's protocol-config routes (``PATCH /admin/protocol-configs/<label>``)."""
+        from . import admin as est_admin
+
+        est_admin.mount_admin(admin)
 
 
 ADAPTER = EstAdapter()

@@ -300,3 +300,27 @@ def test_an_owner_adds_a_user_whose_password_is_shown_once(gateway: GatewayInfo,
     nav = other.locator("header nav").inner_text()
     assert "Protocols" in nav and "Users" not in nav and "Certificates" not in nav
     assert other.request.get(f"{gateway.https}/console/users").status == 403
+
+
+def test_an_est_user_made_in_the_console_enrolls_with_curl(gateway: GatewayInfo, browser: Any,
+                                                          tmp_path: Path) -> None:
+    curl = require_client("curl")
+    est = gateway.data["protocols"]["est"][0]
+    name = f"router-{uuid.uuid4().hex[:6]}"
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/configs/{est['config']}")
+    assert f"{est['url']}" in page.content()
+    page.fill("input[name=username]", name)
+    page.click("#create-credential")
+    password = page.locator("#secret-value").inner_text().strip()
+    page.goto(f"{gateway.https}/console/configs/{est['config']}")
+    assert password not in page.content() and page.locator("#credentials tr", has_text=name).count() == 1
+    csr, _key = _csr(f"{name}.example.test")
+    body = tmp_path / "csr.b64"
+    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    for user, expected in ((f"{name}:{password}", "200"), (f"{name}:wrong-password", "401")):
+        done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
+                               "-u", user, "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{body}",
+                               f"{est['url']}/simpleenroll"], capture_output=True, text=True, timeout=60)
+        assert done.stdout == expected, (user, done)
