@@ -192,16 +192,20 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/users", list_users)
     app.router.add_post("/users", create_user)
     app.router.add_post("/users/{username}", change_user)
+    app.router.add_post("/api-keys", create_api_key)
+    app.router.add_post("/api-keys/{name}/revoke", revoke_api_key)
 
 
 # --- console users (Owners) ----------------------------------------------------------------------
 async def list_users(request: web.Request, *, created: dict[str, Any] | None = None,
-                     status: int = 200) -> web.Response:
+                     created_key: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     from ..admin.roles import ROLE_TITLES, ROLES
 
     items = (await api(request, "GET", "/console-users")).body["items"]
-    return render(request, "users.html", {"items": items, "roles": [(r, ROLE_TITLES[r]) for r in ROLES],
-                                          "created": created, "done": request.query.get("done")}, status=status)
+    keys = (await api(request, "GET", "/api-keys", query={"limit": "500"})).body["items"]
+    return render(request, "users.html", {"items": items, "keys": keys, "roles": [(r, ROLE_TITLES[r]) for r in ROLES],
+                                          "created": created, "done": request.query.get("done"),
+                                          "created_key": created_key}, status=status)
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -209,6 +213,22 @@ async def create_user(request: web.Request) -> web.Response:
     created = (await api(request, "POST", "/console-users",
                          body={"username": fields.get("username", "").strip(), "role": fields.get("role", "")})).body
     return await list_users(request, created=created, status=201)
+
+
+async def create_api_key(request: web.Request) -> web.Response:
+    fields = await form(request)
+    body = {"name": fields.get("name", "").strip(), "role": fields.get("role", "")}
+    if fields.get("expires_in", "").strip():
+        body["expires_in"] = fields["expires_in"].strip()
+    created = (await api(request, "POST", "/api-keys", body=body)).body
+    return await list_users(request, created_key=created, status=201)
+
+
+async def revoke_api_key(request: web.Request) -> web.StreamResponse:
+    from urllib.parse import quote
+
+    await api(request, "POST", f"/api-keys/{quote(request.match_info['name'], safe='')}/revoke", body={})
+    raise redirect("/console/users?done=saved")
 
 
 async def change_user(request: web.Request) -> web.StreamResponse:

@@ -324,3 +324,49 @@ def test_an_est_user_made_in_the_console_enrolls_with_curl(gateway: GatewayInfo,
                                "-u", user, "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{body}",
                                f"{est['url']}/simpleenroll"], capture_output=True, text=True, timeout=60)
         assert done.stdout == expected, (user, done)
+
+
+def test_an_api_key_made_in_the_console_carries_its_role(gateway: GatewayInfo, browser: Any) -> None:
+    import urllib.error
+
+    name = f"key-{uuid.uuid4().hex[:6]}"
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/users")
+    page.fill("input[name=name]", name)
+    page.select_option("form.grid >> nth=1 >> select[name=role]", "ca-auditor")
+    page.click("#add-key")
+    key = page.locator("#key-value").inner_text().strip()
+    page.goto(f"{gateway.https}/console/users")
+    assert key not in page.content() and page.locator("#api-keys tr", has_text=name).count() == 1
+
+    def call(method: str, path: str) -> int:
+        req = urllib.request.Request(f"{gateway.https}/admin{path}", method=method,
+                                     data=b"{}" if method == "POST" else None,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=gateway.ssl_context(), timeout=30) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert call("GET", "/certificates?limit=1") == 200
+    assert call("POST", "/certificates/abcdef/revoke") == 403
+    assert call("GET", "/protocol-configs") == 403
+
+
+def test_suspend_and_reinstate_from_the_page(gateway: GatewayInfo, browser: Any) -> None:
+    csr, _key = _csr(f"hold-{uuid.uuid4().hex[:8]}.example.test")
+    issued = _admin(gateway, "POST", "/certificates", {
+        "ca": "issuing", "profile": "tls-server", "csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/certificates/{issued['serial']}")
+    page.click("#suspend")
+    page.wait_for_url(re.compile(r".*done=suspend$"))
+    assert page.locator("#cert-status").inner_text().startswith("hold")
+    assert _ocsp_status(gateway, issued["pem"]) == ocsp.OCSPCertStatus.REVOKED  # on hold: revoked, certificateHold
+    page.click("#unsuspend")
+    page.wait_for_url(re.compile(r".*done=unsuspend$"))
+    assert page.locator("#cert-status").inner_text().startswith("valid")
+    assert _ocsp_status(gateway, issued["pem"]) == ocsp.OCSPCertStatus.GOOD
