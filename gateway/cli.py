@@ -100,7 +100,7 @@ def _banner(info: dict[str, Any]) -> str:
         f"  HTTPS            {info['https']}",
         f"  HTTP (CRL/OCSP)  {info['http']}",
         f"  admin API        {info['admin']['url']}  (OpenAPI: {info['admin']['url']}/openapi.json)",
-        f"  console          {info['console']['url']}",
+        f"  console          {info['console']['url'] or '(off: [console] enabled = false)'}",
         f"  TLS trust anchor {info['tls_ca']}",
     ]
     for ca in info["cas"]:

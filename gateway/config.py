@@ -99,6 +99,13 @@ class CASettings:
 
 
 @dataclass
+class ConsoleSettings:
+    enabled: bool = True  # the web console at /console/ (the admin API is there either way)
+    idle_timeout: str = "PT15M"  # a session unused this long ends
+    session_lifetime: str = "PT12H"  # and every session ends this long after sign-in
+
+
+@dataclass
 class Config:
     """The loaded configuration plus where it came from."""
 
@@ -107,6 +114,7 @@ class Config:
     tls: TLSSettings = field(default_factory=TLSSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     ca: CASettings = field(default_factory=CASettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     # --- derived paths and URLs -------------------------------------------------
     def path(self, relative: str) -> Path:
@@ -158,6 +166,9 @@ class Config:
     def duration(self, name: str) -> dt.timedelta:
         return parse_duration(getattr(self.ca, name), f"[ca].{name}")
 
+    def console_duration(self, name: str) -> dt.timedelta:
+        return parse_duration(getattr(self.console, name), f"[console].{name}")
+
     def ca_passphrase(self) -> bytes:
         """CA-key passphrase: $GATEWAY_CA_PASSPHRASE wins over the passphrase file."""
         env = os.environ.get(PASSPHRASE_ENV)
@@ -194,6 +205,7 @@ class Config:
                 "tls": _as_dict(self.tls),
                 "store": _as_dict(self.store),
                 "ca": _as_dict(self.ca),
+                "console": _as_dict(self.console),
             }
         )
 
@@ -278,7 +290,8 @@ def load_config(data_dir: Path) -> Config:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    sections = {"server": ServerSettings, "tls": TLSSettings, "store": StoreSettings, "ca": CASettings}
+    sections = {"server": ServerSettings, "tls": TLSSettings, "store": StoreSettings, "ca": CASettings,
+                "console": ConsoleSettings}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}")
@@ -304,4 +317,9 @@ def load_config(data_dir: Path) -> Config:
         cfg.duration(name)
     if cfg.duration("crl_overlap") >= cfg.duration("crl_validity"):
         raise ConfigError("[ca].crl_overlap must be shorter than [ca].crl_validity")
+    for name in ("idle_timeout", "session_lifetime"):
+        if cfg.console_duration(name) <= dt.timedelta(0):
+            raise ConfigError(f"[console].{name} must be a positive duration")
+    if cfg.console_duration("idle_timeout") > cfg.console_duration("session_lifetime"):
+        raise ConfigError("[console].idle_timeout must not be longer than [console].session_lifetime")
     return cfg

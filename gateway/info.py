@@ -57,6 +57,7 @@ async def gather_info(config: Config, store: Store | None = None) -> dict[str, A
             for ca in sorted(cas, key=lambda c: (c.parent_id is not None, c.created_at, c.id))
         ],
         "admin": {"url": f"{config.https_url}/admin", "api_key": creds.get("admin_api_key")},
-        "console": {"url": f"{config.https_url}/console/", **{k: v for k, v in (creds.get("console") or {}).items()}},
+        "console": {"url": f"{config.https_url}/console/" if config.console.enabled else None,
+                    **(creds.get("console") or {})},
         "protocols": protocols,
     }

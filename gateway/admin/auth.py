@@ -88,9 +88,9 @@ def peer_certificate(request: web.Request) -> bytes | None:
 
 
 async def _console_principal(gateway: Gateway, token: str) -> Principal:
-    from ..console.sessions import Sessions
+    from ..console.sessions import sessions_for
 
-    session = await Sessions(gateway.store, gateway.clock).find(token)
+    session = await sessions_for(gateway).find(token)
     return Principal("console", session.username, f"console:{session.username}", session.role)
 
 

@@ -24,7 +24,7 @@ from ..errors import GatewayError, Unauthorized
 from ..runtime import Gateway
 from ..web.keys import GATEWAY
 from .internal import Answer, InternalAdmin
-from .sessions import Session, Sessions
+from .sessions import Session, Sessions, sessions_for
 from .users import ConsoleUsers
 
 log = logging.getLogger("gateway.console")
@@ -184,7 +184,7 @@ def create_console_app(gateway: Gateway) -> web.Application:
     app[GATEWAY] = gateway
     app[ADMIN] = InternalAdmin(gateway)
     app[USERS] = ConsoleUsers(gateway.store, gateway.clock)
-    app[SESSIONS] = Sessions(gateway.store, gateway.clock)
+    app[SESSIONS] = sessions_for(gateway)
     # missing keys of the API's JSON render as empty (an optional field left out), not as errors
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["short"] = lambda value, n=19: (str(value)[:n] if value else "")

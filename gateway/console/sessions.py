@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 
@@ -16,6 +17,9 @@ from ..errors import Unauthorized
 from ..secrets import new_token
 from ..store import Store
 from ..store.schema import console_sessions as _s, console_users as _u
+
+if TYPE_CHECKING:
+    from ..runtime import Gateway
 
 IDLE_TIMEOUT = dt.timedelta(minutes=15)
 MAX_LIFETIME = dt.timedelta(hours=12)
@@ -36,6 +40,13 @@ class Session:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def sessions_for(gateway: "Gateway") -> "Sessions":
+    """The sessions with the configured timeouts (``[console]``)."""
+    config = gateway.config
+    return Sessions(gateway.store, gateway.clock, idle=config.console_duration("idle_timeout"),
+                    lifetime=config.console_duration("session_lifetime"))
 
 
 class Sessions:

@@ -137,11 +137,12 @@ def create_https_app(gateway: Gateway) -> web.Application:
     for adapter in adapters():
         adapter.mount_admin(admin)
     app.add_subapp("/admin/", admin)
-    from ..console.app import create_console_app
+    if gateway.config.console.enabled:
+        from ..console.app import create_console_app
 
-    app.add_subapp("/console/", create_console_app(gateway))
-    app.router.add_get("/", _to_console)
-    app.router.add_get("/console", _to_console)
+        app.add_subapp("/console/", create_console_app(gateway))
+        app.router.add_get("/", _to_console)
+        app.router.add_get("/console", _to_console)
     for adapter in adapters():
         adapter.mount(app, secure=True)
     return app

@@ -161,3 +161,20 @@ async def test_a_registered_client_certificate_signs_in(gateway: GatewayInfo, tm
         async with s.post(f"{gateway.https}/console/login/certificate", allow_redirects=False,
                           data={"login_csrf": token2}) as resp:
             assert resp.status == 401
+
+
+async def test_the_console_can_be_switched_off(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir)
+    config = data_dir / "config.toml"
+    config.write_text(config.read_text() + "\n[console]\nenabled = false\n" if "[console]" not in config.read_text()
+                      else config.read_text().replace("enabled = true", "enabled = false"))
+    with GatewayProcess(data_dir) as info:
+        assert info.data["console"]["url"] is None
+        async with _session(info) as s:
+            for path in ("/console/", "/console/login", "/"):
+                async with s.get(f"{info.https}{path}", allow_redirects=False) as resp:
+                    assert resp.status == 404, path
+            async with s.get(f"{info.https}/admin/certificates",
+                             headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
+                assert resp.status == 200  # the admin API stays

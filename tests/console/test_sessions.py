@@ -6,10 +6,12 @@ refused after a lockout even when right."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.config import ConfigError, load_config
 from gateway.console.sessions import IDLE_TIMEOUT, MAX_LIFETIME, Sessions
 from gateway.console.users import ConsoleUsers
 from gateway.credentials import LockedOut
@@ -73,3 +75,17 @@ async def test_a_locked_out_user_is_refused_even_with_the_right_password(store: 
         await users.login("carol", issued.secret)
     clock.advance(dt.timedelta(minutes=16))
     assert (await users.login("carol", issued.secret)).username == "carol"
+
+
+def test_console_settings_are_checked_and_used(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "config.toml").write_text('[console]\nidle_timeout = "PT5M"\nsession_lifetime = "PT1H"\n')
+    cfg = load_config(data_dir)
+    assert (cfg.console_duration("idle_timeout"), cfg.console_duration("session_lifetime")) == (
+        dt.timedelta(minutes=5), dt.timedelta(hours=1))
+    assert "[console]" in cfg.to_toml()
+    for bad in ('idle_timeout = "PT2H"\nsession_lifetime = "PT1H"', 'idle_timeout = "soon"', 'enabled = "maybe"'):
+        (data_dir / "config.toml").write_text(f"[console]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(data_dir)
