@@ -100,7 +100,8 @@ def _banner(info: dict[str, Any]) -> str:
         f"  HTTPS            {info['https']}",
         f"  HTTP (CRL/OCSP)  {info['http']}",
         f"  admin API        {info['admin']['url']}  (OpenAPI: {info['admin']['url']}/openapi.json)",
-        f"  console          {info['console']['url'] or '(off: [console] enabled = false)'}",
+        f"  console          {info['console']['url'] or '(off: [console] enabled = false)'}"
+        + ("  (dev sign-in: gateway info --json | jq .console)" if info["console"].get("username") else ""),
         f"  TLS trust anchor {info['tls_ca']}",
     ]
     for ca in info["cas"]:

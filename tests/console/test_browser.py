@@ -370,3 +370,25 @@ def test_suspend_and_reinstate_from_the_page(gateway: GatewayInfo, browser: Any)
     page.wait_for_url(re.compile(r".*done=unsuspend$"))
     assert page.locator("#cert-status").inner_text().startswith("valid")
     assert _ocsp_status(gateway, issued["pem"]) == ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_ca_is_created_and_a_crl_forced_from_the_console(gateway: GatewayInfo, browser: Any) -> None:
+    ca_id = f"c{uuid.uuid4().hex[:8]}"
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/cas")
+    page.select_option("form.grid select[name=kind]", "root")
+    page.fill("input[name=id]", ca_id)
+    page.fill("input[name=name]", "Console Test Root")
+    page.select_option("select[name=key_algorithm]", "EC-P256")
+    page.click("form.grid button[type=submit]")
+    page.wait_for_url(re.compile(rf".*/console/cas/{ca_id}\?done=created$"))
+    assert "Console Test Root" in page.locator("h1").inner_text()
+    before = _admin(gateway, "GET", f"/cas/{ca_id}")["crl_number"]
+    page.click("#force-crl")
+    page.wait_for_url(re.compile(r".*done=crl$"))
+    assert _admin(gateway, "GET", f"/cas/{ca_id}")["crl_number"] == before + 1
+    crl = page.request.get(f"{gateway.https}/console/cas/{ca_id}/download/crl")
+    assert crl.status == 200 and x509.load_der_x509_crl(crl.body()).issuer.rfc4514_string().endswith(
+        "CN=Console Test Root")
+    _shot(page, "ca")
