@@ -110,6 +110,17 @@ async def create_credential(request: web.Request) -> web.Response:
     if kind is None:
         raise web.HTTPNotFound(text="this protocol has no credentials to create here")
     fields = await form(request)
+    if config["protocol"] == "scep" and fields.get("kind") == "challenge-admin":
+        from urllib.parse import quote
+
+        username = fields.get("username", "").strip()
+        answer = await api(request, "PUT", f"/scep/{config_id}/challenge-admins/{quote(username, safe='')}",
+                           body={}, allow=(400, 404, 409))
+        if not answer.ok:
+            return await _page(request, config_id, error=answer.error, status=answer.status)
+        return await _page(request, config_id, status=201, secret={
+            "kind": "NDES challenge admin (signs in at mscep_admin to get one-time challenges)",
+            "secret": answer.body.get("password"), "fields": {"username": answer.body.get("username")}})
     body: dict[str, Any] = {}
     if config["protocol"] == "acme" and fields.get("label"):
         body["label"] = fields["label"]

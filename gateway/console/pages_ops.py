@@ -115,7 +115,7 @@ async def decide(request: web.Request) -> web.StreamResponse:
 
 # --- end entities ----------------------------------------------------------------------------
 async def list_entities(request: web.Request) -> web.Response:
-    query = {k: request.query[k] for k in ("name", "status", "protocol_config") if request.query.get(k)}
+    query = {k: request.query[k] for k in ("status", "protocol_config") if request.query.get(k)}
     offset = _int(request.query.get("offset"))
     body = (await api(request, "GET", "/end-entities", query={**query, "limit": "100", "offset": str(offset)})).body
     return render(request, "entities.html", {"items": body["items"], "filters": query, "offset": offset,

@@ -392,3 +392,29 @@ def test_a_ca_is_created_and_a_crl_forced_from_the_console(gateway: GatewayInfo,
     assert crl.status == 200 and x509.load_der_x509_crl(crl.body()).issuer.rfc4514_string().endswith(
         "CN=Console Test Root")
     _shot(page, "ca")
+
+
+def test_a_scep_challenge_from_the_console_enrolls_scepclient_once(gateway: GatewayInfo, browser: Any,
+                                                                   tmp_path: Path) -> None:
+    scepclient = require_client("scepclient", "Debian package scep")
+    scep = gateway.data["protocols"]["scep"][0]
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/configs/{scep['config']}")
+    page.click("#create-credential")
+    challenge = page.locator("#secret-value").inner_text().strip()
+    assert challenge
+    _shot(page, "scep-challenge")
+
+    def enroll(workdir: Path) -> subprocess.CompletedProcess[str]:
+        workdir.mkdir()
+        return subprocess.run([scepclient, "-server-url", scep["url"], "-private-key", str(workdir / "key.pem"),
+                               "-challenge", challenge, "-cn", "console-scep.example.test"],
+                              cwd=workdir, capture_output=True, text=True, timeout=120)
+
+    first = enroll(tmp_path / "one")
+    assert first.returncode == 0 and (tmp_path / "one" / "client.pem").exists(), first.stdout + first.stderr
+    cert = x509.load_pem_x509_certificate((tmp_path / "one" / "client.pem").read_bytes())
+    assert "console-scep.example.test" in cert.subject.rfc4514_string()
+    second = enroll(tmp_path / "two")  # a one-time challenge: refused the second time
+    assert second.returncode != 0 and not (tmp_path / "two" / "client.pem").exists()
