@@ -154,6 +154,9 @@ async def act(request: web.Request) -> web.StreamResponse:
 async def bulk_preview(request: web.Request) -> web.Response:
     fields = await form(request)
     filters = _filters(fields)
+    if not filters:
+        return render(request, "error.html", {"status": 400, "detail": "a bulk revocation needs at least one filter"},
+                      status=400)
     filters.pop("status", None)
     status = fields.get("status") if fields.get("status") in ("valid", "hold") else None
     query = {**filters, "limit": "1"}

@@ -178,3 +178,55 @@ async def test_the_console_can_be_switched_off(tmp_path: Path) -> None:
             async with s.get(f"{info.https}/admin/certificates",
                              headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
                 assert resp.status == 200  # the admin API stays
+
+
+BAD_POSTS = (
+    ("/console/cas", {"kind": "nonsense", "id": "x", "name": ""}),
+    ("/console/cas", {"kind": "intermediate", "id": "ok-id", "name": "n", "parent": "no-such-ca"}),
+    ("/console/cas/no-such-ca/crl", {}),
+    ("/console/configs", {"id": "!!", "protocol": "acme", "ca": "issuing", "profiles": ""}),
+    ("/console/configs/no-such-config", {"enabled": "on", "profiles": "no-such-profile"}),
+    ("/console/configs/no-such-config/credentials", {"username": "x"}),
+    ("/console/configs/mdm/credentials", {"username": "UPPER CASE not allowed"}),
+    ("/console/certificates/zz-not-hex/revoke", {"reason": "keyCompromise"}),
+    ("/console/certificates/abcdef/revoke", {"reason": "noSuchReason"}),
+    ("/console/certificates/bulk-revoke/preview", {}),
+    ("/console/certificates/bulk-revoke", {}),
+    ("/console/certificates/bulk-revoke", {"issued_after": "not-a-date"}),
+    ("/console/requests/no-such-request/approve", {}),
+    ("/console/requests/no-such-request/reject", {"reason": ""}),
+    ("/console/entities/no-such-entity/status", {"status": "flying"}),
+    ("/console/users", {"username": "", "role": "emperor"}),
+    ("/console/users/no-such-user", {"role": "owner"}),
+    ("/console/api-keys", {"name": " ", "role": "owner", "expires_in": "forever"}),
+    ("/console/api-keys/no-such-key/revoke", {}),
+)
+BAD_GETS = ("/console/certificates?issued_after=garbage", "/console/certificates?offset=-5&status=flying",
+            "/console/certificates/zz/download/der", "/console/cas/no-such-ca", "/console/profiles/no-such-profile",
+            "/console/configs/no-such-config", "/console/events?since=yesterday", "/console/requests?status=odd",
+            "/console/entities?status=odd", "/console/events.csv?serial=zz", "/console/certificates/abc/download/exe")
+
+
+async def test_bad_forms_and_queries_get_an_error_page_and_change_nothing(gateway: GatewayInfo) -> None:
+    owner = gateway.data["console"]
+    before = _admin(gateway, "/events?limit=1")["items"][0]["id"]
+    async with _session(gateway) as s:
+        await _sign_in(s, gateway, owner["username"], owner["password"])
+        async with s.get(f"{gateway.https}/console/") as page:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert csrf
+        for path, fields in BAD_POSTS:
+            async with s.post(f"{gateway.https}{path}", data={"csrf": csrf.group(1), **fields},
+                              allow_redirects=False) as resp:
+                text = await resp.text()
+                assert 400 <= resp.status < 500, (path, fields, resp.status, text[:300])
+                assert "Traceback" not in text and resp.headers["Content-Security-Policy"]
+        for path in BAD_GETS:
+            async with s.get(f"{gateway.https}{path}", allow_redirects=False) as resp:
+                assert 400 <= resp.status < 500 or resp.status == 200, (path, resp.status)
+                assert "Traceback" not in await resp.text()
+    changes = [e for e in _admin(gateway, f"/events?limit=200")["items"]
+               if e["id"] > before and e["status"] == "success" and e["type"] not in ("console_login",)]
+    assert changes == [], changes
+    log = (gateway.data_dir.parent / f"{gateway.data_dir.name}-serve.log").read_text()
+    assert "Traceback" not in log and "unhandled error" not in log
