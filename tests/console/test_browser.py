@@ -418,3 +418,32 @@ def test_a_scep_challenge_from_the_console_enrolls_scepclient_once(gateway: Gate
     assert "console-scep.example.test" in cert.subject.rfc4514_string()
     second = enroll(tmp_path / "two")  # a one-time challenge: refused the second time
     assert second.returncode != 0 and not (tmp_path / "two" / "client.pem").exists()
+
+
+def test_an_end_entity_is_deactivated_and_activated_again(gateway: GatewayInfo, browser: Any,
+                                                          tmp_path: Path) -> None:
+    curl = require_client("curl")
+    est = gateway.data["protocols"]["est"][0]
+    cn = f"entity-{uuid.uuid4().hex[:8]}.example.test"
+    csr, _key = _csr(cn)
+    body = tmp_path / "csr.b64"
+    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
+                           "-u", f"{est['username']}:{est['password']}", "-H", "Content-Type: application/pkcs10",
+                           "--data-binary", f"@{body}", f"{est['url']}/simpleenroll"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout == "200", done
+    entities = _admin(gateway, "GET", "/end-entities?limit=500")["items"]
+    (entity,) = [e for e in entities if e["name"] == cn]
+    page = _page(browser)
+    _sign_in(page, gateway, *_owner(gateway))
+    page.goto(f"{gateway.https}/console/entities")
+    row = page.locator("tr", has_text=cn)
+    row.locator("select[name=status]").select_option("inactive")
+    row.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*done=status$"))
+    assert _admin(gateway, "GET", f"/end-entities/{entity['id']}")["status"] == "inactive"
+    page.locator("tr", has_text=cn).locator("select[name=status]").select_option("active")
+    page.locator("tr", has_text=cn).locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*done=status$"))
+    assert _admin(gateway, "GET", f"/end-entities/{entity['id']}")["status"] == "active"
