@@ -14,13 +14,14 @@ import logging
 import secrets
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
 from ..admin.roles import ROLE_TITLES, may, may_write
-from ..errors import GatewayError, Unauthorized
+from ..errors import HTTP_STATUS, GatewayError, Unauthorized
 from ..runtime import Gateway
 from ..web.keys import GATEWAY
 from .internal import Answer, InternalAdmin
@@ -118,8 +119,6 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
         exc.headers.update(SECURITY_HEADERS)
         raise
     except GatewayError as exc:
-        from ..errors import HTTP_STATUS
-
         log.info("console %s %s refused: %s", request.method, request.path, exc.detail)
         response = render(request, "error.html", {"status": HTTP_STATUS[exc.kind], "detail": exc.detail},
                           status=HTTP_STATUS[exc.kind])
@@ -157,8 +156,6 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def _safe_next(target: str) -> str:
     """Only console paths (no scheme, host or ``//``): the sign-in page never redirects away."""
-    from urllib.parse import quote
-
     return quote(target if target.startswith("/console/") and not target.startswith("//") else "/console/", safe="")
 
 

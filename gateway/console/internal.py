@@ -11,6 +11,7 @@ talks to that worker's copy; it is removed when the process stops serving.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,7 +22,6 @@ from typing import Any, Mapping
 import aiohttp
 from aiohttp import web
 
-from ..errors import GatewayError
 from ..runtime import Gateway
 
 SESSION_HEADER = "X-Console-Session"
@@ -56,8 +56,13 @@ class InternalAdmin:
         self.path = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
+        """Nothing yet: the socket is made on the console's first call (most processes,
+        and most tests, never serve a console page)."""
+
+    async def _serve(self) -> None:
         from ..admin.api import create_admin_app
         from ..composition import adapters
 
@@ -86,7 +91,10 @@ class InternalAdmin:
                    body: Mapping[str, Any] | None = None) -> Answer:
         """``method`` on ``/admin<path>`` as the session's user."""
         if self._session is None:
-            raise GatewayError("the console's admin connection is not running")
+            async with self._starting:
+                if self._session is None:
+                    await self._serve()
+        assert self._session is not None
         headers = {SESSION_HEADER: token}
         data = None
         if body is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from ..web.keys import GATEWAY
@@ -111,8 +113,6 @@ async def create_credential(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="this protocol has no credentials to create here")
     fields = await form(request)
     if config["protocol"] == "scep" and fields.get("kind") == "challenge-admin":
-        from urllib.parse import quote
-
         username = fields.get("username", "").strip()
         answer = await api(request, "PUT", f"/scep/{config_id}/challenge-admins/{quote(username, safe='')}",
                            body={}, allow=(400, 404, 409))

@@ -7,7 +7,11 @@ import io
 import json
 from typing import Any
 
+from urllib.parse import quote, urlencode
+
 from aiohttp import web
+
+from ..admin.roles import ROLE_TITLES, ROLES
 
 from ..web.keys import GATEWAY
 from .app import api, form, redirect, render
@@ -139,8 +143,6 @@ async def list_events(request: web.Request) -> web.Response:
     offset = _int(request.query.get("offset"))
     body = (await api(request, "GET", "/events", query={**filters, "limit": str(EVENT_PAGE),
                                                         "offset": str(offset)})).body
-    from urllib.parse import urlencode
-
     return render(request, "events.html", {"items": body["items"], "filters": filters, "offset": offset,
                                            "more": body.get("more", False), "page_size": EVENT_PAGE,
                                            "query": urlencode(filters)})
@@ -199,8 +201,6 @@ def add_routes(app: web.Application) -> None:
 # --- console users (Owners) ----------------------------------------------------------------------
 async def list_users(request: web.Request, *, created: dict[str, Any] | None = None,
                      created_key: dict[str, Any] | None = None, status: int = 200) -> web.Response:
-    from ..admin.roles import ROLE_TITLES, ROLES
-
     items = (await api(request, "GET", "/console-users")).body["items"]
     keys = (await api(request, "GET", "/api-keys", query={"limit": "500"})).body["items"]
     return render(request, "users.html", {"items": items, "keys": keys, "roles": [(r, ROLE_TITLES[r]) for r in ROLES],
@@ -225,8 +225,6 @@ async def create_api_key(request: web.Request) -> web.Response:
 
 
 async def revoke_api_key(request: web.Request) -> web.StreamResponse:
-    from urllib.parse import quote
-
     await api(request, "POST", f"/api-keys/{quote(request.match_info['name'], safe='')}/revoke", body={})
     raise redirect("/console/users?done=saved")
 
@@ -234,8 +232,6 @@ async def revoke_api_key(request: web.Request) -> web.StreamResponse:
 async def change_user(request: web.Request) -> web.StreamResponse:
     fields = await form(request)
     name = request.match_info["username"]
-    from urllib.parse import quote
-
     if fields.get("action") == "remove":
         await api(request, "DELETE", f"/console-users/{quote(name, safe='')}")
     else:
