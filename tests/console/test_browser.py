@@ -103,6 +103,23 @@ def _csr(cn: str) -> tuple[x509.CertificateSigningRequest, ec.EllipticCurvePriva
     return csr, key
 
 
+def _est_enroll(gateway: GatewayInfo, url: str, user: str, csr_body: Path, out: str = "/dev/null") -> str:
+    """curl's /simpleenroll with HTTP Basic ``user`` (``name:password``): the HTTP status."""
+    curl = require_client("curl")
+    done = subprocess.run([curl, "-s", "-o", out, "-w", "%{http_code}", "--cacert", gateway.tls_ca, "-u", user,
+                           "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{csr_body}",
+                           f"{url}/simpleenroll"], capture_output=True, text=True, timeout=60)
+    return done.stdout
+
+
+def _csr_body(tmp_path: Path, cn: str) -> Path:
+    """A fresh CSR for ``cn`` as EST sends it (base64 DER) in a file."""
+    csr, _key = _csr(cn)
+    body = tmp_path / "csr.b64"
+    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    return body
+
+
 def _ocsp_status(gateway: GatewayInfo, cert_pem: str) -> ocsp.OCSPCertStatus:
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     issuer = x509.load_pem_x509_certificates(Path(gateway.ca("issuing")["chain"]).read_bytes())[0]
@@ -161,18 +178,12 @@ def test_sign_in_find_revoke_and_ocsp_says_revoked(gateway: GatewayInfo, browser
 
 def test_a_pending_est_request_is_approved_in_the_console(gateway: GatewayInfo, browser: Any,
                                                           tmp_path: Path) -> None:
-    curl = require_client("curl")
     est = gateway.data["protocols"]["est"][0]
     _admin(gateway, "PATCH", f"/protocol-configs/{est['config']}", {"settings": {"approval": "manual"}})
     cn = f"held-{uuid.uuid4().hex[:8]}.example.test"
-    csr, _key = _csr(cn)
-    body = tmp_path / "csr.b64"
-    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
-    first = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
-                            "-u", f"{est['username']}:{est['password']}", "-H", "Content-Type: application/pkcs10",
-                            "--data-binary", f"@{body}", f"{est['url']}/simpleenroll"],
-                           capture_output=True, text=True, timeout=60)
-    assert first.stdout == "202", first
+    body = _csr_body(tmp_path, cn)
+    dev_user = f"{est['username']}:{est['password']}"
+    assert _est_enroll(gateway, est["url"], dev_user, body) == "202"
 
     page = _page(browser)
     _sign_in(page, gateway, *_owner(gateway))
@@ -185,11 +196,8 @@ def test_a_pending_est_request_is_approved_in_the_console(gateway: GatewayInfo, 
     page.goto(f"{gateway.https}/console/requests?status=issued")
     assert page.locator("#requests tr", has_text=cn).count() == 1
 
-    again = subprocess.run([curl, "-s", "-o", str(tmp_path / "issued.p7"), "-w", "%{http_code}", "--cacert",
-                            gateway.tls_ca, "-u", f"{est['username']}:{est['password']}", "-H",
-                            "Content-Type: application/pkcs10", "--data-binary", f"@{body}",
-                            f"{est['url']}/simpleenroll"], capture_output=True, text=True, timeout=60)
-    assert again.stdout == "200", again  # the approved request is collected with the same CSR
+    # the approved request is collected with the same CSR
+    assert _est_enroll(gateway, est["url"], dev_user, body, out=str(tmp_path / "issued.p7")) == "200"
     _admin(gateway, "PATCH", f"/protocol-configs/{est['config']}", {"settings": {"approval": "auto"}})
 
 
@@ -304,7 +312,6 @@ def test_an_owner_adds_a_user_whose_password_is_shown_once(gateway: GatewayInfo,
 
 def test_an_est_user_made_in_the_console_enrolls_with_curl(gateway: GatewayInfo, browser: Any,
                                                           tmp_path: Path) -> None:
-    curl = require_client("curl")
     est = gateway.data["protocols"]["est"][0]
     name = f"router-{uuid.uuid4().hex[:6]}"
     page = _page(browser)
@@ -316,14 +323,9 @@ def test_an_est_user_made_in_the_console_enrolls_with_curl(gateway: GatewayInfo,
     password = page.locator("#secret-value").inner_text().strip()
     page.goto(f"{gateway.https}/console/configs/{est['config']}")
     assert password not in page.content() and page.locator("#credentials tr", has_text=name).count() == 1
-    csr, _key = _csr(f"{name}.example.test")
-    body = tmp_path / "csr.b64"
-    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    body = _csr_body(tmp_path, f"{name}.example.test")
     for user, expected in ((f"{name}:{password}", "200"), (f"{name}:wrong-password", "401")):
-        done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
-                               "-u", user, "-H", "Content-Type: application/pkcs10", "--data-binary", f"@{body}",
-                               f"{est['url']}/simpleenroll"], capture_output=True, text=True, timeout=60)
-        assert done.stdout == expected, (user, done)
+        assert _est_enroll(gateway, est["url"], user, body) == expected, user
 
 
 def test_an_api_key_made_in_the_console_carries_its_role(gateway: GatewayInfo, browser: Any) -> None:
@@ -422,17 +424,10 @@ def test_a_scep_challenge_from_the_console_enrolls_scepclient_once(gateway: Gate
 
 def test_an_end_entity_is_deactivated_and_activated_again(gateway: GatewayInfo, browser: Any,
                                                           tmp_path: Path) -> None:
-    curl = require_client("curl")
     est = gateway.data["protocols"]["est"][0]
     cn = f"entity-{uuid.uuid4().hex[:8]}.example.test"
-    csr, _key = _csr(cn)
-    body = tmp_path / "csr.b64"
-    body.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
-    done = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", gateway.tls_ca,
-                           "-u", f"{est['username']}:{est['password']}", "-H", "Content-Type: application/pkcs10",
-                           "--data-binary", f"@{body}", f"{est['url']}/simpleenroll"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.stdout == "200", done
+    body = _csr_body(tmp_path, cn)
+    assert _est_enroll(gateway, est["url"], f"{est['username']}:{est['password']}", body) == "200"
     entities = _admin(gateway, "GET", "/end-entities?limit=500")["items"]
     (entity,) = [e for e in entities if e["name"] == cn]
     page = _page(browser)
