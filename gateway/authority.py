@@ -777,7 +777,13 @@ class Authority:
 
     async def crl(self, ca_id: str, force: bool = False) -> bytes:
         """The CA's current full CRL (DER): reissued when due (or forced), numbered and
-        stored here; the backend only signs it."""
+        stored here; the backend only signs it.
+
+        Number, revoked set and stored CRL are taken in one transaction that first locks
+        the CA row (PostgreSQL ``FOR UPDATE``; on SQLite the write transaction serialises),
+        so across replicas CRL n+1 holds every revocation CRL n holds, each number is
+        used once, and the stored CRL never goes back to a lower number. The asyncio lock
+        only keeps this process's callers from queueing on database locks."""
         backend = await self.cas.backend(ca_id)
         if not backend.capabilities.crl:
             raise Unavailable(f"CA {ca_id} does not publish CRLs through this gateway")
@@ -786,26 +792,29 @@ class Authority:
             now = self._now()
             async with self.store.read() as q:
                 record = await q.cas.get(ca_id)
-                if record is None:
-                    raise NotFound(f"unknown CA {ca_id}")
-                if not force and not self.crl_due(record, now) and record.crl_der is not None:
-                    return record.crl_der
-                revoked = await q.certificates.revoked(ca_id, include_expired=True)
-            entries = [
-                RevokedEntry(
-                    serial=serial_int(r.serial),
-                    revoked_at=r.revoked_at or now,
-                    reason=RevocationReason(r.revocation_reason or 0),
-                    invalidity_date=r.invalidity_date,
-                )
-                for r in revoked
-            ]
-            async with self.store.transaction() as q:
-                number = await q.cas.next_crl_number(ca_id)
+            if record is None:
+                raise NotFound(f"unknown CA {ca_id}")
+            if not force and not self.crl_due(record, now) and record.crl_der is not None:
+                return record.crl_der
             own = (await backend.chain())[0]
-            next_update = min(now + self.crl_policy.validity, own.not_valid_after_utc)
-            der = await backend.sign_crl(entries, number, now, next_update)
             async with self.store.transaction() as q:
+                record = await q.cas.lock(ca_id)
+                now = self._now()  # after the wait: thisUpdate never precedes the CRL before
+                next_update = min(now + self.crl_policy.validity, own.not_valid_after_utc)
+                if not force and not self.crl_due(record, now) and record.crl_der is not None:
+                    return record.crl_der  # another replica issued it while this one waited
+                revoked = await q.certificates.revoked(ca_id, include_expired=True)
+                entries = [
+                    RevokedEntry(
+                        serial=serial_int(r.serial),
+                        revoked_at=r.revoked_at or now,
+                        reason=RevocationReason(r.revocation_reason or 0),
+                        invalidity_date=r.invalidity_date,
+                    )
+                    for r in revoked
+                ]
+                number = await q.cas.next_crl_number(ca_id)
+                der = await backend.sign_crl(entries, number, now, next_update)
                 await q.cas.update(ca_id, crl_der=der, crl_this_update=now, crl_next_update=next_update)
             log.info("CRL %d issued for CA %s with %d entries", number, ca_id, len(entries))
             return der

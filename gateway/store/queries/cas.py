@@ -32,6 +32,15 @@ class CAQueries(TableQueries):
     async def get(self, ca_id: str) -> CARecord | None:
         return await self._one(CARecord, select(t.cas).where(_c.id == ca_id), "CA")
 
+    async def lock(self, ca_id: str) -> CARecord:
+        """The CA's row, locked until this transaction ends (``SELECT ... FOR UPDATE`` on
+        PostgreSQL; SQLite ignores the clause, its write transaction already excludes
+        other writers), so work on the CA's CRL is serialised across processes."""
+        record = await self._one(CARecord, select(t.cas).where(_c.id == ca_id).with_for_update(), "CA")
+        if record is None:
+            raise NotFound(f"CA {ca_id!r} not found")
+        return record
+
     async def list(self) -> CARecords:
         """Oldest first."""
         return await self._all(CARecord, select(t.cas).order_by(_c.created_at, _c.id), "CAs")
