@@ -94,6 +94,9 @@ class CASettings:
     crl_check_interval: float = 300.0  # seconds between scheduled CRL checks
     upstream_poll_interval: float = 30.0  # seconds between asking upstream CAs about requests they hold
     outbox_interval: float = 2.0  # seconds between delivery passes over the distribution outbox
+    # seconds a cluster-wide job's lease outlasts two of its intervals (clock skew between
+    # replicas, a slow run): another replica takes a dead holder's job this much later
+    lease_margin: float = 30.0
     ocsp_response_validity: str = "PT4H"
     ocsp_signer_validity: str = "P30D"
 

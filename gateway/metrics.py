@@ -53,6 +53,11 @@ PROTOCOL_ERRORS = Counter(
     "(ACME problem type, SCEP failInfo, EST error kind)",
     ["protocol", "configuration", "reason"], registry=REGISTRY,
 )
+CLUSTER_JOB_RUNS = Counter(
+    "gateway_cluster_job_runs_total",
+    "Runs of a cluster-wide job (CRL refresh, upstream polling) by this process, which held its lease",
+    ["job"], registry=REGISTRY,
+)
 OCSP_RESPONSES = Counter(
     "gateway_ocsp_responses_total",
     "OCSP answers by CA and status: good, revoked, unknown per certificate asked about, "

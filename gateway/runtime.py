@@ -19,6 +19,7 @@ from .ca.backend import PendingRequest
 from .config import Config
 from .errors import ErrorKind, GatewayError
 from .leases import new_holder, release_lease, take_lease
+from .metrics import CLUSTER_JOB_RUNS
 from .profiles.loader import default_profiles_dir, load_profiles
 from .profiles.model import Profile
 from .status.responder import OCSPResponder
@@ -195,11 +196,18 @@ class Gateway:
     async def holds(self, job: str, interval: float) -> bool:
         """Take or renew the cluster-wide lease on ``job``, run every ``interval`` seconds:
         True while this process is the one that runs it (other replicas wait for the
-        lease to run out, twice the interval and half a minute, if this one dies)."""
-        ttl = dt.timedelta(seconds=2 * interval + 30)
+        lease to run out, twice the interval and ``[ca] lease_margin``, if this one dies).
+        Each run counts in ``gateway_cluster_job_runs_total``, so a scrape of every
+        replica shows which one runs it."""
+        ttl = dt.timedelta(seconds=2 * interval + self.config.ca.lease_margin)
         if await take_lease(self.store, job, self.holder, now=self.clock(), ttl=ttl):
+            if job not in self._held:
+                log.info("this process (%s) now runs the cluster-wide job %s", self.holder, job)
             self._held.add(job)
+            CLUSTER_JOB_RUNS.labels(job).inc()
             return True
+        if job in self._held:
+            log.info("the cluster-wide job %s has passed to another process", job)
         self._held.discard(job)
         return False
 

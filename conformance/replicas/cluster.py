@@ -20,10 +20,12 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.procs import stop as stop_process
 from conformance.harness import GatewayInfo, GatewayProcess, free_port, require_client
 from gateway import bootstrap
+from gateway.config import load_config
 
 HAPROXY_CONFIG = """\
 global
@@ -103,6 +105,8 @@ class Cluster:
     """Extra environment of every replica."""
     balanced: bool | None = None
     """haproxy in front (None: when there is more than one replica)."""
+    ca: dict[str, Any] = field(default_factory=dict)
+    """``[ca]`` settings written to config.toml before it is copied (e.g. short job intervals)."""
 
     async def start(self) -> GatewayInfo:
         self.replicas = [GatewayProcess(self.work / f"replica{i}" / "data", env=self.env) for i in range(self.size)]
@@ -116,6 +120,11 @@ class Cluster:
         await bootstrap.initialize(first.data_dir, store_url=self.store_url,
                                    server={"host": "127.0.0.1", "https_port": first.https_port,
                                            "http_port": first.http_port, **public})
+        if self.ca:
+            config = load_config(first.data_dir)
+            for key, value in self.ca.items():
+                setattr(config.ca, key, value)
+            config.save()
         for replica in self.replicas[1:]:
             replica.data_dir.parent.mkdir(parents=True)
             shutil.copytree(first.data_dir, replica.data_dir)

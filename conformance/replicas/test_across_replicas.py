@@ -172,3 +172,68 @@ async def test_cluster_wide_jobs_have_one_holder_and_the_balancer_routes(cluster
         async with store.read() as q:
             holder = await q.leases.holder("crl-refresh", utcnow())
     assert holder is not None  # one replica runs the CRL refresh (the lease names one holder)
+
+
+JOBS = ("crl-refresh", "upstream-poll")
+
+
+async def _job_runs(info: GatewayInfo) -> dict[str, float]:
+    """``gateway_cluster_job_runs_total`` per job, scraped from one replica."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{info.https}/metrics", ssl=info.ssl_context(),
+                               headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+    runs = dict.fromkeys(JOBS, 0.0)
+    for line in text.splitlines():
+        for job in JOBS:
+            if line.startswith(f'gateway_cluster_job_runs_total{{job="{job}"}} '):
+                runs[job] = float(line.rsplit(" ", 1)[1])
+    return runs
+
+
+async def _runs(cluster: Cluster, alive: list[int]) -> dict[int, dict[str, float]]:
+    return {i: await _job_runs(at(cluster, i)) for i in alive}
+
+
+async def test_each_cluster_wide_job_runs_at_one_replica_and_another_takes_over_when_it_is_killed(
+    tmp_path: Path,
+) -> None:
+    """Jobs every second, leases that outlast a dead holder by one more second: in each
+    window exactly one replica's run counter moves per job (the others' stay put), and
+    after the holder is killed -9 one of the survivors, and only one, runs it."""
+    async with fresh_pg_database("test_jobs") as url:
+        c = Cluster(tmp_path, url, 3, ca={"crl_check_interval": 1.0, "upstream_poll_interval": 1.0,
+                                          "lease_margin": 1.0})
+        await c.start()
+        await asyncio.to_thread(c.serve)
+        try:
+            alive = [0, 1, 2]
+
+            async def window(seconds: float) -> dict[str, int]:
+                """Which replica ran each job during ``seconds`` (asserting only one did)."""
+                before = await _runs(c, alive)
+                await asyncio.sleep(seconds)
+                after = await _runs(c, alive)
+                runner: dict[str, int] = {}
+                for job in JOBS:
+                    moved = [i for i in alive if after[i][job] > before[i][job]]
+                    assert len(moved) == 1, (job, before, after)
+                    runner[job] = moved[0]
+                return runner
+
+            await asyncio.sleep(2.5)  # every job has run once somewhere
+            first = await window(3.5)
+            assert await window(3.5) == first  # the same holder keeps it
+            killed = first["crl-refresh"]
+            c.kill(killed)
+            alive.remove(killed)
+            await asyncio.sleep(2 * 1.0 + 1.0 + 2.0)  # the dead holder's leases run out
+            taken = await window(3.5)
+            assert killed not in taken.values()
+            assert await window(3.5) == taken
+            took_over = [i for i in alive
+                         if "now runs the cluster-wide job crl-refresh" in c.replicas[i].log_path.read_text()]
+            assert took_over == [taken["crl-refresh"]], took_over
+        finally:
+            c.stop()
