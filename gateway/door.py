@@ -111,10 +111,14 @@ class ChallengeIssuer(Protocol):
     async def issue(
         self, config_id: str, *, bound_subject: str, profile: str, issued_by: str,
         ttl: dt.timedelta | None = None, attributes: Mapping[str, str] | None = None,
+        entity: str | None = None,
     ) -> OneTimeChallenge:
         """A one-time challenge for the configuration ``config_id``, valid once, for a
         request whose subject is ``bound_subject``, issued under ``profile``; ``ttl``
-        None takes the configuration's default. NotFound / BadRequest / Conflict."""
+        None takes the configuration's default. ``entity`` names the end entity the
+        certificate will belong to (None: the redeeming protocol's own naming), so the
+        protocol that asked keeps one name per device across its flows.
+        NotFound / BadRequest / Conflict."""
 
     async def provision(self, config_id: str, ca_id: str, *, profiles: list[str], actor: str) -> str:
         """Create a configuration of the redeeming protocol that accepts only these

@@ -57,6 +57,9 @@ MAX_CHALLENGE_MINUTES = 30 * 24 * 60
 REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
            "privilegeWithdrawn")
 """Revocation reasons an MDM may give (RFC 5280): not CA compromise, hold or removeFromCRL."""
+MDM_CONFIG_ATTRIBUTE = "mdm_config"
+"""The end-entity attribute a SCEP-redeemed challenge carries: the MDM configuration that
+asked for it, what makes the certificate this configuration's to revoke or report on."""
 DEVICE_VARIABLES = ("deviceId", "udid", "serialNumber", "imei", "meid", "deviceName")
 """Where the device's identifier is taken from when the request has no DeviceId, in order."""
 
@@ -128,10 +131,18 @@ class Call:
         if device is None:
             raise MdmFault("InvalidRequest", "give DeviceId or one of the variables " + ", ".join(DEVICE_VARIABLES))
         self.audit["device"] = device
+        self.audit["entity"] = self.entity(device)
         return device
 
     def entity(self, device: str) -> str:
+        """The device's end entity, in both flows (PKCS#12 and SCEP challenge)."""
         return f"{self.settings.platform}:{device}"
+
+    def entity_known(self, name: str) -> None:
+        """Audit the end entity of a certificate the call acts on (Revoke, status, Renew)."""
+        self.audit["entity"] = name[:255]
+        prefix = self.settings.platform + ":"
+        self.audit["device"] = name[len(prefix):] if name.startswith(prefix) else name
 
 
 Operation = Callable[[Call], Awaitable[Element]]
@@ -217,8 +228,9 @@ async def op_request_scep_challenge(call: Call) -> Element:
         ttl = dt.timedelta(minutes=int(minutes))
     issued = await issuer.issue(
         scep_config, bound_subject=subject.rfc4514_string(), profile=did.profile, issued_by=call.actor, ttl=ttl,
-        attributes={"mdm_config": call.record.id, "mdm_platform": call.settings.platform, "mdm_device": device,
-                    "digital_id": did.name},
+        attributes={MDM_CONFIG_ATTRIBUTE: call.record.id, "mdm_platform": call.settings.platform,
+                    "mdm_device": device, "digital_id": did.name},
+        entity=call.entity(device),
     )
     out = _out("RequestScepChallengeResponse")
     _put(out, "Challenge", issued.value)
@@ -248,13 +260,9 @@ async def op_renew(call: Call) -> Element:
         subject = render(did.rdn_format, did.parent_dn, values)
         return await _keygen(call, "RenewResponse", did.profile, subject, call.entity(device), did.key_algorithm,
                              did.pkcs12_encryption, server_keys=did.server_keys)
-    rec = await _own_certificate(call, serial)
+    rec, entity = await _own_certificate(call, serial)
     if rec.status != "valid":
         raise MdmFault("Conflict", f"certificate {rec.serial} is {rec.status}: renew by digital ID instead")
-    entity = None
-    if rec.entity_id is not None:
-        ent = await call.door.entity(rec.entity_id)
-        entity = ent.name if ent is not None else None
     cert = x509.load_der_x509_certificate(rec.der)
     same = next((d for d in call.settings.digital_ids.values() if d.profile == rec.profile), None)
     call.audit["renewed"] = rec.serial
@@ -298,7 +306,7 @@ async def _keygen(call: Call, answer: str, profile: str, subject: x509.Name, ent
 
 
 async def op_revoke(call: Call) -> Element:
-    rec = await _own_certificate(call, call.text("SerialNumber", required=True) or "")
+    rec, _ = await _own_certificate(call, call.text("SerialNumber", required=True) or "")
     reason_text = call.text("Reason") or "unspecified"
     if reason_text not in REASONS:
         raise MdmFault("InvalidRequest", f"Reason must be one of {', '.join(REASONS)}")
@@ -308,19 +316,29 @@ async def op_revoke(call: Call) -> Element:
 
 
 async def op_status(call: Call) -> Element:
-    rec = await _own_certificate(call, call.text("SerialNumber", required=True) or "")
+    rec, _ = await _own_certificate(call, call.text("SerialNumber", required=True) or "")
     return _status("GetCertificateStatusResponse", rec, call.door.clock())
 
 
-async def _own_certificate(call: Call, serial: str) -> CertificateRecord:
-    """A certificate issued through this configuration (or its SCEP configuration)."""
+async def _own_certificate(call: Call, serial: str) -> tuple[CertificateRecord, str | None]:
+    """A certificate this configuration caused, with its end entity's name: issued through
+    the configuration itself (PKCS#12), or through its SCEP configuration with a challenge
+    this configuration handed out (the entity says so). A SCEP configuration may be shared
+    (``scep_config`` naming one that also serves other clients): its other certificates
+    are not this configuration's to revoke or look at."""
     call.audit["serial"] = serial[:64]
     rec = await call.door.find_certificate(serial.strip().lower())
-    mine = {call.record.id} | ({call.settings.scep_config} if call.settings.scep_config else set())
-    if rec is None or rec.protocol_config not in mine:
+    ent = await call.door.entity(rec.entity_id) if rec is not None and rec.entity_id is not None else None
+    mine = rec is not None and (
+        rec.protocol_config == call.record.id
+        or (call.settings.scep_config is not None and rec.protocol_config == call.settings.scep_config
+            and ent is not None and ent.attributes.get(MDM_CONFIG_ATTRIBUTE) == call.record.id))
+    if rec is None or not mine:
         raise MdmFault("CertificateNotFound", f"no certificate {serial[:64]!r} issued through MDM configuration "
                        f"{call.record.id}")
-    return rec
+    if ent is not None:
+        call.entity_known(ent.name)
+    return rec, ent.name if ent is not None else None
 
 
 def _status(answer: str, rec: CertificateRecord, now: dt.datetime) -> Element:
@@ -402,6 +420,9 @@ class MdmService:
         audit: dict[str, str | None] = {}
         operation = None
         username = None
+        platform = rec.settings.get("platform")
+        if isinstance(platform, str) and platform:  # known before authentication: refusals carry it too
+            audit["platform"] = platform[:32]
         try:
             envelope = parse_envelope(data)
             version = envelope.version
@@ -445,6 +466,6 @@ class MdmService:
         await self.door.record_event(
             "mdm_call", status, protocol_config=rec.id, serial=audit.get("serial"),
             operation=operation, username=username[:64] if username else None, platform=platform,
-            device=device, entity=f"{platform}:{device}" if platform and device else None,
+            device=device, entity=audit.get("entity"),
             digital_id=audit.get("digital_id"), renewed=audit.get("renewed"), fault=code,
         )

@@ -46,6 +46,10 @@ from .repository import ChallengeRecord, ScepRepository, SecretRecord
 from .types import FailInfo, ScepFailure
 
 WEBHOOK = "webhook"
+END_ENTITY = "end_entity"
+"""The challenge attribute naming the end entity (set only by the handoff to another
+protocol, :mod:`.handoff`): the certificate joins that entity instead of one named by
+the CSR's CN, and the key is not copied into the entity's attributes."""
 """The source of challenges from the Jamf webhook, whose binding is the CN alone."""
 STATIC = "static_challenge"
 """The ``scep_secrets`` kind of the static challenge (challenge admins are enrollment
@@ -89,6 +93,7 @@ class ChallengeGrant:
     entity_attributes: dict[str, Any] = field(default_factory=dict)
     token: str | None = None  # verifier-private handle (the dynamic challenge's digest)
     profile: str | None = None  # the profile the challenge fixes (None: the configuration's default)
+    entity: str | None = None  # the end entity the challenge names (None: the CSR's CN)
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,10 @@ class DynamicChallengeVerifier:
         if not await self._repo.use_challenge(request.config.id, digest, now=request.now,
                                               used_by=request.transaction_id):
             raise ScepFailure(FailInfo.BAD_REQUEST, "the challenge password was already used")
-        return ChallengeGrant(self.name, dict(rec.attributes), token=digest, profile=rec.profile)
+        attributes = dict(rec.attributes)
+        entity = attributes.pop(END_ENTITY, None)
+        return ChallengeGrant(self.name, attributes, token=digest, profile=rec.profile,
+                              entity=entity if isinstance(entity, str) and entity else None)
 
     async def notify_success(self, request: ChallengeRequest, grant: ChallengeGrant, issued: IssuedInfo | None) -> None:
         return None

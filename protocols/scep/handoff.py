@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from gateway.door import Door, OneTimeChallenge
 from gateway.errors import BadRequest, NotFound
 
-from .challenge import issue_dynamic_challenge
+from .challenge import END_ENTITY, issue_dynamic_challenge
 from .ra import issue_ra
 from .repository import ScepRepository
 from .settings import parse_settings
@@ -38,6 +38,7 @@ class ScepChallengeIssuer:
     async def issue(
         self, config_id: str, *, bound_subject: str, profile: str, issued_by: str,
         ttl: dt.timedelta | None = None, attributes: Mapping[str, str] | None = None,
+        entity: str | None = None,
     ) -> OneTimeChallenge:
         rec = await self._door.find_configuration(config_id)
         if rec is None or not rec.enabled:
@@ -50,7 +51,8 @@ class ScepChallengeIssuer:
         issued = await issue_dynamic_challenge(
             self._repo, rec.id, ttl=settings.challenge_lifetime(ttl), limit=settings.dynamic_challenge_limit,
             source=self._source(issued_by), issued_by=issued_by, bound_subject=bound_subject,
-            attributes=dict(attributes or {}), profile=profile, now=self._door.clock(),
+            attributes={**(attributes or {}), **({END_ENTITY: entity[:255]} if entity else {})}, profile=profile,
+            now=self._door.clock(),
         )
         await self._door.record_event(
             "scep_challenge", "success", protocol_config=rec.id, source=self._source(issued_by),

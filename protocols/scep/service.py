@@ -418,7 +418,8 @@ class ScepService:
         challenge_req = ChallengeRequest(ctx.record, msg.transaction_id, csr, challenge_password(csr), now)
         if renewal_of is None:
             verifier, grant = await self._authorize(ctx, challenge_req)
-            entity = _entity_name(csr, msg.transaction_id)
+            entity = (grant.entity if grant is not None and grant.entity else None) or _entity_name(
+                csr, msg.transaction_id)
             attributes = dict(grant.entity_attributes) if grant else {}
         else:
             entity = renewal_of.entity_name

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import aiohttp
+import pytest
+import zeep.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -102,3 +104,52 @@ async def test_enroll_with_a_given_password_renew_revoke_and_status(mdm: MdmServ
     assert (await mdm.call(svc, "GetCertificateStatus", SerialNumber=renewed.SerialNumber)).Status == "valid"
     rec = await mdm.gw.door("mdm").find_certificate(first.SerialNumber)
     assert rec.status == "revoked" and rec.revocation_reason == 1
+
+
+async def test_every_call_is_audited_with_the_device_as_end_entity(mdm: MdmServer) -> None:
+    """Enroll, Renew by serial, GetCertificateStatus and Revoke each name ``jamf:<device>``;
+    a call refused at authentication still names the platform."""
+    svc = await mdm.client()
+    door = mdm.gw.door("mdm")
+    first = await mdm.call(svc, "Enroll", DigitalId=DIGITAL_ID, DeviceId="udid-42", Variables=variables(**DEVICE))
+    renewed = await mdm.call(svc, "Renew", SerialNumber=first.SerialNumber)
+    await mdm.call(svc, "GetCertificateStatus", SerialNumber=renewed.SerialNumber)
+    await mdm.call(svc, "Revoke", SerialNumber=first.SerialNumber, Reason="superseded")
+    bad = await mdm.client(password="wrong-password")
+    with pytest.raises(zeep.exceptions.Fault):
+        await mdm.call(bad, "Revoke", SerialNumber=renewed.SerialNumber)
+    calls = {e["detail"]["operation"]: e for e in await _events(mdm, type="mdm_call")}
+    for op in ("Enroll", "Renew", "GetCertificateStatus"):
+        assert calls[op]["status"] == "success", op
+        assert calls[op]["detail"]["entity"] == "jamf:udid-42", (op, calls[op]["detail"])
+        assert calls[op]["detail"]["device"] == "udid-42", op
+    revokes = [e for e in await _events(mdm, type="mdm_call") if e["detail"]["operation"] == "Revoke"]
+    assert {e["status"] for e in revokes} == {"success", "failure"}
+    ok = next(e for e in revokes if e["status"] == "success")
+    assert ok["detail"]["entity"] == "jamf:udid-42" and ok["serial"] == first.SerialNumber
+    refused = next(e for e in revokes if e["status"] == "failure")
+    assert refused["detail"]["fault"] == "AuthenticationFailed" and refused["detail"]["platform"] == "jamf"
+    assert refused["detail"].get("entity") is None  # nothing about the certificate is told before authentication
+
+
+async def test_renew_by_serial_keeps_the_profile_and_the_end_entity(mdm: MdmServer) -> None:
+    """The renewed certificate is issued under the old one's profile (not the dev digital
+    ID's, nor a default) and joins the same end entity; its key is new."""
+    from protocols.mdm.manage import add_digital_id
+
+    door = mdm.gw.door("mdm")
+    await add_digital_id(door, CONFIG, "signer", {"profile": "mdmws-p12-digsig-non-repudiation",
+                                                  "rdn_format": "CN=<udid>", "parent_dn": "O=Acme"}, actor="test")
+    svc = await mdm.client()
+    first = await mdm.call(svc, "Enroll", DigitalId="signer", Variables=variables(udid="u-77"))
+    renewed = await mdm.call(svc, "Renew", SerialNumber=first.SerialNumber)
+    old = await door.find_certificate(first.SerialNumber)
+    new = await door.find_certificate(renewed.SerialNumber)
+    assert new.serial != old.serial and new.subject == old.subject == "CN=u-77,O=Acme"
+    assert new.profile == old.profile == "mdmws-p12-digsig-non-repudiation"
+    assert new.entity_id == old.entity_id and (await door.entity(new.entity_id)).name == "jamf:u-77"
+    cert = x509.load_der_x509_certificate(new.der)
+    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.digital_signature and ku.content_commitment and not ku.key_encipherment
+    assert not any(isinstance(e.value, x509.ExtendedKeyUsage) for e in cert.extensions)
+    assert cert.public_key() != x509.load_der_x509_certificate(old.der).public_key()

@@ -19,6 +19,7 @@ from protocols.mdm.manage import add_digital_id
 
 from .conftest import CONFIG, SCEP_CONFIG, MdmServer, scep_certificates, scepclient, variables
 
+NS = "urn:enrollment-gateway:mdmws:1"
 DID = "scep-device"
 PROFILE = "mdmws-digsig-keyenc-client-auth"
 SPEC = {"profile": PROFILE, "rdn_format": "CN=<deviceName>,OU=<igusername>", "parent_dn": "O=Acme,C=US"}
@@ -61,6 +62,10 @@ async def test_device_enrolls_with_bound_subject_and_profile_and_challenge_is_si
     assert rec is not None
     assert rec.profile == PROFILE
     assert rec.protocol_config == SCEP_CONFIG
+    # the device's end entity is named as in the PKCS#12 flow (<platform>:<device>), not by the CN
+    entity = await mdm.gw.door("mdm").entity(rec.entity_id)
+    assert entity is not None and entity.name == "jamf:ipad-7" and entity.attributes["mdm_config"] == CONFIG
+    assert "end_entity" not in entity.attributes
     after = await scep_certificates(mdm)
     assert len(after) == len(before) + 1
 
@@ -108,3 +113,42 @@ async def test_status_of_an_unknown_serial_is_a_fault(mdm: MdmServer) -> None:
     svc = await mdm.client()
     with pytest.raises(zeep.exceptions.Fault):
         await mdm.call(svc, "GetCertificateStatus", SerialNumber="00ff")
+
+
+async def test_a_shared_scep_configuration_s_other_certificates_are_not_this_configuration_s(
+        mdm: MdmServer, tmp_path: Path) -> None:
+    """Two MDM configurations of one platform share ``mdm-scep``, which also serves
+    challenges of its own: each MDM credential revokes and reads only the certificates of
+    the challenges its configuration handed out."""
+    from protocols.mdm.manage import add_credential, create_configuration
+
+    door = mdm.gw.door("mdm")
+    await scep_digital_id(mdm)
+    await create_configuration(door, "neighbour", "issuing", "jamf", actor="test", scep_config=SCEP_CONFIG)
+    await add_digital_id(door, "neighbour", DID, dict(SPEC), actor="test")
+    made = await add_credential(door, "neighbour", "neighbour-api", actor="test")
+    neighbour = await mdm.client("neighbour-api", made.secret, config="neighbour")
+    mine = await mdm.client()
+
+    got = await challenge(mdm, mine, "ipad-5", "erin")
+    code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "mine", got.Challenge, *subject_args("ipad-5", "erin"))
+    assert code == 0, out
+    serial = f"{load(tmp_path / 'mine').serial_number:x}"
+    # a challenge of the SCEP configuration itself (an operator's, no MDM configuration's)
+    issuer = door.challenge_issuer("scep")
+    assert issuer is not None
+    own = await issuer.issue(SCEP_CONFIG, bound_subject="CN=kiosk,OU=ops,O=Acme,C=US", profile=PROFILE,
+                             issued_by="api:operator")
+    code, out = await scepclient(mdm, own.url, tmp_path / "kiosk", own.value, *subject_args("kiosk", "ops"))
+    assert code == 0, out
+    kiosk = f"{load(tmp_path / 'kiosk').serial_number:x}"
+
+    assert (await mdm.call(mine, "GetCertificateStatus", SerialNumber=serial)).Status == "valid"
+    for svc, theirs in ((neighbour, serial), (mine, kiosk), (neighbour, kiosk)):
+        for op in ("GetCertificateStatus", "Revoke"):
+            with pytest.raises(zeep.exceptions.Fault) as caught:
+                await mdm.call(svc, op, SerialNumber=theirs)
+            assert caught.value.detail.find(f"{{{NS}}}Fault/{{{NS}}}Code").text == "CertificateNotFound"
+    assert (await door.find_certificate(serial)).status == "valid"
+    assert (await door.find_certificate(kiosk)).status == "valid"
+    assert (await mdm.call(mine, "Revoke", SerialNumber=serial)).Status == "revoked"
