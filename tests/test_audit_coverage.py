@@ -347,6 +347,18 @@ async def _mdm_credential(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     return Call(configuration="walk-mdm", secrets=[made["password"]])
 
 
+@recipe("unlockMdmCredential")
+async def _mdm_credential_unlock(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    await admin.call("POST", "/mdm/walk-mdm/credentials/walker/unlock", expect=200)
+    return Call(configuration="walk-mdm")
+
+
+@recipe("resetMdmCredentialPassword")
+async def _mdm_credential_password(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
+    made = await admin.call("POST", "/mdm/walk-mdm/credentials/walker/password", expect=200)
+    return Call(configuration="walk-mdm", secrets=[made["password"]])
+
+
 @recipe("deleteMdmCredential")
 async def _mdm_credential_delete(admin: Admin, gw: Any, state: dict[str, Any]) -> Call:
     await admin.call("DELETE", "/mdm/walk-mdm/credentials/walker", expect=204)

@@ -21,7 +21,7 @@ from . import profiles
 from .manage import (
     CONFIG_ID,
     add_credential, add_digital_id, create_configuration, describe_with, mdm_configuration, remove_credential,
-    remove_digital_id,
+    remove_digital_id, reset_password, unlock_credential,
 )
 from .platforms import PLATFORMS
 from .service import PROTOCOL
@@ -123,6 +123,26 @@ async def delete_credential(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def unlock(request: web.Request) -> web.Response:
+    d = _door(request)
+    QueryArgs(request).done()
+    info = await unlock_credential(d, request.match_info["id"], request.match_info["username"],
+                                   actor=actor(request))
+    return web.json_response(credential_view(info, d.clock()))
+
+
+async def new_password(request: web.Request) -> web.Response:
+    d = _door(request)
+    QueryArgs(request).done()
+    config_id, username = request.match_info["id"], request.match_info["username"]
+    password = await reset_password(d, config_id, username, actor=actor(request))
+    rec, _ = await mdm_configuration(d, config_id)
+    found = await d.credentials.find_user(rec.id, username)
+    assert found is not None
+    return web.json_response({**credential_view(found, d.clock()), "password": password},
+                             headers={"Cache-Control": "no-store"})
+
+
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/mdm", create_config, "createMdmConfiguration",
           "Create an MDM configuration offering every mdmws profile (and, unless scep is false or scep_config "
@@ -150,6 +170,13 @@ ROUTES: tuple[Route, ...] = (
           body="MdmCredentialCreate", errors=(404, 409)),
     Route("DELETE", "/mdm/{id}/credentials/{username}", delete_credential, "deleteMdmCredential",
           "Delete a credential", TAG, (Reply(204, "Deleted"),), errors=(404,)),
+    Route("POST", "/mdm/{id}/credentials/{username}/unlock", unlock, "unlockMdmCredential",
+          "End a credential's lockout now (as `gateway mdm credential unlock`)", TAG,
+          (Reply(200, "The credential", "MdmCredential"),), errors=(404,)),
+    Route("POST", "/mdm/{id}/credentials/{username}/password", new_password, "resetMdmCredentialPassword",
+          "Give a credential a new generated password, shown once (the old one stops working; lockout cleared)",
+          TAG, (Reply(200, "The credential and its new password, shown once", "MdmCredentialCreated"),),
+          errors=(404,)),
 )
 
 _S = {"type": "string"}

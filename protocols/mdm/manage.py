@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway.door import Door, IssuedCredential, ProtocolConfigRecord
+from gateway.door import CredentialInfo, Door, IssuedCredential, ProtocolConfigRecord
 from gateway.errors import BadRequest, Conflict, NotFound
 
 from . import profiles
@@ -94,6 +94,24 @@ async def remove_credential(door: Door, config_id: str, username: str, *, actor:
     if found is None:
         raise NotFound(f"no MDM credential {username!r} in configuration {config_id}")
     await door.credentials.delete(rec.id, found.id, actor=actor)
+
+
+async def unlock_credential(door: Door, config_id: str, username: str, *, actor: str) -> CredentialInfo:
+    """End a credential's lockout now (the failures counted against it cleared)."""
+    rec, _ = await mdm_configuration(door, config_id)
+    found = await door.credentials.find_user(rec.id, username)
+    if found is None:
+        raise NotFound(f"no MDM credential {username!r} in configuration {config_id}")
+    return await door.credentials.unlock(rec.id, found.id, actor=actor)
+
+
+async def reset_password(door: Door, config_id: str, username: str, *, actor: str) -> str:
+    """A new generated password for an existing credential, returned once (the old one
+    stops working; failures and lockout cleared)."""
+    rec, _ = await mdm_configuration(door, config_id)
+    if await door.credentials.find_user(rec.id, username) is None:
+        raise NotFound(f"no MDM credential {username!r} in configuration {config_id}")
+    return await door.credentials.set_password(rec.id, username, actor=actor)
 
 
 def digital_id_view(https_url: str, rec: ProtocolConfigRecord, did: DigitalId, scep: str | None) -> dict[str, Any]:

@@ -101,6 +101,46 @@ async def test_admin_credentials_password_shown_once(mdm: MdmServer) -> None:
     assert "ws1-api" not in {c["username"] for c in listed["items"]}
 
 
+async def test_admin_unlocks_a_credential_locked_over_soap_and_resets_its_password(mdm: MdmServer) -> None:
+    import zeep.exceptions
+
+    status, body = await admin(mdm, "POST", f"/mdm/{CONFIG}/credentials", {"username": "locked-api"})
+    assert status == 201, body
+    password = body["password"]
+    bad = await mdm.client("locked-api", "wrong-password")
+    for _ in range(5):
+        with pytest.raises(zeep.exceptions.Fault):
+            await mdm.call(bad, "Authenticate")
+    good = await mdm.client("locked-api", password)
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        await mdm.call(good, "Authenticate")
+    assert caught.value.detail.find("{urn:enrollment-gateway:mdmws:1}Fault/{urn:enrollment-gateway:mdmws:1}Code"
+                                    ).text == "LockedOut"
+    status, listed = await admin(mdm, "GET", f"/mdm/{CONFIG}/credentials")
+    assert next(c for c in listed["items"] if c["username"] == "locked-api")["locked"] is True
+
+    status, body = await admin(mdm, "POST", f"/mdm/{CONFIG}/credentials/locked-api/unlock")
+    assert status == 200, body
+    assert body["locked"] is False and body["failures"] == 0 and "password" not in body
+    assert (await mdm.call(good, "Authenticate")).Username == "locked-api"
+
+    status, body = await admin(mdm, "POST", f"/mdm/{CONFIG}/credentials/locked-api/password")
+    assert status == 200, body
+    fresh = body["password"]
+    assert isinstance(fresh, str) and len(fresh) >= 12 and fresh != password
+    with pytest.raises(zeep.exceptions.Fault):
+        await mdm.call(good, "Authenticate")  # the old password no longer works
+    assert (await mdm.call(await mdm.client("locked-api", fresh), "Authenticate")).Username == "locked-api"
+    status, listed = await admin(mdm, "GET", f"/mdm/{CONFIG}/credentials")
+    assert fresh not in json.dumps(listed)
+
+    for path in ("nobody/unlock", "nobody/password"):
+        status, body = await admin(mdm, "POST", f"/mdm/{CONFIG}/credentials/{path}")
+        assert status == 404, body
+    status, body = await admin(mdm, "POST", "/mdm/nosuch/credentials/locked-api/unlock")
+    assert status == 404, body
+
+
 @pytest.fixture
 def stopped(mdm_data_dir: Path, tmp_path: Path) -> Path:
     """A copy of the initialized data directory, no gateway running on it."""
