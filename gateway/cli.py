@@ -333,7 +333,8 @@ def _token_location(args: argparse.Namespace) -> "Pkcs11Location | None":
     """The PKCS#11 location ``--backend pkcs11`` asks for (None for a key held here)."""
     backend = getattr(args, "backend", "local")
     if backend == "local":
-        if args.pkcs11_uri or args.pkcs11_module or args.pkcs11_pin_env or args.pkcs11_pin_file:
+        if (args.pkcs11_uri or args.pkcs11_module or args.pkcs11_pin_env or args.pkcs11_pin_file
+                or args.pkcs11_ocsp_signer):
             raise ConfigError("the --pkcs11-* options need --backend pkcs11")
         return None
     if backend != "pkcs11":
@@ -347,7 +348,7 @@ def _token_location(args: argparse.Namespace) -> "Pkcs11Location | None":
     from .ca.pkcs11 import Pkcs11Location
 
     return Pkcs11Location.from_uri(args.pkcs11_uri, default_label=args.id, module=args.pkcs11_module,
-                                   pin_source=pin_source)
+                                   pin_source=pin_source, ocsp_signer=args.pkcs11_ocsp_signer or "ca-key")
 
 
 async def cmd_ca_import(args: argparse.Namespace) -> int:
@@ -595,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pkcs11-pin-env", help="environment variable holding the token PIN "
                    "(default GATEWAY_PKCS11_PIN); the PIN is never stored")
     s.add_argument("--pkcs11-pin-file", help="file holding the token PIN (instead of --pkcs11-pin-env)")
+    s.add_argument("--pkcs11-ocsp-signer", choices=("ca-key", "delegated"),
+                   help="who signs OCSP responses: the token key itself (ca-key, the default) or a delegated "
+                   "responder certificate the token signs, whose key is kept here (fewer token operations)")
     s.add_argument("--upstream-url", help="the upstream's URL (est: https://host/.well-known/est[/label]; "
                    "acme: its directory URL; adcs: the CES URL, .../service.svc/CES)")
     s.add_argument("--upstream-ca-cert", help="adcs: PEM file of the issuing CA certificate and its chain")

@@ -14,16 +14,18 @@ import abc
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
 )
 
 from ..profiles.model import Profile
+
+if TYPE_CHECKING:
+    from .signer import IssuerKey
 
 
 class RevocationReason(enum.IntEnum):
@@ -258,14 +260,16 @@ class CABackend(abc.ABC):
 
     @abc.abstractmethod
     async def revoke(self, serial: int, reason: RevocationReason,
-                     invalidity_date: dt.datetime | None = None) -> None:
-        """Tell the CA a certificate is revoked (``certificate_hold``: put on hold)."""
+                     invalidity_date: dt.datetime | None = None) -> str | None:
+        """Tell the CA a certificate is revoked (``certificate_hold``: put on hold). None
+        when the CA knows now (or publishes from the core's records); else why it could not be
+        told (an upstream whose protocol has no revocation), which the core audits."""
 
     async def revoke_certificate(self, certificate: x509.Certificate, reason: RevocationReason,
-                                 invalidity_date: dt.datetime | None = None) -> None:
+                                 invalidity_date: dt.datetime | None = None) -> str | None:
         """:meth:`revoke` for a CA that needs the certificate itself, not only its serial
         (ACME's revokeCert); the core calls this one."""
-        await self.revoke(certificate.serial_number, reason, invalidity_date)
+        return await self.revoke(certificate.serial_number, reason, invalidity_date)
 
     async def release_hold(self, serial: int) -> None:
         """Release a hold (only asked when ``capabilities.hold``)."""
@@ -284,10 +288,9 @@ class CABackend(abc.ABC):
 
         raise Unavailable(f"CA {self.id} does not sign CRLs")
 
-    async def ocsp_signer(
-        self, validity: dt.timedelta,
-    ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-        """A delegated OCSP signing certificate and key (only when ``capabilities.ocsp``)."""
+    async def ocsp_signer(self, validity: dt.timedelta) -> tuple[x509.Certificate, "IssuerKey"]:
+        """Who signs this CA's OCSP responses (only when ``capabilities.ocsp``): a delegated
+        OCSP signing certificate and its key, or the CA's own certificate and key."""
         from ..errors import Unavailable
 
         raise Unavailable(f"CA {self.id} has no OCSP signer")

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from .. import keys
 from ..errors import Unavailable
@@ -210,9 +209,7 @@ class LocalCA(CABackend):
 
         return await asyncio.to_thread(build) if self._slow_signer else build()
 
-    async def ocsp_signer(
-        self, validity: dt.timedelta,
-    ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+    async def ocsp_signer(self, validity: dt.timedelta) -> tuple[x509.Certificate, IssuerKey]:
         if self._hierarchy is None:
             raise Unavailable(f"CA {self.id} has no OCSP signer")
         return await self._hierarchy.ensure_ocsp_signer(self, validity)

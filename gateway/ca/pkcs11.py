@@ -3,9 +3,11 @@
 A CA of backend kind ``pkcs11`` is an ordinary root or issuing CA whose private key is
 an object on a token: the gateway keeps its certificate and chain, the key's location
 (module, token, label, id) and where the PIN comes from, never the key or the PIN.
-Certificates and CRLs are signed by the token through :mod:`gateway.ca.signer`; OCSP
-responses are signed by a delegated responder (RFC 6960 4.2.2.2) whose certificate the
-token signs, so the token is not asked once per OCSP request.
+Certificates, CRLs and OCSP responses are signed by the token through
+:mod:`gateway.ca.signer` (the TBS bytes are built here, the token signs them, the signature
+is checked under the CA's public key). ``ocsp_signer`` ``delegated`` instead has the token
+sign a delegated responder certificate (RFC 6960 4.2.2.2) whose software key signs the
+responses, for a token too slow to be asked once per OCSP request.
 
 The location is an RFC 7512 URI, e.g.
 ``pkcs11:token=gateway;object=hsm-root?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:GATEWAY_PKCS11_PIN``.
@@ -19,6 +21,7 @@ one per (module, token), each with a lock: a session is not safe for concurrent 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -51,6 +54,7 @@ KIND = "pkcs11"
 DEFAULT_PIN_SOURCE = "env:GATEWAY_PKCS11_PIN"
 _CURVES = {"EC-P256": "secp256r1", "EC-P384": "secp384r1", "EC-P521": "secp521r1"}
 _RSA_SIZES = {"RSA-2048": 2048, "RSA-3072": 3072, "RSA-4096": 4096}
+OCSP_SIGNERS = ("ca-key", "delegated")
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ class Pkcs11Location:
     slot_id: int | None = None
     key_id: str | None = None  # hex CKA_ID
     pin_source: str = DEFAULT_PIN_SOURCE
+    ocsp_signer: str = "ca-key"
+    """Who signs OCSP responses: the token key itself (``ca-key``) or a ``delegated`` responder."""
 
     @classmethod
     def from_uri(cls, uri: str, *, default_label: str, module: str | None = None,
-                 pin_source: str | None = None) -> "Pkcs11Location":
+                 pin_source: str | None = None, ocsp_signer: str = "ca-key") -> "Pkcs11Location":
         """Parse an RFC 7512 ``pkcs11:`` URI; ``module``/``pin_source`` fill what it leaves out."""
         if not uri.startswith("pkcs11:"):
             raise BadRequest("a PKCS#11 URI starts with 'pkcs11:' (RFC 7512)")
@@ -83,6 +89,8 @@ class Pkcs11Location:
         slot = attrs.get("slot-id")
         if slot is not None and not slot.isdigit():
             raise BadRequest(f"PKCS#11 slot-id {slot!r} is not a number")
+        if ocsp_signer not in OCSP_SIGNERS:
+            raise BadRequest(f"the OCSP signer of a token CA is one of {list(OCSP_SIGNERS)}")
         if "token" not in attrs and slot is None:
             raise BadRequest("the PKCS#11 URI names no token (token=LABEL or slot-id=N)")
         key_id = attrs.get("id")
@@ -93,7 +101,7 @@ class Pkcs11Location:
             module=found_module, key_label=attrs.get("object") or default_label,
             token_label=attrs.get("token"), slot_id=int(slot) if slot is not None else None,
             key_id=key_id.encode("latin-1").hex() if key_id else None,
-            pin_source=attrs.get("pin-source") or pin_source or DEFAULT_PIN_SOURCE,
+            pin_source=attrs.get("pin-source") or pin_source or DEFAULT_PIN_SOURCE, ocsp_signer=ocsp_signer,
         )
 
     @classmethod
@@ -101,13 +109,15 @@ class Pkcs11Location:
         try:
             return cls(module=str(settings["module"]), key_label=str(settings["key_label"]),
                        token_label=settings.get("token_label"), slot_id=settings.get("slot_id"),
-                       key_id=settings.get("key_id"), pin_source=str(settings.get("pin_source", DEFAULT_PIN_SOURCE)))
+                       key_id=settings.get("key_id"), pin_source=str(settings.get("pin_source", DEFAULT_PIN_SOURCE)),
+                       ocsp_signer=str(settings.get("ocsp_signer", "ca-key")))
         except KeyError as exc:
             raise BackendStartupError(f"PKCS#11 settings lack {exc.args[0]!r}") from None
 
     def settings(self) -> dict[str, Any]:
         return {"module": self.module, "key_label": self.key_label, "token_label": self.token_label,
-                "slot_id": self.slot_id, "key_id": self.key_id, "pin_source": self.pin_source}
+                "slot_id": self.slot_id, "key_id": self.key_id, "pin_source": self.pin_source,
+                "ocsp_signer": self.ocsp_signer}
 
     @property
     def token_name(self) -> str:
@@ -364,6 +374,13 @@ class Pkcs11CA(LocalCA):
         key = self.private_key
         assert isinstance(key, Pkcs11Key)
         return key.location
+
+    async def ocsp_signer(self, validity: dt.timedelta) -> tuple[x509.Certificate, IssuerKey]:
+        """The CA itself (RFC 6960 4.2.2.2: the CA may sign its own responses) with its token
+        key, unless the CA was made with a delegated responder."""
+        if self.location.ocsp_signer == "delegated":
+            return await super().ocsp_signer(validity)
+        return self.certificate, self.private_key
 
 
 def build(record: CARecord, settings: LocalCASettings, hierarchy: "CAHierarchy") -> Pkcs11CA:

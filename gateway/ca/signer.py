@@ -108,6 +108,18 @@ def _token_signed(key: TokenKey, algorithm: SignatureHash, draft_der: bytes, tbs
     return _signed_structure(tbs, algorithm_der, signature)
 
 
+def token_signature(key: TokenKey, data: bytes) -> tuple[str, SignatureHash, bytes]:
+    """``data`` (a TBS structure built here, e.g. an OCSP ResponseData) signed by the token,
+    checked under the CA's public key: (family ``rsa``/``ec``, hash, signature)."""
+    family = _family(key)
+    algorithm = hash_for(key)
+    if algorithm is None:  # pragma: no cover - RSA and EC keys always have one
+        raise GatewayError("a token key needs a signature hash")
+    signature = key.sign(data, algorithm)
+    _check(key, signature, data, algorithm)
+    return family, algorithm, signature
+
+
 def sign_certificate(builder: x509.CertificateBuilder, key: IssuerKey) -> x509.Certificate:
     """``builder.sign`` for any :data:`IssuerKey`."""
     algorithm = hash_for(key)

@@ -1,4 +1,6 @@
-"""RFC 6960 OCSP responder core: parse requests, build signed responses. No I/O.
+"""RFC 6960 OCSP responder core: parse requests, build signed responses. No I/O,
+except that a response signed by a CA key in a token is signed by the token (blocking:
+callers run :func:`build_response` off the event loop for such a key).
 
 asn1crypto does the ASN.1 in both directions because cryptography's OCSP API
 refuses requests that ask about several certificates at once; cryptography
@@ -32,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..ca.backend import RevocationReason
 from ..errors import BadRequest, GatewayError
-from ..ca.signer import IssuerKey, sign_certificate
+from ..ca.signer import IssuerKey, TokenKey, sign_certificate, token_signature
 from ..keys import signature_hash_for
 
 CERT_ID_HASHES = ("sha1", "sha256", "sha384", "sha512")
@@ -86,10 +88,11 @@ class SingleStatus:
 
 @dataclass(frozen=True)
 class ResponderIdentity:
-    """Who signs responses: a delegated OCSP signing certificate, or the CA itself."""
+    """Who signs responses: a delegated OCSP signing certificate, or the CA itself (with
+    its key in this process or in a token)."""
 
     certificate: x509.Certificate
-    private_key: CertificateIssuerPrivateKeyTypes
+    private_key: IssuerKey
     extra_certs: tuple[x509.Certificate, ...] = ()
 
 
@@ -262,8 +265,14 @@ def _verify(key: CertificatePublicKeyTypes, algorithm: core.Asn1Value, signature
     return True
 
 
-def _sign(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> tuple[dict[str, object], bytes]:
-    """Sign ``data`` the way the key's strength asks; return (AlgorithmIdentifier, signature)."""
+def _sign(key: IssuerKey, data: bytes) -> tuple[dict[str, object], bytes]:
+    """Sign ``data`` the way the key's strength asks; return (AlgorithmIdentifier, signature).
+    A token key signs the ResponseData bytes built here, as it signs a certificate's TBS."""
+    if isinstance(key, TokenKey):
+        family, hashed, signature = token_signature(key, data)
+        if family == "rsa":
+            return {"algorithm": f"{hashed.name}_rsa", "parameters": core.Null()}, signature
+        return {"algorithm": f"{hashed.name}_ecdsa"}, signature
     digest = signature_hash_for(key)
     if isinstance(key, rsa.RSAPrivateKey) and digest is not None:
         # RFC 4055: PKCS#1 v1.5 AlgorithmIdentifiers carry explicit NULL parameters.

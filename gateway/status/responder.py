@@ -2,7 +2,9 @@
 
 Responses are signed by the CA's delegated OCSP signing certificate (issued and
 rotated by :meth:`CAHierarchy.ensure_ocsp_signer`), which is included in the
-response so clients can verify it against the CA.
+response so clients can verify it against the CA; or, for a CA whose key is in a token
+(:mod:`gateway.ca.pkcs11`), by the CA key itself, the response then carrying no
+certificate (RFC 6960 4.2.2.2: the CA's own signature needs none).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import datetime as dt
 import logging
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from ..ca.backend import RevocationReason
 from ..ca.backend import CABackend
 from ..ca.registry import CARegistry
+from ..ca.signer import IssuerKey, TokenKey
 from ..errors import BadRequest, GatewayError
 from ..metrics import count_ocsp
 from ..store import Store
@@ -45,7 +47,7 @@ class OCSPResponder:
         self._cas = cas
         self._response_validity = response_validity
         self._signer_validity = signer_validity
-        self._signers: dict[str, tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]] = {}
+        self._signers: dict[str, tuple[x509.Certificate, IssuerKey]] = {}
         self._lock = asyncio.Lock()
 
     async def signer(self, ca: CABackend) -> ResponderIdentity:
@@ -55,7 +57,8 @@ class OCSPResponder:
                 cached = await ca.ocsp_signer(self._signer_validity)
                 self._signers[ca.id] = cached
         cert, key = cached
-        return ResponderIdentity(certificate=cert, private_key=key, extra_certs=(cert,))
+        by_ca = cert == (await ca.chain())[0]  # the CA signs its own responses: no certificate to add
+        return ResponderIdentity(certificate=cert, private_key=key, extra_certs=() if by_ca else (cert,))
 
     async def respond(self, ca_id: str, request_der: bytes) -> bytes:
         """DER OCSPResponse for a DER OCSPRequest; failures become OCSP error statuses.
@@ -79,7 +82,15 @@ class OCSPResponder:
         async with self._store.read() as q:  # one connection for every certificate asked about
             for cert_id in request.cert_ids:
                 statuses.append(await self._status(q.certificates, ca.id, issuer, cert_id, now))
-        der = build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
+        if isinstance(identity.private_key, TokenKey):  # the token is a device: off the event loop
+            try:
+                der = await asyncio.to_thread(build_response, responder=identity, statuses=statuses,
+                                              nonce=request.nonce, produced_at=now)
+            except GatewayError as exc:  # the token refused or is gone: try again later
+                log.warning("OCSP for CA %s: %s", ca.id, exc.detail)
+                return self._refused(ca_id, "try_later")
+        else:
+            der = build_response(responder=identity, statuses=statuses, nonce=request.nonce, produced_at=now)
         for single in statuses:
             count_ocsp(ca.id, single.status)
         return der
