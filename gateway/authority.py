@@ -333,12 +333,10 @@ class Authority:
                 csr=parsed, overrides=overrides, entity_id=ent.id, protocol_config=config.id,
             )
             if config.settings.get("approval") == "manual":
-                pending = await self._hold(backend, request, request_id)
-                await self.events.record(
-                    event_type, "pending", entity_id=ent.id, protocol_config=config.id,
-                    ca_id=config.ca_id, request_id=pending.request_id, actor=actor,
-                )
-                return pending
+                return await self._hold(backend, request, request_id, EventRecord(
+                    type=event_type, status="pending", entity_id=ent.id, protocol_config=config.id,
+                    ca_id=config.ca_id, detail={"actor": actor} if actor is not None else {},
+                ))
             result = await self._issue(
                 backend, request, request_id=request_id, within=within, event=EventRecord(
                     type=event_type, status="success", entity_id=ent.id, protocol_config=config.id,
@@ -418,12 +416,17 @@ class Authority:
             entity_id=request.entity_id, protocol_config=request.protocol_config, upstream_handle=handle,
         )
 
-    async def _hold(self, backend: CABackend, request: SignRequest, request_id: str | None) -> PendingRequest:
-        """Hold for operator approval; what the CA would refuse is refused now."""
+    async def _hold(self, backend: CABackend, request: SignRequest, request_id: str | None,
+                    event: EventRecord) -> PendingRequest:
+        """Hold for operator approval; what the CA would refuse is refused now. The
+        ``pending`` event commits with the request (the approvers' notification reads it)."""
         await backend.check(request)
         rec = self._request_record(backend, request, request_id, "pending")
         async with self.store.transaction() as q:
             await q.requests.insert(rec)
+            event.request_id, event.created_at = rec.id, self._now()
+            event_id = await q.events.add(event)
+        log_committed(event, event_id)
         return PendingRequest(rec.id, backend.id, "pending")
 
     async def _held_upstream(self, backend: CABackend, request: SignRequest, request_id: str | None,
@@ -630,9 +633,12 @@ class Authority:
                 )
             if not approved:
                 raise Conflict(f"request {request_id} is {rec.status}, not pending")
-            try:
+            try:  # the approve event commits with the certificate: it is the "issued" notification
                 result = await self._issue(backend, self._sign_request(rec), request_id=None,
-                                           approve_request=rec.id)
+                                           approve_request=rec.id, event=EventRecord(
+                                               type="approve", status="success", entity_id=rec.entity_id,
+                                               protocol_config=rec.protocol_config, ca_id=rec.ca_id,
+                                               request_id=request_id, detail={"actor": operator}))
             except Exception:
                 # Signing failed (e.g. the CA expired meanwhile): hand the request back to the queue.
                 async with self.store.transaction() as q:
@@ -646,10 +652,6 @@ class Authority:
                 ca_id=rec.ca_id, request_id=request_id, actor=operator, detail=exc.detail,
             )
             raise
-        await self.events.record(
-            "approve", "success", entity_id=rec.entity_id, protocol_config=rec.protocol_config,
-            ca_id=rec.ca_id, request_id=request_id, serial=serial_hex(result.serial), actor=operator,
-        )
         return result
 
     async def reject(self, request_id: str, operator: str, reason: str) -> PendingRequest:
@@ -693,8 +695,10 @@ class Authority:
 
     async def _transition(self, verb: str, rec: CertificateRecord, backend: CABackend,
                           reason: RevocationReason | None, invalidity_date: dt.datetime | None,
-                          reissue_crl: bool = True) -> CertificateStatus:
+                          reissue_crl: bool = True) -> tuple[CertificateStatus, str | None]:
+        """The new status, and why the CA was not told when it could not be (audited by the caller)."""
         expect, status = self._TRANSITIONS[verb]
+        not_told = None
         if rec.status not in expect:
             raise Conflict(f"certificate {rec.serial} is {rec.status}; cannot {verb}")
         if verb == "unsuspend":
@@ -703,7 +707,8 @@ class Authority:
             await backend.release_hold(serial_int(rec.serial))
         else:
             assert reason is not None
-            await backend.revoke_certificate(x509.load_der_x509_certificate(rec.der), reason, invalidity_date)
+            not_told = await backend.revoke_certificate(x509.load_der_x509_certificate(rec.der), reason,
+                                                        invalidity_date)
         async with self.store.transaction() as q:
             updated = await q.certificates.update_status(
                 rec.serial, expect=set(expect), status=status,
@@ -718,7 +723,7 @@ class Authority:
             raise Conflict(f"certificate {rec.serial} changed meanwhile; cannot {verb}")
         if backend.capabilities.crl and reissue_crl:
             await self.crl(rec.ca_id, force=True)  # CRLs are reissued on every status change
-        return status_from_record(updated)
+        return status_from_record(updated), not_told
 
     async def _status_change(
         self, verb: str, serial: str, actor: str, protocol_config: str | None,
@@ -739,7 +744,7 @@ class Authority:
             if verb == "suspend":
                 reason, invalidity_date = RevocationReason.certificate_hold, None
             backend = await self.cas.backend(rec.ca_id)
-            status = await self._transition(verb, rec, backend, reason, invalidity_date, reissue_crl)
+            status, not_told = await self._transition(verb, rec, backend, reason, invalidity_date, reissue_crl)
         except GatewayError as exc:
             await self.events.record(
                 verb, "failure", entity_id=rec.entity_id, protocol_config=config,
@@ -751,6 +756,11 @@ class Authority:
             ca_id=rec.ca_id, serial=rec.serial, actor=actor,
             reason=reason.name if reason is not None and verb == "revoke" else None,
         )
+        if not_told is not None:  # an upstream without revocation: its operator must act there
+            await self.events.record(
+                "revoke_not_upstream", "warning", entity_id=rec.entity_id, protocol_config=config,
+                ca_id=rec.ca_id, serial=rec.serial, actor=actor, detail=not_told, verb=verb,
+            )
         return status
 
     async def revoke(

@@ -8,11 +8,17 @@ with STARTTLS) and optional templates (``string.Template``: ``${event}``, ``${se
 ``${status}``, ``${reason}``, ``${request}``, ``${handler}``).
 
 At least once, through the distribution outbox: the :class:`Notifier` reads the audit
-trail past a cursor (a compare-and-set counter, so two replicas never both match the same
-events), writes one outbox row per matching handler and advances the cursor in the same
-transaction; the outbox worker delivers with the same retries and backoff as
-certificate distribution. ``expiring`` is a daily-style scan: one row per handler and
-certificate (the row id is derived from both, so a certificate is announced once).
+trail past a cursor (a compare-and-set counter), writes one outbox row per matching
+handler and event and advances the cursor in the same transaction; the outbox worker
+delivers with the same retries and backoff as certificate distribution. The row id is
+derived from (handler, event id), so the outbox's primary key keeps each notification
+once however often its event is read. That is what makes the cursor safe on PostgreSQL,
+where event ids are taken at insert but transactions commit in any order: the cursor
+never passes an id still missing (a transaction that took it may yet commit), so the
+events after it are read again each pass until it appears or, ``gap_wait`` after the
+event that followed it, is taken for rolled back. ``expiring`` is a daily-style scan,
+soonest to expire first through every page: one row per handler and certificate (the
+row id is derived from both, so a certificate is announced once).
 """
 
 from __future__ import annotations
@@ -31,16 +37,19 @@ import uuid
 from email.message import EmailMessage
 from typing import Any
 
+from cryptography import x509
+
+from .clock import Clock, system_clock
 from .errors import BadRequest, Conflict, GatewayError, Unavailable
 from .sealing import Sealer
 from .store import Store
 from .store.queries import Queries
 from .store.records import (
     CertificateFilter,
+    CertificateRecord,
     EventRecord,
     NotificationHandlerRecord,
     OutboxRecord,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,9 @@ log = logging.getLogger(__name__)
 EVENTS = ("issued", "pending", "rejected", "revoked", "expiring")
 CURSOR = "notify_events"
 BATCH = 500
+GAP_WAIT = dt.timedelta(minutes=2)
+"""How long a missing event id holds the cursor back: longer than any transaction that
+records an event stays open, so an id still missing after it was rolled back."""
 DEFAULT_SUBJECT = "[gateway] ${event}: ${subject}"
 DEFAULT_BODY = ("${event} on ${protocol_config} (CA ${ca}): serial ${serial}, subject ${subject}, "
                 "profile ${profile}, status ${status}, not after ${not_after}${reason}\n")
@@ -59,7 +71,7 @@ def kind_of(event: EventRecord) -> str | None:
         return "pending"
     if event.status != "success":
         return None
-    if event.type in ("issue", "renew", "keygen"):
+    if event.type in ("issue", "renew", "keygen", "approve"):  # approve: an operator issued a held request
         return "issued"
     if event.type == "reject":
         return "rejected"
@@ -82,11 +94,27 @@ def render(template: str, values: dict[str, str]) -> str:
     return string.Template(template).safe_substitute(values)
 
 
-class Notifier:
-    """Turns audit events (and certificates nearing expiry) into outbox rows."""
+def _settled(cursor: int, events: list[EventRecord], before: dt.datetime) -> int:
+    """The new cursor: past the events read (ordered by id), but not past a missing id
+    unless the event after it was recorded before ``before`` (the gap is then a rollback)."""
+    for event in events:
+        assert event.id is not None
+        if event.id != cursor + 1 and event.created_at > before:
+            break
+        cursor = event.id
+    return cursor
 
-    def __init__(self, store: Store) -> None:
+
+class Notifier:
+    """Turns audit events (and certificates nearing expiry) into outbox rows. ``page``:
+    events read per pass and certificates per page of the expiring scan."""
+
+    def __init__(self, store: Store, *, clock: Clock = system_clock, page: int = BATCH,
+                 gap_wait: dt.timedelta = GAP_WAIT) -> None:
         self._store = store
+        self._clock = clock
+        self._page = page
+        self._gap_wait = gap_wait
 
     async def _values(self, q: Queries, event: EventRecord, kind: str) -> dict[str, str]:
         values = {"event": kind, "serial": event.serial or "", "protocol_config": event.protocol_config or "",
@@ -98,6 +126,15 @@ class Notifier:
             if cert is not None:
                 values.update(subject=cert.subject, profile=cert.profile, not_after=cert.not_after.isoformat(),
                               protocol_config=values["protocol_config"] or (cert.protocol_config or ""))
+        elif event.request_id:  # pending or rejected: no certificate yet, the held request says
+            req = await q.requests.get(event.request_id)
+            if req is not None:
+                values.update(profile=req.profile, ca=values["ca"] or req.ca_id,
+                              protocol_config=values["protocol_config"] or (req.protocol_config or ""))
+                try:
+                    values["subject"] = x509.load_pem_x509_csr(req.csr_pem.encode()).subject.rfc4514_string()
+                except ValueError:
+                    pass
         return values
 
     async def run_once(self) -> int:
@@ -105,10 +142,10 @@ class Notifier:
         written = 0
         async with self._store.transaction() as q:
             cursor = await q.generations.get(CURSOR)
-            handlers = await q.notifications.list(enabled_only=True)
-            events = await q.events.after(cursor, BATCH)
+            events = await q.events.after(cursor, self._page)
             if not events:
                 return 0
+            handlers = await q.notifications.list(enabled_only=True)
             for event in events:
                 kind = kind_of(event)
                 if kind is None:
@@ -119,16 +156,19 @@ class Notifier:
                 values = await self._values(q, event, kind)
                 for handler in wanted:
                     if _matches(handler, kind, values):
-                        await q.outbox.add(_row(handler, kind, values, f"{handler.id}:{event.id}"))
-                        written += 1
-            newest = max(e.id or 0 for e in events)
-            if not await q.generations.advance(CURSOR, cursor, newest):
+                        row = _row(handler, kind, values, f"{handler.id}:{event.id}")
+                        if await q.outbox.get(row.id) is None:  # read before, behind a gap
+                            await q.outbox.add(row)  # a replica's same row: Conflict, this pass rolls back
+                            written += 1
+            newest = _settled(cursor, events, self._clock() - self._gap_wait)
+            if newest != cursor and not await q.generations.advance(CURSOR, cursor, newest):
                 raise Conflict("another process matched these events")  # rolls this pass back
         return written
 
     async def expiring(self, now: dt.datetime | None = None) -> int:
-        """One ``expiring`` row per handler and certificate inside its window (once each)."""
-        now = now or utcnow()
+        """One ``expiring`` row per handler and certificate inside its window (once each),
+        every page of them, soonest to expire first."""
+        now = now or self._clock()
         written = 0
         async with self._store.read() as q:
             handlers = [h for h in await q.notifications.list(enabled_only=True)
@@ -136,24 +176,34 @@ class Notifier:
         for handler in handlers:
             assert handler.expiring_days is not None
             flt = CertificateFilter(status="valid", expires_before=now + dt.timedelta(days=handler.expiring_days),
-                                    ca_id=handler.conditions.get("ca"),
+                                    expires_after=now, ca_id=handler.conditions.get("ca"),
                                     protocol_config=handler.conditions.get("protocol_config"),
                                     profile=handler.conditions.get("profile"))
-            async with self._store.read() as q:
-                certs = [c for c in await q.certificates.list(flt, limit=BATCH) if c.not_after > now]
-            for cert in certs:
-                values = {"event": "expiring", "serial": cert.serial, "protocol_config": cert.protocol_config or "",
-                          "ca": cert.ca_id, "status": "valid", "request": cert.request_id or "", "reason": "",
-                          "subject": cert.subject, "profile": cert.profile, "not_after": cert.not_after.isoformat()}
-                row = _row(handler, "expiring", values, f"{handler.id}:expiring:{cert.serial}")
-                try:
-                    async with self._store.transaction() as q:
-                        if await q.outbox.get(row.id) is not None:
-                            continue
-                        await q.outbox.add(row)
-                    written += 1
-                except GatewayError:  # another replica wrote it first
-                    continue
+            after: tuple[dt.datetime, str] | None = None
+            while True:
+                async with self._store.read() as q:
+                    certs = await q.certificates.expiring_page(flt, after, self._page)
+                written += await self._announce_expiring(handler, certs)
+                if len(certs) < self._page:
+                    break
+                after = (certs[-1].not_after, certs[-1].serial)
+        return written
+
+    async def _announce_expiring(self, handler: NotificationHandlerRecord, certs: list[CertificateRecord]) -> int:
+        written = 0
+        for cert in certs:
+            values = {"event": "expiring", "serial": cert.serial, "protocol_config": cert.protocol_config or "",
+                      "ca": cert.ca_id, "status": "valid", "request": cert.request_id or "", "reason": "",
+                      "subject": cert.subject, "profile": cert.profile, "not_after": cert.not_after.isoformat()}
+            row = _row(handler, "expiring", values, f"{handler.id}:expiring:{cert.serial}")
+            try:
+                async with self._store.transaction() as q:
+                    if await q.outbox.get(row.id) is not None:
+                        continue
+                    await q.outbox.add(row)
+                written += 1
+            except GatewayError:  # another replica wrote it first
+                continue
         return written
 
 

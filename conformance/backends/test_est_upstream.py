@@ -2,7 +2,7 @@
 one under test: ``gateway ca create --backend est`` discovers its issuing CA from /cacerts,
 and certbot, scepclient and curl EST then get certificates the upstream signed, over
 HTTP Basic and over a TLS client certificate; a wrong upstream password is a clear,
-audited refusal with nothing stored."""
+audited refusal with nothing stored; a revocation here is audited as not told upstream."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from conformance.harness import GatewayInfo, GatewayProcess, run_cli, running_gateway
 from gateway import bootstrap
+from gateway.ca.backend import RevocationReason
 from gateway.store.records import CertificateFilter, EventFilter, serial_hex
 
 from .clients import curl_est_through, issue_with_every_client
@@ -109,6 +110,14 @@ async def test_every_client_issues_through_an_est_upstream_with_basic(upstream: 
                                     headers={"Content-Type": "application/ocsp-request"}) as resp:
                 refused = ocsp.load_der_ocsp_response(await resp.read())
             assert refused.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED  # not this responder's CA
+
+        # EST has no revocation: revoked here, and an audited warning that the upstream was not told
+        serial = serial_hex(issued.scep.serial_number)
+        await gw.authority.revoke(serial, RevocationReason.key_compromise, actor="test")
+        assert (await gw.authority.certificate(serial)).status == "revoked"
+        warned = [e for e in await _events(gw, EventFilter(type="revoke_not_upstream")) if e.serial == serial]
+        assert len(warned) == 1 and warned[0].status == "warning" and warned[0].ca_id == "up-est"
+        assert "the upstream was not told (EST has no revocation)" in warned[0].detail["detail"], warned[0].detail
 
 
 async def test_client_certificate_authentication_and_a_wrong_password(upstream: GatewayInfo, tmp_path: Path) -> None:

@@ -31,9 +31,13 @@ SECRET = "webhook-signing-secret-1"
 
 @dataclass
 class Webhook:
+    """Checks the signature; ``fail_first`` calls are answered 503."""
+
     workdir: Path
+    fail_first: int = 0
     port: int = field(default_factory=free_port)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    refused: int = 0
     _runner: web.AppRunner | None = None
 
     @property
@@ -46,6 +50,10 @@ class Webhook:
         expected = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, parts["v1"]) or abs(time.time() - int(parts["t"])) > 300:
             return web.Response(status=401)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            self.refused += 1
+            return web.Response(status=503, text="try later")
         self.calls.append({"key": request.headers["Idempotency-Key"], **json.loads(body)})
         return web.json_response({})
 
@@ -151,4 +159,73 @@ async def test_webhook_and_email_notifications(tmp_path: Path) -> None:
             assert hook.calls[-1]["subject"] == "CN=q.example.test"
     finally:
         mailbox.controller.stop()
+        await hook.stop()
+
+
+async def _held(info: Any, label: str, password: str, work: Path, name: str) -> None:
+    """curl EST /simpleenroll on a manual-approval label: 202, held."""
+    from .clients import sh
+
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca}
+    made = await sh('openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout h.key '
+                    f'-subj "/CN={name}" -outform DER | openssl base64 -out h.b64 && '
+                    f'curl -sS --cacert "$CA" -u "device:{password}" '
+                    '-H "Content-Type: application/pkcs10" --data-binary @h.b64 -o /dev/null '
+                    '-w "%{http_code}" "$EST/simpleenroll"', work, env)
+    assert made.stdout == "202", made.stdout + made.stderr
+
+
+async def test_approved_and_rejected_requests_and_conditions_on_ca_profile_status(tmp_path: Path) -> None:
+    """An operator's approval announces ``issued`` and a rejection ``rejected``; --ca,
+    --profile and --status select (the profile of a held request comes from the request);
+    a custom --body is the message."""
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    hook = await Webhook(tmp_path / "hook").start()
+    try:
+        async with running_gateway(data_dir) as (gw, info):
+            label, password = est_label(info, "issuing", "held")
+            run_cli("est", "set", label, "--approval", "manual", data_dir=data_dir)
+            await _held(info, label, password, tmp_path / "one", "one.example.test")
+            async with gw.store.read() as q:
+                [held] = await q.requests.list(status="pending")
+            profile = held.profile
+
+            def add(name: str, *args: str) -> None:
+                run_cli("notify", "add", name, *args, "--webhook", hook.url, "--secret-env", "HOOK_SECRET",
+                        "--trust", str(hook.workdir / "hook.pem"), data_dir=data_dir, env={"HOOK_SECRET": SECRET})
+
+            add("decided", "--event", "issued", "--event", "rejected", "--ca", "issuing", "--profile", profile,
+                "--body", "${event} ${serial} for ${subject} by ${handler} (${profile})")
+            add("other-ca", "--event", "issued", "--event", "rejected", "--event", "pending", "--ca", "root")
+            add("other-profile", "--event", "pending", "--event", "rejected", "--profile", "no-such-profile")
+            add("waiting", "--event", "pending", "--status", "pending", "--profile", profile)
+            add("no-status", "--event", "pending", "--status", "success")
+
+            await _held(info, label, password, tmp_path / "two", "two.example.test")
+            await _held(info, label, password, tmp_path / "three", "three.example.test")
+            await _pass(gw)
+            # "one" was held before the handlers existed: only two and three are announced
+            assert sorted((c["handler"], c["event"], c["subject"]) for c in hook.calls) == [
+                ("waiting", "pending", "CN=three.example.test"), ("waiting", "pending", "CN=two.example.test")]
+            assert {c["profile"] for c in hook.calls} == {profile}
+            async with gw.store.read() as q:
+                _, two, three = await q.requests.list(status="pending")
+            hook.calls.clear()
+
+            cert = await gw.authority.approve(two.id, "operator-1")
+            await gw.authority.reject(three.id, "operator-1", "not one of ours")
+            await _pass(gw)
+            calls = sorted(hook.calls, key=lambda c: c["event"])
+            assert [(c["handler"], c["event"]) for c in calls] == [("decided", "issued"), ("decided", "rejected")]
+            issued, rejected = calls
+            serial = serial_hex(cert.serial)
+            assert issued["serial"] == serial and issued["request"] == two.id
+            assert issued["message"] == f"issued {serial} for CN=two.example.test by decided ({profile})"
+            assert rejected["request"] == three.id and rejected["reason"] == ", reason not one of ours"
+            assert rejected["message"] == f"rejected  for CN=three.example.test by decided ({profile})"
+            await _pass(gw)
+            assert len(hook.calls) == 2  # nothing twice
+    finally:
         await hook.stop()

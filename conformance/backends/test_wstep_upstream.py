@@ -5,8 +5,10 @@ UsernameToken and the template name, and records the certificate the upstream's 
 issuing CA signed; a wrong password is a clear refusal with nothing stored; a request the
 upstream holds for approval is polled with QueryTokenStatus until its operator approves.
 
-No CLI creates an ``adcs`` CA yet: the CA record is made with ``add_backend_ca`` and the
-kind is registered for the duration of each test."""
+Most tests make the CA record with ``add_backend_ca`` (to reach settings the CLI does not
+offer in one call, e.g. several CAs with different passwords);
+``test_every_client_issues_through_ces_set_up_with_the_cli`` makes it with
+``gateway ca create --backend adcs`` as the README shows."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from conformance.harness import GatewayInfo, GatewayProcess, run_cli, running_ga
 from gateway import bootstrap
 from gateway.ca.upstream import wstep as adcs
 from gateway.errors import GatewayError, Unavailable
-from gateway.store.records import CertificateFilter, serial_hex
+from gateway.ca.backend import RevocationReason
+from gateway.store.records import CertificateFilter, EventFilter, serial_hex
 
 TEMPLATE = "GatewayUser"
 
@@ -120,6 +123,14 @@ async def test_a_csr_is_signed_by_the_upstream_ces(upstream: GatewayInfo, tmp_pa
         assert issued.chain[0].subject == issuing.subject
         # the upstream named the template it was asked for (certificate template information)
         assert any(e.oid.dotted_string == "1.3.6.1.4.1.311.21.7" for e in cert.extensions)
+
+        # MS-WSTEP has no revocation: revoked here, audited as not told upstream (still valid there)
+        await gw.authority.revoke(local.serial, RevocationReason.superseded, actor="test")
+        async with gw.store.read() as q:
+            warned = [e for e in await q.events.list(EventFilter(type="revoke_not_upstream"), limit=5)
+                      if e.serial == local.serial]
+        assert len(warned) == 1 and warned[0].status == "warning", warned
+        assert "MS-WSTEP has no revocation" in warned[0].detail["detail"], warned[0].detail
 
 
 async def test_tls_client_certificate_authentication(upstream: GatewayInfo, tmp_path: Path) -> None:

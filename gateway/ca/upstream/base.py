@@ -5,7 +5,6 @@ that stays local where the upstream's protocol has none."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 from cryptography import x509
 
@@ -15,8 +14,6 @@ from ...store.records import CARecord
 from ..backend import CABackend, RevocationReason
 from ..pem import load_certificate, load_certificates
 from .http import open_credentials
-
-log = logging.getLogger(__name__)
 
 
 class UpstreamCA(CABackend):
@@ -39,9 +36,11 @@ class UpstreamCA(CABackend):
             record.id, sealer, record.backend_settings, label=f"CA {record.id}", peer=f"{peer} {url}")
 
     async def revoke(self, serial: int, reason: RevocationReason,
-                     invalidity_date: dt.datetime | None = None) -> None:
-        log.warning("CA %s: certificate %x revoked here only: %s has no revocation, so %s", self.id, serial,
-                    self.protocol, self.revoke_there)
+                     invalidity_date: dt.datetime | None = None) -> str:
+        """Nothing can be sent: the core records the revocation and audits this answer
+        (``revoke_not_upstream``), so that an operator finds what to revoke at the upstream."""
+        return (f"revoked here only: the upstream was not told ({self.protocol} has no revocation); "
+                f"{self.revoke_there}")
 
     async def chain(self) -> tuple[x509.Certificate, ...]:
         return (self._certificate, *self._issuers)

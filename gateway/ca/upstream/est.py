@@ -7,8 +7,8 @@ own policy: the gateway's profile checks ran before (the request was accepted he
 first), but subject or SAN overrides of the gateway's configuration do not reach it.
 ``202 Accepted`` with Retry-After is a request the upstream holds: the gateway keeps the
 CSR as the handle and sends it again when polled (RFC 7030 4.2.3). EST has no revocation:
-revoking here records the revocation and says so in the log; the upstream CA must be told
-by its operator.
+revoking here records the revocation and audits that the upstream was not told
+(``revoke_not_upstream``); the upstream CA must be told by its operator.
 """
 
 from __future__ import annotations

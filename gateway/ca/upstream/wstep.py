@@ -20,8 +20,8 @@ RequestID as the handle and asks again with ``RequestType`` QueryTokenStatus and
 MS-WSTEP has no way to learn the CA certificate before enrolling (that is MS-XCEP's
 ``cAs``, or LDAP): the operator passes the issuing CA certificate and its chain as PEM
 (:func:`discover` checks and orders them; see its docstring). MS-WSTEP has no revocation
-either: revoking here records the revocation and says so in the log; the CA's operator
-revokes it there (certutil -revoke).
+either: revoking here records the revocation and audits that the CA was not told
+(``revoke_not_upstream``); the CA's operator revokes it there (certutil -revoke).
 """
 
 from __future__ import annotations

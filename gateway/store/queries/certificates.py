@@ -101,6 +101,16 @@ class CertificateQueries(TableQueries):
         )
         return await self._all(CertificateRecord, stmt, "certificates")
 
+    async def expiring_page(self, flt: CertificateFilter, after: tuple[dt.datetime, str] | None,
+                            limit: int) -> Certificates:
+        """Soonest to expire first, a page past ``after`` (the last page's final ``(not_after,
+        serial)``): keyset paging, so a certificate revoked meanwhile shifts nothing."""
+        conds = _conditions(flt)
+        if after is not None:
+            conds.append((_c.not_after > after[0]) | ((_c.not_after == after[0]) & (_c.serial > after[1])))
+        stmt = select(t.certificates).where(*conds).order_by(_c.not_after, _c.serial).limit(limit)
+        return await self._all(CertificateRecord, stmt, "certificates")
+
     async def count(self, flt: CertificateFilter | None = None) -> int:
         stmt = select(func.count()).select_from(t.certificates).where(*_conditions(flt))
         with translated("certificates"):
