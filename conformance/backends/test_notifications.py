@@ -229,3 +229,109 @@ async def test_approved_and_rejected_requests_and_conditions_on_ca_profile_statu
             assert len(hook.calls) == 2  # nothing twice
     finally:
         await hook.stop()
+
+
+async def test_an_event_that_commits_after_a_later_one_is_still_announced_on_postgresql() -> None:
+    """PostgreSQL takes an event's id at insert and commits transactions in any order:
+    id n+1 can be visible before id n. The cursor waits at the missing id (its events
+    read again, each notification written once), and passes a rolled-back id only
+    ``gap_wait`` after the event that followed it."""
+    import asyncio
+    import datetime as dt
+    import uuid
+
+    import pytest
+
+    from gateway.clock import FakeClock
+    from gateway.notifications import CURSOR
+    from gateway.store import Store
+    from gateway.store.records import EventRecord, NotificationHandlerRecord
+    from tests.conftest import PG_URL, _pg_admin, _require_postgres
+
+    await _require_postgres()  # fails under CI=true, skips elsewhere
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    store = await Store.open(PG_URL, schema=schema)
+    clock = FakeClock()
+    try:
+        async with store.transaction() as q:
+            await q.notifications.insert(NotificationHandlerRecord(
+                id="h1", name="revocations", events=["revoked"], conditions={}, action="webhook", settings={},
+                created_at=clock() - dt.timedelta(minutes=1)))
+
+        def revoked(serial: str) -> EventRecord:
+            return EventRecord(type="revoke", status="success", serial=serial, ca_id="issuing")
+
+        notifier = Notifier(store, clock=clock, gap_wait=dt.timedelta(seconds=60))
+        taken, release = asyncio.Event(), asyncio.Event()
+        ids: dict[str, int] = {}
+
+        async def slow() -> None:
+            async with store.transaction() as q:
+                ids["slow"] = await q.events.add(revoked("a1"))
+                taken.set()
+                await release.wait()  # commits after the next one
+
+        held = asyncio.create_task(slow())
+        await taken.wait()
+        async with store.transaction() as q:
+            ids["fast"] = await q.events.add(revoked("b2"))
+        assert ids["fast"] > ids["slow"]
+        assert await notifier.run_once() == 1  # b2's; a1 is not visible yet
+        release.set()
+        await held
+        assert await notifier.run_once() == 1  # a1's, once the lower id committed
+        assert await notifier.run_once() == 0  # b2 read again, not written again
+        async with store.read() as q:
+            rows = await q.outbox.list()
+            assert sorted(r.serial or "" for r in rows) == ["a1", "b2"]
+            assert await q.generations.get(CURSOR) == ids["fast"]
+
+        with pytest.raises(RuntimeError):  # an id taken and rolled back stays missing for good
+            async with store.transaction() as q:
+                await q.events.add(revoked("c3"))
+                raise RuntimeError("rolled back")
+        async with store.transaction() as q:
+            last = await q.events.add(EventRecord(type="revoke", status="success", serial="d4", ca_id="issuing",
+                                                  created_at=clock()))
+        assert await notifier.run_once() == 1
+        async with store.read() as q:
+            assert await q.generations.get(CURSOR) == ids["fast"]  # waits at the missing id ...
+        clock.advance(61)
+        assert await notifier.run_once() == 0
+        async with store.read() as q:
+            assert await q.generations.get(CURSOR) == last  # ... until it cannot be in flight any more
+            assert len(await q.outbox.list()) == 3
+    finally:
+        await store.close()
+        await _pg_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_the_expiring_scan_reads_every_page_soonest_first(tmp_path: Path) -> None:
+    """Five certificates inside the window, pages of two: all five announced once (the scan
+    used to stop at its first page), in order of expiry."""
+    import datetime as dt
+
+    from gateway.store.records import CertificateFilter
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    async with running_gateway(data_dir) as (gw, info):
+        label, password = est_label(info, "issuing", "fleet")
+        serials = [serial_hex((await curl_est_enroll(info, label, password, tmp_path / str(i),
+                                                     f"d{i}.example.test")).serial_number) for i in range(5)]
+        run_cli("notify", "add", "expiry", "--event", "expiring", "--expiring-days", "3650", "--config", label,
+                "--webhook", "https://127.0.0.1:9/hook", "--secret-env", "HOOK_SECRET",
+                data_dir=data_dir, env={"HOOK_SECRET": SECRET})
+        notifier = Notifier(gw.store, page=2)
+        assert await notifier.expiring() == 5
+        assert await notifier.expiring() == 0
+        async with gw.store.read() as q:
+            rows = await q.outbox.list("pending")
+            assert sorted(r.serial or "" for r in rows) == sorted(serials)
+            flt = CertificateFilter(protocol_config=label, expires_before=dt.datetime.now(dt.timezone.utc)
+                                    + dt.timedelta(days=3650))
+            first = await q.certificates.expiring_page(flt, None, 2)
+            rest = await q.certificates.expiring_page(flt, (first[-1].not_after, first[-1].serial), 10)
+        paged = first + rest
+        assert [(c.not_after, c.serial) for c in paged] == sorted((c.not_after, c.serial) for c in paged)
+        assert len(paged) == 5 and {c.serial for c in paged} == set(serials)
