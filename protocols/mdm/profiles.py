@@ -25,7 +25,9 @@ USAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "digital-signature-client-auth": (("digital_signature",), ("client_auth",)),
     "key-encipherment-client-auth": (("key_encipherment",), ("client_auth",)),
     "digsig-keyenc-client-auth": (("digital_signature", "key_encipherment"), ("client_auth",)),
-    "non-repudiation": (("non_repudiation",), ()),
+    # Entrust's mdmws-non-repudiation is Digital Signature + Non-Repudiation; the digsig-
+    # name is kept (the same usages) for digital IDs that name it
+    "non-repudiation": (("digital_signature", "non_repudiation"), ()),
     "digsig-non-repudiation": (("digital_signature", "non_repudiation"), ()),
 }
 

@@ -138,3 +138,22 @@ async def scepclient(server: MdmServer, url: str, workdir: Path, challenge: str,
                        "-ca-fingerprint", await scep_ra_fingerprint(server), "-challenge", challenge, *args,
                        cwd=workdir)
     return result.returncode, result.stdout + result.stderr
+
+
+async def outstanding_challenges(server: MdmServer, scep_config: str = SCEP_CONFIG) -> int:
+    """Unused challenges of the SCEP configuration, read from its store (expired ones too)."""
+    import datetime as dt
+
+    from protocols.scep.repository import ScepRepository
+
+    repo = ScepRepository(server.gw.door("scep").tables)
+    return len(await repo.list_challenges(scep_config, dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)))
+
+
+async def scep_refusals(server: MdmServer) -> list[str]:
+    """The reasons of the SCEP configuration's refused requests, from the audit trail (oldest first)."""
+    from gateway.store.records import EventFilter
+
+    async with server.gw.store.read() as q:
+        found = list(await q.events.list(EventFilter(type="scep_request", protocol_config=SCEP_CONFIG), limit=500))
+    return [str(e.detail.get("detail")) for e in sorted(found, key=lambda e: e.id) if e.status == "failure"]

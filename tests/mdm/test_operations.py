@@ -43,9 +43,22 @@ async def test_lists_digital_ids_and_profiles(mdm: MdmServer) -> None:
     assert did.WebServiceUrl == f"{mdm.info.https}/mdmws/{CONFIG}/AdminService"
     assert did.ScepUrl == f"{mdm.info.http}/scep/mdm-scep"
     profiles = {p.Name: p for p in await mdm.call(svc, "ListProfiles")}
-    from protocols.mdm.profiles import NAMES
-
-    assert set(profiles) == set(NAMES)
+    usages = {  # written out here, not read from protocols.mdm.profiles
+        "digital-signature": ({"digital_signature"}, []),
+        "key-encipherment": ({"key_encipherment"}, []),
+        "digsig-keyenc": ({"digital_signature", "key_encipherment"}, []),
+        "digital-signature-client-auth": ({"digital_signature"}, ["client_auth"]),
+        "key-encipherment-client-auth": ({"key_encipherment"}, ["client_auth"]),
+        "digsig-keyenc-client-auth": ({"digital_signature", "key_encipherment"}, ["client_auth"]),
+        "non-repudiation": ({"digital_signature", "content_commitment"}, []),  # as Entrust's mdmws-non-repudiation
+        "digsig-non-repudiation": ({"digital_signature", "content_commitment"}, []),
+    }
+    expected = {f"mdmws-{slug}": (*use, False) for slug, use in usages.items()} | {
+        f"mdmws-p12-{slug}": (*use, True) for slug, use in usages.items()}
+    assert len(expected) == 16 and set(profiles) == set(expected)
+    for name, (ku, eku, server) in expected.items():
+        got = profiles[name]
+        assert (set(got.KeyUsage), list(got.ExtendedKeyUsage or []), got.ServerKeyGeneration) == (ku, eku, server), name
     p = profiles["mdmws-p12-digsig-keyenc-client-auth"]
     assert set(p.KeyUsage) == {"digital_signature", "key_encipherment"} and p.ExtendedKeyUsage == ["client_auth"]
     assert p.ServerKeyGeneration is True and profiles["mdmws-digital-signature"].ServerKeyGeneration is False

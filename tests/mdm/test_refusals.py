@@ -10,7 +10,7 @@ import zeep.exceptions
 
 from protocols.mdm.manage import add_credential, add_digital_id, create_configuration
 
-from .conftest import DIGITAL_ID, MdmServer, variables
+from .conftest import DIGITAL_ID, MdmServer, outstanding_challenges, variables
 
 NS = "urn:enrollment-gateway:mdmws:1"
 S11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -36,16 +36,20 @@ async def fault_code(mdm: MdmServer, svc: Any, operation: str, **kwargs: Any) ->
 
 async def test_wrong_password_then_lockout(mdm: MdmServer) -> None:
     before = await issued(mdm)
+    challenges = await outstanding_challenges(mdm)
     bad = await mdm.client(password="wrong-password")
     assert await fault_code(mdm, bad, "Authenticate") == "AuthenticationFailed"
-    for _ in range(3):
-        assert await fault_code(mdm, bad, "Enroll", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE)) \
+    for op in ("Enroll", "RequestScepChallenge", "Enroll"):
+        assert await fault_code(mdm, bad, op, DigitalId=DIGITAL_ID, Variables=variables(**DEVICE)) \
             == "AuthenticationFailed"
     # the fifth failure locks the credential (and says so)
     assert await fault_code(mdm, bad, "Authenticate") in ("AuthenticationFailed", "LockedOut")
     good = await mdm.client()
     assert await fault_code(mdm, good, "Enroll", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE)) == "LockedOut"
+    assert await fault_code(mdm, good, "RequestScepChallenge", DigitalId=DIGITAL_ID,
+                            Variables=variables(**DEVICE)) == "LockedOut"
     assert await issued(mdm) == before
+    assert await outstanding_challenges(mdm) == challenges
 
 
 @pytest.mark.parametrize("values, code", [
@@ -58,17 +62,27 @@ async def test_wrong_password_then_lockout(mdm: MdmServer) -> None:
 ])
 async def test_variables_missing_unknown_or_carrying_injection(mdm: MdmServer, values: dict[str, str],
                                                                code: str) -> None:
-    before = await issued(mdm)
+    before, challenges = await issued(mdm), await outstanding_challenges(mdm)
     svc = await mdm.client()
     for op in ("Enroll", "RequestScepChallenge"):
         assert await fault_code(mdm, svc, op, DigitalId=DIGITAL_ID, Variables=variables(**values)) == code
     assert await issued(mdm) == before
+    assert await outstanding_challenges(mdm) == challenges
+
+
+async def test_the_challenge_count_sees_a_challenge(mdm: MdmServer) -> None:
+    """Control for the counts above: a granted RequestScepChallenge is one more."""
+    before = await outstanding_challenges(mdm)
+    await mdm.call(await mdm.client(), "RequestScepChallenge", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE))
+    assert await outstanding_challenges(mdm) == before + 1
 
 
 async def test_unknown_digital_id_and_device_keys_only(mdm: MdmServer) -> None:
-    before = await issued(mdm)
+    before, challenges = await issued(mdm), await outstanding_challenges(mdm)
     svc = await mdm.client()
-    assert await fault_code(mdm, svc, "Enroll", DigitalId="nope", Variables=variables(**DEVICE)) == "UnknownDigitalId"
+    for op in ("Enroll", "RequestScepChallenge"):
+        assert await fault_code(mdm, svc, op, DigitalId="nope", Variables=variables(**DEVICE)) == "UnknownDigitalId"
+    assert await outstanding_challenges(mdm) == challenges
     await add_digital_id(mdm.gw.door("mdm"), "mdm", "scep-only",
                          {"profile": "mdmws-digital-signature-client-auth", "rdn_format": "CN=<deviceName>"},
                          actor="test")

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from protocols.mdm.manage import add_digital_id
 
-from .conftest import CONFIG, SCEP_CONFIG, MdmServer, scep_certificates, scepclient, variables
+from .conftest import CONFIG, SCEP_CONFIG, MdmServer, scep_certificates, scep_refusals, scepclient, variables
 
 NS = "urn:enrollment-gateway:mdmws:1"
 DID = "scep-device"
@@ -70,8 +70,10 @@ async def test_device_enrolls_with_bound_subject_and_profile_and_challenge_is_si
     assert len(after) == len(before) + 1
 
     # the same challenge again (a fresh key, same subject): refused, nothing new issued
+    refused = len(await scep_refusals(mdm))
     code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "again", got.Challenge, *subject_args("ipad-7", "alice"))
     assert code != 0, out
+    assert (await scep_refusals(mdm))[refused:] == ["the challenge password was already used"]
     assert not (tmp_path / "again" / "client.pem").exists()
     assert len(await scep_certificates(mdm)) == len(after)
 
@@ -87,25 +89,38 @@ async def test_challenge_used_with_another_subject_is_refused(mdm: MdmServer, tm
     svc = await mdm.client()
     got = await challenge(mdm, svc, "ipad-8", "bob")
     before = await scep_certificates(mdm)
+    refused = len(await scep_refusals(mdm))
     code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "other", got.Challenge, *subject_args("other", "bob"))
     assert code != 0, out
     assert not (tmp_path / "other" / "client.pem").exists()
     assert len(await scep_certificates(mdm)) == len(before)
+    assert (await scep_refusals(mdm))[refused:] == ["the challenge password was issued for another subject"]
+    # control: the refusal did not spend the challenge; with the bound subject it enrolls
+    code, out = await scepclient(mdm, got.ScepUrl, tmp_path / "right", got.Challenge, *subject_args("ipad-8", "bob"))
+    assert code == 0, out
+    assert load(tmp_path / "right").subject == x509.Name.from_rfc4514_string(got.Subject)
 
 
 async def test_expired_challenge_is_refused(mdm_timed: MdmServer, mdm_clock: Any, tmp_path: Path) -> None:
     await scep_digital_id(mdm_timed)
     svc = await mdm_timed.client()
+    control = await challenge(mdm_timed, svc, "ipad-10", "dave", ValidityMinutes=1)
     got = await challenge(mdm_timed, svc, "ipad-9", "carol", ValidityMinutes=1)
     expires = got.ExpiresAt if isinstance(got.ExpiresAt, dt.datetime) else dt.datetime.fromisoformat(
         str(got.ExpiresAt).replace("Z", "+00:00"))
     assert expires.replace(microsecond=0) == (mdm_clock() + dt.timedelta(minutes=1)).replace(microsecond=0)
+    # control: a challenge of the same kind enrolls while the clock has not moved
+    code, out = await scepclient(mdm_timed, control.ScepUrl, tmp_path / "early", control.Challenge,
+                                 *subject_args("ipad-10", "dave"))
+    assert code == 0, out
     before = await scep_certificates(mdm_timed)
+    refused = len(await scep_refusals(mdm_timed))
     mdm_clock.advance(dt.timedelta(minutes=2))
     code, out = await scepclient(mdm_timed, got.ScepUrl, tmp_path / "late", got.Challenge,
                                  *subject_args("ipad-9", "carol"))
     assert code != 0, out
     assert len(await scep_certificates(mdm_timed)) == len(before)
+    assert (await scep_refusals(mdm_timed))[refused:] == ["the challenge password has expired"]
 
 
 async def test_status_of_an_unknown_serial_is_a_fault(mdm: MdmServer) -> None:
