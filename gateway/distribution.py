@@ -7,7 +7,10 @@ that did not commit, and issuance never waits for a destination. A worker in eac
 gateway process delivers due rows: it claims a row with a lease (compare-and-set, so
 two replicas never send it at once), POSTs the JSON payload with the row id as
 ``Idempotency-Key`` (a delivery interrupted after the receiver took it is sent again:
-at least once, and the key lets the receiver keep it once), and on failure retries with
+at least once, and the key lets the receiver keep it once). The id is derived from the
+destination, the CA and serial and the event (:func:`outbox_id`), not drawn at random,
+so it names the certificate at that destination, not one attempt to announce it: a
+receiver that keeps the first body per key holds each certificate once. On failure it retries with
 exponential backoff until ``MAX_ATTEMPTS``, then marks it ``failed`` (visible in
 ``GET /admin/outbox`` and ``gateway outbox list``; ``retry`` sends it again).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import uuid
@@ -26,11 +30,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .ca.upstream.http import UpstreamHttp, open_credentials, seal_credentials, ssl_context
+from .clock import Clock, system_clock
 from .errors import BadRequest, GatewayError, NotFound
 from .sealing import Sealer
 from .store import Store
 from .store.queries import Queries
-from .store.records import CertificateRecord, DestinationRecord, NotificationHandlerRecord, OutboxRecord, utcnow
+from .store.records import CertificateRecord, DestinationRecord, NotificationHandlerRecord, OutboxRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,12 @@ BATCH = 50
 def backoff(attempts: int) -> dt.timedelta:
     """5 s, 10 s, 20 s ... capped at one hour."""
     return dt.timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def outbox_id(destination_id: str, event: str, ca_id: str, serial: str, change: str = "") -> str:
+    """The row id and ``Idempotency-Key``: the same for the same certificate, destination
+    and event (``change`` tells one status change of a certificate from the next)."""
+    return hashlib.sha256(f"{destination_id}\0{event}\0{ca_id}\0{serial}\0{change}".encode()).hexdigest()[:32]
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -65,8 +76,8 @@ async def enqueue_issued(q: Queries, rec: CertificateRecord, cert: x509.Certific
         }
         if dest.settings.get("include_chain"):
             payload["chain"] = [_pem(c) for c in await chain()]
-        await q.outbox.add(OutboxRecord(id=uuid.uuid4().hex, destination_id=dest.id, event="issued",
-                                        serial=rec.serial, payload=payload))
+        await q.outbox.add(OutboxRecord(id=outbox_id(dest.id, "issued", rec.ca_id, rec.serial),
+                                        destination_id=dest.id, event="issued", serial=rec.serial, payload=payload))
     return len(destinations)
 
 
@@ -82,8 +93,10 @@ async def enqueue_revoked(q: Queries, rec: CertificateRecord, status: str, reaso
         payload = {"event": "revoked" if status == "revoked" else status, "protocol_config": rec.protocol_config,
                    "ca": rec.ca_id, "serial": rec.serial, "status": status, "reason": reason,
                    "at": at.isoformat() if at else None}
-        await q.outbox.add(OutboxRecord(id=uuid.uuid4().hex, destination_id=dest.id, event=str(payload["event"]),
-                                        serial=rec.serial, payload=payload))
+        change = at.isoformat() if at else uuid.uuid4().hex  # valid again has no time: each its own
+        await q.outbox.add(OutboxRecord(id=outbox_id(dest.id, str(payload["event"]), rec.ca_id, rec.serial, change),
+                                        destination_id=dest.id, event=str(payload["event"]), serial=rec.serial,
+                                        payload=payload))
 
 
 def destination_settings(destination_id: str, sealer: Sealer, *, url: str, username: str | None,
@@ -102,9 +115,10 @@ def destination_settings(destination_id: str, sealer: Sealer, *, url: str, usern
 class Deliverer:
     """Delivers due outbox rows (one per gateway process; replicas share the work)."""
 
-    def __init__(self, store: Store, sealer: Sealer) -> None:
+    def __init__(self, store: Store, sealer: Sealer, clock: Clock = system_clock) -> None:
         self._store = store
         self._sealer = sealer
+        self._clock = clock
         self._clients: dict[str, tuple[dict[str, Any], UpstreamHttp, dict[str, str]]] = {}
 
     def _client(self, dest: DestinationRecord) -> tuple[UpstreamHttp, dict[str, str]]:
@@ -121,7 +135,7 @@ class Deliverer:
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many were delivered."""
-        now = utcnow()
+        now = self._clock()
         async with self._store.read() as q:
             due = await q.outbox.due(now, BATCH)
         delivered = 0
@@ -159,7 +173,7 @@ class Deliverer:
             error = exc.detail
         if error is None:
             async with self._store.transaction() as q:
-                await q.outbox.update(entry.id, status="delivered", delivered_at=utcnow(),
+                await q.outbox.update(entry.id, status="delivered", delivered_at=self._clock(),
                                       attempts=entry.attempts + 1, lease_until=None, last_error=None)
             log.info("notified %s: %s %s", handler.name, entry.event, entry.serial or "")
             return True
@@ -171,7 +185,7 @@ class Deliverer:
         async with self._store.transaction() as q:
             await q.outbox.update(entry.id, attempts=attempts, last_error=error[:500], lease_until=None,
                                   status="failed" if final or attempts >= MAX_ATTEMPTS else "pending",
-                                  next_attempt_at=utcnow() + backoff(attempts))
+                                  next_attempt_at=self._clock() + backoff(attempts))
         log.warning("delivery %s of %s %s (attempt %d): %s", entry.id, entry.event, entry.serial or "",
                     attempts, error)
 
@@ -187,7 +201,7 @@ class Deliverer:
                     headers={**headers, "Idempotency-Key": entry.id, "X-Gateway-Event": entry.event})
                 if 200 <= reply.status < 300:
                     async with self._store.transaction() as q:
-                        await q.outbox.update(entry.id, status="delivered", delivered_at=utcnow(),
+                        await q.outbox.update(entry.id, status="delivered", delivered_at=self._clock(),
                                               attempts=entry.attempts + 1, lease_until=None, last_error=None)
                     log.info("delivered %s of %s to %s", entry.event, entry.serial, dest.url)
                     return True
@@ -205,7 +219,7 @@ class Deliverer:
                 raise NotFound(f"no outbox entry {entry_id}")
             if entry.status == "delivered":
                 raise BadRequest(f"outbox entry {entry_id} was delivered")
-            await q.outbox.update(entry_id, status="pending", next_attempt_at=utcnow(), lease_until=None)
+            await q.outbox.update(entry_id, status="pending", next_attempt_at=self._clock(), lease_until=None)
             found = await q.outbox.get(entry_id)
         assert found is not None
         return found

@@ -207,3 +207,94 @@ async def test_a_gateway_killed_before_delivery_delivers_after_restart_once(tmp_
         assert "rx-password-1" not in (second.log_path.read_text() + first.log_path.read_text())
     finally:
         await receiver.stop()
+
+
+async def test_failed_deliveries_follow_the_backoff_schedule_then_fail(tmp_path: Path) -> None:
+    """A certificate's delivery and its webhook notification, both refused (503): each
+    retried on the backoff schedule (not before it is due: the gateway's clock is moved,
+    not waited for), delivered once the receivers answer; refused for good, ``failed``
+    after MAX_ATTEMPTS and not tried again. The admin API lists them by state."""
+    import datetime as dt
+
+    from gateway.clock import FakeClock
+    from gateway.distribution import MAX_ATTEMPTS, Deliverer
+    from gateway.notifications import Notifier
+
+    from .test_notifications import SECRET, Webhook
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    receiver = await Receiver(tmp_path / "rx", fail_first=2).start()
+    hook = await Webhook(tmp_path / "hook", fail_first=2).start()
+    try:
+        async with running_gateway(data_dir) as (gw, info):
+            label, password = est_label(info, "issuing", "retried")
+            run_cli("distribution", "add", label, receiver.url, "--trust", str(receiver.tls_ca), data_dir=data_dir)
+            run_cli("notify", "add", "hook", "--event", "issued", "--config", label, "--webhook", hook.url,
+                    "--secret-env", "HOOK_SECRET", "--trust", str(hook.workdir / "hook.pem"),
+                    data_dir=data_dir, env={"HOOK_SECRET": SECRET})
+            clock = FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=2))
+            deliverer = Deliverer(gw.store, gw.cas.sealer("distribution"), clock=clock)
+
+            async def admin(status: str) -> list[dict[str, Any]]:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"{info.https}/admin/outbox?status={status}", ssl=info.ssl_context(),
+                                           headers={"Authorization": f"Bearer {info.api_key}"}) as resp:
+                        assert resp.status == 200
+                        return list((await resp.json())["items"])
+
+            async def enroll(name: str) -> list[str]:
+                await curl_est_enroll(info, label, password, tmp_path / name, f"{name}.example.test")
+                assert await Notifier(gw.store).run_once() == 1
+                clock.advance(2)  # the rows were written on the system's clock
+                return sorted(e["id"] for e in await _outbox(data_dir, "pending"))
+
+            async def rows(ids: list[str]) -> list[Any]:
+                async with gw.store.read() as q:
+                    return [await q.outbox.get(i) for i in ids]
+
+            async def attempt(ids: list[str], number: int, wait: int | None) -> None:
+                """Attempt ``number`` happens now and is refused; the next is due ``wait`` s later."""
+                refused = receiver.refused + hook.refused
+                assert await deliverer.run_once() == 0
+                assert receiver.refused + hook.refused == refused + 2
+                for row in await rows(ids):
+                    assert row.attempts == number
+                    if wait is None:
+                        assert row.status == "failed" and "HTTP 503" in row.last_error
+                    else:
+                        assert row.status == "pending" and row.next_attempt_at == clock() + dt.timedelta(seconds=wait)
+
+            ids = await enroll("late")
+            await attempt(ids, 1, 5)
+            assert {e["id"] for e in await admin("pending")} == set(ids)
+            clock.advance(4)
+            assert await deliverer.run_once() == 0 and receiver.refused + hook.refused == 2  # not due yet
+            clock.advance(1)
+            await attempt(ids, 2, 10)
+            clock.advance(9)
+            assert await deliverer.run_once() == 0 and receiver.refused + hook.refused == 4
+            clock.advance(1)
+            assert await deliverer.run_once() == 2  # the third attempt: both delivered
+            assert len(receiver.received) == 1 and len(hook.calls) == 1
+            assert not await admin("pending") and not await admin("failed")
+
+            receiver.fail_first = hook.fail_first = 1000
+            ids = await enroll("never")
+            schedule = [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]
+            assert len(schedule) == MAX_ATTEMPTS - 1
+            for number, wait in enumerate([*schedule, None], start=1):
+                await attempt(ids, number, wait)
+                if wait is not None:
+                    clock.advance(wait - 1)
+                    assert await deliverer.run_once() == 0
+                    clock.advance(1)
+            clock.advance(dt.timedelta(days=1))
+            refused = receiver.refused + hook.refused
+            assert await deliverer.run_once() == 0 and receiver.refused + hook.refused == refused  # failed stays
+            assert {e["id"] for e in await admin("failed")} == set(ids)
+            assert not await admin("pending")
+            assert len(receiver.received) == 1 and len(hook.calls) == 1
+    finally:
+        await hook.stop()
+        await receiver.stop()
