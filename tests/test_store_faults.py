@@ -10,6 +10,7 @@ at the exact statement the test chooses (an engine event on the gateway's own en
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import time
 import uuid
@@ -207,6 +208,63 @@ async def test_scep_enrollment_cut_by_a_lost_connection_is_http_503_never_failur
             assert rep.status is PkiStatus.SUCCESS and rep.transaction_id == tid, rep.fail_text
             async with gw.store.read() as q:
                 assert await q.certificates.count() == certificates + 1
+
+
+async def test_reads_cut_by_a_lost_connection_are_answered_on_a_fresh_one(
+    tmp_path: Path, pg_url: str, admin: asyncpg.Connection,
+) -> None:
+    """The gateway's backend terminated in the middle of a CRL GET, an OCSP GET and an
+    OCSP POST: each is run once more and answers 200 with its real content; cut twice,
+    the CRL GET is a 503 with Retry-After and the OCSP request an OCSP internalError
+    (once more, not forever). Writes are not run again at the edge: the ACME and SCEP
+    tests here show their retryable answers."""
+    import aiohttp
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    from .support import make_csr as core_csr
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir, store_url=pg_url)
+    async with running_gateway(data_dir) as (gw, info):
+        issued = await gw.authority.issue_direct("issuing", core_csr()[0], "device", actor="test")
+        crl_number = x509.load_der_x509_crl(await gw.authority.crl("issuing", force=True)).extensions \
+            .get_extension_for_class(x509.CRLNumber).value.crl_number
+        request = ocsp.OCSPRequestBuilder().add_certificate(
+            issued.certificate, issued.chain[0], hashes.SHA1()).build().public_bytes(serialization.Encoding.DER)
+        encoded = base64.b64encode(request).decode()
+        reads_cas = (lambda s: s.lstrip().upper().startswith("SELECT") and "FROM CAS" in s.upper())
+        reads_certificate = (lambda s: s.lstrip().upper().startswith("SELECT") and "FROM CERTIFICATES" in s.upper())
+        async with aiohttp.ClientSession() as session:
+            cut = kill_at(gw.store, admin, reads_cas)
+            async with session.get(f"{info.http}/crl/issuing.crl") as resp:
+                assert resp.status == 200, await resp.text()
+                got = x509.load_der_x509_crl(await resp.read())
+            assert cut and got.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == crl_number
+            for method in ("GET", "POST"):
+                cut = kill_at(gw.store, admin, reads_certificate)
+                if method == "GET":
+                    answer = session.get(f"{info.http}/ocsp/issuing/{encoded}")
+                else:
+                    answer = session.post(f"{info.http}/ocsp/issuing", data=request,
+                                          headers={"Content-Type": "application/ocsp-request"})
+                async with answer as resp:
+                    assert resp.status == 200
+                    parsed = ocsp.load_der_ocsp_response(await resp.read())
+                assert cut, method
+                assert parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL, (method, parsed.response_status)
+                assert parsed.certificate_status is ocsp.OCSPCertStatus.GOOD
+                assert parsed.serial_number == issued.serial
+            cut = kill_at(gw.store, admin, reads_cas, times=2)
+            async with session.get(f"{info.http}/crl/issuing.crl") as resp:
+                assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0, resp.status
+            assert len(cut) == 2
+            cut = kill_at(gw.store, admin, reads_certificate, times=2)
+            async with session.get(f"{info.http}/ocsp/issuing/{encoded}") as resp:
+                assert resp.status == 200
+                status = ocsp.load_der_ocsp_response(await resp.read()).response_status
+            assert len(cut) == 2 and status is ocsp.OCSPResponseStatus.INTERNAL_ERROR
 
 
 async def _health(http: str) -> tuple[int, dict[str, Any]]:

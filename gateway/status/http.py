@@ -16,10 +16,14 @@ from cryptography.hazmat.primitives import serialization
 
 from ..errors import GatewayError, NotFound
 from ..metrics import count_ocsp
+from ..store.errors import connection_lost
 from ..web.keys import GATEWAY
 from .ocsp import error_response
 
 OCSP_RESPONSE_TYPE = "application/ocsp-response"
+RUN_AGAIN = "gateway.ocsp.run_again"
+"""Set on a request whose OCSP answer lost its store connection once: a second loss is
+answered ``internalError`` (an OCSP client's retryable answer) instead of raised again."""
 MAX_OCSP_REQUEST = 64 * 1024
 
 
@@ -93,7 +97,10 @@ async def _answer(request: web.Request, der: bytes) -> web.Response:
     ca_id = request.match_info["ca_id"]
     try:
         body = await gw.ocsp.respond(ca_id, der)  # counts what it answers
-    except GatewayError:
+    except GatewayError as exc:
+        if connection_lost(exc) and not request.get(RUN_AGAIN, False):
+            request[RUN_AGAIN] = True
+            raise  # the web layer's retry_middleware answers it on a fresh connection
         body = error_response("internal_error")
         count_ocsp(None, "internal_error")
     return _ocsp(body)

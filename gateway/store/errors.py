@@ -98,6 +98,15 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is the gateway error for a store that could not serve this attempt
+    (its cause a transient driver error: a dropped connection, a restarting server), so a
+    request that only reads may be answered by running it once more."""
+    cause = exc.__cause__
+    return (isinstance(exc, GatewayError) and exc.kind is ErrorKind.UNAVAILABLE
+            and cause is not None and is_transient(cause))
+
+
 def unavailable(exc: BaseException, what: str) -> StoreError:
     log.warning("store unavailable while handling %s: %s", what, type(exc).__name__)
     return StoreError("database unavailable", kind=ErrorKind.UNAVAILABLE)

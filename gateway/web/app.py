@@ -19,6 +19,7 @@ from ..errors import HTTP_STATUS, GatewayError, Unauthorized
 from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, refresh_from_store, scrape_registry
 from ..runtime import Gateway
 from ..status import http as status_http
+from ..store.errors import connection_lost
 from .keys import GATEWAY
 from .unready import NOT_READY, RETRY_AFTER_SECONDS, store_unreachable
 from .workers import worker_index
@@ -45,6 +46,32 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal", "detail": "internal server error"}, status=500)
+
+
+def _safe_to_run_again(request: web.Request) -> bool:
+    """A request of the core's own read routes (CRL, CA certificates, OCSP GET and POST,
+    ``/healthz``, ``/metrics``): their only writes (a due CRL, an OCSP signer) check
+    again under a lock before writing, so a second run is harmless. Protocol sub-apps
+    map their own errors, and a GET there may enroll (SCEP PKIOperation), so not those."""
+    if len(request.match_info.apps) != 1:
+        return False
+    return request.method in ("GET", "HEAD") or request.match_info.route.handler is status_http.ocsp_post
+
+
+@web.middleware
+async def retry_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A read cut by a lost store connection (PostgreSQL restarted, the backend
+    terminated) is run once more on a fresh one, so the client sees an answer instead
+    of a 503; a second loss is the 503 with Retry-After (:func:`error_response`)."""
+    if not _safe_to_run_again(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if not connection_lost(exc):
+            raise
+        log.info("store connection lost during %s %s; running it again", request.method, request.path)
+    return await handler(request)
 
 
 @web.middleware
@@ -111,7 +138,7 @@ def _add_metrics(app: web.Application, gateway: Gateway, *, secure: bool) -> Non
 
 def _base_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, errors_middleware],
+        middlewares=[metrics_middleware, errors_middleware, retry_middleware],
         client_max_size=gateway.config.server.max_body_bytes,
     )
     app[GATEWAY] = gateway
