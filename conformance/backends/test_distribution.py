@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
@@ -39,8 +39,10 @@ class Receiver:
     client_ca: Path | None = None  # require a TLS client certificate chaining to this
     basic: tuple[str, str] | None = None
     fail_first: int = 0
+    on_receipt: Callable[[], None] | None = None  # called once a POST is taken, before the answer
     port: int = field(default_factory=free_port)
     received: list[dict[str, Any]] = field(default_factory=list)
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)  # by Idempotency-Key: what a receiver holds
     refused: int = 0
     _runner: web.AppRunner | None = None
 
@@ -62,8 +64,12 @@ class Receiver:
             self.refused += 1
             return web.Response(status=503, text="try later")
         peer = request.transport.get_extra_info("peercert") if request.transport else None
-        self.received.append({"key": request.headers.get("Idempotency-Key"), "event": request.headers.get(
-            "X-Gateway-Event"), "body": await request.json(), "peer": peer})
+        got = {"key": request.headers.get("Idempotency-Key"), "event": request.headers.get("X-Gateway-Event"),
+               "body": await request.json(), "peer": peer}
+        self.received.append(got)
+        self.kept.setdefault(str(got["key"]), got["body"])  # a resend with the same key changes nothing
+        if self.on_receipt is not None:
+            self.on_receipt()
         return web.json_response({"ok": True})
 
     async def start(self) -> "Receiver":
@@ -297,4 +303,70 @@ async def test_failed_deliveries_follow_the_backoff_schedule_then_fail(tmp_path:
             assert len(receiver.received) == 1 and len(hook.calls) == 1
     finally:
         await hook.stop()
+        await receiver.stop()
+
+
+async def test_a_gateway_killed_after_the_receiver_took_it_sends_it_again_with_the_same_key(tmp_path: Path) -> None:
+    """The hard case: the receiver stores the POST, then the gateway dies (SIGKILL) before
+    it marks the row delivered. After restart it sends again, with the same
+    Idempotency-Key (derived from destination, CA and serial, not drawn per attempt), and
+    the receiver that keeps one body per key holds the certificate once."""
+    import datetime as dt
+    import os
+    import signal
+
+    from gateway.distribution import outbox_id
+    from gateway.store import Store
+
+    data_dir = tmp_path / "data"
+    run_cli("init", data_dir=data_dir)
+    receiver = await Receiver(tmp_path / "rx").start()
+    first = GatewayProcess(data_dir)
+
+    def die() -> None:
+        if first.proc is not None and len(receiver.received) == 1:
+            os.kill(first.proc.pid, signal.SIGKILL)  # the answer never reaches the gateway
+
+    receiver.on_receipt = die
+    try:
+        run_cli("est", "create", "devices", "--auth", "basic", data_dir=data_dir)
+        run_cli("est", "user", "add", "devices", "device", "--password-stdin", data_dir=data_dir, input=b"dev-pass-1\n")
+        added = run_cli("distribution", "add", "devices", receiver.url, "--trust", str(receiver.tls_ca), "--json",
+                        data_dir=data_dir)
+        dest_id = json.loads(added.stdout)[0]["id"]
+        _set_interval(data_dir, 0.5)
+        info: GatewayInfo = first.start()
+        try:
+            cert = await curl_est_enroll(info, "devices", "dev-pass-1", tmp_path / "a", "a.example.test")
+            await receiver.wait(1)
+            assert first.proc is not None
+            assert first.proc.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            if first.proc is not None and first.proc.poll() is None:
+                first.proc.kill()
+                first.proc.wait()
+            first.proc = None
+        [pending] = await _outbox(data_dir, "pending")  # the receiver has it; the gateway does not know
+        serial = serial_hex(cert.serial_number)
+        ca = receiver.received[0]["body"]["ca"]
+        assert pending["id"] == receiver.received[0]["key"] == outbox_id(dest_id, "issued", ca, serial)
+        # the dead process's lease on the row (60 s) lapses: not waited for here
+        store = await Store.open(load_config(data_dir).store_url)
+        try:
+            async with store.transaction() as q:
+                await q.outbox.update(pending["id"], lease_until=dt.datetime.now(dt.timezone.utc)
+                                      - dt.timedelta(seconds=1))
+        finally:
+            await store.close()
+
+        second = GatewayProcess(data_dir, https_port=first.https_port, http_port=first.http_port)
+        with second:
+            await receiver.wait(2)
+            await asyncio.sleep(2)  # several more delivery passes
+        assert [r["key"] for r in receiver.received] == [pending["id"]] * 2  # sent twice, at least once ...
+        assert list(receiver.kept) == [pending["id"]]  # ... held once
+        assert receiver.kept[pending["id"]]["serial"] == serial
+        [done] = await _outbox(data_dir, "delivered")
+        assert done["id"] == pending["id"]
+    finally:
         await receiver.stop()
