@@ -370,3 +370,44 @@ async def test_a_gateway_killed_after_the_receiver_took_it_sends_it_again_with_t
         assert done["id"] == pending["id"]
     finally:
         await receiver.stop()
+
+
+async def test_the_outbox_row_commits_with_the_certificate_or_neither_does(tmp_path: Path) -> None:
+    """A storage fault on the outbox insert (a SQLite trigger that refuses it) fails the
+    enrollment and stores no certificate: the row is written in the issuance transaction,
+    not after its commit (then the certificate would be stored with no delivery owed)."""
+    from gateway.store.records import CertificateFilter, EventFilter
+
+    from .clients import sh
+
+    data_dir = tmp_path / "data"
+    await bootstrap.initialize(data_dir)
+    receiver = await Receiver(tmp_path / "rx").start()
+    try:
+        async with running_gateway(data_dir) as (gw, info):
+            label, password = est_label(info, "issuing", "atomic")
+            run_cli("distribution", "add", label, receiver.url, "--trust", str(receiver.tls_ca), data_dir=data_dir)
+            async with gw.store.transaction() as q:
+                await q.connection.exec_driver_sql(
+                    "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca}
+            made = await sh('openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout f.key '
+                            '-subj "/CN=f.example.test" -outform DER | openssl base64 -out f.b64 && '
+                            f'curl -sS --cacert "$CA" -u "device:{password}" '
+                            '-H "Content-Type: application/pkcs10" --data-binary @f.b64 -o /dev/null '
+                            '-w "%{http_code}" "$EST/simpleenroll"', tmp_path, env)
+            assert made.stdout not in ("200", "202"), made.stdout
+            async with gw.store.read() as q:
+                assert await q.certificates.count(CertificateFilter(protocol_config=label)) == 0
+                assert not await q.outbox.list()
+                assert not await q.events.list(EventFilter(protocol_config=label, status="success", type="issue"))
+            async with gw.store.transaction() as q:
+                await q.connection.exec_driver_sql("DROP TRIGGER refuse_outbox")
+
+            cert = await curl_est_enroll(info, label, password, tmp_path / "b", "b.example.test")
+            async with gw.store.read() as q:
+                [row] = await q.outbox.list()
+                assert row.serial == serial_hex(cert.serial_number)
+                assert await q.certificates.count(CertificateFilter(protocol_config=label)) == 1
+    finally:
+        await receiver.stop()
