@@ -83,12 +83,15 @@ class AcmeWorker:
         self.kid: str | None = None
         self.nonce: str | None = None
         self.jws_count = 0
+        self.bad_nonces = 0  # badNonce answers resent with a fresh nonce (RFC 8555 6.5)
+        self.retry_after: str | None = None  # the last answer's Retry-After (None: it had none)
 
     # --- transport ---------------------------------------------------------------
     async def setup(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=4)
         self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout)
         async with self.session.get(self.directory_url) as resp:
+            self.retry_after = resp.headers.get("Retry-After")
             if resp.status != 200:
                 raise AcmeError("directory", resp.status, await resp.read())
             self.directory = await resp.json(content_type=None)
@@ -106,6 +109,7 @@ class AcmeWorker:
     async def _fresh_nonce(self) -> str:
         assert self.session is not None
         async with self.session.head(self.directory["newNonce"]) as resp:
+            self.retry_after = resp.headers.get("Retry-After")
             nonce = resp.headers.get("Replay-Nonce")
         if not nonce:
             raise AcmeError("newNonce", resp.status, b"no Replay-Nonce")
@@ -126,7 +130,9 @@ class AcmeWorker:
             async with self.session.post(url, data=body, headers=headers) as resp:
                 data = await resp.read()
                 self.nonce = resp.headers.get("Replay-Nonce")
+                self.retry_after = resp.headers.get("Retry-After")
                 if resp.status == 400 and BAD_NONCE.encode() in data:
+                    self.bad_nonces += 1
                     continue
                 return resp.status, resp.headers, data
         raise AcmeError(url, 400, b'{"type": "' + BAD_NONCE.encode() + b'", "detail": "four in a row"}')

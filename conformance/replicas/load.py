@@ -4,8 +4,10 @@ every answer that was not a certificate.
 Each client retries what a real client retries: a dropped or refused connection, a
 ``503`` with ``Retry-After`` (ACME ``serverInternal``, EST, SCEP), a SCEP ``PENDING``
 (a SCEP client resends the same PKCSReq: same transactionID, which the gateway answers
-with the certificate it already issued, if it did). Anything else is a violation: the
-suite asserts there are none. Every certificate received is kept for the store checks.
+with the certificate it already issued, if it did), an ACME ``badNonce`` (resent with
+the fresh nonce, RFC 8555 6.5; counted). Anything else is a violation, and so are a 503
+without ``Retry-After`` and a client that ran out of tries: the suite asserts there are
+none. Every certificate received is kept for the store checks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class Outcomes:
         self.received.append((client, cert))
 
 
+def _retry_after_ok(value: str | None) -> bool:
+    """A 503's Retry-After as RFC 9110 10.2.3 has it here: whole seconds, more than zero."""
+    return value is not None and value.strip().isdigit() and int(value) > 0
+
+
 def _pause(tries: int) -> float:
     return min(0.2 * (tries + 1), 2.0)
 
@@ -64,6 +71,8 @@ async def acme_loop(directory: str, ctx: ssl.SSLContext, name: str, stop: asynci
             out.retried[f"acme transport {type(exc).__name__}"] += 1
         except AcmeError as exc:
             if exc.status == 503 and exc.type.endswith(":serverInternal"):
+                if worker is None or not _retry_after_ok(worker.retry_after):
+                    out.violations.append(f"acme: 503 without a Retry-After: {exc}")
                 out.retried["acme 503 serverInternal"] += 1
             elif exc.status == 400 and exc.type.endswith(":badNonce"):  # four in a row across deaths
                 out.retried["acme badNonce"] += 1
@@ -71,31 +80,37 @@ async def acme_loop(directory: str, ctx: ssl.SSLContext, name: str, stop: asynci
                 out.violations.append(f"acme: {exc}")
         tries += 1
         if worker is not None:
+            out.retried["acme badNonce resent"] += worker.bad_nonces
             await worker.close()
             worker = None  # a new session (and account) after any failure: no half state kept
         await asyncio.sleep(_pause(tries))
     if worker is not None:
+        out.retried["acme badNonce resent"] += worker.bad_nonces
         await worker.close()
+    if tries >= MAX_TRIES:
+        out.violations.append(f"acme {name}: gave up after {MAX_TRIES} failed tries in a row")
 
 
 async def _post_until_answered(session: aiohttp.ClientSession, protocol: str, url: str, body: bytes,
                                headers: dict[str, str], out: Outcomes, tries: int) -> bytes | None:
-    """POST ``body``, retrying a cut connection and a 503 as a client does; the 200 body,
-    or None once the answer was a violation (recorded) or ``tries`` ran out."""
+    """POST ``body``, retrying a cut connection and a 503 with Retry-After as a client does;
+    the 200 body, or None once the answer was a violation or ``tries`` ran out (both
+    recorded as violations)."""
     for attempt in range(tries):
         try:
             async with session.post(url, data=body, headers=headers) as resp:
-                answer, status = await resp.read(), resp.status
+                answer, status, retry_after = await resp.read(), resp.status, resp.headers.get("Retry-After")
         except TRANSPORT as exc:
             out.retried[f"{protocol} transport {type(exc).__name__}"] += 1
         else:
             if status == 200:
                 return answer
-            if status != 503:
-                out.violations.append(f"{protocol}: HTTP {status} {answer[:200]!r}")
+            if status != 503 or not _retry_after_ok(retry_after):
+                out.violations.append(f"{protocol}: HTTP {status} (Retry-After {retry_after!r}) {answer[:200]!r}")
                 return None
             out.retried[f"{protocol} 503"] += 1
         await asyncio.sleep(_pause(attempt))
+    out.violations.append(f"{protocol}: no answer but transport errors and 503s after {tries} tries")
     return None
 
 
@@ -130,6 +145,8 @@ async def scep_loop(url: str, challenge: str, name: str, stop: asyncio.Event, ou
                         continue
                     out.violations.append(f"scep: {exc}")
                 break
+            else:
+                out.violations.append(f"scep {name}-{index}: still PENDING after {MAX_TRIES} tries")
             index += 1
 
 

@@ -163,3 +163,36 @@ async def test_one_process_on_sqlite_loses_nothing_to_kill_9(tmp_path: Path) -> 
                                    None)
     assert done["killed"] == ROUNDS
     print(f"received {len(out.received)} certificates; retried: {dict(out.retried)}")
+
+
+async def test_the_load_counts_a_503_without_retry_after_and_running_out_of_tries() -> None:
+    """The load's own rule (fast, no gateway): a 503 with Retry-After is retried, one
+    without it is a violation, and a client whose tries run out records that."""
+    from aiohttp import web
+
+    from .load import _post_until_answered
+
+    answers = {"/bare": (503, {}), "/later": (503, {"Retry-After": "1"})}
+
+    async def handler(request: web.Request) -> web.Response:
+        status, headers = answers[request.path]
+        return web.Response(status=status, headers=headers, text="busy")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            out = Outcomes()
+            assert await _post_until_answered(session, "est", f"http://127.0.0.1:{port}/bare", b"", {}, out, 3) is None
+            assert len(out.violations) == 1 and "Retry-After None" in out.violations[0], out.violations
+            out = Outcomes()
+            assert await _post_until_answered(session, "est", f"http://127.0.0.1:{port}/later", b"", {}, out, 2) is None
+            assert out.retried["est 503"] == 2
+            assert len(out.violations) == 1 and "after 2 tries" in out.violations[0], out.violations
+    finally:
+        await runner.cleanup()
