@@ -65,6 +65,8 @@ class Gateway:
     holder: str = field(default_factory=new_holder)
     """This process's id in ``job_leases`` (the cluster-wide jobs it runs while it holds them)."""
     _held: set[str] = field(default_factory=set)
+    _poll_failing: dict[str, str] = field(default_factory=dict)
+    """Per upstream CA, the kind of failure its last poll had (audited once per kind, not per tick)."""
 
     @property
     def upstream_status(self) -> "UpstreamStatus":
@@ -183,15 +185,35 @@ class Gateway:
         async with self.store.read() as q:
             held = list(await q.requests.list(status="upstream"))
         decided = 0
+        answered: set[str] = set()
         for rec in held:
             try:
                 result = await self.authority.poll(rec.id)
             except GatewayError as exc:  # the upstream is down or refused: the request stays held
                 log.warning("upstream poll of request %s at CA %s failed: %s", rec.id, rec.ca_id, exc.detail)
+                await self._poll_failed(rec.ca_id, rec.id, exc)
                 continue
+            answered.add(rec.ca_id)
             if not isinstance(result, PendingRequest) or result.status != "pending":
                 decided += 1
+        for ca_id in answered & set(self._poll_failing):
+            log.info("upstream poll at CA %s answers again", ca_id)
+            del self._poll_failing[ca_id]
         return decided
+
+    async def _poll_failed(self, ca_id: str, request_id: str, exc: GatewayError) -> None:
+        """An ``upstream_poll`` failure event the first time a CA's polls fail this way: an
+        upstream down for a day is one event (and one more when it fails differently), not
+        one per held request per tick."""
+        kind = f"{exc.kind.value}: {exc.detail}"
+        if self._poll_failing.get(ca_id) == kind:
+            return
+        self._poll_failing[ca_id] = kind
+        try:
+            await self.authority.events.record("upstream_poll", "failure", ca_id=ca_id, request_id=request_id,
+                                               actor="gateway", error=exc.kind.value, detail=exc.detail)
+        except GatewayError:  # the store itself is away: the log line above is all there is
+            self._poll_failing.pop(ca_id, None)
 
     async def holds(self, job: str, interval: float) -> bool:
         """Take or renew the cluster-wide lease on ``job``, run every ``interval`` seconds:

@@ -68,10 +68,11 @@ async def _csr_with_dns_san(work: Path, name: str, challenge: str) -> None:
     assert made.returncode == 0, made.stdout + made.stderr
 
 
-async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
-                             ra_ca: str | None = None, dns_san: bool = False) -> x509.Certificate:
-    """``dns_san``: the CSR carries the name as a DNS SAN too (made with openssl beforehand),
-    for an upstream CA that reads names from SANs only (Pebble)."""
+async def scepclient_run(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
+                         ra_ca: str | None = None, dns_san: bool = False) -> tuple[Any, Path]:
+    """scepclient enrolls once through a new SCEP configuration on ``ca_id``: (its result, its
+    directory). ``dns_san``: the CSR carries the name as a DNS SAN too (made with openssl
+    beforehand), for an upstream CA that reads names from SANs only (Pebble)."""
     binary = require_client("scepclient", "Debian package scep")
     config_id, challenge = _scep_config(info, ca_id, ra_ca)
     ra = (await ScepService(gw.door("scep")).context(config_id)).ra.current.certificate
@@ -82,6 +83,13 @@ async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
     result = await run(binary, "-server-url", f"{info.http}/scep/{config_id}", "-private-key", str(work / "key.pem"),
                        "-ca-fingerprint", ra.fingerprint(hashes.SHA256()).hex(), "-challenge", challenge,
                        "-cn", f"{ca_id}-device.example.test", cwd=work)
+    return result, work
+
+
+async def scepclient_through(gw: Any, info: GatewayInfo, ca_id: str, tmp: Path,
+                             ra_ca: str | None = None, dns_san: bool = False) -> x509.Certificate:
+    """:func:`scepclient_run`, which must succeed: the certificate it received."""
+    result, work = await scepclient_run(gw, info, ca_id, tmp, ra_ca, dns_san)
     assert result.returncode == 0, result.stdout + result.stderr
     return x509.load_pem_x509_certificate((work / "client.pem").read_bytes())
 

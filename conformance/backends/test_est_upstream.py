@@ -6,11 +6,12 @@ audited refusal with nothing stored; a revocation here is audited as not told up
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
 from urllib.parse import quote
-from typing import Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -39,6 +40,15 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayInfo]:
     run_cli("est", "user", "add", "front-basic", "front", "--password-stdin", data_dir=data_dir,
             input=PASSWORD.encode())
     run_cli("est", "create", "front-cert", "--auth", "certificate", data_dir=data_dir)
+    # a label whose policy is stricter than the front's: EC keys only
+    profile = (data_dir / "profiles" / "tls-client.toml").read_text()
+    assert 'allowed = ["RSA-2048"' in profile
+    (data_dir / "profiles" / "ec-only.toml").write_text(
+        profile.replace('name = "tls-client"', 'name = "ec-only"').replace(
+            'allowed = ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384", "EC-P521"]', 'allowed = ["EC-P256"]'))
+    run_cli("est", "create", "front-ec", "--auth", "basic", "--profile", "ec-only", data_dir=data_dir)
+    run_cli("est", "user", "add", "front-ec", "front", "--password-stdin", data_dir=data_dir,
+            input=PASSWORD.encode())
     proc = GatewayProcess(data_dir)
     try:
         yield proc.start()
@@ -155,6 +165,90 @@ async def test_client_certificate_authentication_and_a_wrong_password(upstream: 
             assert not [c for c in await q.certificates.list(CertificateFilter(ca_id="up-wrong")) if c]
 
 
+async def test_an_upstream_refusal_is_a_scep_failinfo_and_an_acme_problem(upstream: GatewayInfo,
+                                                                          tmp_path: Path) -> None:
+    """The upstream refuses what the front accepted (its label takes EC keys only; scepclient
+    and certbot here send RSA): scepclient gets a SCEP FAILURE with failInfo badRequest,
+    certbot an ACME badCSR problem, each with the upstream's answer, and each refusal is a
+    failure event; nothing is stored."""
+    from conformance.acme.test_certbot import Certbot
+
+    from .clients import scepclient_run
+
+    front = tmp_path / "front"
+    await bootstrap.initialize(front)
+    run_cli("ca", "create", "up-ec", "--backend", "est", "--upstream-url", f"{upstream.https}/.well-known/est/front-ec",
+            "--upstream-trust", upstream.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
+            data_dir=front, input=PASSWORD.encode() + b"\n")
+    async with running_gateway(front) as (gw, info):
+        result, _ = await scepclient_run(gw, info, "up-ec", tmp_path, ra_ca="issuing")
+        assert result.returncode != 0, result.stdout + result.stderr
+        said = result.stdout + result.stderr
+        assert "badRequest" in said or "BadRequest" in said or "bad request" in said.lower(), said
+        scep = [e for e in await _events(gw, EventFilter(type="scep_request", status="failure"))]
+        assert len(scep) == 1 and scep[0].detail["fail_info"] == "BAD_REQUEST", [e.detail for e in scep]
+        assert "the upstream EST server refused the request" in scep[0].detail["detail"], scep[0].detail
+
+        certbot = Certbot(info, tmp_path / "certbot")
+        await gw.authority.create_config("up-ec-acme", "acme", "up-ec", ["tls-server"],
+                                         settings={"validation_address": "127.0.0.1", "http01_port": certbot.port})
+        certbot.use("up-ec-acme")
+        out = await certbot.certonly("up-ec.example.test", extra=("--key-type", "rsa"), check=False)
+        assert out.returncode != 0
+        assert "the upstream EST server refused the request" in out.stdout + out.stderr, out.stdout + out.stderr
+        problem = (tmp_path / "certbot" / "logs" / "letsencrypt.log").read_text()  # the finalize answer
+        assert '"type": "urn:ietf:params:acme:error:badCSR"' in problem, problem[-3000:]
+        acme = [e for e in await _events(gw, EventFilter(status="failure", protocol_config="up-ec-acme"))]
+        assert any("the upstream EST server refused the request" in (e.detail.get("detail") or "") for e in acme), \
+            [e.detail for e in acme]
+        async with gw.store.read() as q:
+            assert not list(await q.certificates.list(CertificateFilter(ca_id="up-ec")))
+
+
+async def test_a_renewal_goes_upstream_as_simpleenroll(upstream: GatewayInfo, tmp_path: Path) -> None:
+    """curl renews at the front with simplereenroll (its current certificate as the TLS client
+    certificate); the front, an RA without the device's key, sends it upstream as
+    simpleenroll (gateway/DIVERGENCES.md): a renewal here, an enrollment there."""
+    from conformance.est.support import sh
+
+    from .clients import curl_est_enroll, est_label
+
+    front = tmp_path / "front"
+    await bootstrap.initialize(front)
+    run_cli("ca", "create", "up-renew", "--backend", "est", "--upstream-url",
+            f"{upstream.https}/.well-known/est/front-basic", "--upstream-trust", upstream.tls_ca,
+            "--upstream-user", "front", "--upstream-password-stdin", data_dir=front, input=PASSWORD.encode() + b"\n")
+    # the upstream's root, so that the front's TLS listener verifies the device's certificate
+    # up to it (the front knows only the issuing CA as a CA of its own)
+    from gateway.config import load_config
+
+    root = Path(upstream.ca("root")["certificate"])
+    config = load_config(front)
+    config.tls.client_trust_anchors = [str(root)]
+    config.save()
+    async with running_gateway(front) as (gw, info):
+        label, password = est_label(info, "up-renew")
+        work = tmp_path / "renew"
+        first = await curl_est_enroll(info, label, password, work, "renew-device.example.test")
+        (work / "client.pem").write_bytes(first.public_bytes(serialization.Encoding.PEM))
+        env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca}
+        renewed = await sh(
+            'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout new.key '
+            '-subj "/CN=renew-device.example.test" -addext "subjectAltName=DNS:renew-device.example.test" '
+            '-outform DER | openssl base64 -out renew.b64 && '
+            'curl -sS --fail-with-body --cacert "$CA" --cert client.pem --key device.key '
+            '-H "Content-Type: application/pkcs10" --data-binary @renew.b64 -o renewed.p7 "$EST/simplereenroll" && '
+            'openssl base64 -d -in renewed.p7 | openssl pkcs7 -inform DER -print_certs -out renewed.pem', work, env)
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        second = x509.load_pem_x509_certificate((work / "renewed.pem").read_bytes())
+        second.verify_directly_issued_by(_upstream_issuing(upstream))
+        assert second.serial_number != first.serial_number and _upstream_store_has(upstream, second)
+        here = [e for e in await _events(gw, EventFilter(serial=serial_hex(second.serial_number)))]
+        assert [e.type for e in here] == ["renew"], [(e.type, e.status) for e in here]
+        there = await _upstream_admin(upstream, "GET", f"/events?serial={serial_hex(second.serial_number)}")
+        assert [e["type"] for e in there["items"]] == ["issue"], there  # type: ignore[index]
+
+
 def test_creation_refusals(upstream: GatewayInfo, tmp_path: Path) -> None:
     front = tmp_path / "front"
     run_cli("init", data_dir=front)
@@ -185,12 +279,24 @@ async def _upstream_admin(up: GatewayInfo, method: str, path: str, body: object 
             return await resp.json()
 
 
+async def _wait_for(what: str, check: "Callable[[], Awaitable[bool]]", timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.25)
+
+
 async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Path) -> None:
     """The upstream holds requests for its operator (EST 202): the front gateway answers its
-    own client 202 too, its poller asks again, and an approval there becomes a certificate
-    here (a rejection there, a rejection here); curl retries with the same CSR, as RFC 7030
-    4.2.3 says, and gets the outcome."""
+    own client 202 too, and the cluster-wide poll job of the running front (two gateways on
+    one store: one of them holds the job's lease at a time) asks again by itself; an
+    upstream that refuses the gateway meanwhile is one audited ``upstream_poll`` failure, not
+    one per request per tick; an approval there becomes a certificate here (a rejection
+    there, a rejection here); curl retries with the same CSR, as RFC 7030 4.2.3 says, and
+    gets the outcome."""
     from conformance.est.support import sh
+    from gateway.config import load_config
+    from gateway.runtime import UPSTREAM_POLL_JOB
 
     up_dir = tmp_path / "up"
     run_cli("init", data_dir=up_dir)
@@ -201,12 +307,17 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
     try:
         front = tmp_path / "front"
         await bootstrap.initialize(front)
+        config = load_config(front)
+        config.ca.upstream_poll_interval, config.ca.lease_margin = 0.5, 1.0
+        config.save()
         run_cli("ca", "create", "up-held", "--backend", "est", "--upstream-url", f"{up.https}/.well-known/est/held",
                 "--upstream-trust", up.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
                 data_dir=front, input=PASSWORD.encode() + b"\n")
         run_cli("est", "create", "devices", "--ca", "up-held", "--auth", "basic", data_dir=front)
         run_cli("est", "user", "add", "devices", "dev1", "--password-stdin", data_dir=front, input=b"device-pass-1\n")
-        async with running_gateway(front) as (gw, info):
+        async with running_gateway(front) as (gw, info), running_gateway(front) as (gw2, _):
+            for each in (gw, gw2):
+                each.start_background()  # as `gateway serve` does: the CRL, upstream poll and outbox jobs
             env = {"EST": f"{info.https}/.well-known/est/devices", "CA": info.tls_ca}
             enroll = ('curl -sS --cacert "$CA" -u "dev1:device-pass-1" -H "Content-Type: application/pkcs10" '
                       '--data-binary @{name}.b64 -o {name}.p7 -w "%{{http_code}}" "$EST/simpleenroll"')
@@ -219,13 +330,38 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
             async with gw.store.read() as q:
                 held_here = list(await q.requests.list(status="upstream"))
             assert len(held_here) == 2
-            assert await gw.poll_upstream() == 0  # the upstream has not decided yet
+
+            # one of the two gateways runs the job, never both
+            holders = set()
+            for _ in range(8):
+                running = [g for g in (gw, gw2) if UPSTREAM_POLL_JOB in g._held]
+                assert len(running) <= 1, "both gateways hold the upstream poll lease"
+                holders.update(g.holder for g in running)
+                await asyncio.sleep(0.25)
+            assert len(holders) == 1, holders
+
+            # the upstream refuses the gateway for a while: one audited failure for the CA
+            async def poll_failures() -> list[Any]:
+                return [e for e in await _events(gw, EventFilter(type="upstream_poll")) if e.ca_id == "up-held"]
+
+            run_cli("est", "user", "disable", "held", "front", data_dir=up_dir)
+            await _wait_for("an upstream_poll failure event", lambda: _nonempty(poll_failures()))
+            await asyncio.sleep(2.5)  # five more ticks over two held requests
+            failures = await poll_failures()
+            assert len(failures) == 1 and failures[0].status == "failure", [e.detail for e in failures]
+            assert "refused the gateway's credentials (HTTP 401)" in failures[0].detail["detail"], failures[0].detail
+            run_cli("est", "user", "enable", "held", "front", data_dir=up_dir)
 
             waiting = await _upstream_admin(up, "GET", "/requests?status=pending")
             items = {i["subject"]: i["id"] for i in waiting["items"]}  # type: ignore[index]
             await _upstream_admin(up, "POST", f"/requests/{items['CN=approved']}/approve", {})
             await _upstream_admin(up, "POST", f"/requests/{items['CN=rejected']}/reject", {"reason": "not ours"})
-            assert await gw.poll_upstream() == 2
+
+            async def decided() -> bool:
+                async with gw.store.read() as q:
+                    return not list(await q.requests.list(status="upstream"))
+
+            await _wait_for("the poll job to decide both requests", decided)  # nobody called poll_upstream
 
             again = await sh(enroll.format(name="approved"), tmp_path, env)
             assert again.stdout == "200", again.stdout + again.stderr
@@ -239,5 +375,10 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
                 rejected = [r for r in await q.requests.list(status="rejected")]
             assert len(rejected) == 1 and rejected[0].decided_by == "upstream"
             assert "not ours" in (rejected[0].reason or "") or "refused" in (rejected[0].reason or "")
+            assert len(await poll_failures()) == 1  # the recovery is not another failure
     finally:
         proc.stop()
+
+
+async def _nonempty(items: "Awaitable[list[Any]]") -> bool:
+    return bool(await items)

@@ -2,7 +2,9 @@
 protocols accept.
 
 The gateway sends the device's CSR, unchanged, to ``<url>/simpleenroll`` with HTTP
-Basic or a TLS client certificate, and records what comes back. The upstream applies its
+Basic or a TLS client certificate, and records what comes back. Renewals go there too, not
+to ``/simplereenroll``: RFC 7030 4.2.2 authenticates a reenroll with the certificate being
+renewed, whose key only the device has (gateway/DIVERGENCES.md). The upstream applies its
 own policy: the gateway's profile checks ran before (the request was accepted here
 first), but subject or SAN overrides of the gateway's configuration do not reach it.
 ``202 Accepted`` with Retry-After is a request the upstream holds: the gateway keeps the
