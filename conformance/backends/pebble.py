@@ -25,6 +25,8 @@ class Pebble:
     management: int = field(default_factory=free_port)
     dns_port: int = field(default_factory=free_port)
     dns_management: int = field(default_factory=free_port)
+    eab_keys: dict[str, str] = field(default_factory=dict)
+    """External account binding keys (kid -> base64url HMAC key): when given, Pebble requires EAB."""
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -50,7 +52,7 @@ class Pebble:
             "listenAddress": f"127.0.0.1:{self.port}", "managementListenAddress": f"127.0.0.1:{self.management}",
             "certificate": str(self.tls_ca), "privateKey": str(self.workdir / "pebble-key.pem"),
             "httpPort": self.http_port, "tlsPort": free_port(), "ocspResponderURL": "",
-            "externalAccountBindingRequired": False}}
+            "externalAccountBindingRequired": bool(self.eab_keys), "externalAccountMACKeys": self.eab_keys}}
         (self.workdir / "pebble.json").write_text(json.dumps(config))
         self._spawn("pebble", [pebble, "-config", str(self.workdir / "pebble.json"),
                                "-dnsserver", f"127.0.0.1:{self.dns_port}"],

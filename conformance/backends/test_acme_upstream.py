@@ -1,8 +1,9 @@
 """Pebble, with real validation, as the ACME upstream of the gateway under test:
 ``gateway ca create --backend acme`` makes the account; certbot, scepclient and curl EST
 then get certificates Pebble signed after it validated each name over http-01 against the
-gateway's own HTTP listener; dns-01 through an operator's hook; revocation here is
-revocation at Pebble; names an ACME CA cannot validate are refused before any order."""
+gateway's own HTTP listener; dns-01 through an operator's hook; an account bound with
+EAB where Pebble requires it; revocation here is revocation at Pebble; names an ACME CA
+cannot validate are refused before any order."""
 
 from __future__ import annotations
 
@@ -24,12 +25,15 @@ from .pebble import Pebble
 
 
 @contextlib.asynccontextmanager
-async def _front_and_pebble(tmp_path: Path) -> AsyncIterator[tuple[Any, GatewayInfo, Pebble]]:
-    """The gateway under test in this process, and Pebble validating against its HTTP listener."""
+async def _front_and_pebble(tmp_path: Path, eab_keys: dict[str, str] | None = None,
+                            ) -> AsyncIterator[tuple[Any, GatewayInfo, Pebble]]:
+    """The gateway under test in this process, and Pebble validating against its HTTP listener
+    (requiring external account binding with ``eab_keys``)."""
     front = tmp_path / "front"
     await bootstrap.initialize(front)
     async with running_gateway(front) as (gw, info):
-        pebble = Pebble(tmp_path / "pebble", http_port=int(info.http.rsplit(":", 1)[1])).start()
+        pebble = Pebble(tmp_path / "pebble", http_port=int(info.http.rsplit(":", 1)[1]),
+                        eab_keys=eab_keys or {}).start()
         try:
             (tmp_path / "chain.pem").write_bytes(pebble.chain_pem())
             yield gw, info, pebble
@@ -37,11 +41,15 @@ async def _front_and_pebble(tmp_path: Path) -> AsyncIterator[tuple[Any, GatewayI
             pebble.stop()
 
 
-def _create_ca(info: GatewayInfo, pebble: Pebble, tmp_path: Path, ca_id: str, *extra: str) -> str:
+def _create_ca(info: GatewayInfo, pebble: Pebble, tmp_path: Path, ca_id: str, *extra: str,
+               env: dict[str, str] | None = None, check: bool = True) -> str:
     """``gateway ca create --backend acme`` against Pebble, as the README shows it; its stderr."""
-    return run_cli("ca", "create", ca_id, "--backend", "acme", "--upstream-url", pebble.directory,
-                   "--upstream-trust", str(pebble.tls_ca), "--upstream-chain", str(tmp_path / "chain.pem"),
-                   *extra, data_dir=info.data_dir).stderr
+    out = run_cli("ca", "create", ca_id, "--backend", "acme", "--upstream-url", pebble.directory,
+                  "--upstream-trust", str(pebble.tls_ca), "--upstream-chain", str(tmp_path / "chain.pem"),
+                  *extra, data_dir=info.data_dir, env=env, check=check)
+    if not check:
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
 
 
 async def test_every_client_issues_through_pebble(tmp_path: Path) -> None:
@@ -101,3 +109,30 @@ async def test_names_an_acme_ca_cannot_validate_are_refused_before_ordering(tmp_
         async with gw.store.read() as q:
             events = list(await q.events.list(EventFilter(status="failure", protocol_config="plain"), limit=5))
         assert any("no DNS name" in (e.detail.get("detail") or "") for e in events), [e.detail for e in events]
+
+
+async def test_an_account_with_external_account_binding(tmp_path: Path) -> None:
+    """Pebble requiring EAB: without it, or with a wrong HMAC key, the CA is refused with
+    Pebble's reason and not made; with the key id and HMAC key (from the environment) the
+    account is bound and issues; the HMAC key is not kept."""
+    import base64
+    import secrets
+
+    hmac_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    wrong = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    async with _front_and_pebble(tmp_path, eab_keys={"kid-gateway": hmac_key}) as (gw, info, pebble):
+        said = _create_ca(info, pebble, tmp_path, "up-noeab", check=False)
+        assert "externalAccountRequired" in said, said
+        said = _create_ca(info, pebble, tmp_path, "up-wrongeab", "--upstream-eab-kid", "kid-gateway",
+                          "--upstream-eab-hmac-env", "EAB_HMAC", env={"EAB_HMAC": wrong}, check=False)
+        assert "refused the account" in said, said
+        assert wrong not in said
+        _create_ca(info, pebble, tmp_path, "up-eab", "--upstream-eab-kid", "kid-gateway",
+                   "--upstream-eab-hmac-env", "EAB_HMAC", env={"EAB_HMAC": hmac_key})
+        listed = json.loads(run_cli("ca", "list", "--json", data_dir=info.data_dir).stdout)
+        assert {r["id"] for r in listed} & {"up-noeab", "up-wrongeab", "up-eab"} == {"up-eab"}
+        async with gw.store.read() as q:
+            settings = (await q.cas.get("up-eab")).backend_settings
+        assert hmac_key not in json.dumps(settings) and "kid-gateway" not in json.dumps(settings)
+        cert = await curl_est_through(info, "up-eab", tmp_path / "eab")
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())[0])
