@@ -292,8 +292,9 @@ async def _until(http: str, status: int, timeout: float = 60.0) -> dict[str, Any
 async def test_the_gateway_starts_while_postgresql_is_down_and_is_ready_when_it_is_back(
         tmp_path: Path, pg_url: str) -> None:
     """PostgreSQL behind a loopback proxy that the test takes away: ``gateway serve``
-    started without its database answers /healthz 503 not-ready (it does not exit), is
-    ready once the database is back, not ready while it is away again, ready after."""
+    started without its database answers /healthz 503 not-ready (it does not exit) on
+    both listeners (HTTPS too, with Retry-After), is ready once the database is back, not
+    ready while it is away again, ready after."""
     from urllib.parse import urlsplit
 
     from conformance.harness import ROOT, free_port, gateway_command
@@ -316,6 +317,16 @@ async def test_the_gateway_starts_while_postgresql_is_down_and_is_ready_when_it_
     try:
         body = await _until(http, 503)
         assert body == {"status": "not-ready", "reason": "the store is unreachable"}
+        import ssl
+
+        import aiohttp
+
+        tls = ssl.create_default_context(cafile=str(data_dir / "cas" / f"{bootstrap.ROOT_CA}.pem"))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            for path in ("/healthz", "/acme/acme/directory"):
+                async with session.get(f"https://127.0.0.1:{https_port}{path}", ssl=tls) as resp:
+                    assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0, path
+                    assert await resp.json() == body
         await asyncio.sleep(2)
         assert proc.poll() is None, log_path.read_text()  # waiting, not exited
         await proxy.start()  # the database is back

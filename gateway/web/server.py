@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -58,6 +59,17 @@ async def start_listeners(gw: Gateway, sockets: tuple[socket.socket, socket.sock
     return Listeners(https, http)
 
 
+def _unready_https(cfg: Config, sock: socket.socket) -> tuple[socket.socket, ssl.SSLContext] | None:
+    """The HTTPS socket and a TLS context for answering 503 before the store opens: the
+    listener's own certificate (a file, no store needed), no client certificates. None,
+    with one line logged, if the files cannot be loaded (the listener then waits)."""
+    try:
+        return sock, server_context(cfg.path(cfg.tls.certificate), cfg.path(cfg.tls.key), [], False)
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("HTTPS cannot answer not-ready before the store opens: %s", exc)
+        return None
+
+
 async def serve(cfg: Config, banner: Callable[[Gateway], Awaitable[str]] | None = None,
                 sockets: tuple[socket.socket, socket.socket] | None = None, worker: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish.
@@ -71,7 +83,7 @@ async def serve(cfg: Config, banner: Callable[[Gateway], Awaitable[str]] | None 
     if sockets is None:
         https_sock, http_sock = bind_listeners(cfg)
         sockets = (https_sock, http_sock)
-    gw = await when_reachable(lambda: Gateway.open(cfg), sockets[1], stop)
+    gw = await when_reachable(lambda: Gateway.open(cfg), sockets[1], stop, https=_unready_https(cfg, sockets[0]))
     if gw is None:  # stopped before the store ever answered
         return
     try:

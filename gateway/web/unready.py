@@ -2,9 +2,11 @@
 
 A gateway on PostgreSQL may start before its database (a host reboot, a failover): it
 must not exit, or a supervisor restarts it in a loop and a load balancer sees a closed
-port instead of a clear "not ready". Until the store opens, the plain-HTTP listener
-answers ``/healthz`` (and everything else) 503 with Retry-After, and the gateway tries
-again with a backoff up to :data:`MAX_DELAY` seconds, logging one line per attempt.
+port instead of a clear "not ready". Until the store opens, both listeners answer
+``/healthz`` (and everything else) 503 with Retry-After (HTTPS with the listener's
+certificate from the data directory, which needs no store; no client certificate is
+asked for), and the gateway tries again with a backoff up to :data:`MAX_DELAY`
+seconds, logging one line per attempt.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -37,7 +40,8 @@ async def _answer_not_ready(request: web.Request) -> web.Response:
     return web.json_response(NOT_READY, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-async def _serve_not_ready(http_sock: socket.socket) -> web.AppRunner:
+async def _serve_not_ready(http_sock: socket.socket, https: tuple[socket.socket, ssl.SSLContext] | None,
+                            ) -> web.AppRunner:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", _answer_not_ready)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
@@ -45,13 +49,18 @@ async def _serve_not_ready(http_sock: socket.socket) -> web.AppRunner:
     # A duplicate of the socket: stopping this site closes its socket, and the real
     # listeners serve on the original afterwards without a moment of "connection refused".
     await web.SockSite(runner, socket.socket(fileno=os.dup(http_sock.fileno()))).start()
+    if https is not None:
+        https_sock, context = https
+        await web.SockSite(runner, socket.socket(fileno=os.dup(https_sock.fileno())), ssl_context=context).start()
     return runner
 
 
 async def when_reachable(open_: Callable[[], Awaitable[Gateway]], http_sock: socket.socket,
-                         stop: asyncio.Event, *, first_delay: float = 1.0) -> Gateway | None:
+                         stop: asyncio.Event, *, first_delay: float = 1.0,
+                         https: tuple[socket.socket, ssl.SSLContext] | None = None) -> Gateway | None:
     """``open_()`` once the store answers (None if ``stop`` is set first), answering
-    503 on ``http_sock`` meanwhile. Errors other than an unreachable store propagate."""
+    503 on ``http_sock`` (and on ``https``: its socket and TLS context) meanwhile.
+    Errors other than an unreachable store propagate."""
     delay = first_delay
     runner: web.AppRunner | None = None
     try:
@@ -62,7 +71,7 @@ async def when_reachable(open_: Callable[[], Awaitable[Gateway]], http_sock: soc
                 if not store_unreachable(exc):
                     raise
                 if runner is None:
-                    runner = await _serve_not_ready(http_sock)
+                    runner = await _serve_not_ready(http_sock, https)
                 log.warning("store unreachable (%s): not ready; trying again in %.0f s", exc.detail, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
