@@ -6,7 +6,7 @@
         --rdn-format 'CN=<deviceName>,OU=<igusername>' --parent-dn 'O=Example,C=US'
     gateway mdm digital-id list|remove --config corp-jamf
     gateway mdm credential add jamf-prod --config corp-jamf   # prints a generated password once
-    gateway mdm credential list|unlock|remove --config corp-jamf
+    gateway mdm credential list|unlock|password|remove --config corp-jamf   # password: a new one, shown once
     gateway mdm variables                                 # what an RDN format may use
 
 Every change is audited as ``cli:<os user>``.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from gateway.door import Door, cli_actor, default_issuing_ca, door_command
 from . import profiles
 from .manage import (
     add_credential, add_digital_id, create_configuration, describe_with, mdm_configuration, remove_credential,
-    remove_digital_id,
+    remove_digital_id, reset_password, unlock_credential,
 )
 from .platforms import PLATFORMS
 from .rdn import VARIABLES
@@ -104,15 +103,15 @@ async def cmd_credential(door: Door, args: argparse.Namespace) -> int:
         await remove_credential(door, args.config, args.username, actor=cli_actor())
         print(f"removed {args.username}")
         return 0
-    rec, _ = await mdm_configuration(door, args.config)
     if args.cred_command == "unlock":
-        found = await door.credentials.find_user(rec.id, args.username)
-        if found is None:
-            print(f"no credential {args.username}", file=sys.stderr)
-            return 1
-        await door.credentials.unlock(rec.id, found.id, actor=cli_actor())
+        await unlock_credential(door, args.config, args.username, actor=cli_actor())
         print(f"unlocked {args.username}")
         return 0
+    if args.cred_command == "password":
+        password = await reset_password(door, args.config, args.username, actor=cli_actor())
+        print(f"user {args.username}  password {password}   (shown once: stored hashed)")
+        return 0
+    rec, _ = await mdm_configuration(door, args.config)
     now = door.clock()
     rows = [{"username": u.username, "disabled": u.disabled, "locked": u.locked(now), "failures": u.failures,
              "last_used_at": u.last_used_at.isoformat() if u.last_used_at else None}
@@ -176,7 +175,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], com
     s.set_defaults(fn=door_command(PROTOCOL, cmd_credential))
     s = cred_sub.add_parser("list", parents=[common, config, out], help="credentials (never passwords)")
     s.set_defaults(fn=door_command(PROTOCOL, cmd_credential))
-    for verb, text in (("unlock", "end a lockout"), ("remove", "delete a credential")):
+    for verb, text in (("unlock", "end a lockout"), ("password", "a new generated password, printed once"),
+                       ("remove", "delete a credential")):
         s = cred_sub.add_parser(verb, parents=[common, config], help=text)
         s.add_argument("username", help="the credential's user name")
         s.set_defaults(fn=door_command(PROTOCOL, cmd_credential))

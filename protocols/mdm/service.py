@@ -14,8 +14,9 @@ configuration the MDM configuration names, bound to the subject the digital ID's
 format yields and to its profile), ``Enroll`` (a key generated here, the certificate and
 key returned as a password-protected PKCS#12), ``Renew`` (by the previous certificate's
 serial, keeping its subject and profile, or by digital ID like ``Enroll``), ``Revoke``
-and ``GetCertificateStatus`` (certificates issued through this configuration or its
-SCEP configuration only).
+and ``GetCertificateStatus`` (certificates issued through this configuration, or through
+its SCEP configuration with a challenge it handed out). Every call is audited with the
+device's end entity ``<platform>:<device>``, the name both flows give it.
 """
 
 from __future__ import annotations

@@ -174,6 +174,12 @@ def test_cli_manages_configurations_digital_ids_and_credentials(stopped: Path) -
     assert [c["username"] for c in json.loads(creds)] == ["ivanti-api"]
     assert password not in creds
     assert cli(stopped, "mdm", "credential", "add", "Bad", "--config", "ivt", check=False).returncode != 0
+    out = cli(stopped, "mdm", "credential", "password", "ivanti-api", "--config", "ivt").stdout
+    fresh = out.split("password", 1)[1].split()[0]
+    assert len(fresh) >= 12 and fresh != password
+    assert fresh not in cli(stopped, "mdm", "credential", "list", "--config", "ivt", "--json").stdout
+    for verb in ("password", "unlock"):
+        assert cli(stopped, "mdm", "credential", verb, "nobody", "--config", "ivt", check=False).returncode != 0
 
     shown = json.loads(cli(stopped, "mdm", "show", "ivt", "--json").stdout)
     assert shown["platform"] == "ivanti" and [d["name"] for d in shown["digital_ids"]] == ["phone"]
