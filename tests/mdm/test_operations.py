@@ -120,7 +120,8 @@ async def test_enroll_with_a_given_password_renew_revoke_and_status(mdm: MdmServ
 
 
 async def test_every_call_is_audited_with_the_device_as_end_entity(mdm: MdmServer) -> None:
-    """Enroll, Renew by serial, GetCertificateStatus and Revoke each name ``jamf:<device>``;
+    """Enroll, Renew by serial, GetCertificateStatus, Revoke and RequestScepChallenge each
+    name ``jamf:<device>``;
     a call refused at authentication still names the platform."""
     svc = await mdm.client()
     door = mdm.gw.door("mdm")
@@ -128,11 +129,13 @@ async def test_every_call_is_audited_with_the_device_as_end_entity(mdm: MdmServe
     renewed = await mdm.call(svc, "Renew", SerialNumber=first.SerialNumber)
     await mdm.call(svc, "GetCertificateStatus", SerialNumber=renewed.SerialNumber)
     await mdm.call(svc, "Revoke", SerialNumber=first.SerialNumber, Reason="superseded")
+    await mdm.call(svc, "RequestScepChallenge", DigitalId=DIGITAL_ID, DeviceId="udid-42",
+                   Variables=variables(**DEVICE))
     bad = await mdm.client(password="wrong-password")
     with pytest.raises(zeep.exceptions.Fault):
         await mdm.call(bad, "Revoke", SerialNumber=renewed.SerialNumber)
     calls = {e["detail"]["operation"]: e for e in await _events(mdm, type="mdm_call")}
-    for op in ("Enroll", "Renew", "GetCertificateStatus"):
+    for op in ("Enroll", "Renew", "GetCertificateStatus", "RequestScepChallenge"):
         assert calls[op]["status"] == "success", op
         assert calls[op]["detail"]["entity"] == "jamf:udid-42", (op, calls[op]["detail"])
         assert calls[op]["detail"]["device"] == "udid-42", op
