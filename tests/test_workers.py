@@ -91,13 +91,17 @@ def test_a_worker_that_dies_stops_the_service(tmp_path: Path) -> None:
 def test_workers_stop_when_the_parent_is_killed_and_a_restart_binds_the_ports(tmp_path: Path) -> None:
     """kill -9 of ``gateway serve`` leaves no orphan serving with parent pid 1: the workers
     see their parent pipe close (and get the parent death signal) and stop, so the same
-    command started again binds the same ports."""
+    command started again binds the same ports, and removes the counters directory the
+    killed one left (``run/metrics-<pid>`` in the data directory); a clean stop removes
+    its own."""
     data_dir = _init(tmp_path, workers=2)
     proc = GatewayProcess(data_dir)
     info = proc.start()
     try:
         pids = _worker_pids(proc)
         assert proc.proc is not None
+        left = data_dir / "run" / f"metrics-{proc.proc.pid}"
+        assert left.is_dir()
         proc.proc.kill()  # SIGKILL: the parent cannot forward anything
         proc.proc.wait(timeout=10)
         assert _gone(pids, timeout=30), [p for p in pids if _alive(p)]
@@ -105,13 +109,18 @@ def test_workers_stop_when_the_parent_is_killed_and_a_restart_binds_the_ports(tm
         assert "parent) is gone; this worker stops" in log or "shutting down" in log, log[-2000:]
         proc.proc = None
         again = GatewayProcess(data_dir, https_port=proc.https_port, http_port=proc.http_port)
+        assert left.is_dir()  # kill -9: nothing could remove it
         again.start()
         try:
             with urllib.request.urlopen(f"{info.http}/healthz", timeout=5) as resp:
                 assert json.loads(resp.read())["status"] == "ok"
             assert "Address already in use" not in again.log_path.read_text()
+            assert not left.exists()  # removed by the next serve
+            assert again.proc is not None
+            assert [d.name for d in (data_dir / "run").iterdir()] == [f"metrics-{again.proc.pid}"]
         finally:
             assert again.stop() == 0
+        assert list((data_dir / "run").iterdir()) == []
     finally:
         proc.stop()
 

@@ -11,8 +11,10 @@ on several machines would (``Config.store_has_replicas``), so ACME nonces are re
 in the database and any worker accepts a nonce another one issued. Background work
 (scheduled CRLs, the ACME janitor) runs in every worker, as it does on every replica.
 Workers keep their counters in a directory of this process's (prometheus_client's
-multiprocess mode), so ``/metrics`` on any worker sums every worker's; the families read
-from the store (CRL age, certificates issued outside configurations) are read once.
+multiprocess mode), ``run/metrics-<pid>`` in the data directory, so ``/metrics`` on any
+worker sums every worker's; the families read from the store (CRL age, certificates
+issued outside configurations) are read once. A ``serve`` killed with SIGKILL cannot
+remove its directory: the next one removes every directory whose process is gone.
 
 Workers stop when the parent dies, however it dies (:func:`watch_parent`).
 
@@ -29,7 +31,7 @@ import signal
 import shutil
 import socket
 import sys
-import tempfile
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from ..config import Config
@@ -119,6 +121,31 @@ def bind_listeners(cfg: Config) -> list[socket.socket]:
     return sockets
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _metrics_dir(run: Path) -> str:
+    """A fresh counters directory for this ``serve`` (``metrics-<pid>``), after removing
+    those of ``serve`` processes that died without removing theirs (kill -9): left in
+    place they would grow, and a reused pid would sum a dead run's counters."""
+    run.mkdir(parents=True, exist_ok=True)
+    for stale in run.glob("metrics-*"):
+        pid = stale.name.removeprefix("metrics-")
+        if not pid.isdigit() or int(pid) == os.getpid() or not _process_alive(int(pid)):
+            log.info("removing the metrics directory %s of a gateway serve that is gone", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    mine = run / f"metrics-{os.getpid()}"
+    mine.mkdir(mode=0o700)
+    return str(mine)
+
+
 async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int:
     """Bind, start ``cfg.server.workers`` copies of ``gateway serve argv``, supervise them.
 
@@ -129,7 +156,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
     # The pipe's write end stays here, never written: the workers see end-of-file on
     # theirs when this process dies (watch_parent).
     parent_read, parent_write = os.pipe()
-    metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+    metrics_dir = _metrics_dir(cfg.data_dir / "run")
     fds = ",".join(str(fd) for fd in (*(s.fileno() for s in sockets), parent_read))
     procs: list[asyncio.subprocess.Process] = []
     stop = asyncio.Event()
