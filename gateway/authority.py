@@ -583,6 +583,7 @@ class Authority:
         """A held request: the certificate once issued, else its pending/rejected state.
         A request an upstream CA holds is asked about again at that CA."""
         rec, backend = await self._request_backend(request_id)
+        retry_after = None
         if rec.status == "upstream" and rec.upstream_handle is not None:
             try:
                 result = await backend.poll(rec.upstream_handle)
@@ -602,9 +603,11 @@ class Authority:
                     rec, backend = await self._request_backend(request_id)
                 else:
                     return issued
-            elif result.handle != rec.upstream_handle:
-                async with self.store.transaction() as q:
-                    await q.requests.update(rec.id, expect="upstream", upstream_handle=result.handle)
+            else:
+                retry_after = result.retry_after
+                if result.handle != rec.upstream_handle:
+                    async with self.store.transaction() as q:
+                        await q.requests.update(rec.id, expect="upstream", upstream_handle=result.handle)
         if rec.status == "issued" and rec.serial is not None:
             cert = await self.certificate(rec.serial)
             return IssuedCertificate(
@@ -612,7 +615,8 @@ class Authority:
             )
         status = "pending" if rec.status in ("upstream", "approved") else rec.status
         return PendingRequest(rec.id, rec.ca_id, status,
-                              serial=serial_int(rec.serial) if rec.serial else None, reason=rec.reason)
+                              serial=serial_int(rec.serial) if rec.serial else None, reason=rec.reason,
+                              retry_after=retry_after)
 
     async def _upstream_rejected(self, rec: RequestRecord, reason: str) -> None:
         async with self.store.transaction() as q:

@@ -65,6 +65,8 @@ class Gateway:
     holder: str = field(default_factory=new_holder)
     """This process's id in ``job_leases`` (the cluster-wide jobs it runs while it holds them)."""
     _held: set[str] = field(default_factory=set)
+    _poll_after: dict[str, dt.datetime] = field(default_factory=dict)
+    """Per held request, when its upstream said to ask again (its Retry-After), for the poll job."""
     _poll_failing: dict[str, str] = field(default_factory=dict)
     """Per upstream CA, the kind of failure its last poll had (audited once per kind, not per tick)."""
 
@@ -178,15 +180,22 @@ class Gateway:
         self._tasks.append(asyncio.create_task(notify_loop(Notifier(self.store), self.config.ca.outbox_interval),
                                                name="notifications"))
 
-    async def poll_upstream(self) -> int:
+    async def poll_upstream(self, *, when_due: bool = False) -> int:
         """Ask each upstream CA about the requests it holds; returns how many it decided.
         A request decided here is issued (or rejected) exactly as when its client polls:
-        the next client poll then finds the certificate in the store."""
+        the next client poll then finds the certificate in the store. ``when_due`` (the
+        poll job): skip a request until the Retry-After its upstream gave at the last poll
+        here has passed."""
         async with self.store.read() as q:
             held = list(await q.requests.list(status="upstream"))
+        now = self.clock()
+        for gone in set(self._poll_after) - {rec.id for rec in held}:
+            del self._poll_after[gone]
         decided = 0
         answered: set[str] = set()
         for rec in held:
+            if when_due and self._poll_after.get(rec.id, now) > now:
+                continue
             try:
                 result = await self.authority.poll(rec.id)
             except GatewayError as exc:  # the upstream is down or refused: the request stays held
@@ -194,7 +203,10 @@ class Gateway:
                 await self._poll_failed(rec.ca_id, rec.id, exc)
                 continue
             answered.add(rec.ca_id)
-            if not isinstance(result, PendingRequest) or result.status != "pending":
+            if isinstance(result, PendingRequest) and result.status == "pending":
+                if result.retry_after is not None:
+                    self._poll_after[rec.id] = now + dt.timedelta(seconds=result.retry_after)
+            else:
                 decided += 1
         for ca_id in answered & set(self._poll_failing):
             log.info("upstream poll at CA %s answers again", ca_id)
@@ -241,7 +253,7 @@ class Gateway:
             await asyncio.sleep(interval)
             try:
                 if await self.holds(UPSTREAM_POLL_JOB, interval):
-                    await self.poll_upstream()
+                    await self.poll_upstream(when_due=True)
             except GatewayError as exc:
                 log.warning("upstream poll failed: %s", exc.detail)
 

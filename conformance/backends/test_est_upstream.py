@@ -293,15 +293,18 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
     upstream that refuses the gateway meanwhile is one audited ``upstream_poll`` failure, not
     one per request per tick; an approval there becomes a certificate here (a rejection
     there, a rejection here); curl retries with the same CSR, as RFC 7030 4.2.3 says, and
-    gets the outcome."""
+    gets the outcome. The job honours the upstream's Retry-After: a request whose upstream
+    said "an hour" is not asked about again meanwhile (an explicit poll still asks)."""
     from conformance.est.support import sh
     from gateway.config import load_config
     from gateway.runtime import UPSTREAM_POLL_JOB
 
     up_dir = tmp_path / "up"
     run_cli("init", data_dir=up_dir)
-    run_cli("est", "create", "held", "--auth", "basic", "--approval", "manual", data_dir=up_dir)
-    run_cli("est", "user", "add", "held", "front", "--password-stdin", data_dir=up_dir, input=PASSWORD.encode())
+    for label, wait in (("held", "1"), ("slow", "3600")):
+        run_cli("est", "create", label, "--auth", "basic", "--approval", "manual", "--retry-after", wait,
+                data_dir=up_dir)
+        run_cli("est", "user", "add", label, "front", "--password-stdin", data_dir=up_dir, input=PASSWORD.encode())
     proc = GatewayProcess(up_dir)
     up = proc.start()
     try:
@@ -310,26 +313,31 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
         config = load_config(front)
         config.ca.upstream_poll_interval, config.ca.lease_margin = 0.5, 1.0
         config.save()
-        run_cli("ca", "create", "up-held", "--backend", "est", "--upstream-url", f"{up.https}/.well-known/est/held",
-                "--upstream-trust", up.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
-                data_dir=front, input=PASSWORD.encode() + b"\n")
-        run_cli("est", "create", "devices", "--ca", "up-held", "--auth", "basic", data_dir=front)
-        run_cli("est", "user", "add", "devices", "dev1", "--password-stdin", data_dir=front, input=b"device-pass-1\n")
+        for ca_id, label, devices in (("up-held", "held", "devices"), ("up-slow", "slow", "slow-devices")):
+            run_cli("ca", "create", ca_id, "--backend", "est", "--upstream-url", f"{up.https}/.well-known/est/{label}",
+                    "--upstream-trust", up.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
+                    data_dir=front, input=PASSWORD.encode() + b"\n")
+            run_cli("est", "create", devices, "--ca", ca_id, "--auth", "basic", data_dir=front)
+            run_cli("est", "user", "add", devices, "dev1", "--password-stdin", data_dir=front,
+                    input=b"device-pass-1\n")
         async with running_gateway(front) as (gw, info), running_gateway(front) as (gw2, _):
             for each in (gw, gw2):
                 each.start_background()  # as `gateway serve` does: the CRL, upstream poll and outbox jobs
             env = {"EST": f"{info.https}/.well-known/est/devices", "CA": info.tls_ca}
             enroll = ('curl -sS --cacert "$CA" -u "dev1:device-pass-1" -H "Content-Type: application/pkcs10" '
                       '--data-binary @{name}.b64 -o {name}.p7 -w "%{{http_code}}" "$EST/simpleenroll"')
-            for name in ("approved", "rejected"):
+            for name in ("patient", "approved", "rejected"):
                 made = await sh(f'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key '
                                 f'-subj "/CN={name}" -outform DER | openssl base64 -out {name}.b64', tmp_path)
                 assert made.returncode == 0, made.stderr
-                first = await sh(enroll.format(name=name), tmp_path, env)
+                first = await sh(enroll.format(name=name), tmp_path,
+                                 {**env, "EST": env["EST"].replace("/devices", "/slow-devices")}
+                                 if name == "patient" else env)
                 assert first.stdout == "202", first.stdout + first.stderr
             async with gw.store.read() as q:
                 held_here = list(await q.requests.list(status="upstream"))
-            assert len(held_here) == 2
+            assert len(held_here) == 3
+            patient = next(r.id for r in held_here if r.ca_id == "up-slow")
 
             # one of the two gateways runs the job, never both
             holders = set()
@@ -356,12 +364,16 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
             items = {i["subject"]: i["id"] for i in waiting["items"]}  # type: ignore[index]
             await _upstream_admin(up, "POST", f"/requests/{items['CN=approved']}/approve", {})
             await _upstream_admin(up, "POST", f"/requests/{items['CN=rejected']}/reject", {"reason": "not ours"})
+            await _upstream_admin(up, "POST", f"/requests/{items['CN=patient']}/approve", {})
 
             async def decided() -> bool:
                 async with gw.store.read() as q:
-                    return not list(await q.requests.list(status="upstream"))
+                    return [r.id for r in await q.requests.list(status="upstream")] == [patient]
 
             await _wait_for("the poll job to decide both requests", decided)  # nobody called poll_upstream
+            await asyncio.sleep(2)  # four more ticks: the slow upstream's hour has not passed
+            assert await decided(), "the poll job asked before the upstream's Retry-After"
+            assert await gw.poll_upstream() == 1  # asked now, it is approved there
 
             again = await sh(enroll.format(name="approved"), tmp_path, env)
             assert again.stdout == "200", again.stdout + again.stderr

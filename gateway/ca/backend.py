@@ -149,6 +149,9 @@ class PendingRequest:
     status: str  # "pending" | "approved" | "rejected" | "issued"
     serial: int | None = None
     reason: str | None = None
+    retry_after: int | None = None
+    """Seconds the upstream CA that holds it asked us to wait before asking again (its answer
+    to this poll: EST 202 Retry-After, a CES pending answer), when it said."""
 
 
 @dataclass(frozen=True)
