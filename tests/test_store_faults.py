@@ -29,7 +29,9 @@ from gateway.errors import ErrorKind, GatewayError
 from gateway.store import Store
 from gateway.store.records import EventFilter
 
-from .acme.test_server import authorize
+from protocols.acme.ari import CertID
+
+from .acme.test_server import authorize, issue
 from .conftest import PG_URL, _asyncpg_dsn, fresh_pg_database
 
 
@@ -164,6 +166,12 @@ async def test_terminated_connections_do_not_fail_requests(tmp_path: Path, pg_ur
                     assert await issued(q) == issued_events  # (the failure itself is audited)
                 done = await client.post(ready["finalize"], {"csr": b64url(der)})
                 assert done.status == 200 and done.json["status"] == "valid", done.json
+                # a GET that reads the store (renewal info), its connection cut: run again, 200
+                _, cert, _ = await issue(client, web01, "ari.faults.example.test")
+                cut = kill_at(gw.store, admin, lambda s: s.lstrip().upper().startswith("SELECT")
+                              and "FROM CERTIFICATES" in s.upper())
+                window = await client.get(f"{client.directory['renewalInfo']}/{CertID.of(cert)}")
+                assert cut and window.status == 200 and "suggestedWindow" in window.json, window.json
 
 
 async def test_scep_enrollment_cut_by_a_lost_connection_is_http_503_never_failure(

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.door import Door
+from gateway.door import Door, connection_lost
 from gateway.errors import ErrorKind, GatewayError
 
 from .. import problems
@@ -51,11 +51,25 @@ def _directory_url(request: web.Request, rt: AcmeRuntime) -> str | None:
     return f"{origin or 'https://' + request.host}/acme/{config_id}/directory"
 
 
+async def _run(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """GET and HEAD (directory, newNonce, renewal info) only read: one cut by a lost
+    store connection runs once more on a fresh one (POSTs never: they may have written)."""
+    if request.method not in ("GET", "HEAD"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if not connection_lost(exc):
+            raise
+        log.info("store connection lost during ACME %s %s; running it again", request.method, request.path)
+    return await handler(request)
+
+
 @web.middleware
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     problem: Problem | None = None
     try:
-        response = await handler(request)
+        response = await _run(request, handler)
     except Problem as raised:
         problem = raised
     except GatewayError as exc:
