@@ -52,7 +52,7 @@ from .errors import BadRequest, ErrorKind, GatewayError, NotFound
 from .leases import new_holder, release_lease, take_lease
 from .profiles.model import Profile
 from .sealing import Sealer
-from .store.errors import connection_lost
+from .store.errors import connection_lost, once_more_if_connection_lost
 from .store.queries import CONFIG as CONFIG_GENERATION
 from .store.queries import EntityQueries, GenerationQueries
 from .store.records import (
@@ -79,8 +79,8 @@ __all__ = [
     "NO_LOCKOUT", "check_username",
     # a holder id for door.take_lease
     "new_holder",
-    # whether an error is a lost store connection (a read may then run once more)
-    "connection_lost",
+    # whether an error is a lost store connection (a read may then run once more), and that run
+    "connection_lost", "once_more_if_connection_lost",
 ]
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy.exc import (
     DBAPIError,
@@ -31,6 +32,7 @@ from sqlalchemy.exc import (
 from ..errors import Conflict, ErrorKind, GatewayError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StoreError(GatewayError):
@@ -105,6 +107,18 @@ def connection_lost(exc: BaseException) -> bool:
     cause = exc.__cause__
     return (isinstance(exc, GatewayError) and exc.kind is ErrorKind.UNAVAILABLE
             and cause is not None and is_transient(cause))
+
+
+async def once_more_if_connection_lost(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``call()``, and if the store connection was lost under it, ``call()`` once more on a
+    fresh one. Only for work that changes nothing (reads): a second loss propagates."""
+    try:
+        return await call()
+    except GatewayError as exc:
+        if not connection_lost(exc):
+            raise
+        log.info("store connection lost during %s; running it again", what)
+    return await call()
 
 
 def unavailable(exc: BaseException, what: str) -> StoreError:

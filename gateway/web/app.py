@@ -19,7 +19,7 @@ from ..errors import HTTP_STATUS, GatewayError, Unauthorized
 from ..metrics import HTTP_LATENCY, HTTP_REQUESTS, refresh_from_store, scrape_registry
 from ..runtime import Gateway
 from ..status import http as status_http
-from ..store.errors import connection_lost
+from ..store.errors import once_more_if_connection_lost
 from .keys import GATEWAY
 from .unready import NOT_READY, RETRY_AFTER_SECONDS, store_unreachable
 from .workers import worker_index
@@ -65,13 +65,7 @@ async def retry_middleware(request: web.Request, handler: Handler) -> web.Stream
     of a 503; a second loss is the 503 with Retry-After (:func:`error_response`)."""
     if not _safe_to_run_again(request):
         return await handler(request)
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        if not connection_lost(exc):
-            raise
-        log.info("store connection lost during %s %s; running it again", request.method, request.path)
-    return await handler(request)
+    return await once_more_if_connection_lost(lambda: handler(request), f"{request.method} {request.path}")
 
 
 @web.middleware

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.door import Door, connection_lost
+from gateway.door import Door, once_more_if_connection_lost
 from gateway.errors import ErrorKind, GatewayError
 
 from .. import problems
@@ -56,13 +56,7 @@ async def _run(request: web.Request, handler: Handler) -> web.StreamResponse:
     store connection runs once more on a fresh one (POSTs never: they may have written)."""
     if request.method not in ("GET", "HEAD"):
         return await handler(request)
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        if not connection_lost(exc):
-            raise
-        log.info("store connection lost during ACME %s %s; running it again", request.method, request.path)
-    return await handler(request)
+    return await once_more_if_connection_lost(lambda: handler(request), f"ACME {request.method} {request.path}")
 
 
 @web.middleware
