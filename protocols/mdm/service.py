@@ -114,13 +114,28 @@ class Call:
             raise MdmFault("InvalidRequest", exc.detail) from None
         return check_values(values)
 
+    @property
+    def login_for(self) -> str | None:
+        """The digital ID this credential is the login of: a credential named like a digital
+        ID, so that a platform whose connector has only URL, username and password fields
+        enters the digital ID as the username. Such a login serves that digital ID alone."""
+        return self.username if self.username in self.settings.digital_ids else None
+
+    def has_digital_id(self) -> bool:
+        """Whether the request names a digital ID, itself or through its login."""
+        return self.text("DigitalId") is not None or self.login_for is not None
+
     def digital_id(self) -> DigitalId:
-        name = self.text("DigitalId", required=True)
-        assert name is not None
+        name = self.text("DigitalId") or self.login_for
+        if name is None:
+            raise MdmFault("InvalidRequest", f"{self.envelope.operation} needs DigitalId")
         self.audit["digital_id"] = name[:64]
         found = self.settings.digital_ids.get(name)
         if found is None:
             raise MdmFault("UnknownDigitalId", f"no digital ID {name!r} in MDM configuration {self.record.id}")
+        if self.login_for is not None and name != self.login_for:
+            raise MdmFault("Forbidden", f"credential {self.username} is the login of digital ID {self.login_for} "
+                                        f"only, not of {name}")
         return found
 
     def device(self, values: dict[str, str]) -> str:
@@ -179,6 +194,8 @@ async def op_list_digital_ids(call: Call) -> Element:
     issuer = call.door.challenge_issuer("scep")
     scep_url = issuer.url(call.settings.scep_config) if issuer and call.settings.scep_config else None
     for did in call.settings.digital_ids.values():
+        if call.login_for is not None and did.name != call.login_for:
+            continue  # a digital ID's own login sees that digital ID alone
         el = X.sub(out, NS, "DigitalId")
         _put(el, "Name", did.name)
         _put(el, "Description", did.description)
@@ -253,7 +270,7 @@ async def op_enroll(call: Call) -> Element:
 async def op_renew(call: Call) -> Element:
     serial = call.text("SerialNumber")
     if serial is None:
-        if call.text("DigitalId") is None:
+        if not call.has_digital_id():
             raise MdmFault("InvalidRequest", "Renew needs SerialNumber (the certificate renewed) or DigitalId")
         did = call.digital_id()
         values = call.variables()

@@ -114,7 +114,7 @@ SCHEMA = f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:m="{NS
   <xs:element name="RequestScepChallenge">
     <xs:complexType>
       <xs:sequence>
-        <xs:element name="DigitalId" type="xs:string"/>
+        <xs:element name="DigitalId" type="xs:string" minOccurs="0"/>
         <xs:element name="DeviceId" type="xs:string" minOccurs="0"/>
         <xs:element name="Variables" type="m:Variables" minOccurs="0"/>
         <xs:element name="ValidityMinutes" type="xs:int" minOccurs="0"/>
@@ -134,7 +134,7 @@ SCHEMA = f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:m="{NS
   <xs:element name="Enroll">
     <xs:complexType>
       <xs:sequence>
-        <xs:element name="DigitalId" type="xs:string"/>
+        <xs:element name="DigitalId" type="xs:string" minOccurs="0"/>
         <xs:element name="DeviceId" type="xs:string" minOccurs="0"/>
         <xs:element name="Variables" type="m:Variables" minOccurs="0"/>
         <xs:element name="Password" type="xs:string" minOccurs="0"/>

@@ -169,3 +169,31 @@ async def test_renew_by_serial_keeps_the_profile_and_the_end_entity(mdm: MdmServ
     assert ku.digital_signature and ku.content_commitment and not ku.key_encipherment
     assert not any(isinstance(e.value, x509.ExtendedKeyUsage) for e in cert.extensions)
     assert cert.public_key() != x509.load_der_x509_certificate(old.der).public_key()
+
+
+async def test_a_credential_named_like_a_digital_id_is_that_digital_ids_own_login(mdm: MdmServer) -> None:
+    """The digital ID as the username: a platform whose connector has only URL, username and
+    password enters the digital ID's name and its credential's password; the requests then
+    need no DigitalId, and that login serves that digital ID alone."""
+    from protocols.mdm.manage import add_credential, add_digital_id
+
+    from .test_refusals import fault_code
+
+    door = mdm.gw.door("mdm")
+    await add_digital_id(door, CONFIG, "wifi", {"profile": "mdmws-p12-digital-signature",
+                                               "rdn_format": "CN=<udid>", "parent_dn": "O=Wifi"}, actor="test")
+    login = await add_credential(door, CONFIG, "wifi", actor="test")
+    svc = await mdm.client("wifi", login.secret)
+    assert [d.Name for d in await mdm.call(svc, "ListDigitalIds")] == ["wifi"]
+    got = await mdm.call(svc, "Enroll", Variables=variables(udid="u-42"))  # no DigitalId
+    assert got.Subject == "CN=u-42,O=Wifi"
+    challenge = await mdm.call(svc, "RequestScepChallenge", Variables=variables(udid="u-43"))
+    assert challenge.Subject == "CN=u-43,O=Wifi"
+    # another digital ID is not this login's, and a wrong password is still wrong
+    assert await fault_code(mdm, svc, "Enroll", DigitalId=DIGITAL_ID, Variables=variables(**DEVICE)) == "Forbidden"
+    wrong = await mdm.client("wifi", "not-the-password")
+    assert await fault_code(mdm, wrong, "Enroll", Variables=variables(udid="u-44")) == "AuthenticationFailed"
+    # a credential that names no digital ID serves all of them, and must say which
+    dev = await mdm.client()
+    assert {d.Name for d in await mdm.call(dev, "ListDigitalIds")} == {DIGITAL_ID, "wifi"}
+    assert await fault_code(mdm, dev, "Enroll", Variables=variables(**DEVICE)) == "InvalidRequest"
