@@ -16,6 +16,7 @@ and no half record is left.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -350,11 +351,6 @@ class Authority:
                 ca_id=config.ca_id, error=exc.kind.value, detail=exc.detail, actor=actor,
             )
             raise
-        if isinstance(result, PendingRequest):
-            await self.events.record(
-                event_type, "pending", entity_id=ent.id, protocol_config=config.id,
-                ca_id=config.ca_id, request_id=result.request_id, actor=actor, held_by="upstream",
-            )
         return result
 
     async def _issue(
@@ -368,7 +364,7 @@ class Authority:
             result = await backend.sign(request)
             if isinstance(result, PendingUpstream):
                 return await self._held_upstream(backend, request, request_id or approve_request, result,
-                                                  existing=approve_request, expect=expect)
+                                                  existing=approve_request, expect=expect, event=event)
             try:
                 return await self._commit(backend, request, result, request_id=request_id, within=within,
                                           event=event, approve_request=approve_request, expect=expect)
@@ -430,8 +426,10 @@ class Authority:
         return PendingRequest(rec.id, backend.id, "pending")
 
     async def _held_upstream(self, backend: CABackend, request: SignRequest, request_id: str | None,
-                             result: PendingUpstream, *, existing: str | None, expect: str) -> PendingRequest:
-        """The CA holds it: keep its handle, so a poll can ask again."""
+                             result: PendingUpstream, *, existing: str | None, expect: str,
+                             event: EventRecord | None = None) -> PendingRequest:
+        """The CA holds it: keep its handle, so a poll can ask again. A new request's
+        ``pending`` event (``event`` held by the upstream) commits with it, as in :meth:`_hold`."""
         if existing is not None:
             async with self.store.transaction() as q:
                 moved = await q.requests.update(existing, expect=expect, status="upstream",
@@ -440,8 +438,16 @@ class Authority:
                 raise Conflict(f"request {existing} is no longer {expect}")
             return PendingRequest(existing, backend.id, "pending")
         rec = self._request_record(backend, request, request_id, "upstream", result.handle)
+        held = None if event is None else dataclasses.replace(
+            event, status="pending", request_id=rec.id, created_at=self._now(),
+            detail={**event.detail, "held_by": "upstream"})
+        event_id = 0
         async with self.store.transaction() as q:
             await q.requests.insert(rec)
+            if held is not None:
+                event_id = await q.events.add(held)
+        if held is not None:
+            log_committed(held, event_id)
         return PendingRequest(rec.id, backend.id, "pending")
 
     def _sign_request(self, rec: RequestRecord) -> SignRequest:

@@ -394,3 +394,52 @@ async def test_requests_the_upstream_holds_are_polled_until_decided(tmp_path: Pa
 
 async def _nonempty(items: "Awaitable[list[Any]]") -> bool:
     return bool(await items)
+
+
+async def test_a_request_the_upstream_holds_commits_with_its_pending_event(tmp_path: Path) -> None:
+    """A storage fault on the front's ``pending`` event (a SQLite trigger refuses it) keeps no
+    upstream-held request here: a request stored without its event would never reach the
+    approvers' notifications. Without the fault both commit, the event naming the request."""
+    from conformance.est.support import sh
+
+    up_dir = tmp_path / "up"
+    run_cli("init", data_dir=up_dir)
+    run_cli("est", "create", "held", "--auth", "basic", "--approval", "manual", data_dir=up_dir)
+    run_cli("est", "user", "add", "held", "front", "--password-stdin", data_dir=up_dir, input=PASSWORD.encode())
+    proc = GatewayProcess(up_dir)
+    up = proc.start()
+    try:
+        front = tmp_path / "front"
+        await bootstrap.initialize(front)
+        run_cli("ca", "create", "up-held", "--backend", "est", "--upstream-url", f"{up.https}/.well-known/est/held",
+                "--upstream-trust", up.tls_ca, "--upstream-user", "front", "--upstream-password-stdin",
+                data_dir=front, input=PASSWORD.encode() + b"\n")
+        run_cli("est", "create", "devices", "--ca", "up-held", "--auth", "basic", data_dir=front)
+        run_cli("est", "user", "add", "devices", "dev1", "--password-stdin", data_dir=front, input=b"device-pass-1\n")
+        async with running_gateway(front) as (gw, info):
+            env = {"EST": f"{info.https}/.well-known/est/devices", "CA": info.tls_ca}
+
+            async def enroll(name: str) -> str:
+                made = await sh(f'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes '
+                                f'-keyout {name}.key -subj "/CN={name}" -outform DER | openssl base64 -out {name}.b64 '
+                                f'&& curl -sS --cacert "$CA" -u "dev1:device-pass-1" -H "Content-Type: '
+                                f'application/pkcs10" --data-binary @{name}.b64 -o {name}.p7 -w "%{{http_code}}" '
+                                f'"$EST/simpleenroll"', tmp_path, env)
+                return made.stdout
+
+            async with gw.store.transaction() as q:
+                await q.connection.exec_driver_sql(
+                    "CREATE TRIGGER refuse_pending BEFORE INSERT ON events WHEN NEW.status = 'pending' "
+                    "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            assert await enroll("faulted") != "202"
+            async with gw.store.read() as q:
+                assert not list(await q.requests.list())
+            async with gw.store.transaction() as q:
+                await q.connection.exec_driver_sql("DROP TRIGGER refuse_pending")
+            assert await enroll("kept") == "202"
+            async with gw.store.read() as q:
+                [held] = list(await q.requests.list(status="upstream"))
+                [event] = list(await q.events.list(EventFilter(status="pending", protocol_config="devices")))
+            assert event.request_id == held.id and event.detail.get("held_by") == "upstream", event
+    finally:
+        proc.stop()
