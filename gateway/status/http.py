@@ -21,7 +21,7 @@ from ..web.keys import GATEWAY
 from .ocsp import error_response
 
 OCSP_RESPONSE_TYPE = "application/ocsp-response"
-RUN_AGAIN = "gateway.ocsp.run_again"
+RUN_AGAIN = web.RequestKey("gateway.ocsp.run_again", bool)
 """Set on a request whose OCSP answer lost its store connection once: a second loss is
 answered ``internalError`` (an OCSP client's retryable answer) instead of raised again."""
 MAX_OCSP_REQUEST = 64 * 1024
