@@ -139,3 +139,19 @@ async def issue_with_every_client(gw: Any, info: GatewayInfo, ca_id: str, tmp: P
         scep=scep,
         curl_est=await curl_est_through(info, ca_id, tmp, key),
     )
+
+
+async def refuse_inserts(gw: Any, table: str, when: str | None = None) -> None:
+    """A storage fault for atomicity tests: SQLite refuses inserts into ``table`` (those
+    matching the SQL condition ``when``) until :func:`allow_inserts`."""
+    condition = f" WHEN {when}" if when else ""
+    async with gw.store.transaction() as q:
+        await q.connection.exec_driver_sql(
+            f"CREATE TRIGGER refuse_inserts BEFORE INSERT ON {table}{condition} "
+            "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+
+
+async def allow_inserts(gw: Any) -> None:
+    """Ends :func:`refuse_inserts`."""
+    async with gw.store.transaction() as q:
+        await q.connection.exec_driver_sql("DROP TRIGGER refuse_inserts")

@@ -27,7 +27,7 @@ from gateway.ca.backend import RevocationReason
 from gateway.config import load_config
 from gateway.store.records import serial_hex
 
-from .clients import curl_est_enroll, est_label
+from .clients import allow_inserts, curl_est_enroll, est_label, refuse_inserts
 from .tls import server_context
 
 
@@ -387,9 +387,7 @@ async def test_the_outbox_row_commits_with_the_certificate_or_neither_does(tmp_p
         async with running_gateway(data_dir) as (gw, info):
             label, password = est_label(info, "issuing", "atomic")
             run_cli("distribution", "add", label, receiver.url, "--trust", str(receiver.tls_ca), data_dir=data_dir)
-            async with gw.store.transaction() as q:
-                await q.connection.exec_driver_sql(
-                    "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            await refuse_inserts(gw, "outbox")
             env = {"EST": f"{info.https}/.well-known/est/{label}", "CA": info.tls_ca}
             made = await sh('openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout f.key '
                             '-subj "/CN=f.example.test" -outform DER | openssl base64 -out f.b64 && '
@@ -401,8 +399,7 @@ async def test_the_outbox_row_commits_with_the_certificate_or_neither_does(tmp_p
                 assert await q.certificates.count(CertificateFilter(protocol_config=label)) == 0
                 assert not await q.outbox.list()
                 assert not await q.events.list(EventFilter(protocol_config=label, status="success", type="issue"))
-            async with gw.store.transaction() as q:
-                await q.connection.exec_driver_sql("DROP TRIGGER refuse_outbox")
+            await allow_inserts(gw)
 
             cert = await curl_est_enroll(info, label, password, tmp_path / "b", "b.example.test")
             async with gw.store.read() as q:

@@ -26,7 +26,7 @@ from gateway import bootstrap
 from gateway.ca.backend import RevocationReason
 from gateway.store.records import CertificateFilter, EventFilter, serial_hex
 
-from .clients import curl_est_through, issue_with_every_client
+from .clients import allow_inserts, curl_est_through, issue_with_every_client, refuse_inserts
 
 PASSWORD = "upstream-secret-1"
 
@@ -427,15 +427,11 @@ async def test_a_request_the_upstream_holds_commits_with_its_pending_event(tmp_p
                                 f'"$EST/simpleenroll"', tmp_path, env)
                 return made.stdout
 
-            async with gw.store.transaction() as q:
-                await q.connection.exec_driver_sql(
-                    "CREATE TRIGGER refuse_pending BEFORE INSERT ON events WHEN NEW.status = 'pending' "
-                    "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            await refuse_inserts(gw, "events", "NEW.status = 'pending'")
             assert await enroll("faulted") != "202"
             async with gw.store.read() as q:
                 assert not list(await q.requests.list())
-            async with gw.store.transaction() as q:
-                await q.connection.exec_driver_sql("DROP TRIGGER refuse_pending")
+            await allow_inserts(gw)
             assert await enroll("kept") == "202"
             async with gw.store.read() as q:
                 [held] = list(await q.requests.list(status="upstream"))

@@ -24,7 +24,7 @@ from gateway.ca.backend import RevocationReason
 from gateway.notifications import Notifier
 from gateway.store.records import serial_hex
 
-from .clients import curl_est_enroll, est_label
+from .clients import allow_inserts, curl_est_enroll, est_label, refuse_inserts
 from .tls import server_context
 
 SECRET = "webhook-signing-secret-1"
@@ -349,15 +349,11 @@ async def test_a_held_request_and_its_pending_event_commit_together(tmp_path: Pa
     async with running_gateway(data_dir) as (gw, info):
         label, password = est_label(info, "issuing", "held")
         run_cli("est", "set", label, "--approval", "manual", data_dir=data_dir)
-        async with gw.store.transaction() as q:
-            await q.connection.exec_driver_sql(
-                "CREATE TRIGGER refuse_pending BEFORE INSERT ON events WHEN NEW.status = 'pending' "
-                "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        await refuse_inserts(gw, "events", "NEW.status = 'pending'")
         assert await _held(info, label, password, tmp_path / "one", "one.example.test", expect="") != "202"
         async with gw.store.read() as q:
             assert not await q.requests.list()
-        async with gw.store.transaction() as q:
-            await q.connection.exec_driver_sql("DROP TRIGGER refuse_pending")
+        await allow_inserts(gw)
         await _held(info, label, password, tmp_path / "two", "two.example.test")
         from gateway.store.records import EventFilter
 
