@@ -69,7 +69,7 @@ def kill_at(store: Store, admin: asyncpg.Connection, matches: Callable[[str], bo
             pid = conn.connection.dbapi_connection._connection.get_server_pid()
             await_(admin.execute("SELECT pg_terminate_backend($1)", pid))
 
-    for engine in {store.engine.sync_engine, store.write_engine.sync_engine}:
+    for engine in set(store.sync_engines):
         event.listen(engine, "before_cursor_execute", before)
     return cut
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -56,7 +56,7 @@ def _sqlite_path(url: URL) -> Path:
     return Path(url.database).expanduser()
 
 
-def install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def install_sqlite_hooks(engine: AsyncEngine | Engine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, busy timeout, and explicit BEGIN so writers lock up front.
 
     The sqlite3 driver's own transaction handling defers BEGIN and breaks
@@ -64,7 +64,9 @@ def install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     writers queue on the busy timeout instead of failing on a lock upgrade.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -75,7 +77,7 @@ def install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(target, "begin")
     def _on_begin(conn: Connection) -> None:
         # straight to the driver: BEGIN runs once per transaction, and the full
         # execute path (events, context, result) cost more than the statement itself
@@ -127,6 +129,25 @@ def create_engines(url: str, *, schema: str | None = None,
     )
     install_sqlite_hooks(write_engine, sqlite_busy_timeout_ms)
     return engine, write_engine
+
+
+def create_inline_read_engine(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine | None:
+    """On SQLite, a synchronous engine for read blocks run inline on the loop
+    (:mod:`.inline_reads`); None on PostgreSQL.
+
+    Its pool never makes a caller wait (unbounded overflow): a wait for a pooled
+    connection would block the event loop's thread, and with it the reads that
+    would give connections back.
+    """
+    parsed = engine_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = create_engine(
+        parsed.set(drivername="sqlite+pysqlite"), hide_parameters=True, pool_size=8, max_overflow=-1,
+        connect_args={"check_same_thread": False},
+    )
+    install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+    return engine
 
 
 def migration_locations() -> list[Path]:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import ErrorKind, GatewayError
 from . import engine as engines
 from .errors import db_error, is_transient, translated
+from .inline_reads import InlineConnection
 from .queries import Queries
 
 T = TypeVar("T")
@@ -38,10 +40,11 @@ class Store:
     """
 
     def __init__(self, engine: AsyncEngine, schema: str | None = None,
-                 write_engine: AsyncEngine | None = None) -> None:
+                 write_engine: AsyncEngine | None = None, inline_reads: Engine | None = None) -> None:
         self._engine = engine
         self._own_write_engine = write_engine
         self._write_engine = (write_engine or engine).execution_options(**{engines.WRITE_OPTION: True})
+        self._inline_reads = inline_reads
         self.schema = schema
 
     @classmethod
@@ -56,7 +59,8 @@ class Store:
         """
         engine, write_engine = engines.create_engines(url, schema=schema,
                                                       sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
-        store = cls(engine, schema, write_engine)
+        store = cls(engine, schema, write_engine,
+                    engines.create_inline_read_engine(url, sqlite_busy_timeout_ms))
         try:
             await engines.migrate(store._write_engine, schema)
         except BaseException:
@@ -75,12 +79,23 @@ class Store:
         return self._engine
 
     @property
+    def sync_engines(self) -> tuple[Engine, ...]:
+        """Every engine statements of this store run on, as SQLAlchemy's synchronous
+        engines (the event targets: tests count transactions and statements on them)."""
+        found = [self._engine.sync_engine, self._write_engine.sync_engine]
+        if self._inline_reads is not None:
+            found.append(self._inline_reads)
+        return tuple(dict.fromkeys(found))
+
+    @property
     def write_engine(self) -> AsyncEngine:
         """The engine for write transactions (on SQLite they take the write lock at BEGIN,
         so concurrent writers queue instead of failing on lock upgrade)."""
         return self._write_engine
 
     async def close(self) -> None:
+        if self._inline_reads is not None:
+            self._inline_reads.dispose()
         await self._engine.dispose()
         if self._own_write_engine is not None:
             await self._own_write_engine.dispose()
@@ -104,10 +119,21 @@ class Store:
     async def read(self) -> AsyncIterator[Queries]:
         """A read connection for several queries (no write lock is taken)."""
         try:
-            async with self._engine.connect() as conn:
+            async with self._read_connection() as conn:
                 yield Queries(conn)
         except (SQLAlchemyError, OSError) as exc:
             raise db_error(exc, "read") from exc
+
+    @contextlib.asynccontextmanager
+    async def _read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection: inline on SQLite (:mod:`.inline_reads`), else the async engine's."""
+        if self._inline_reads is None:
+            async with self._engine.connect() as conn:
+                yield conn
+            return
+        with self._inline_reads.connect() as sync_conn:
+            # InlineConnection has the AsyncConnection calls read blocks make (see its module)
+            yield cast(AsyncConnection, InlineConnection(sync_conn))
 
     async def retrying(self, block: Callable[[Queries], Awaitable[T]], *, write: bool = False) -> T:
         """Run ``block`` in a read (or, ``write``, a transaction) and, if the connection
@@ -121,7 +147,7 @@ class Store:
             committing = False
             try:
                 if not write:
-                    async with self._engine.connect() as conn:
+                    async with self._read_connection() as conn:
                         return await block(Queries(conn))
                 async with self._write_engine.begin() as conn:
                     result = await block(Queries(conn))

@@ -31,7 +31,7 @@ Pair = tuple[Any, Any]
 def commits(gw: Any) -> Iterator[collections.Counter[str]]:
     """Count committed write transactions on the gateway's store while the block runs."""
     seen: collections.Counter[str] = collections.Counter()
-    engines = {gw.store.engine.sync_engine, gw.store.write_engine.sync_engine}
+    engines = set(gw.store.sync_engines)
 
     def on_commit(conn: Any) -> None:
         seen["commit"] += 1

@@ -24,7 +24,7 @@ async def test_an_enrollment_commits_once_for_its_certificate(env: Env) -> None:
     device = await env.device()  # the test's own look at the RA certificate, not counted
     body = device.pkcs_req(make_csr(device.key, "counted", challenge=STATIC))[0]
     seen: collections.Counter[str] = collections.Counter()
-    engines = {env.gw.store.engine.sync_engine, env.gw.store.write_engine.sync_engine}
+    engines = set(env.gw.store.sync_engines)
 
     def on_begin(conn: Any) -> None:
         seen["write" if conn.get_execution_options().get("gateway_write") else "read"] += 1
