@@ -52,9 +52,11 @@ from .errors import BadRequest, ErrorKind, GatewayError, NotFound
 from .leases import new_holder, release_lease, take_lease
 from .profiles.model import Profile
 from .sealing import Sealer
+from .store.direct_reads import PreparedRead
 from .store.errors import connection_lost, once_more_if_connection_lost
 from .store.queries import CONFIG as CONFIG_GENERATION
 from .store.queries import EntityQueries, GenerationQueries
+from .store.queries.entities import PREPARED_STATUS_BY_ID as ENTITY_STATUS_BY_ID
 from .store.records import (
     CertificateRecord,
     EndEntityRecord,
@@ -81,6 +83,8 @@ __all__ = [
     "new_holder",
     # whether an error is a lost store connection (a read may then run once more), and that run
     "connection_lost", "once_more_if_connection_lost",
+    # a point read every request makes, compiled once (ProtocolTables.read_rows)
+    "PreparedRead",
 ]
 
 if TYPE_CHECKING:
@@ -171,6 +175,12 @@ class ProtocolTables:
         """Map driver errors raised inside the block to gateway errors (for adapters that
         run statements on a connection they hold)."""
         return self._store.translated(what)
+
+    async def read_rows(self, prepared: PreparedRead, params: dict[str, Any], what: str) -> list[Any]:
+        """The rows of one prepared SELECT on these tables (a point read each request
+        makes: on the bare driver where the store allows it, see gateway.store.direct_reads).
+        Rows offer ``row._mapping`` and attribute access."""
+        return await self._store.read_rows(prepared, params, what)
 
 
 @dataclass(frozen=True)
@@ -417,6 +427,11 @@ class Door:
     async def entity(self, entity_id: str) -> EndEntityRecord | None:
         async with self._gw.store.read() as q:
             return await q.entities.get(entity_id)
+
+    async def entity_status(self, entity_id: str) -> str | None:
+        """An end entity's status (one prepared point read; None: no such entity)."""
+        rows = await self._gw.store.read_rows(ENTITY_STATUS_BY_ID, {"entity_id": entity_id}, "end entity")
+        return str(rows[0].status) if rows else None
 
     async def entity_status_on(self, conn: AsyncConnection, entity_id: str) -> str | None:
         """An end entity's status read on ``conn``, a connection of :attr:`tables`: an

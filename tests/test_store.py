@@ -499,7 +499,7 @@ async def test_a_block_is_one_connection_and_the_store_has_no_table_methods(ca_s
             "cas", "certificates", "requests", "configs", "entities", "events", "api_keys", "generations"))
         assert q.cas is q.cas  # built once per block
     public = {name for name in dir(Store) if not name.startswith("_")}
-    assert public == {"open", "close", "dialect", "engine", "write_engine", "sync_engines", "read", "transaction",
+    assert public == {"open", "close", "dialect", "engine", "write_engine", "sync_engines", "read", "read_rows", "transaction",
                       "translated", "config_generation_now", "retrying"}
 
 

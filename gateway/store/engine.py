@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigError
 from . import sqlite_driver
+from .direct_reads import DirectReads
 from .errors import translated
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -186,3 +187,11 @@ async def migrate(write_engine: AsyncEngine, schema: str | None = None) -> None:
                 if schema is not None:
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await conn.run_sync(_upgrade)
+
+
+def create_direct_reads(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> DirectReads | None:
+    """On SQLite, the bare-driver connection for prepared point reads (:mod:`.direct_reads`)."""
+    parsed = engine_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return DirectReads(str(_sqlite_path(parsed)), sqlite_busy_timeout_ms)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,8 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import ErrorKind, GatewayError
 from . import engine as engines
 from .errors import db_error, is_transient, translated
+from .direct_reads import DirectReads, DirectRow, PreparedRead
 from .inline_reads import InlineConnection
 from .queries import Queries
+from .queries.generations import CONFIG as CONFIG_GENERATION
+from .queries.generations import PREPARED_GET as GENERATION_BY_NAME
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -40,11 +43,13 @@ class Store:
     """
 
     def __init__(self, engine: AsyncEngine, schema: str | None = None,
-                 write_engine: AsyncEngine | None = None, inline_reads: Engine | None = None) -> None:
+                 write_engine: AsyncEngine | None = None, inline_reads: Engine | None = None,
+                 direct_reads: DirectReads | None = None) -> None:
         self._engine = engine
         self._own_write_engine = write_engine
         self._write_engine = (write_engine or engine).execution_options(**{engines.WRITE_OPTION: True})
         self._inline_reads = inline_reads
+        self._direct = direct_reads
         self.schema = schema
 
     @classmethod
@@ -60,7 +65,8 @@ class Store:
         engine, write_engine = engines.create_engines(url, schema=schema,
                                                       sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
         store = cls(engine, schema, write_engine,
-                    engines.create_inline_read_engine(url, sqlite_busy_timeout_ms))
+                    engines.create_inline_read_engine(url, sqlite_busy_timeout_ms),
+                    engines.create_direct_reads(url, sqlite_busy_timeout_ms))
         try:
             await engines.migrate(store._write_engine, schema)
         except BaseException:
@@ -94,6 +100,8 @@ class Store:
         return self._write_engine
 
     async def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         if self._inline_reads is not None:
             self._inline_reads.dispose()
         await self._engine.dispose()
@@ -163,6 +171,21 @@ class Store:
                 raise db_error(exc, what) from exc
         raise AssertionError("unreachable")
 
+    async def read_rows(self, prepared: PreparedRead, params: dict[str, Any], what: str) -> list[Any]:
+        """The rows of one prepared SELECT (a point read every request makes): on the bare
+        driver on SQLite (:mod:`.direct_reads`), else as a read block (a lost connection is
+        retried once). Rows offer ``row._mapping`` and attribute access either way."""
+        if self._direct is None:
+            async def block(q: Queries) -> list[Any]:
+                return list((await q.connection.execute(prepared.statement, params)).all())
+            with translated(what):
+                return await self.retrying(block)
+        try:
+            rows: list[DirectRow] = list(self._direct.rows(prepared, params))
+        except (SQLAlchemyError, OSError) as exc:
+            raise db_error(exc, what) from exc
+        return rows
+
     @staticmethod
     def translated(what: str, serial: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Driver errors raised inside the block become gateway errors."""
@@ -171,4 +194,5 @@ class Store:
     async def config_generation_now(self) -> int:
         """The protocol-configuration generation as committed in the store, by any process
         (asked on every protocol request, so a lost connection is retried once)."""
-        return await self.retrying(lambda q: q.generations.get())
+        rows = await self.read_rows(GENERATION_BY_NAME, {"name": CONFIG_GENERATION}, "config generation")
+        return int(rows[0].value) if rows else 0

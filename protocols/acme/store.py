@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.clock import Clock, system_clock
-from gateway.door import ProtocolTables
+from gateway.door import PreparedRead, ProtocolTables
 from gateway.errors import Conflict, ErrorKind, GatewayError
 
 from . import nonces, problems
@@ -46,6 +46,9 @@ InAccountTransaction = Callable[[AsyncConnection], Awaitable[object]]
 EntityStatusOn = Callable[[AsyncConnection, str], Awaitable[str | None]]
 """The core end entity's status read on the account read's connection (door.entity_status_on):
 one round trip per request for both."""
+
+EntityStatus = Callable[[str], Awaitable[str | None]]
+"""The core end entity's status as a point read of its own (door.entity_status)."""
 
 
 class NonceReused(GatewayError, nonces.NonceReused):
@@ -157,11 +160,28 @@ def _eab(row: Row[Any]) -> EabKey:
 # cache key, so executing it skips construction and key generation (values are bound).
 _ACCOUNT_BY_ID = select(t.accounts).where(t.accounts.c.id == bindparam("account_id"),
                                           t.accounts.c.config_id == bindparam("config_id"))
+_PREPARED_ACCOUNT_BY_ID = PreparedRead(_ACCOUNT_BY_ID)
 _ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"),
                                       t.orders.c.config_id == bindparam("config_id"))
 _AUTHZ_BY_ID = select(t.authorizations).where(t.authorizations.c.id == bindparam("authz_id"),
                                               t.authorizations.c.config_id == bindparam("config_id"))
 _AUTHZS_BY_IDS = select(t.authorizations).where(t.authorizations.c.id.in_(bindparam("authz_ids", expanding=True)))
+_a, _o = t.authorizations.c, t.orders.c
+_REUSABLE_AUTHZS = select(t.authorizations).where(
+    _a.account_id == bindparam("account_id"), _a.config_id == bindparam("config_id"),
+    _a.identifier_value.in_(bindparam("names", expanding=True)), _a.status.in_(bindparam("statuses", expanding=True)),
+    _a.expires > bindparam("valid_after"),
+).order_by(_a.expires.desc())
+_ACCEPT_WITHOUT_ATTEMPT = (
+    update(t.authorizations)
+    .where(_a.id == bindparam("authz_id"), _a.status == "pending", _a.attempt.is_(None))
+    .values(status="valid", attempt=bindparam("new_attempt"), expires=bindparam("new_expires", type_=_a.expires.type),
+            challenges=bindparam("new_challenges", type_=_a.challenges.type))
+)
+_ORDER_ISSUED = (
+    update(t.orders).where(_o.id == bindparam("order_id"), _o.status.in_(bindparam("expect", expanding=True)))
+    .values(status="valid", serial=bindparam("new_serial"), updated_at=bindparam("new_updated_at", type_=_o.updated_at.type))
+)
 
 
 class AcmeStore:
@@ -269,9 +289,17 @@ class AcmeStore:
         return _account(row) if row is not None else None
 
     async def get_account(self, config_id: str, account_id: str,
-                          entity_status: EntityStatusOn | None = None) -> Account | None:
-        async with self._read("account") as conn:
-            return await _load_account(conn, config_id, account_id, entity_status)
+                          entity_status: EntityStatus | None = None) -> Account | None:
+        """The account (with ``entity_status``, its end entity's status too): two point
+        reads, each on the bare driver where the store allows it (every request makes them)."""
+        rows = await self._tables.read_rows(_PREPARED_ACCOUNT_BY_ID,
+                                            {"account_id": account_id, "config_id": config_id}, "account")
+        if not rows:
+            return None
+        account = _account(rows[0])
+        if entity_status is not None:
+            account.entity_status = await entity_status(account.entity_id) or "active"
+        return account
 
     async def create_account(
         self, account: Account, *, register_entity: InAccountTransaction, limit: RateLimit | None,
@@ -398,11 +426,8 @@ class AcmeStore:
                            expect: tuple[str, ...] = ("processing",)) -> bool:
         """``expect`` -> valid on the caller's connection (the certificate's own transaction);
         False if the order was no longer in ``expect`` (another finalize got there first)."""
-        c = t.orders.c
-        result = await conn.execute(
-            update(t.orders).where(c.id == order_id, c.status.in_(expect))
-            .values(status="valid", serial=serial, updated_at=self.clock())
-        )
+        result = await conn.execute(_ORDER_ISSUED, {"order_id": order_id, "expect": list(expect),
+                                                    "new_serial": serial, "new_updated_at": self.clock()})
         return result.rowcount == 1
 
     async def list_orders(self, account_id: str, now: dt.datetime, limit: int, offset: int) -> list[str]:
@@ -420,15 +445,10 @@ class AcmeStore:
         include_pending: bool,
     ) -> list[Authorization]:
         """Authorizations of this account for these identifiers that live past ``valid_after``."""
-        a = t.authorizations.c
-        statuses = ("valid", "pending") if include_pending else ("valid",)
-        names = sorted({i.base for i in identifiers})
-        stmt = select(t.authorizations).where(
-            a.account_id == account_id, a.config_id == config_id, a.identifier_value.in_(names),
-            a.status.in_(statuses), a.expires > valid_after,
-        ).order_by(a.expires.desc())
+        params = {"account_id": account_id, "config_id": config_id, "names": sorted({i.base for i in identifiers}),
+                  "statuses": ["valid", "pending"] if include_pending else ["valid"], "valid_after": valid_after}
         async with self._read("authorizations") as conn:
-            return [_authz(r) for r in (await conn.execute(stmt)).all()]
+            return [_authz(r) for r in (await conn.execute(_REUSABLE_AUTHZS, params)).all()]
 
     async def get_authz(self, config_id: str, authz_id: str) -> Authorization | None:
         async with self._read("authorization") as conn:
@@ -461,13 +481,10 @@ class AcmeStore:
     async def accept_without_attempt(self, authz: Authorization, challenge: Challenge,
                                      expires: dt.datetime, nonce: PendingNonce | None = None) -> bool:
         """pending -> valid in one statement (the test-only always-valid mode)."""
-        a = t.authorizations.c
+        params = {"authz_id": authz.id, "new_attempt": challenge.type, "new_expires": expires,
+                  "new_challenges": [c.to_json() for c in authz.with_challenge(challenge)]}
         async with self._write("authorization", nonce) as conn:
-            result = await conn.execute(
-                update(t.authorizations).where(a.id == authz.id, a.status == "pending", a.attempt.is_(None))
-                .values(status="valid", attempt=challenge.type, expires=expires,
-                        challenges=[c.to_json() for c in authz.with_challenge(challenge)])
-            )
+            result = await conn.execute(_ACCEPT_WITHOUT_ATTEMPT, params)
         return result.rowcount == 1
 
     async def finish_attempt(self, authz: Authorization, status: str, challenge: Challenge,

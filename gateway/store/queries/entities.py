@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from .. import schema as t
+from ..direct_reads import PreparedRead
 from ..records import EndEntityRecord, utcnow
 from .base import TableQueries, checked_fields, page, values_of
 
@@ -16,6 +17,9 @@ EndEntityRecords = list[EndEntityRecord]
 _c = t.end_entities.c
 # every enrollment looks its end entity up by name
 _INSERT = t.end_entities.insert()
+_BY_ID = select(t.end_entities).where(_c.id == bindparam("entity_id"))
+# every ACME request reads its account's entity status
+PREPARED_STATUS_BY_ID = PreparedRead(select(_c.status).where(_c.id == bindparam("entity_id")))
 _BY_NAME = (select(t.end_entities).where(_c.name == bindparam("name"), _c.protocol_config == bindparam("config_id"))
             .order_by(_c.created_at, _c.id).limit(1))
 _BY_NAME_UNBOUND = (select(t.end_entities).where(_c.name == bindparam("name"), _c.protocol_config.is_(None))
@@ -30,7 +34,7 @@ class EntityQueries(TableQueries):
         await self._insert(_INSERT, values_of(rec), f"end entity {rec.id!r}")
 
     async def get(self, entity_id: str) -> EndEntityRecord | None:
-        return await self._one(EndEntityRecord, select(t.end_entities).where(_c.id == entity_id), "end entity")
+        return await self._one(EndEntityRecord, _BY_ID, "end entity", {"entity_id": entity_id})
 
     async def find(self, name: str, protocol_config: str | None) -> EndEntityRecord | None:
         """The entity called ``name`` within ``protocol_config`` (None: not bound to one)."""

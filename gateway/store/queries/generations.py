@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 
 from .. import schema as t
+from ..direct_reads import PreparedRead
 from ..errors import translated
 from .base import TableQueries
 
@@ -15,6 +16,7 @@ CONFIG = "config"
 _c = t.generations.c
 # read at the start of every request that caches configurations
 _GET = select(_c.value).where(_c.name == bindparam("name"))
+PREPARED_GET = PreparedRead(_GET)
 _BUMP = t.generations.update().where(_c.name == bindparam("counter")).values(value=_c.value + 1)
 
 

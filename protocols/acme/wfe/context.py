@@ -197,20 +197,19 @@ async def read_signed(request: web.Request, *, jwk: bool = False, kid: bool = Tr
         await _use_nonce(rt, parsed.nonce, expires)
         raise problems.account_does_not_exist("the 'kid' is not an account URL of this directory")
     pending: PendingNonce | None = None
-    # the account's end entity status is read with the account (one round trip)
-    entity_status = rt.door.entity_status_on
     if isinstance(rt.nonces, MemoryNonces):  # single use tracked in memory: no write for the nonce at all
         await _use_nonce(rt, parsed.nonce, expires)
-        account = await rt.store.get_account(acme.id, account_id, entity_status)
+        account = await rt.store.get_account(acme.id, account_id, rt.door.entity_status)
     elif defer_nonce and not parsed.post_as_get:
         pending = PendingNonce(parsed.nonce, expires)
-        account = await rt.store.get_account(acme.id, account_id, entity_status)
+        account = await rt.store.get_account(acme.id, account_id, rt.door.entity_status)
         if account is None:
             await _use_nonce(rt, parsed.nonce, expires)
     else:
         try:
+            # the account's end entity status is read in the nonce's transaction (one round trip)
             account = await rt.store.use_nonce_and_load_account(parsed.nonce, expires, acme.id, account_id,
-                                                                entity_status)
+                                                                rt.door.entity_status_on)
         except NonceReused:
             raise problems.bad_nonce("the nonce has already been used") from None
     if account is None:

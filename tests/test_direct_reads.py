@@ -1,0 +1,67 @@
+"""Prepared point reads (gateway/store/direct_reads.py): the bare-driver path on SQLite
+must give exactly what SQLAlchemy gives, and the store's errors, on both engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, bindparam, select
+
+from gateway.errors import GatewayError
+from gateway.store import Store, schema
+from gateway.store.direct_reads import PreparedRead
+from gateway.store.records import EndEntityRecord
+
+_e = schema.end_entities.c
+BY_NAME_SINCE = PreparedRead(
+    select(schema.end_entities).where(_e.name == bindparam("name"), _e.created_at >= bindparam("since"))
+    .order_by(_e.id)
+)
+T0 = dt.datetime(2026, 12, 4, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
+
+
+async def test_rows_match_sqlalchemy_with_json_datetimes_and_nulls(store: Store) -> None:
+    async with store.transaction() as q:
+        await q.entities.insert(EndEntityRecord(
+            id="e1", name="printer", kind="device", protocol_config="scep1",
+            attributes={"serial": "A-1", "tags": ["x", 2], "nested": {"ok": True}},
+            created_at=T0, updated_at=T0 + dt.timedelta(seconds=1)))
+        await q.entities.insert(EndEntityRecord(id="e2", name="printer", kind="device", protocol_config=None,
+                                                created_at=T0 + dt.timedelta(minutes=5), updated_at=T0))
+        await q.entities.insert(EndEntityRecord(id="e3", name="printer", kind="device", protocol_config="old",
+                                                created_at=T0 - dt.timedelta(days=1), updated_at=T0))
+    params = {"name": "printer", "since": T0}
+    direct = await store.read_rows(BY_NAME_SINCE, params, "end entities")
+    async with store.read() as q:
+        expected = [dict(r._mapping) for r in (await q.connection.execute(BY_NAME_SINCE.statement, params)).all()]
+    assert [dict(r._mapping) for r in direct] == expected
+    assert [r.id for r in direct] == ["e1", "e2"]  # the datetime parameter was bound as the column stores it
+    first = direct[0]
+    assert first.attributes == {"serial": "A-1", "tags": ["x", 2], "nested": {"ok": True}}
+    assert first.created_at == T0 and first.created_at.tzinfo is not None
+    assert direct[1].protocol_config is None
+    with pytest.raises(AttributeError):
+        first.no_such_column  # noqa: B018
+
+
+async def test_a_failing_read_is_the_same_store_error_and_the_next_one_works(store: Store) -> None:
+    missing = Table("no_such_table", MetaData(), Column("id", String))
+    prepared = PreparedRead(select(missing).where(missing.c.id == bindparam("id")))
+    with pytest.raises(GatewayError) as direct:
+        await store.read_rows(prepared, {"id": "x"}, "nothing")
+    with pytest.raises(GatewayError) as through_sqlalchemy:
+        async with store.read() as q:
+            with store.translated("nothing"):
+                await q.connection.execute(prepared.statement, {"id": "x"})
+    assert (direct.value.kind, direct.value.detail) == (through_sqlalchemy.value.kind, through_sqlalchemy.value.detail)
+    async with store.transaction() as q:
+        await q.entities.insert(EndEntityRecord(id="e9", name="after", kind="device", created_at=T0, updated_at=T0))
+    assert [r.id for r in await store.read_rows(BY_NAME_SINCE, {"name": "after", "since": T0}, "end entities")] == ["e9"]
+
+
+async def test_the_config_generation_read_sees_other_connections_commits(store: Store) -> None:
+    before = await store.config_generation_now()
+    async with store.transaction() as q:
+        await q.generations.bump()
+    assert await store.config_generation_now() == before + 1
