@@ -54,6 +54,8 @@ from .events import EventRecorder, log_committed
 from .metrics import CERTIFICATES_ISSUED, count_enrollment
 from .profiles.model import Profile
 from .store import SerialCollision, Store
+from .store.queries.base import normalize_serial, record
+from .store.queries.certificates import PREPARED_BY_SERIAL as CERT_BY_SERIAL
 from .store.records import (
     CARecord,
     CertificateRecord,
@@ -688,11 +690,10 @@ class Authority:
             int(norm, 16)
         except ValueError:
             raise BadRequest(f"{serial!r} is not a hexadecimal serial number") from None
-        async with self.store.read() as q:
-            rec = await q.certificates.get(norm)
-        if rec is None:
+        rows = await self.store.read_rows(CERT_BY_SERIAL, {"serial": normalize_serial(norm)}, "certificate")
+        if not rows:
             raise NotFound(f"no certificate with serial {norm}")
-        return rec
+        return record(CertificateRecord, rows[0])
 
     async def status(self, serial: str) -> CertificateStatus:
         return status_from_record(await self.certificate(serial))

@@ -165,6 +165,7 @@ _ORDER_BY_ID = select(t.orders).where(t.orders.c.id == bindparam("order_id"),
                                       t.orders.c.config_id == bindparam("config_id"))
 _AUTHZ_BY_ID = select(t.authorizations).where(t.authorizations.c.id == bindparam("authz_id"),
                                               t.authorizations.c.config_id == bindparam("config_id"))
+_PREPARED_AUTHZ_BY_ID = PreparedRead(_AUTHZ_BY_ID)
 _AUTHZS_BY_IDS = select(t.authorizations).where(t.authorizations.c.id.in_(bindparam("authz_ids", expanding=True)))
 _a, _o = t.authorizations.c, t.orders.c
 _REUSABLE_AUTHZS = select(t.authorizations).where(
@@ -451,9 +452,9 @@ class AcmeStore:
             return [_authz(r) for r in (await conn.execute(_REUSABLE_AUTHZS, params)).all()]
 
     async def get_authz(self, config_id: str, authz_id: str) -> Authorization | None:
-        async with self._read("authorization") as conn:
-            row = (await conn.execute(_AUTHZ_BY_ID, {"authz_id": authz_id, "config_id": config_id})).first()
-        return _authz(row) if row is not None else None
+        rows = await self._tables.read_rows(_PREPARED_AUTHZ_BY_ID, {"authz_id": authz_id, "config_id": config_id},
+                                            "authorization")
+        return _authz(rows[0]) if rows else None
 
     async def create_authz(self, authz: Authorization) -> None:
         async with self._write("authorization") as conn:

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ...errors import NotFound
 from .. import schema as t
+from ..direct_reads import PreparedRead
 from ..errors import StoreError, translated
 from ..records import CertificateFilter, CertificateRecord, utcnow
 from .base import TableQueries, normalize_fingerprint, normalize_serial, page, record, values_of
@@ -27,6 +28,7 @@ _c = t.certificates.c
 # every enrollment inserts one, and every status or OCSP request reads one by serial
 _INSERT = t.certificates.insert()
 _BY_SERIAL = select(t.certificates).where(_c.serial == bindparam("serial"))
+PREPARED_BY_SERIAL = PreparedRead(_BY_SERIAL)  # every ACME download, OCSP and status lookup
 _BY_FINGERPRINT = select(t.certificates).where(_c.fingerprint_sha256 == bindparam("fingerprint"))
 
 _e = t.events.c
