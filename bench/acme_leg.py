@@ -78,7 +78,7 @@ class GatewayAcmeContender(_AcmeContender):
         self.ssl_context = gateway.ssl_context()
 
     def pids(self) -> list[int]:
-        return [self.gateway.pid] if self.gateway and self.gateway.pid else []
+        return self.gateway.pids() if self.gateway else []
 
 
 async def run_acme(mode: Mode, workdir: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import secrets
 import ssl
 from collections.abc import AsyncIterator
@@ -149,6 +150,14 @@ class RunningGateway:
         proc = self.process.proc
         return proc.pid if proc is not None else None
 
+    def pids(self) -> list[int]:
+        """The serving processes: ``gateway serve`` and, with workers, each worker (their
+        CPU is the gateway's CPU)."""
+        if self.pid is None:
+            return []
+        found = re.search(r"worker processes \(pids ([\d, ]+)\)", self.process.log_path.read_text())
+        return [self.pid] + ([int(p) for p in found.group(1).split(", ")] if found else [])
+
     @property
     def https(self) -> str:
         return str(self.info.https)
@@ -202,7 +211,8 @@ async def start_gateway(data_dir: Path, *, acme: bool, scep: bool, store_url: st
     process_env = dict(env or {})
     if acme:
         process_env[ALWAYS_VALID_ENV] = ACME_CONFIG
-    process = GatewayProcess(data_dir, env=process_env or None)
+    # the default a user gets: [server] workers = "auto" (a worker per core on PostgreSQL)
+    process = GatewayProcess(data_dir, env=process_env or None, auto_workers="auto")
     try:
         info = process.start()
     except Exception as exc:

@@ -47,10 +47,10 @@ class _Contender:
         await self.cluster.start()
         data_dir = self.cluster.replicas[0].data_dir
         await add_acme_config(data_dir)
-        if self.workers > 1:
+        if True:  # always: "auto" would start a worker per core on PostgreSQL
             for replica in self.cluster.replicas:
                 cfg = replica.data_dir / "config.toml"
-                cfg.write_text(re.sub(r"(?m)^workers = \d+", f"workers = {self.workers}", cfg.read_text()))
+                cfg.write_text(re.sub(r"(?m)^workers = .*$", f"workers = {self.workers}", cfg.read_text()))
         await asyncio.to_thread(self.cluster.serve)
         info = self.cluster.info_now()
         self.directory = f"{info.https}/acme/{ACME_CONFIG}/directory"

@@ -109,8 +109,11 @@ class GatewayProcess:
     """``gateway serve`` as a subprocess on free ports; stopped with SIGTERM."""
 
     def __init__(self, data_dir: Path, https_port: int | None = None, http_port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, auto_workers: int | str = 1) -> None:
         self.data_dir = data_dir
+        # what [server] workers = "auto" becomes: tests run one process unless they set
+        # workers themselves (tests/test_workers.py covers "auto"); the bench keeps "auto"
+        self.auto_workers = auto_workers
         self.https_port = https_port or free_port()
         self.http_port = http_port or free_port()
         self.env = {**os.environ, **(env or {})}
@@ -126,6 +129,8 @@ class GatewayProcess:
         from gateway.config import load_config
 
         cfg = load_config(self.data_dir).with_overrides("127.0.0.1", self.https_port, self.http_port)
+        if cfg.server.workers == "auto":
+            cfg.server.workers = self.auto_workers
         cfg.save()
 
     def start(self, timeout: float = 60.0) -> GatewayInfo:

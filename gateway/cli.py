@@ -144,8 +144,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         await bootstrap.initialize(data_dir, server=_init_server_settings(args))
     cfg = _with_workers(_config(args), args)
     configure_logging(args.log_format or cfg.server.log_format, args.log_level or cfg.server.log_level)
-    if cfg.server.workers > 1:
-        argv = ["--data-dir", str(data_dir), "--workers", str(cfg.server.workers),
+    if cfg.worker_count > 1:
+        argv = ["--data-dir", str(data_dir), "--workers", str(cfg.worker_count),
                 "--host", cfg.server.host, "--https-port", str(cfg.server.https_port),
                 "--http-port", str(cfg.server.http_port)]
         if args.log_format:

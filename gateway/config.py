@@ -65,7 +65,10 @@ class ServerSettings:
     log_level: str = "INFO"
     shutdown_timeout: float = 10.0
     event_loop: str = "auto"  # "auto" (uvloop when installed) | "uvloop" | "asyncio"
-    workers: int = 1  # serving processes on the same listeners (one core each); > 1 implies replicas
+    # serving processes on the same listeners (one core each); > 1 implies replicas.
+    # "auto": one on SQLite (one writer: more processes only contend for it), one per
+    # core up to AUTO_WORKERS_MAX on PostgreSQL (see Config.worker_count)
+    workers: int | str = "auto"
     metrics: str = "key"  # /metrics: "key" (HTTPS, any admin API key), "public" (both listeners), "off"
 
 
@@ -133,10 +136,23 @@ class Config:
         return self.store.url or f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').resolve()}"
 
     @property
+    def worker_count(self) -> int:
+        """Serving processes: ``[server] workers``, with "auto" resolved for this store.
+
+        Measured on 2 cores (bench, 2026-12-04, ACME c8): PostgreSQL 52.7 -> 66.7
+        certificates/s with 2 workers; SQLite 84.6 -> 74.2 (shared nonces, one writer)."""
+        workers = self.server.workers
+        if workers != "auto":
+            return int(workers)
+        if self.store_url.startswith("sqlite"):
+            return 1
+        return max(1, min(os.cpu_count() or 1, AUTO_WORKERS_MAX))
+
+    @property
     def store_has_replicas(self) -> bool:
         """Whether other processes may serve requests from the same store (see StoreSettings)."""
         if self.store.replicas == "auto":
-            return not self.store_url.startswith("sqlite") or self.server.workers > 1
+            return not self.store_url.startswith("sqlite") or self.worker_count > 1
         return self.store.replicas == "yes"
 
     @property
@@ -270,6 +286,9 @@ def _fill(cls: type, data: dict[str, Any], section: str) -> Any:
     obj = cls()
     for key, value in data.items():
         default = getattr(obj, key)
+        if (section, key) == ("server", "workers"):  # a number or "auto" (checked by load_config)
+            setattr(obj, key, value)
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"[{section}].{key}: expected true or false")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
@@ -281,6 +300,18 @@ def _fill(cls: type, data: dict[str, Any], section: str) -> Any:
             raise ConfigError(f"[{section}].{key}: expected a list")
         setattr(obj, key, value)
     return obj
+
+
+AUTO_WORKERS_MAX = 4
+"""Workers "auto" starts at most on PostgreSQL (each is a full process, ~100 MB)."""
+
+
+def check_workers(value: object) -> None:
+    """``[server] workers``: "auto" or a whole number from 1 to 64 (ConfigError otherwise)."""
+    if value == "auto":
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+        raise ConfigError("[server].workers must be \"auto\" or a whole number from 1 to 64")
 
 
 def load_config(data_dir: Path) -> Config:
@@ -302,8 +333,7 @@ def load_config(data_dir: Path) -> Config:
         data_dir=data_dir,
         **{name: _fill(cls, raw.get(name, {}), name) for name, cls in sections.items()},
     )
-    if not isinstance(cfg.server.workers, int) or not 1 <= cfg.server.workers <= 64:
-        raise ConfigError("[server].workers must be a whole number from 1 to 64")
+    check_workers(cfg.server.workers)
     if cfg.server.metrics not in METRICS_ACCESS:
         raise ConfigError("[server].metrics must be 'key', 'public' or 'off'")
     if cfg.server.event_loop not in ("auto", "uvloop", "asyncio"):

@@ -16,7 +16,11 @@ import pytest
 
 from conformance.acme.support import RawClient
 from conformance.harness import GatewayProcess, run_cli
-from gateway.config import load_config
+
+from .conftest import fresh_pg_database
+from gateway import bootstrap
+from gateway.config import AUTO_WORKERS_MAX, Config, ServerSettings, StoreSettings, load_config
+from gateway.errors import ConfigError
 from gateway.runtime import Gateway
 
 
@@ -24,7 +28,7 @@ def _init(tmp_path: Path, workers: int, replicas: str = "auto") -> Path:
     data_dir = tmp_path / "data"
     run_cli("init", data_dir=data_dir)
     cfg = load_config(data_dir)
-    assert cfg.server.workers == 1 and cfg.store.replicas == "auto"
+    assert cfg.server.workers == "auto" and cfg.store.replicas == "auto"
     cfg.server.workers, cfg.store.replicas = workers, replicas
     cfg.save()
     return data_dir
@@ -154,3 +158,52 @@ async def test_any_worker_accepts_a_nonce_another_issued(tmp_path: Path) -> None
 def test_worker_count_is_checked(tmp_path: Path, value: str) -> None:
     out = run_cli("serve", "--workers", value, data_dir=tmp_path / "data", check=False)
     assert out.returncode != 0 and "--workers must be from 1 to 64" in out.stderr
+
+
+PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def test_auto_workers_is_one_on_sqlite_and_one_per_core_on_postgresql(tmp_path: Path) -> None:
+    per_core = max(1, min(os.cpu_count() or 1, AUTO_WORKERS_MAX))
+    assert Config(data_dir=tmp_path).worker_count == 1  # the embedded SQLite default
+    on_pg = Config(data_dir=tmp_path, store=StoreSettings(url=PG))
+    assert on_pg.worker_count == per_core and on_pg.store_has_replicas
+    assert Config(data_dir=tmp_path, store=StoreSettings(url=PG), server=ServerSettings(workers=1)).worker_count == 1
+    three = Config(data_dir=tmp_path, server=ServerSettings(workers=3))
+    assert three.worker_count == 3 and three.store_has_replicas
+
+
+@pytest.mark.parametrize("line, ok", [('workers = "auto"', True), ("workers = 2", True), ("workers = 0", False),
+                                      ("workers = 65", False), ('workers = "many"', False), ("workers = true", False),
+                                      ("workers = 1.5", False)])
+def test_the_workers_setting_is_auto_or_a_count(tmp_path: Path, line: str, ok: bool) -> None:
+    (tmp_path / "config.toml").write_text(f"[server]\n{line}\n")
+    if ok:
+        load_config(tmp_path)
+        return
+    with pytest.raises(ConfigError, match="workers must be"):
+        load_config(tmp_path)
+
+
+async def test_a_postgresql_gateway_serves_from_a_worker_per_core_by_default(tmp_path: Path) -> None:
+    expected = max(1, min(os.cpu_count() or 1, AUTO_WORKERS_MAX))
+    async with fresh_pg_database("test_auto_workers") as url:  # fails under CI=true, skips elsewhere
+        data_dir = tmp_path / "data"
+        await bootstrap.initialize(data_dir, store_url=url)
+        assert load_config(data_dir).server.workers == "auto"
+        proc = GatewayProcess(data_dir, auto_workers="auto")  # as `gateway serve` runs it, not pinned
+        info = await asyncio.to_thread(proc.start)
+        try:
+            if expected > 1:
+                assert len(_worker_pids(proc)) == expected
+                seen: set[int] = set()
+                for _ in range(100):
+                    with urllib.request.urlopen(f"{info.http}/healthz", timeout=5) as resp:
+                        seen.add(json.loads(resp.read())["worker"])
+                    if len(seen) == expected:
+                        break
+                assert seen == set(range(expected))
+            else:
+                assert "worker processes" not in proc.log_path.read_text()
+        finally:
+            await asyncio.to_thread(proc.stop)

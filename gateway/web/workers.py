@@ -147,7 +147,7 @@ def _metrics_dir(run: Path) -> str:
 
 
 async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int:
-    """Bind, start ``cfg.server.workers`` copies of ``gateway serve argv``, supervise them.
+    """Bind, start ``cfg.worker_count`` copies of ``gateway serve argv``, supervise them.
 
     Returns 0 after a signal stopped them all, else the exit code of the worker that
     ended first (1 if it ended cleanly: a worker never should on its own).
@@ -164,7 +164,7 @@ async def run_workers(cfg: Config, argv: Sequence[str], banner: str = "") -> int
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for index in range(cfg.server.workers):
+        for index in range(cfg.worker_count):
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.cli", "serve", *argv,
                 env={**os.environ, WORKER_ENV: f"{index}:{fds}", MULTIPROCESS_ENV: metrics_dir},
