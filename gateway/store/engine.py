@@ -25,12 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import ConfigError
 from . import sqlite_driver
 from .direct_reads import DirectReads
+from .inline_writes import InlineWriter
 from .errors import translated
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_OPTION = "gateway_write"
 """Execution option of the write engine: its transactions BEGIN IMMEDIATE on SQLite."""
+BEGUN_OPTION = "gateway_begun"
+"""Execution option of an engine whose BEGIN its caller has already run (.inline_writes)."""
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK_KEY = 0x6761_7465_7761_79  # arbitrary, "gateway"; serialises concurrent opens
@@ -82,7 +85,10 @@ def install_sqlite_hooks(engine: AsyncEngine | Engine, busy_timeout_ms: int) -> 
     def _on_begin(conn: Connection) -> None:
         # straight to the driver: BEGIN runs once per transaction, and the full
         # execute path (events, context, result) cost more than the statement itself
-        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION, False) else "BEGIN"
+        options = conn.get_execution_options()
+        if options.get(BEGUN_OPTION, False):
+            return
+        statement = "BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN"
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(statement)
@@ -187,6 +193,21 @@ async def migrate(write_engine: AsyncEngine, schema: str | None = None) -> None:
                 if schema is not None:
                     await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await conn.run_sync(_upgrade)
+
+
+def create_inline_writer(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> InlineWriter | None:
+    """On SQLite, write transactions on a synchronous connection (:mod:`.inline_writes`);
+    None on PostgreSQL."""
+    parsed = engine_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = create_engine(
+        parsed.set(drivername="sqlite+pysqlite"), hide_parameters=True, pool_size=1, max_overflow=0,
+        connect_args={"check_same_thread": False},  # BEGIN IMMEDIATE and COMMIT run in the writer thread
+    )
+    install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+    return InlineWriter(engine.execution_options(**{WRITE_OPTION: True, BEGUN_OPTION: True}),
+                        queue_timeout=max(30.0, sqlite_busy_timeout_ms / 1000))
 
 
 def create_direct_reads(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> DirectReads | None:

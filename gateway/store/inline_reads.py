@@ -13,13 +13,14 @@ changes no blocking behaviour; only the adaption goes. Write transactions stay o
 the async write engine, whose BEGIN IMMEDIATE and COMMIT wait in a worker thread.
 
 :class:`InlineConnection` offers the part of ``AsyncConnection`` that read blocks use
-(``execute``, ``scalar``, ``scalars``, ``dialect``), so the per-table queries run on
-it unchanged.
+(``execute``, ``scalar``, ``scalars``, ``begin_nested``, ``dialect``), so the per-table
+queries run on it unchanged; :mod:`.inline_writes` hands it out for write transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Executable, Result, ScalarResult
@@ -56,3 +57,9 @@ class InlineConnection:
     async def scalars(self, statement: Executable, parameters: Mapping[str, Any] | None = None,
                       **kwargs: Any) -> ScalarResult[Any]:
         return self.sync_connection.scalars(statement, parameters, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """A savepoint: released when the block ends, rolled back to if it raises."""
+        with self.sync_connection.begin_nested():
+            yield

@@ -26,6 +26,7 @@ from . import engine as engines
 from .errors import db_error, is_transient, translated
 from .direct_reads import DirectReads, DirectRow, PreparedRead
 from .inline_reads import InlineConnection
+from .inline_writes import InlineWriter
 from .queries import Queries
 from .queries.generations import CONFIG as CONFIG_GENERATION
 from .queries.generations import PREPARED_GET as GENERATION_BY_NAME
@@ -44,12 +45,13 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, schema: str | None = None,
                  write_engine: AsyncEngine | None = None, inline_reads: Engine | None = None,
-                 direct_reads: DirectReads | None = None) -> None:
+                 direct_reads: DirectReads | None = None, inline_writer: InlineWriter | None = None) -> None:
         self._engine = engine
         self._own_write_engine = write_engine
         self._write_engine = (write_engine or engine).execution_options(**{engines.WRITE_OPTION: True})
         self._inline_reads = inline_reads
         self._direct = direct_reads
+        self._writer = inline_writer
         self.schema = schema
 
     @classmethod
@@ -66,7 +68,8 @@ class Store:
                                                       sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
         store = cls(engine, schema, write_engine,
                     engines.create_inline_read_engine(url, sqlite_busy_timeout_ms),
-                    engines.create_direct_reads(url, sqlite_busy_timeout_ms))
+                    engines.create_direct_reads(url, sqlite_busy_timeout_ms),
+                    engines.create_inline_writer(url, sqlite_busy_timeout_ms))
         try:
             await engines.migrate(store._write_engine, schema)
         except BaseException:
@@ -91,6 +94,8 @@ class Store:
         found = [self._engine.sync_engine, self._write_engine.sync_engine]
         if self._inline_reads is not None:
             found.append(self._inline_reads)
+        if self._writer is not None:
+            found.append(self._writer.engine)
         return tuple(dict.fromkeys(found))
 
     @property
@@ -100,6 +105,8 @@ class Store:
         return self._write_engine
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         if self._direct is not None:
             self._direct.close()
         if self._inline_reads is not None:
@@ -118,10 +125,16 @@ class Store:
     async def transaction(self) -> AsyncIterator[Queries]:
         """One database transaction: commits when the block ends, rolls back if it raises."""
         try:
-            async with self._write_engine.begin() as conn:
+            async with self._write_connection() as conn:
                 yield Queries(conn)
         except (SQLAlchemyError, OSError) as exc:
             raise db_error(exc, "transaction") from exc
+
+    def _write_connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction: inline on SQLite (:mod:`.inline_writes`), else the async engine's."""
+        if self._writer is not None:
+            return self._writer.transaction()
+        return self._write_engine.begin()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Queries]:
@@ -157,7 +170,7 @@ class Store:
                 if not write:
                     async with self._read_connection() as conn:
                         return await block(Queries(conn))
-                async with self._write_engine.begin() as conn:
+                async with self._write_connection() as conn:
                     result = await block(Queries(conn))
                     committing = True
                 return result
