@@ -13,18 +13,21 @@ changes no blocking behaviour; only the adaption goes. Write transactions stay o
 the async write engine, whose BEGIN IMMEDIATE and COMMIT wait in a worker thread.
 
 :class:`InlineConnection` offers the part of ``AsyncConnection`` that read blocks use
-(``execute``, ``scalar``, ``scalars``, ``begin_nested``, ``dialect``), so the per-table
+(``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``run_sync``, ``begin_nested``,
+``dialect``), so the per-table
 queries run on it unchanged; :mod:`.inline_writes` hands it out for write transactions.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Result, ScalarResult
 from sqlalchemy.engine import Connection, Dialect
+
+T = TypeVar("T")
 
 
 class InlineConnection:
@@ -49,6 +52,12 @@ class InlineConnection:
                       parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                       **kwargs: Any) -> Result[Any]:
         return self.sync_connection.execute(statement, parameters, **kwargs)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None, **kwargs: Any) -> Result[Any]:
+        return self.sync_connection.exec_driver_sql(statement, parameters, **kwargs)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(self.sync_connection, *args, **kwargs)
 
     async def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None,
                      **kwargs: Any) -> Any:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from .. import schema as t
 from ..records import DestinationRecord, OutboxRecord
-from .base import TableQueries, checked_fields, values_of
+from ..errors import translated
+from .base import TableQueries, checked_fields, record, values_of
 
 Destinations = list[DestinationRecord]
 OutboxEntries = list[OutboxRecord]
@@ -18,6 +19,9 @@ _d = t.destinations.c
 _o = t.outbox.c
 _INSERT_DESTINATION = t.destinations.insert()
 _INSERT_OUTBOX = t.outbox.insert()
+_ENABLED_FOR_CONFIG = (select(t.destinations)
+                       .where(_d.protocol_config == bindparam("config_id"), _d.enabled.is_(True))
+                       .order_by(_d.created_at, _d.id))
 
 
 class DestinationQueries(TableQueries):
@@ -31,6 +35,10 @@ class DestinationQueries(TableQueries):
                                "destination")
 
     async def list(self, protocol_config: str | None = None, *, enabled_only: bool = False) -> Destinations:
+        if protocol_config is not None and enabled_only:  # every issuance asks (distribution.enqueue_issued)
+            with translated("destinations"):
+                rows = (await self._conn.execute(_ENABLED_FOR_CONFIG, {"config_id": protocol_config})).all()
+            return [record(DestinationRecord, row) for row in rows]
         conds = []
         if protocol_config is not None:
             conds.append(_d.protocol_config == protocol_config)
