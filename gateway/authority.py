@@ -56,6 +56,8 @@ from .profiles.model import Profile
 from .store import SerialCollision, Store
 from .store.queries.base import normalize_serial, record
 from .store.queries.certificates import PREPARED_BY_SERIAL as CERT_BY_SERIAL
+from .store.queries.entities import PREPARED_BY_NAME as ENTITY_BY_NAME
+from .store.queries.entities import PREPARED_BY_NAME_UNBOUND as ENTITY_BY_NAME_UNBOUND
 from .store.records import (
     CARecord,
     CertificateRecord,
@@ -208,8 +210,7 @@ class Authority:
     ) -> EndEntityRecord:
         """Find or register the end entity; refuse one that is not active."""
         config_id = config.id if config else None
-        async with self.store.read() as q:
-            rec = await q.entities.find(name, config_id)
+        rec = await self._find_entity(name, config_id)
         if rec is None:
             rec = EndEntityRecord(
                 id=uuid.uuid4().hex, name=name, kind=kind, protocol_config=config_id,
@@ -227,6 +228,14 @@ class Authority:
         if rec.status != "active":
             raise EntityRefused(rec.id, f"end entity {name!r} is {rec.status}")
         return rec
+
+    async def _find_entity(self, name: str, config_id: str | None) -> EndEntityRecord | None:
+        """q.entities.find as a prepared point read (every enrollment makes it)."""
+        if config_id is None:
+            rows = await self.store.read_rows(ENTITY_BY_NAME_UNBOUND, {"name": name}, "end entity")
+        else:
+            rows = await self.store.read_rows(ENTITY_BY_NAME, {"name": name, "config_id": config_id}, "end entity")
+        return record(EndEntityRecord, rows[0]) if rows else None
 
     async def set_entity_status(self, entity_id: str, status: str, actor: str) -> EndEntityRecord:
         if status not in ENTITY_STATES:

@@ -65,3 +65,18 @@ async def test_the_config_generation_read_sees_other_connections_commits(store: 
     async with store.transaction() as q:
         await q.generations.bump()
     assert await store.config_generation_now() == before + 1
+
+
+async def test_literals_and_limits_inside_the_statement_are_bound_too(store: Store) -> None:
+    async with store.transaction() as q:
+        for i, status in enumerate(("active", "inactive", "active")):
+            await q.entities.insert(EndEntityRecord(id=f"l{i}", name=f"lit-{i}", kind="device", status=status,
+                                                    created_at=T0, updated_at=T0))
+    first_active = PreparedRead(select(_e.id).where(_e.status == "active", _e.name.like("lit-%"))
+                                .order_by(_e.id).limit(1))
+    assert [r.id for r in await store.read_rows(first_active, {}, "end entities")] == ["l0"]
+
+
+def test_an_in_list_is_refused_when_prepared() -> None:
+    with pytest.raises(ValueError, match="IN list"):
+        PreparedRead(select(_e.id).where(_e.id.in_(bindparam("ids", expanding=True))))

@@ -26,6 +26,8 @@ from sqlalchemy.exc import OperationalError
 
 Processor = Callable[[Any], Any] | None
 _DIALECT = sqlite.dialect()
+_CALLER = object()
+"""A parameter the caller binds (``bindparam("name")`` without a value)."""
 
 
 class DirectRow:
@@ -53,10 +55,15 @@ class PreparedRead:
         compiled = statement.compile(dialect=_DIALECT)
         self.sql = str(compiled)
         order = compiled.positiontup or []
-        self._params: list[tuple[str, Processor]] = []
+        # (name, value fixed in the statement or _CALLER, processor): literals such as a
+        # LIMIT or ``status == 'valid'`` are bound parameters with their value inside
+        self._params: list[tuple[str, Any, Processor]] = []
         for name in order:
             bind = compiled.binds[name]
-            self._params.append((bind.key, bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)))
+            if bind.expanding:
+                raise ValueError(f"PreparedRead cannot take an IN list ({bind.key}); compare with == / OR")
+            fixed = _CALLER if bind.callable is None and bind.value is None else bind.effective_value
+            self._params.append((bind.key, fixed, bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)))
         self._columns: list[tuple[str, Processor]] = [
             (str(column.key), column.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None))
             for column in statement.selected_columns
@@ -64,9 +71,9 @@ class PreparedRead:
 
     def bind(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
-        for key, process in self._params:
-            value = params[key]
-            out.append(process(value) if process is not None else value)
+        for key, fixed, process in self._params:
+            value = params[key] if fixed is _CALLER else fixed
+            out.append(process(value) if process is not None and value is not None else value)
         return tuple(out)
 
     def row(self, values: tuple[Any, ...]) -> DirectRow:

@@ -168,11 +168,12 @@ _AUTHZ_BY_ID = select(t.authorizations).where(t.authorizations.c.id == bindparam
 _PREPARED_AUTHZ_BY_ID = PreparedRead(_AUTHZ_BY_ID)
 _AUTHZS_BY_IDS = select(t.authorizations).where(t.authorizations.c.id.in_(bindparam("authz_ids", expanding=True)))
 _a, _o = t.authorizations.c, t.orders.c
-_REUSABLE_AUTHZS = select(t.authorizations).where(
+_PREPARED_LIVE_AUTHZS = PreparedRead(select(t.authorizations).where(
     _a.account_id == bindparam("account_id"), _a.config_id == bindparam("config_id"),
-    _a.identifier_value.in_(bindparam("names", expanding=True)), _a.status.in_(bindparam("statuses", expanding=True)),
+    _a.identifier_value == bindparam("name"), or_(_a.status == "valid", _a.status == "pending"),
     _a.expires > bindparam("valid_after"),
-).order_by(_a.expires.desc())
+))
+_PREPARED_ORDER_BY_ID = PreparedRead(_ORDER_BY_ID)
 _ACCEPT_WITHOUT_ATTEMPT = (
     update(t.authorizations)
     .where(_a.id == bindparam("authz_id"), _a.status == "pending", _a.attempt.is_(None))
@@ -402,15 +403,19 @@ class AcmeStore:
         return _order(row) if row is not None else None
 
     async def get_order_with_authzs(self, config_id: str, order_id: str) -> tuple[Order, list[Authorization]] | None:
-        """The order and its authorizations on one connection (two statements)."""
-        async with self._read("order") as conn:
-            row = (await conn.execute(_ORDER_BY_ID, {"order_id": order_id, "config_id": config_id})).first()
-            if row is None:
-                return None
-            order = _order(row)
-            rows = (await conn.execute(_AUTHZS_BY_IDS, {"authz_ids": list(order.authz_ids)})).all()
-        by_id = {r.id: _authz(r) for r in rows}
-        return order, [by_id[i] for i in order.authz_ids if i in by_id]
+        """The order and its authorizations: prepared point reads (every order fetch,
+        finalize and download makes them). An order's authorization ids never change."""
+        rows = await self._tables.read_rows(_PREPARED_ORDER_BY_ID, {"order_id": order_id, "config_id": config_id},
+                                            "order")
+        if not rows:
+            return None
+        order = _order(rows[0])
+        authzs: list[Authorization] = []
+        for authz_id in order.authz_ids:
+            found = await self._tables.read_rows(_PREPARED_AUTHZ_BY_ID, {"authz_id": authz_id, "config_id": config_id},
+                                                 "authorization")
+            authzs.extend(_authz(r) for r in found)
+        return order, authzs
 
     async def update_order(self, order_id: str, expect: tuple[str, ...], *, nonce: PendingNonce | None = None,
                            **fields: Any) -> bool:
@@ -445,11 +450,17 @@ class AcmeStore:
         self, config_id: str, account_id: str, identifiers: list[Identifier], valid_after: dt.datetime,
         include_pending: bool,
     ) -> list[Authorization]:
-        """Authorizations of this account for these identifiers that live past ``valid_after``."""
-        params = {"account_id": account_id, "config_id": config_id, "names": sorted({i.base for i in identifiers}),
-                  "statuses": ["valid", "pending"] if include_pending else ["valid"], "valid_after": valid_after}
-        async with self._read("authorizations") as conn:
-            return [_authz(r) for r in (await conn.execute(_REUSABLE_AUTHZS, params)).all()]
+        """Authorizations of this account for these identifiers that live past ``valid_after``,
+        latest expiry first (one prepared point read per name: every new order asks)."""
+        statuses = ("valid", "pending") if include_pending else ("valid",)
+        found: list[Authorization] = []
+        for name in sorted({i.base for i in identifiers}):
+            rows = await self._tables.read_rows(_PREPARED_LIVE_AUTHZS, {
+                "account_id": account_id, "config_id": config_id, "name": name, "valid_after": valid_after,
+            }, "authorizations")
+            found.extend(a for a in map(_authz, rows) if a.status in statuses)
+        found.sort(key=lambda a: a.expires, reverse=True)
+        return found
 
     async def get_authz(self, config_id: str, authz_id: str) -> Authorization | None:
         rows = await self._tables.read_rows(_PREPARED_AUTHZ_BY_ID, {"authz_id": authz_id, "config_id": config_id},

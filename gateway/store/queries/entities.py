@@ -18,12 +18,16 @@ _c = t.end_entities.c
 # every enrollment looks its end entity up by name
 _INSERT = t.end_entities.insert()
 _BY_ID = select(t.end_entities).where(_c.id == bindparam("entity_id"))
-# every ACME request reads its account's entity status
+# every ACME request reads its account's status
 PREPARED_STATUS_BY_ID = PreparedRead(select(_c.status).where(_c.id == bindparam("entity_id")))
 _BY_NAME = (select(t.end_entities).where(_c.name == bindparam("name"), _c.protocol_config == bindparam("config_id"))
             .order_by(_c.created_at, _c.id).limit(1))
 _BY_NAME_UNBOUND = (select(t.end_entities).where(_c.name == bindparam("name"), _c.protocol_config.is_(None))
                     .order_by(_c.created_at, _c.id).limit(1))
+
+# every enrollment finds its end entity by name
+PREPARED_BY_NAME = PreparedRead(_BY_NAME)
+PREPARED_BY_NAME_UNBOUND = PreparedRead(_BY_NAME_UNBOUND)
 
 
 class EntityQueries(TableQueries):
