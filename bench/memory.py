@@ -23,6 +23,8 @@ from .verify import verify_acme
 
 log = logging.getLogger("bench")
 CONCURRENCY = 8
+PLATEAU_FROM = 10_000
+"""Issuances after which growth is measured (fixed-size caches and windows are full)."""
 
 
 async def run_memory(workdir: Path, checkpoints: Sequence[int], time_limit: float,
@@ -67,8 +69,12 @@ async def run_memory(workdir: Path, checkpoints: Sequence[int], time_limit: floa
         gw.stop()
     growth = None
     measured = [p for p in points[1:] if p["rss_bytes"] is not None]
-    if len(measured) >= 2 and measured[-1]["issued"] > measured[0]["issued"]:
-        growth = (measured[-1]["rss_bytes"] - measured[0]["rss_bytes"]) / (measured[-1]["issued"] - measured[0]["issued"])
+    # from PLATEAU_FROM issuances on when there is a later point (caches are warm by then),
+    # else from the first checkpoint
+    later = [p for p in measured if p["issued"] >= PLATEAU_FROM]
+    base = later[0] if len(later) >= 2 else (measured[0] if measured else None)
+    if base is not None and measured[-1]["issued"] > base["issued"]:
+        growth = (measured[-1]["rss_bytes"] - base["rss_bytes"]) / (measured[-1]["issued"] - base["issued"])
     return {
         "status": status,
         "protocol": "acme",
@@ -77,5 +83,6 @@ async def run_memory(workdir: Path, checkpoints: Sequence[int], time_limit: floa
         "checkpoints": points,
         "valid_unique": valid,
         "growth_bytes_per_issuance": rounded(growth, 1),
+        "growth_from_issued": base["issued"] if growth is not None and base is not None else None,
         "peak_rss_bytes": max((p["peak_rss_bytes"] or 0) for p in points) or None,
     }

@@ -159,7 +159,8 @@ def render(result: dict[str, Any]) -> str:
             pts = ", ".join(f"{p['issued']}: {(p['rss_bytes'] or 0) / 2**20:.1f} MiB" for p in mem["checkpoints"])
             out.append(f"\nMemory (gateway RSS after N ACME issuances, SQLite): {pts}; peak "
                        f"{(mem.get('peak_rss_bytes') or 0) / 2**20:.1f} MiB; growth "
-                       f"{_num(mem.get('growth_bytes_per_issuance'), 0)} bytes/issuance ({mem.get('status')})")
+                       f"{_num(mem.get('growth_bytes_per_issuance'), 0)} bytes/issuance from "
+                       f"{mem.get('growth_from_issued')} on ({mem.get('status')})")
     g = result.get("goals")
     if g:
         out.append("\nGoals: " + ", ".join(f"{k}={v}" for k, v in g.items()))

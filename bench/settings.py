@@ -23,7 +23,7 @@ class Mode:
 
 FULL = Mode(
     name="full", window=10.0, repetitions={1: 5, 8: 5, 32: 5}, max_ops=50_000, stall_timeout=6.0,
-    postgres_concurrencies=(1, 8, 32), memory_checkpoints=(1_000, 10_000), memory_time_limit=1800.0,
+    postgres_concurrencies=(1, 8, 32), memory_checkpoints=(1_000, 10_000, 30_000, 100_000), memory_time_limit=1800.0,
     ceiling_seconds=2.0, scep_max_ops=4000,
 )
 
