@@ -47,10 +47,9 @@ class _Contender:
         await self.cluster.start()
         data_dir = self.cluster.replicas[0].data_dir
         await add_acme_config(data_dir)
-        if True:  # always: "auto" would start a worker per core on PostgreSQL
-            for replica in self.cluster.replicas:
-                cfg = replica.data_dir / "config.toml"
-                cfg.write_text(re.sub(r"(?m)^workers = .*$", f"workers = {self.workers}", cfg.read_text()))
+        for replica in self.cluster.replicas:  # always: "auto" would start a worker per core on PostgreSQL
+            cfg = replica.data_dir / "config.toml"
+            cfg.write_text(re.sub(r"(?m)^workers = .*$", f"workers = {self.workers}", cfg.read_text()))
         await asyncio.to_thread(self.cluster.serve)
         info = self.cluster.info_now()
         self.directory = f"{info.https}/acme/{ACME_CONFIG}/directory"

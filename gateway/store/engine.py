@@ -2,15 +2,17 @@
 
 Store URLs name SQLite (a file, never in memory) or PostgreSQL; the engines run
 ``aiosqlite`` (statements on the loop's thread, see :mod:`.sqlite_driver`) or
-``asyncpg``. On SQLite a second engine with one pooled connection carries the write
-transactions, so this process's writers queue in the pool instead of in SQLite's
-busy handler. The schema is created and upgraded by Alembic: the core's chain plus
-one branch per protocol package (their folders come from the composition root).
+``asyncpg``. On SQLite, requests' statements go through :class:`SqliteFastPaths`
+(synchronous engines and the bare driver, on the loop); the async engines there serve
+migrations and direct engine use (tests). The schema is created and upgraded by
+Alembic: the core's chain plus one branch per protocol package (their folders come
+from the composition root).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 import re
 from pathlib import Path
 from typing import Any
@@ -138,25 +140,6 @@ def create_engines(url: str, *, schema: str | None = None,
     return engine, write_engine
 
 
-def create_inline_read_engine(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine | None:
-    """On SQLite, a synchronous engine for read blocks run inline on the loop
-    (:mod:`.inline_reads`); None on PostgreSQL.
-
-    Its pool never makes a caller wait (unbounded overflow): a wait for a pooled
-    connection would block the event loop's thread, and with it the reads that
-    would give connections back.
-    """
-    parsed = engine_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    engine = create_engine(
-        parsed.set(drivername="sqlite+pysqlite"), hide_parameters=True, pool_size=8, max_overflow=-1,
-        connect_args={"check_same_thread": False},
-    )
-    install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
-    return engine
-
-
 def migration_locations() -> list[Path]:
     """Core migrations plus each protocol package's own (from the composition root).
 
@@ -195,24 +178,43 @@ async def migrate(write_engine: AsyncEngine, schema: str | None = None) -> None:
             await conn.run_sync(_upgrade)
 
 
-def create_inline_writer(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> InlineWriter | None:
-    """On SQLite, write transactions on a synchronous connection (:mod:`.inline_writes`);
-    None on PostgreSQL."""
+@dataclass(frozen=True)
+class SqliteFastPaths:
+    """What runs SQLite statements without the asyncio adaption (all three or none):
+    read blocks (:mod:`.inline_reads`), point reads (:mod:`.direct_reads`) and write
+    transactions (:mod:`.inline_writes`)."""
+
+    reads: Engine
+    direct: DirectReads
+    writer: InlineWriter
+
+    @property
+    def engines(self) -> tuple[Engine, Engine]:
+        return self.reads, self.writer.engine
+
+    def close(self) -> None:
+        self.writer.close()
+        self.direct.close()
+        self.reads.dispose()
+
+
+def create_sqlite_fast_paths(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> SqliteFastPaths | None:
+    """On SQLite, the synchronous engines and the bare-driver connection; None on PostgreSQL.
+
+    The read engine's pool never makes a caller wait (unbounded overflow): a wait for a
+    pooled connection would block the event loop's thread, and with it the reads that
+    would give connections back. The write engine has one connection; its BEGIN
+    IMMEDIATE and COMMIT run in the writer thread.
+    """
     parsed = engine_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
-    engine = create_engine(
-        parsed.set(drivername="sqlite+pysqlite"), hide_parameters=True, pool_size=1, max_overflow=0,
-        connect_args={"check_same_thread": False},  # BEGIN IMMEDIATE and COMMIT run in the writer thread
-    )
-    install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
-    return InlineWriter(engine.execution_options(**{WRITE_OPTION: True, BEGUN_OPTION: True}),
-                        queue_timeout=max(30.0, sqlite_busy_timeout_ms / 1000))
-
-
-def create_direct_reads(url: str, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> DirectReads | None:
-    """On SQLite, the bare-driver connection for prepared point reads (:mod:`.direct_reads`)."""
-    parsed = engine_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    return DirectReads(str(_sqlite_path(parsed)), sqlite_busy_timeout_ms)
+    sync_url = parsed.set(drivername="sqlite+pysqlite")
+    shared = {"hide_parameters": True, "connect_args": {"check_same_thread": False}}
+    reads = create_engine(sync_url, pool_size=8, max_overflow=-1, **shared)
+    writes = create_engine(sync_url, pool_size=1, max_overflow=0, **shared)
+    for engine in (reads, writes):
+        install_sqlite_hooks(engine, sqlite_busy_timeout_ms)
+    writer = InlineWriter(writes.execution_options(**{WRITE_OPTION: True, BEGUN_OPTION: True}),
+                          queue_timeout=max(30.0, sqlite_busy_timeout_ms / 1000))
+    return SqliteFastPaths(reads, DirectReads(str(_sqlite_path(parsed)), sqlite_busy_timeout_ms), writer)

@@ -13,8 +13,7 @@ changes no blocking behaviour; only the adaption goes. Write transactions stay o
 the async write engine, whose BEGIN IMMEDIATE and COMMIT wait in a worker thread.
 
 :class:`InlineConnection` offers the part of ``AsyncConnection`` that read blocks use
-(``execute``, ``exec_driver_sql``, ``scalar``, ``scalars``, ``run_sync``, ``begin_nested``,
-``dialect``), so the per-table
+(``execute``, ``exec_driver_sql``, ``scalar``, ``run_sync``, ``begin_nested``, ``dialect``), so the per-table
 queries run on it unchanged; :mod:`.inline_writes` hands it out for write transactions.
 """
 
@@ -24,7 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, Result, ScalarResult
+from sqlalchemy import Executable, Result
 from sqlalchemy.engine import Connection, Dialect
 
 T = TypeVar("T")
@@ -42,12 +41,6 @@ class InlineConnection:
     def dialect(self) -> Dialect:
         return self.sync_connection.dialect
 
-    def get_execution_options(self) -> Mapping[str, Any]:
-        return self.sync_connection.get_execution_options()
-
-    def in_transaction(self) -> bool:
-        return self.sync_connection.in_transaction()
-
     async def execute(self, statement: Executable,
                       parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
                       **kwargs: Any) -> Result[Any]:
@@ -62,10 +55,6 @@ class InlineConnection:
     async def scalar(self, statement: Executable, parameters: Mapping[str, Any] | None = None,
                      **kwargs: Any) -> Any:
         return self.sync_connection.scalar(statement, parameters, **kwargs)
-
-    async def scalars(self, statement: Executable, parameters: Mapping[str, Any] | None = None,
-                      **kwargs: Any) -> ScalarResult[Any]:
-        return self.sync_connection.scalars(statement, parameters, **kwargs)
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[None]:

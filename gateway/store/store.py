@@ -17,16 +17,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import ErrorKind, GatewayError
 from . import engine as engines
 from .errors import db_error, is_transient, translated
-from .direct_reads import DirectReads, DirectRow, PreparedRead
+from .direct_reads import DirectRow, PreparedRead
 from .inline_reads import InlineConnection
-from .inline_writes import InlineWriter
 from .queries import Queries
 from .queries.generations import CONFIG as CONFIG_GENERATION
 from .queries.generations import PREPARED_GET as GENERATION_BY_NAME
@@ -44,14 +43,11 @@ class Store:
     """
 
     def __init__(self, engine: AsyncEngine, schema: str | None = None,
-                 write_engine: AsyncEngine | None = None, inline_reads: Engine | None = None,
-                 direct_reads: DirectReads | None = None, inline_writer: InlineWriter | None = None) -> None:
+                 write_engine: AsyncEngine | None = None, sqlite: engines.SqliteFastPaths | None = None) -> None:
         self._engine = engine
         self._own_write_engine = write_engine
         self._write_engine = (write_engine or engine).execution_options(**{engines.WRITE_OPTION: True})
-        self._inline_reads = inline_reads
-        self._direct = direct_reads
-        self._writer = inline_writer
+        self._sqlite = sqlite
         self.schema = schema
 
     @classmethod
@@ -66,10 +62,7 @@ class Store:
         """
         engine, write_engine = engines.create_engines(url, schema=schema,
                                                       sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
-        store = cls(engine, schema, write_engine,
-                    engines.create_inline_read_engine(url, sqlite_busy_timeout_ms),
-                    engines.create_direct_reads(url, sqlite_busy_timeout_ms),
-                    engines.create_inline_writer(url, sqlite_busy_timeout_ms))
+        store = cls(engine, schema, write_engine, engines.create_sqlite_fast_paths(url, sqlite_busy_timeout_ms))
         try:
             await engines.migrate(store._write_engine, schema)
         except BaseException:
@@ -92,25 +85,20 @@ class Store:
         """Every engine statements of this store run on, as SQLAlchemy's synchronous
         engines (the event targets: tests count transactions and statements on them)."""
         found = [self._engine.sync_engine, self._write_engine.sync_engine]
-        if self._inline_reads is not None:
-            found.append(self._inline_reads)
-        if self._writer is not None:
-            found.append(self._writer.engine)
+        if self._sqlite is not None:
+            found.extend(self._sqlite.engines)
         return tuple(dict.fromkeys(found))
 
     @property
     def write_engine(self) -> AsyncEngine:
-        """The engine for write transactions (on SQLite they take the write lock at BEGIN,
-        so concurrent writers queue instead of failing on lock upgrade)."""
+        """The async engine for write transactions on PostgreSQL; on SQLite, where requests'
+        writes go through .inline_writes, migrations and tests use it (its BEGIN is
+        IMMEDIATE too, so writers queue instead of failing on lock upgrade)."""
         return self._write_engine
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._direct is not None:
-            self._direct.close()
-        if self._inline_reads is not None:
-            self._inline_reads.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
         await self._engine.dispose()
         if self._own_write_engine is not None:
             await self._own_write_engine.dispose()
@@ -132,8 +120,8 @@ class Store:
 
     def _write_connection(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction: inline on SQLite (:mod:`.inline_writes`), else the async engine's."""
-        if self._writer is not None:
-            return self._writer.transaction()
+        if self._sqlite is not None:
+            return self._sqlite.writer.transaction()
         return self._write_engine.begin()
 
     @contextlib.asynccontextmanager
@@ -148,11 +136,11 @@ class Store:
     @contextlib.asynccontextmanager
     async def _read_connection(self) -> AsyncIterator[AsyncConnection]:
         """A read connection: inline on SQLite (:mod:`.inline_reads`), else the async engine's."""
-        if self._inline_reads is None:
+        if self._sqlite is None:
             async with self._engine.connect() as conn:
                 yield conn
             return
-        with self._inline_reads.connect() as sync_conn:
+        with self._sqlite.reads.connect() as sync_conn:
             # InlineConnection has the AsyncConnection calls read blocks make (see its module)
             yield cast(AsyncConnection, InlineConnection(sync_conn))
 
@@ -188,13 +176,12 @@ class Store:
         """The rows of one prepared SELECT (a point read every request makes): on the bare
         driver on SQLite (:mod:`.direct_reads`), else as a read block (a lost connection is
         retried once). Rows offer ``row._mapping`` and attribute access either way."""
-        if self._direct is None:
+        if self._sqlite is None:
             async def block(q: Queries) -> list[Any]:
                 return list((await q.connection.execute(prepared.statement, params)).all())
-            with translated(what):
-                return await self.retrying(block)
+            return await self.retrying(block)
         try:
-            rows: list[DirectRow] = list(self._direct.rows(prepared, params))
+            rows: list[DirectRow] = list(self._sqlite.direct.rows(prepared, params))
         except (SQLAlchemyError, OSError) as exc:
             raise db_error(exc, what) from exc
         return rows
