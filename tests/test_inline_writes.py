@@ -47,15 +47,22 @@ async def test_statements_inline_and_begin_commit_in_the_writer_thread(sqlite_st
         assert (await q.entities.get("e1")) is not None
 
 
-async def test_a_failing_block_writes_nothing_and_a_savepoint_keeps_the_rest(sqlite_store: Store) -> None:
+async def test_a_failing_block_writes_nothing_and_a_failed_insert_keeps_the_rest(sqlite_store: Store) -> None:
     with pytest.raises(GatewayError):
         async with sqlite_store.transaction() as q:
             await q.entities.insert(EndEntityRecord(id="a", name="a", kind="device"))
             raise Conflict("the caller gives up")
     async with sqlite_store.transaction() as q:
         await q.entities.insert(EndEntityRecord(id="b", name="b", kind="device", protocol_config="cfg"))
-        with pytest.raises(Conflict):  # same name in the same configuration: this insert's savepoint only
-            await q.entities.insert(EndEntityRecord(id="c", name="b", kind="device", protocol_config="cfg"))
+        dbapi = q.connection.sync_connection.connection.dbapi_connection  # type: ignore[attr-defined]
+        seen: list[str] = []
+        dbapi.set_trace_callback(seen.append)
+        try:
+            with pytest.raises(Conflict):  # same name in the same configuration: SQLite backs out this insert only
+                await q.entities.insert(EndEntityRecord(id="c", name="b", kind="device", protocol_config="cfg"))
+        finally:
+            dbapi.set_trace_callback(None)
+        assert [sql.split()[0].upper() for sql in seen] == ["INSERT"], seen  # no SAVEPOINT / RELEASE
         await q.entities.insert(EndEntityRecord(id="d", name="d", kind="device"))
     async with sqlite_store.read() as q:
         assert [await q.entities.get(i) is not None for i in "abcd"] == [False, True, False, True]

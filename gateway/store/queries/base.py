@@ -63,9 +63,11 @@ def page(limit: int, offset: int) -> tuple[int, int]:
 
 class TableQueries:
     """Queries on one table, run on the connection of a ``read()`` or ``transaction()``
-    block. Inserts run under a savepoint, so a caller may catch a constraint failure
-    (:class:`SerialCollision`, Conflict), change the row and retry without losing the
-    rest of the transaction."""
+    block. A caller may catch an insert's constraint failure (:class:`SerialCollision`,
+    Conflict), change the row and retry without losing the rest of the transaction:
+    on PostgreSQL, where a failed statement aborts the transaction, the insert runs
+    under a savepoint; SQLite backs out only the failed statement (its default ABORT
+    conflict resolution), so there the savepoint's two statements are skipped."""
 
     __slots__ = ("_conn",)
 
@@ -77,7 +79,7 @@ class TableQueries:
         """``stmt``: the table's prebuilt INSERT, values bound, not built into it (cheaper).
         ``savepoint=False`` for rows nobody retries (audit events): skips two statements."""
         with translated(what, serial):
-            if not savepoint:
+            if not savepoint or self._conn.dialect.name == "sqlite":
                 return await self._conn.execute(stmt, values)
             async with self._conn.begin_nested():
                 return await self._conn.execute(stmt, values)
