@@ -120,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated legs to run (default: all of {','.join(LEGS)})")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json", help="JSON results file")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, data dirs)")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="measure nothing: print a saved results file's table, its goals recomputed")
     args = parser.parse_args(argv)
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        saved["goals"] = goals(saved)
+        print(render(saved))
+        return 0
     legs = set(LEGS) if not args.only else {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = legs - set(LEGS)
     if unknown:

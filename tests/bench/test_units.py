@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import josepy
 from cryptography import x509
@@ -151,7 +152,38 @@ def test_report_renders_unavailable_legs_and_goals() -> None:
     result["goals"] = goals(result)
     text = render(result)
     assert "unavailable" in text and "stalled 1/1" in text and "no namespace" in text
-    assert result["goals"]["acme_c8_at_least_pebble"] is None
+    assert result["goals"]["acme_c8_sqlite_vs_pebble"]["met"] is None
+    assert "acme_c8_sqlite_vs_pebble" in text and "NOT met" not in text
+
+
+def test_goals_are_issue_18s_with_raw_scep_rate_and_cpu_ratios() -> None:
+    """SCEP is judged on scepserver's raw rate (duplicates included), CPU per certificate
+    against the peer's, and a gateway that answers one bad certificate misses the goal."""
+    def leg(rate: float, raw: float, cpu: float, **extra: Any) -> dict[str, Any]:
+        return {"rate": rate, "raw_rate": raw, "server_cpu_ms_per_cert": cpu, **extra}
+
+    result: dict[str, Any] = {
+        "acme": {"c8": {"pebble": leg(300, 300, 3.0), "gateway_sqlite": leg(330, 330, 6.0),
+                        "gateway_postgresql": leg(150, 150, 9.0), "ratio_vs_pebble": 1.1,
+                        "ratio_vs_pebble_postgresql": 0.5, "p99_ratio_vs_pebble": 0.9,
+                        "p99_ratio_vs_pebble_postgresql": 1.2},
+                 "fraction_of_ceiling": 0.3},
+        "scep": {"c8": {"scepserver": leg(4, 300, 5.0), "gateway": leg(310, 310, 8.0, invalid=0, duplicate_serial=0),
+                        "ratio_vs_scepserver_raw": 1.03},
+                 "fraction_of_ceiling": 0.2},
+        "memory": {"growth_bytes_per_issuance": 800.0},
+    }
+    g = goals(result)
+    met = {name: goal["met"] for name, goal in g.items()}
+    assert met["acme_c8_sqlite_vs_pebble"] and met["acme_c8_p99_sqlite_vs_pebble"]
+    assert met["acme_c8_postgresql_vs_pebble"] is False and met["acme_c8_p99_postgresql_vs_pebble"] is False
+    assert g["acme_c8_cpu_per_cert_sqlite_vs_pebble"]["value"] == 2.0 and met["acme_c8_cpu_per_cert_sqlite_vs_pebble"]
+    assert met["acme_c8_cpu_per_cert_postgresql_vs_pebble"] is False
+    assert met["scep_c8_vs_scepserver_raw"] and met["scep_c8_cpu_per_cert_vs_scepserver"] is False
+    assert met["acme_c8_fraction_of_ceiling"] and met["scep_c8_fraction_of_ceiling"] is False
+    assert met["memory_growth_bytes_per_issuance_from_10k"] is False and met["est_in_bench"] is None
+    result["scep"]["c8"]["gateway"]["duplicate_serial"] = 1
+    assert goals(result)["scep_c8_vs_scepserver_raw"]["met"] is False
 
 
 def test_est_leg_verifies_key_issuer_and_unique_serials_and_renders() -> None:
@@ -194,4 +226,4 @@ def test_est_leg_verifies_key_issuer_and_unique_serials_and_renders() -> None:
                                  "ceiling": {"rate_all_cores": 100.0, "rate_one_core": 60.0},
                                  "fraction_of_ceiling_c8": 0.2}))
     assert "20.0%" in text and "/simpleenroll" in text
-    assert goals({"est": {"fraction_of_ceiling_c8": 0.2}})["est_quarter_of_ceiling"] is False
+    assert goals({"est": {"fraction_of_ceiling_c8": 0.2}})["est_c8_fraction_of_ceiling"]["met"] is False
