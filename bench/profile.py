@@ -95,7 +95,7 @@ async def _drive(protocol: str, gw: Any, seconds: float, concurrency: int) -> No
                                                  recipient(known)))
         limits = Limits(duration=seconds, max_ops=len(queue) - concurrency, stall_timeout=15.0, warmup_per_worker=0)
         workers = [ScepWorker(gw.scep_url, queue) for _ in range(concurrency)]
-    run = await timed_run(workers, limits, lambda: [gw.pid])
+    run = await timed_run(workers, limits, gw.pids)
     print(f"load: {len(run.artefacts)} {protocol} enrollments in {run.elapsed:.1f}s, {run.error_count} errors",
           file=sys.stderr)
 
@@ -111,7 +111,9 @@ async def profile(protocol: str, seconds: float, concurrency: int, store: str, o
             url = await stack.enter_async_context(fresh_postgres_database()) if store == "postgresql" else None
             gw = await start_gateway(workdir / "gw", acme=protocol == "acme", scep=protocol == "scep", store_url=url)
             stack.callback(gw.stop)
-            extra = ["--threads", "--full-filenames"] + (["--gil"] if gil else [])
+            # --subprocesses: with workers (the default on PostgreSQL) the serving processes
+            # are children of ``gateway serve``, which itself only supervises them
+            extra = ["--threads", "--full-filenames", "--subprocesses"] + (["--gil"] if gil else [])
             recorder = subprocess.Popen(
                 [spy, "record", "--pid", str(gw.pid), "--duration", str(int(seconds) + 2), "--rate", "250",
                  "--format", "raw", "--output", str(out), *extra],

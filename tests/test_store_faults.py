@@ -107,6 +107,39 @@ async def test_reads_are_retried_once_on_a_fresh_connection(pg_url: str, admin: 
         assert raised.value.kind is ErrorKind.UNAVAILABLE and len(cut) == 2
 
 
+async def test_pooled_connections_the_server_closed_are_replaced_before_use(
+    pg_url: str, admin: asyncpg.Connection,
+) -> None:
+    """Idle pooled connections terminated by the server are not handed out: transactions
+    on the store directly (which nothing retries) succeed on fresh ones."""
+    async with await Store.open(pg_url) as store:
+        async def hold(ready: asyncio.Event, go: asyncio.Event) -> int:
+            async with store.read() as q:
+                pid = int(await q.connection.scalar(text("SELECT pg_backend_pid()")))
+                ready.set()
+                await go.wait()
+                return pid
+
+        go = asyncio.Event()
+        readies = [asyncio.Event() for _ in range(3)]
+        holders = [asyncio.create_task(hold(r, go)) for r in readies]
+        await asyncio.gather(*(r.wait() for r in readies))
+        go.set()
+        pooled = set(await asyncio.gather(*holders))  # three connections now idle in the pool
+        assert len(pooled) == 3 and await terminate_all(admin, pg_url) == 3
+        database = pg_url.rsplit("/", 1)[1]
+        for _ in range(100):  # pg_terminate_backend only signals; wait until they are gone
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+                                        "AND pid <> pg_backend_pid()", database):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the loop reads each socket's end
+        for _ in range(3):
+            async with store.transaction() as q:
+                pid = int(await q.connection.scalar(text("SELECT pg_backend_pid()")))
+            assert pid not in pooled
+
+
 async def test_an_uncommitted_transaction_is_run_again_and_written_once(pg_url: str, admin: asyncpg.Connection) -> None:
     async with await Store.open(pg_url) as store:
         async with store.transaction() as q:

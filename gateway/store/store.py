@@ -135,9 +135,16 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A read connection: inline on SQLite (:mod:`.inline_reads`), else the async engine's."""
+        """A read connection: inline on SQLite (:mod:`.inline_reads`), else the async engine's
+        in autocommit mode.
+
+        On PostgreSQL at READ COMMITTED a transaction around reads adds no consistency
+        (every statement takes its own snapshot either way), only a BEGIN and a ROLLBACK
+        round trip per block, about 15 % of the gateway's CPU there (bench profile,
+        2026-12-08). The pool resets the mode when the connection goes back."""
         if self._sqlite is None:
             async with self._engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
             return
         with self._sqlite.reads.connect() as sync_conn:
