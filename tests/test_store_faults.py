@@ -168,8 +168,8 @@ async def test_an_uncommitted_transaction_is_run_again_and_written_once(pg_url: 
 
 async def test_terminated_connections_do_not_fail_requests(tmp_path: Path, pg_url: str,
                                                            admin: asyncpg.Connection) -> None:
-    """Idle connections killed between requests: the next requests succeed (pre-ping and
-    the retried configuration-generation read); an ACME finalize whose issuing
+    """Idle connections killed between requests: the next requests succeed (the pool's
+    closed-connection check and the retried configuration-generation read); an ACME finalize whose issuing
     transaction is cut gets a retryable 503 with Retry-After, the order stays ready and
     nothing is written; finalizing again issues."""
     data_dir = tmp_path / "data"
